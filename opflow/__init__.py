@@ -1,0 +1,20 @@
+"""opflow: run YAML workflows of tasks on a multi-core machine, with an audit trail.
+
+    result = opflow.run("flow.yaml", workers=4)   # -> RunResult(summary, run_dir)
+    await opflow.run_async("flow.yaml")           # inside an event loop
+"""
+__version__ = "0.1.0"
+__all__ = ["run", "run_async", "load", "Plugin", "__version__"]
+
+
+def __getattr__(name):
+    # Lazy, so `import opflow` (and `opflow validate`) stays cheap.
+    if name in ("run", "run_async", "load"):
+        from . import api
+
+        return getattr(api, name)
+    if name == "Plugin":
+        from .plugin_base import Plugin
+
+        return Plugin
+    raise AttributeError(f"module 'opflow' has no attribute {name!r}")

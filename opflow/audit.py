@@ -1,0 +1,192 @@
+"""The audit trail: a reporter that turns a run's events into its run directory.
+
+    logs/<YYYYmmddTHHMMSSZ>-<slug>/
+        events.jsonl      every event, appended and flushed as it happens
+        tasks/<id>.json   one record per task, written when the task ends
+        run.json          provenance + statuses; written at the start, rewritten at the end
+        summary.txt       for people
+        results/          pickled results (owner-only), for `opflow resume`
+
+Each JSON file is written to a temporary file and renamed into place, so a crash
+at any instant leaves either the old or the new version, never half of one.
+"""
+from __future__ import annotations
+
+__all__ = ["AuditTrail", "create_run_dir", "write_json_atomic", "slugify", "provenance"]
+
+import json
+import os
+import platform
+import re
+import socket
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import __version__
+from .events import Reporter
+from .spec import Workflow
+
+PROVENANCE_PACKAGES = ("PyYAML", "networkx", "psutil", "click", "pandas")
+
+
+def slugify(name: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()
+    return slug[:60] or "workflow"
+
+
+def create_run_dir(log_dir: Path, workflow_name: str, now: float | None = None) -> Path:
+    """Make a new, unique run directory: <UTC time>-<slug>, then -2, -3... on collision."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.fromtimestamp(now or time.time(), timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    base = f"{stamp}-{slugify(workflow_name)}"
+    for n in range(1, 10_000):
+        candidate = log_dir / (base if n == 1 else f"{base}-{n}")
+        try:
+            candidate.mkdir()  # atomic: two runs can never share a directory
+        except FileExistsError:
+            continue
+        (candidate / "tasks").mkdir()
+        return candidate
+    raise RuntimeError(f"cannot create a run directory under {log_dir}")
+
+
+def write_json_atomic(path: Path, document) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(document, handle, indent=2, allow_nan=False, default=str)
+        handle.write("\n")
+    os.replace(tmp, path)
+
+
+def provenance(workflow: Workflow) -> dict:
+    from importlib import metadata
+
+    packages = {}
+    for name in PROVENANCE_PACKAGES:
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name] = None
+    return {
+        "workflow_file": str(workflow.path),
+        "workflow_sha256": workflow.sha256,
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "python_executable": sys.executable,
+        "opflow_version": __version__,
+        "packages": packages,
+        "user": _user(),
+        "cwd": os.getcwd(),
+        "argv": sys.argv,
+    }
+
+
+def _user() -> str | None:
+    try:
+        import getpass
+
+        return getpass.getuser()
+    except Exception:  # no user name in this environment (containers): not worth failing for
+        return None
+
+
+class AuditTrail(Reporter):
+    """Writes the run directory from events. Owns its files; knows nothing of the coordinator."""
+
+    def __init__(self, run_dir: Path, workflow: Workflow, extra: dict | None = None):
+        self.run_dir = run_dir
+        self.workflow = workflow
+        self.extra = extra or {}
+        self._events = open(run_dir / "events.jsonl", "a", encoding="utf-8")
+        self._tasks_dir = run_dir / "tasks"
+        self._run: dict = {}
+        self._records: dict[str, dict] = {}
+
+    def handle(self, event: dict) -> None:
+        kind = event["event"]
+        if kind == "task_finished":
+            record = event["record"]
+            self._records[record["id"]] = record
+            write_json_atomic(self._tasks_dir / f"{record['id']}.json", record)
+            slim = {k: v for k, v in record.items() if k not in ("result", "attempt_log")}
+            self._append({"event": kind, "time": event["time"], "task_id": record["id"], **slim})
+            return
+        self._append(event)
+        if kind == "run_started":
+            self._run = {
+                "workflow": self.workflow.name,
+                "status": "running",
+                "started_at": event["started_at"],
+                "finished_at": None,
+                "duration_s": None,
+                "tasks": {t: "pending" for t in event["tasks"]},
+                **provenance(self.workflow),
+                "params": event["params"],
+                "workers": event["workers"],
+                "executor": event["executor"],
+                "run_dir": str(self.run_dir),
+                **self.extra,
+            }
+            write_json_atomic(self.run_dir / "run.json", self._run)
+        elif kind == "run_finished":
+            self._run.update(
+                status=event["status"], finished_at=event["finished_at"], duration_s=event["duration_s"],
+                tasks=event["tasks"], exit_code=event["exit_code"], signal=event["signal"],
+                problems=self._problems(),
+            )
+            write_json_atomic(self.run_dir / "run.json", self._run)
+            (self.run_dir / "summary.txt").write_text(self._summary_text(), encoding="utf-8")
+
+    def _append(self, event: dict) -> None:
+        self._events.write(json.dumps(event, allow_nan=False, default=str) + "\n")
+        self._events.flush()
+
+    def _problems(self) -> dict:
+        """task_id -> why it did not succeed: loud skips, as the record's readers need."""
+        problems = {}
+        for task_id, record in self._records.items():
+            if record["status"] == "succeeded":
+                continue
+            error = record.get("error")
+            why = f"{error['type']}: {error['message']}" if error else record.get("reason") or ""
+            problems[task_id] = {"status": record["status"], "why": why}
+        return problems
+
+    def _summary_text(self) -> str:
+        run = self._run
+        lines = [
+            f"Workflow: {run['workflow']}",
+            f"Status:   {run['status']}" + (f" ({run['signal']})" if run.get("signal") else ""),
+            f"Started:  {run['started_at']}",
+            f"Finished: {run['finished_at']}  ({run['duration_s']:.2f}s)",
+            f"Executor: {run['executor']}, {run['workers']} workers",
+            f"File:     {run['workflow_file']} (sha256 {run['workflow_sha256'][:12]})",
+            "",
+        ]
+        counts: dict[str, int] = {}
+        for status in run["tasks"].values():
+            counts[status] = counts.get(status, 0) + 1
+        lines.append("Tasks: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+        lines.append("")
+        width = max((len(t) for t in run["tasks"]), default=4)
+        for task_id, status in run["tasks"].items():
+            record = self._records.get(task_id, {})
+            duration = record.get("duration_s")
+            took = f"{duration:8.2f}s" if duration is not None else " " * 9
+            attempts = record.get("attempts", 0)
+            line = f"  {status:<9} {task_id:<{width}} {took}"
+            if attempts > 1:
+                line += f"  ({attempts} attempts)"
+            lines.append(line)
+            problem = run.get("problems", {}).get(task_id)
+            if problem and problem["why"]:
+                first_line = problem["why"].splitlines()[0]
+                lines.append(f"            {' ' * width} why: {first_line}")
+        return "\n".join(lines) + "\n"
+
+    def close(self) -> None:
+        if not self._events.closed:
+            self._events.close()

@@ -1,0 +1,166 @@
+"""The command line: click commands, output, exit codes. Nothing imports this module.
+
+Exit codes: 0 all tasks succeeded; 1 a task failed; 2 invalid workflow or usage;
+3 another run of the workflow holds the lock; 130 SIGINT; 143 SIGTERM.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import OpflowError, UsageError, WorkflowError
+
+EXECUTOR_CHOICES = ("process", "thread", "inline")
+
+
+def _fail(error: OpflowError) -> None:
+    for line in str(error).splitlines():
+        click.echo(f"opflow: error: {line}" if not isinstance(error, WorkflowError) else line, err=True)
+    if isinstance(error, WorkflowError):
+        count = len(error.problems)
+        click.echo(f"opflow: {count} problem{'s' if count != 1 else ''} found; nothing was run", err=True)
+    sys.exit(error.exit_code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="opflow", prog_name="opflow")
+def main() -> None:
+    """Run YAML workflows of tasks on a process pool, with an audit trail."""
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--workers", "-w", type=click.IntRange(min=1), default=None, help="Pool size (default: the CPU count).")
+@click.option("--executor", type=click.Choice(EXECUTOR_CHOICES), default="process", show_default=True,
+              help="Where tasks run: a process pool, a thread pool, or inline in the coordinator (debugging).")
+@click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("logs"), show_default=True,
+              help="Each run makes a new directory under this one.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Override a workflow param (repeatable).")
+@click.option("--keep-going", is_flag=True, help="After a failure, still run every task whose upstream succeeded.")
+@click.option("--json", "as_json", is_flag=True, help="Print only run.json on stdout; progress goes to stderr.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only failures.")
+def run(file, workers, executor, log_dir, params, keep_going, as_json, quiet):
+    """Run the workflow in FILE."""
+    from .api import run as run_workflow
+    from .progress import ConsoleProgress
+    from .spec import parse_param_overrides
+
+    stream = sys.stderr if as_json else sys.stdout
+    progress = ConsoleProgress(stream, tty=stream.isatty() and os.environ.get("TERM") != "dumb", quiet=quiet)
+    try:
+        result = run_workflow(file, workers=workers or 0, executor=executor, log_dir=log_dir,
+                              params=parse_param_overrides(params), keep_going=keep_going, reporters=[progress])
+    except OpflowError as error:
+        _fail(error)
+    if as_json:
+        click.echo((result.run_dir / "run.json").read_text(encoding="utf-8"), nl=False)
+    elif not quiet:
+        click.echo(f"record: {result.run_dir}")
+    elif result.exit_code != 0:
+        click.echo(f"record: {result.run_dir}", err=True)
+    sys.exit(result.exit_code)
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def validate(file):
+    """Check FILE; run nothing. Exit 0 when valid, 2 with every problem otherwise."""
+    from .api import load
+    from .plan import build_plan
+
+    try:
+        workflow, _ = load(file)
+    except OpflowError as error:
+        _fail(error)
+    layers = build_plan(workflow).layers
+    click.echo(f"{file}: ok: workflow '{workflow.name}', {len(workflow.tasks)} tasks in {len(layers)} layers")
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("logs"), show_default=True,
+              help="Where to look for the last run's durations (critical path).")
+def plan(file, log_dir):
+    """Print the topological layers of FILE (tasks in one layer can run at once)."""
+    from .api import load
+    from .plan import build_plan
+
+    try:
+        workflow, _ = load(file)
+    except OpflowError as error:
+        _fail(error)
+    the_plan = build_plan(workflow)
+    click.echo(f"workflow '{workflow.name}': {len(workflow.tasks)} tasks")
+    for n, layer in enumerate(the_plan.layers, 1):
+        click.echo(f"layer {n}: {', '.join(layer)}")
+    durations = _last_durations(log_dir, workflow)
+    if durations:
+        path, total = the_plan.critical_path(durations)
+        click.echo(f"critical path (last run's durations): {' -> '.join(path)} ({total:.2f}s)")
+
+
+def _last_durations(log_dir: Path, workflow) -> dict[str, float]:
+    """Task durations from the latest run of this workflow under log_dir, if any."""
+    from .audit import slugify
+
+    if not log_dir.is_dir():
+        return {}
+    runs = sorted(p for p in log_dir.glob(f"*-{slugify(workflow.name)}*") if (p / "tasks").is_dir())
+    for run_dir in reversed(runs):
+        durations = {}
+        for path in (run_dir / "tasks").glob("*.json"):
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if record.get("status") == "succeeded" and record.get("duration_s") is not None:
+                durations[record["id"]] = float(record["duration_s"])
+        if durations:
+            return durations
+    return {}
+
+
+@main.command()
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+def plugins(file):
+    """List available plugins: built-ins, entry points, and workers/*.py (here, or beside FILE)."""
+    from .plugins import discover_plugins, worker_dirs
+
+    base = file.resolve().parent if file else None
+    refs, warnings = discover_plugins(worker_dirs(base, Path.cwd()) if file else worker_dirs(None), describe=True)
+    width = max(len(n) for n in refs)
+    for name in sorted(refs):
+        ref = refs[name]
+        where = ref.source if ref.source != "file" else f"file {ref.target.rpartition(':')[0]}"
+        click.echo(f"{name:<{width}}  {ref.description or '(no description)'}  [{where}]")
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
+@main.command()
+@click.argument("directory", required=False, default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite existing files.")
+def init(directory, force):
+    """Write a runnable example workflow (and its sample CSV) into DIRECTORY."""
+    from .scaffold import write_example
+
+    try:
+        written = write_example(directory, force=force)
+    except FileExistsError as exc:
+        _fail(UsageError(f"{exc} already exist(s); use --force to overwrite"))
+    for path in written:
+        click.echo(f"wrote {path}")
+    click.echo(f"next: opflow run {written[0]}")
+
+
+def entry() -> None:
+    """Console-script entry point: Ctrl-C outside a run still exits 130, quietly."""
+    try:
+        main()
+    except KeyboardInterrupt:
+        click.echo("opflow: interrupted", err=True)
+        sys.exit(130)

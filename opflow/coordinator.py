@@ -1,0 +1,437 @@
+"""The run loop: dependency-driven dispatch on asyncio, over a backend.
+
+    workflow ─▶ Coordinator.run() ─ ready tasks ─▶ backend.submit(TaskRequest)
+                  ▲                                     │ (worker: plugin.run)
+                  └── loop.call_soon_threadsafe ◀── Outcome (result, timings, error)
+                  │
+                  └─ events ─▶ reporters (audit trail, console)
+
+One thread owns all run state: the event loop's. Backends report back through
+`call_soon_threadsafe`, so no lock guards the state. A task is submitted the
+moment its last upstream task succeeds. Failures are values (`Outcome.ok`), never
+exceptions; the exit status is decided in one place (`RunSummary.exit_code`).
+"""
+from __future__ import annotations
+
+__all__ = ["RunOptions", "RunSummary", "Coordinator", "run_async", "run"]
+
+import asyncio
+import collections
+import os
+import random
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from .events import Reporter, RunStatus, TaskStatus, iso_time
+from .executors import make_backend
+from .plan import build_plan
+from .plugins import PluginRef
+from .spec import Workflow
+from .worker import Outcome, TaskRequest, error_record
+
+RETRY_DELAY_CAP = 300.0  # seconds: backoff never waits longer than this
+INTERRUPT_WAIT = 10.0  # seconds to wait for killed tasks to report back
+
+
+@dataclass
+class RunOptions:
+    workers: int = 0  # 0: the CPU count
+    executor: str = "process"
+    keep_going: bool = False
+    #: task_id -> pickled result of an earlier run (resume): these are not run again.
+    reuse: dict = field(default_factory=dict)
+    #: Folder where each task's pickled result is kept (for resume), or None.
+    results_dir: str | None = None
+
+    def pool_size(self) -> int:
+        return self.workers if self.workers > 0 else (os.cpu_count() or 1)
+
+
+@dataclass
+class RunSummary:
+    status: RunStatus
+    tasks: dict  # task_id -> TaskStatus
+    signal: int | None = None
+
+    @property
+    def exit_code(self) -> int:
+        if self.status is RunStatus.INTERRUPTED:
+            return 128 + (self.signal or signal.SIGINT)
+        return 0 if self.status is RunStatus.SUCCEEDED else 1
+
+
+class _TaskState:
+    __slots__ = ("spec", "status", "waiting", "attempts", "reason", "outcome", "token", "timer", "reused")
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.status = TaskStatus.PENDING
+        self.waiting = len(spec.depends_on)
+        self.attempts: list[dict] = []
+        self.reason: str | None = None
+        self.outcome: Outcome | None = None
+        self.token: int | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.reused = False
+
+
+class Coordinator:
+    def __init__(self, workflow: Workflow, plugins: dict[str, PluginRef], options: RunOptions,
+                 reporters: Iterable[Reporter] = ()):
+        self.workflow = workflow
+        self.plugins = plugins
+        self.options = options
+        self.reporters = list(reporters)
+        self.plan = build_plan(workflow)
+        self.states = {t.id: _TaskState(t) for t in workflow.tasks}
+        self._children = {t.id: [] for t in workflow.tasks}
+        for t in workflow.tasks:
+            for dep in t.depends_on:
+                self._children[dep].append(t.id)
+        self._order = {t.id: i for i, t in enumerate(workflow.tasks)}
+        self._ready: collections.deque[str] = collections.deque()
+        self._running: dict[int, str] = {}  # token -> task_id
+        self._abandoned: set[int] = set()  # tokens whose late outcome we ignore
+        self._retry_timers: dict[str, asyncio.TimerHandle] = {}
+        self._next_token = 0
+        self._stop_reason: str | None = None  # set: dispatch nothing new
+        self._signal: int | None = None
+        self._backend = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._finished: asyncio.Future | None = None
+        self._max_inflight = 1
+
+    # -- events -------------------------------------------------------------
+    def emit(self, kind: str, **fields) -> None:
+        event = {"event": kind, "time": iso_time(time.time()), **fields}
+        for reporter in self.reporters:
+            reporter.handle(event)
+
+    # -- the run ------------------------------------------------------------
+    async def run(self) -> RunSummary:
+        self._loop = asyncio.get_running_loop()
+        self._finished = self._loop.create_future()
+        workers = self.options.pool_size()
+        self._max_inflight = 1 if self.options.executor == "inline" else 2 * workers
+        started = time.time()
+        self.emit("run_started", workflow=self.workflow.name, workers=workers, executor=self.options.executor,
+                  params=self.workflow.params, tasks=[t.id for t in self.workflow.tasks],
+                  layers=self.plan.layers, started_at=iso_time(started))
+        handlers = self._install_signal_handlers()
+        self._backend = make_backend(self.options.executor, workers, self._on_worker_start)
+        try:
+            self._seed_reused_results()
+            for task in self.workflow.tasks:
+                state = self.states[task.id]
+                if state.status is TaskStatus.PENDING and state.waiting == 0:
+                    self._ready.append(task.id)
+            self._pump()
+            self._check_finished()
+            await self._finished
+        finally:
+            self._remove_signal_handlers(handlers)
+            backend, self._backend = self._backend, None
+            # Closing a process pool joins processes: off the loop's thread.
+            await self._loop.run_in_executor(None, backend.close, self._signal is not None)
+        self._settle_unrun()
+        summary = self._summary()
+        finished = time.time()
+        self.emit("run_finished", status=summary.status.value, exit_code=summary.exit_code,
+                  finished_at=iso_time(finished), duration_s=round(finished - started, 6),
+                  tasks={tid: s.status.value for tid, s in self.states.items()},
+                  signal=signal.Signals(self._signal).name if self._signal else None)
+        return summary
+
+    def _seed_reused_results(self) -> None:
+        """Resume: tasks that succeeded before count as succeeded, their results in the store."""
+        if not self.options.reuse:
+            return
+        store = self._backend.store()
+        from .worker import _store
+
+        for task_id, blob in self.options.reuse.items():
+            state = self.states.get(task_id)
+            if state is None:
+                continue
+            _store(store).put(task_id, blob)
+            state.status = TaskStatus.SUCCEEDED
+            state.reused = True
+            state.reason = "reused from the earlier run"
+            for child in self._children[task_id]:
+                self.states[child].waiting -= 1
+            self.emit("task_finished", record=self._record(state))
+
+    # -- dispatch -----------------------------------------------------------
+    def _pump(self) -> None:
+        """Submit ready tasks while there is room in flight."""
+        while self._ready and len(self._running) < self._max_inflight and self._stop_reason is None:
+            self._submit(self._ready.popleft())
+
+    def _submit(self, task_id: str) -> None:
+        state = self.states[task_id]
+        spec = state.spec
+        self._next_token += 1
+        token = self._next_token
+        state.token = token
+        state.status = TaskStatus.RUNNING
+        attempt = len(state.attempts) + 1
+        upstream = tuple(sorted(self.plan.upstream(task_id), key=self._order.__getitem__)) if spec.depends_on else ()
+        publish = bool(self._children[task_id])
+        request = TaskRequest(
+            token=token, task_id=task_id, attempt=attempt, plugin=self.plugins[spec.plugin],
+            config=spec.config, depends_on=spec.depends_on, upstream=upstream,
+            params=self.workflow.params, workflow_dir=str(self.workflow.directory),
+            store=self._backend.store() if (upstream or publish) else None, publish=publish,
+            persist_path=os.path.join(self.options.results_dir, f"{task_id}.pickle") if self.options.results_dir else None,
+            max_memory=spec.max_memory,
+        )
+        state.attempts.append({"attempt": attempt, "started": time.time(), "finished": None, "error": None, "pid": None})
+        self._running[token] = task_id
+        self.emit("task_started", task_id=task_id, attempt=attempt, plugin=spec.plugin)
+        future = self._backend.submit(request)
+        loop = self._loop
+        future.add_done_callback(lambda f: loop.call_soon_threadsafe(self._on_outcome, token, f.result()))
+
+    def _on_worker_start(self, token: int, pid: int) -> None:
+        """Called from a backend thread when a worker picks up a task."""
+        self._loop.call_soon_threadsafe(self._on_started, token, pid)
+
+    def _on_started(self, token: int, pid: int) -> None:
+        task_id = self._running.get(token)
+        if task_id is None:
+            return
+        state = self.states[task_id]
+        state.attempts[-1]["pid"] = pid
+        state.attempts[-1]["started"] = time.time()
+        if state.spec.timeout:
+            if state.timer is not None:
+                state.timer.cancel()  # resubmitted after a pool rebuild: the clock restarts
+            state.timer = self._loop.call_later(state.spec.timeout, self._on_timeout, token)
+
+    def _on_timeout(self, token: int) -> None:
+        task_id = self._running.get(token)
+        if task_id is None:
+            return
+        timeout = self.states[task_id].spec.timeout
+        error = error_record("Timeout", f"timed out after {timeout:g}s; its process tree was killed")
+        if self._backend.can_stop:
+            self._backend.stop(token, error)
+        else:
+            # A thread cannot be stopped: give up on it, and say so.
+            error["message"] = f"timed out after {timeout:g}s (the {self.options.executor} backend cannot stop it; its work may go on)"
+            self._abandoned.add(token)
+            now = time.time()
+            self._on_outcome(token, Outcome(token=token, ok=False, error=error, started_at=now, finished_at=now), forced=True)
+
+    # -- outcomes -----------------------------------------------------------
+    def _on_outcome(self, token: int, outcome: Outcome, forced: bool = False) -> None:
+        if token in self._abandoned and not forced:
+            self._abandoned.discard(token)
+            return
+        task_id = self._running.pop(token, None)
+        if task_id is None:
+            return
+        state = self.states[task_id]
+        if state.timer is not None:
+            state.timer.cancel()
+            state.timer = None
+        state.outcome = outcome
+        attempt = state.attempts[-1]
+        attempt["finished"] = outcome.finished_at or time.time()
+        if outcome.started_at and outcome.pid:
+            attempt["started"] = outcome.started_at  # the worker's own clock: when the plugin began
+        attempt["error"] = outcome.error
+        attempt["pid"] = outcome.pid or attempt["pid"]
+        if outcome.ok:
+            self._succeed(state)
+        elif self._signal is not None:
+            state.status = TaskStatus.CANCELLED
+            state.reason = f"interrupted by {signal.Signals(self._signal).name} while running"
+            self.emit("task_finished", record=self._record(state))
+        elif len(state.attempts) <= state.spec.retries and self._stop_reason is None:
+            self._schedule_retry(state)
+        else:
+            self._fail(state)
+        self._pump()
+        self._check_finished()
+
+    def _succeed(self, state: _TaskState) -> None:
+        state.status = TaskStatus.SUCCEEDED
+        self.emit("task_finished", record=self._record(state))
+        for child in self._children[state.spec.id]:
+            child_state = self.states[child]
+            child_state.waiting -= 1
+            if child_state.waiting == 0 and child_state.status is TaskStatus.PENDING:
+                self._ready.append(child)
+
+    def _fail(self, state: _TaskState) -> None:
+        state.status = TaskStatus.FAILED
+        self.emit("task_finished", record=self._record(state))
+        if not self.options.keep_going and self._stop_reason is None:
+            self._stop_reason = f"the run stopped after '{state.spec.id}' failed (fail fast; --keep-going runs the rest)"
+            self._cancel_retries()
+
+    def _schedule_retry(self, state: _TaskState) -> None:
+        n = len(state.attempts)
+        delay = min(RETRY_DELAY_CAP, state.spec.retry_delay * 2 ** (n - 1))
+        delay *= random.uniform(0.8, 1.0)  # jitter: retries of many tasks do not land together
+        state.status = TaskStatus.PENDING
+        self.emit("task_retrying", task_id=state.spec.id, attempt=n, delay_s=round(delay, 3),
+                  error=state.outcome.error)
+        self._retry_timers[state.spec.id] = self._loop.call_later(delay, self._retry, state.spec.id)
+
+    def _retry(self, task_id: str) -> None:
+        self._retry_timers.pop(task_id, None)
+        if self._stop_reason is None:
+            self._ready.append(task_id)
+            self._pump()
+        self._check_finished()
+
+    def _cancel_retries(self) -> None:
+        for handle in self._retry_timers.values():
+            handle.cancel()
+        self._retry_timers.clear()
+
+    def _check_finished(self) -> None:
+        idle = not self._running and not self._retry_timers and (not self._ready or self._stop_reason is not None)
+        if idle and not self._finished.done():
+            self._finished.set_result(None)
+
+    # -- interrupts ---------------------------------------------------------
+    def _install_signal_handlers(self) -> list[int]:
+        if threading.current_thread() is not threading.main_thread():
+            return []
+        installed = []
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._loop.add_signal_handler(signum, self._on_signal, signum)
+                installed.append(signum)
+            except (NotImplementedError, RuntimeError, ValueError):  # not on this platform/loop
+                pass
+        return installed
+
+    def _remove_signal_handlers(self, installed: list[int]) -> None:
+        for signum in installed:
+            self._loop.remove_signal_handler(signum)
+
+    def _on_signal(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        if self._signal is not None:
+            # The second interrupt: no more grace, kill everything now.
+            self.emit("interrupt", signal=name, hard=True)
+            backend = self._backend
+            if backend is not None:
+                threading.Thread(target=backend.interrupt, kwargs={"grace": 0.0}, daemon=True).start()
+            self._give_up_on_running(f"killed by a second {name}")
+            return
+        self._signal = signum
+        self._stop_reason = f"interrupted by {name}"
+        self._cancel_retries()
+        self.emit("interrupt", signal=name, hard=False)
+        backend = self._backend
+        if backend is None:
+            return
+        if backend.can_stop:
+            self._loop.run_in_executor(None, backend.interrupt)
+            self._loop.call_later(INTERRUPT_WAIT, self._give_up_on_running, "did not stop in time")
+        else:
+            self._give_up_on_running(f"interrupted by {name}; the {self.options.executor} backend cannot stop it")
+        self._check_finished()
+
+    def _give_up_on_running(self, why: str) -> None:
+        for token, task_id in list(self._running.items()):
+            self._abandoned.add(token)
+            now = time.time()
+            self._on_outcome(token, Outcome(token=token, ok=False, error=error_record("Interrupted", why),
+                                            started_at=now, finished_at=now), forced=True)
+        self._check_finished()
+
+    # -- the end ------------------------------------------------------------
+    def _settle_unrun(self) -> None:
+        """Give every task that never ran its final status and a reason."""
+        for layer in self.plan.layers:
+            for task_id in sorted(layer, key=self._order.__getitem__):
+                state = self.states[task_id]
+                if state.status.final:
+                    continue
+                blockers = [d for d in state.spec.depends_on
+                            if self.states[d].status in (TaskStatus.FAILED, TaskStatus.SKIPPED)]
+                if blockers:
+                    state.status = TaskStatus.SKIPPED
+                    verb = "failed" if self.states[blockers[0]].status is TaskStatus.FAILED else "was skipped"
+                    state.reason = f"upstream '{blockers[0]}' {verb}"
+                else:
+                    state.status = TaskStatus.CANCELLED
+                    state.reason = self._stop_reason or "the run stopped before it could run"
+                self.emit("task_finished", record=self._record(state))
+
+    def _summary(self) -> RunSummary:
+        statuses = {tid: s.status for tid, s in self.states.items()}
+        if self._signal is not None:
+            status = RunStatus.INTERRUPTED
+        elif all(s is TaskStatus.SUCCEEDED for s in statuses.values()):
+            status = RunStatus.SUCCEEDED
+        else:
+            status = RunStatus.FAILED
+        return RunSummary(status=status, tasks=statuses, signal=self._signal)
+
+    def _record(self, state: _TaskState) -> dict:
+        """The task's record, as tasks/<id>.json shows it."""
+        outcome = state.outcome
+        attempts = [
+            {"attempt": a["attempt"], "started_at": iso_time(a["started"]), "finished_at": iso_time(a["finished"]),
+             "duration_s": _seconds(a["started"], a["finished"]), "pid": a["pid"], "error": a["error"]}
+            for a in state.attempts
+        ]
+        started = state.attempts[0]["started"] if state.attempts else None
+        finished = state.attempts[-1]["finished"] if state.attempts else None
+        record = {
+            "id": state.spec.id,
+            "plugin": state.spec.plugin,
+            "status": state.status.value,
+            "attempts": len(state.attempts),
+            "started_at": iso_time(started),
+            "finished_at": iso_time(finished),
+            "duration_s": _seconds(started, finished),
+            "result": outcome.result if outcome is not None and outcome.ok else None,
+            "error": outcome.error if outcome is not None and not outcome.ok else None,
+            "reason": state.reason,
+            "depends_on": list(state.spec.depends_on),
+            "attempt_log": attempts,
+            "resources": None,
+        }
+        if outcome is not None and outcome.pid:
+            record["resources"] = {
+                "pid": outcome.pid,
+                "wall_s": _seconds(outcome.started_at, outcome.finished_at),
+                "cpu_user_s": outcome.cpu_user_s,
+                "cpu_system_s": outcome.cpu_system_s,
+                "peak_rss_bytes": outcome.peak_rss,
+            }
+        return record
+
+
+def _seconds(start: float | None, end: float | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return round(max(0.0, end - start), 6)
+
+
+async def run_async(workflow: Workflow, plugins: dict[str, PluginRef], options: RunOptions | None = None,
+                    reporters: Iterable[Reporter] = ()) -> RunSummary:
+    """Run a workflow from inside an event loop."""
+    reporters = list(reporters)
+    try:
+        return await Coordinator(workflow, plugins, options or RunOptions(), reporters).run()
+    finally:
+        for reporter in reporters:
+            reporter.close()
+
+
+def run(workflow: Workflow, plugins: dict[str, PluginRef], options: RunOptions | None = None,
+        reporters: Iterable[Reporter] = ()) -> RunSummary:
+    """Run a workflow to the end, for callers without an event loop."""
+    return asyncio.run(run_async(workflow, plugins, options, reporters))

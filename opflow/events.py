@@ -1,0 +1,50 @@
+"""Statuses and the reporter interface: how the coordinator tells the world.
+
+The coordinator never calls the audit trail or the console directly: it emits
+events (plain dicts, JSON-ready) to every reporter, and each reporter does its
+one job. Event names: run_started, task_started, task_retrying, task_finished,
+run_finished.
+"""
+from __future__ import annotations
+
+__all__ = ["TaskStatus", "RunStatus", "Reporter", "iso_time"]
+
+import enum
+from datetime import datetime, timezone
+
+
+class TaskStatus(str, enum.Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # an upstream task failed or was skipped: it could not run
+    CANCELLED = "cancelled"  # it could have run, but the run stopped first
+
+    @property
+    def final(self) -> bool:
+        return self not in (TaskStatus.PENDING, TaskStatus.RUNNING)
+
+
+class RunStatus(str, enum.Enum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+class Reporter:
+    """Receives every event of a run, in order, on the coordinator's thread."""
+
+    def handle(self, event: dict) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """The run is over (called even when it ends by an error)."""
+
+
+def iso_time(epoch: float | None) -> str | None:
+    """ISO 8601 in UTC, milliseconds: 2026-11-24T13:27:12.123+00:00."""
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds")

@@ -1,0 +1,75 @@
+"""`python`: call a function given as "module:attr"."""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+from pathlib import Path
+
+from ..errors import PluginError
+from ..plugin_base import Plugin
+
+
+class PythonPlugin(Plugin):
+    """Call a Python function ("module:attr"); its return value is the result."""
+
+    name = "python"
+
+    def run(self, config: dict, context: dict):
+        spec = config.get("function")
+        if not isinstance(spec, str) or ":" not in spec:
+            raise PluginError("config 'function' is required, as \"module:attr\" (e.g. \"mytools:clean\")")
+        module_name, _, attr = spec.partition(":")
+        args = config.get("args") or []
+        kwargs = dict(config.get("kwargs") or {})
+        if not isinstance(args, list):
+            raise PluginError("config 'args' must be a list")
+        module = self._import(module_name)
+        func = module
+        try:
+            for part in attr.split("."):
+                func = getattr(func, part)
+        except AttributeError:
+            raise PluginError(f"module {module_name!r} has no attribute {attr!r}") from None
+        if not callable(func):
+            raise PluginError(f"{spec} is not callable")
+        if _accepts_context(func):
+            kwargs["context"] = context
+        return func(*args, **kwargs)
+
+    def _import(self, module_name: str):
+        """A .py beside the workflow file wins over an installed module of that name."""
+        local = self.workflow_dir / (module_name.replace(".", "/") + ".py")
+        if local.is_file():
+            key = f"_opflow_fn_{module_name}_{abs(hash(str(local.resolve())))}"
+            module = sys.modules.get(key)
+            if module is None:
+                spec = importlib.util.spec_from_file_location(key, local)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[key] = module
+                folder = str(local.parent)
+                if folder not in sys.path:
+                    sys.path.append(folder)
+                try:
+                    spec.loader.exec_module(module)
+                except BaseException:
+                    sys.modules.pop(key, None)
+                    raise
+            return module
+        try:
+            return importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                raise PluginError(
+                    f"cannot import module {module_name!r}: not installed, and no {local.name} beside the workflow"
+                ) from None
+            raise
+
+
+def _accepts_context(func) -> bool:
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):  # builtins without a signature
+        return False
+    return "context" in params

@@ -1,0 +1,129 @@
+"""Process hygiene: kill whole process trees, and die with the coordinator.
+
+Everything opflow starts, it reaps. Two tools for that live here, shared by the
+worker processes and the executors:
+- `kill_tree`: SIGTERM a process and all its descendants (and the process groups
+  of shell commands), wait a short grace, SIGKILL what is left.
+- `start_parent_watch`: a daemon thread in every helper process (pool worker,
+  Manager server) that notices the coordinator is gone, even after a SIGKILL that
+  gave it no chance to clean up, and takes the helper and its children down.
+"""
+from __future__ import annotations
+
+__all__ = ["kill_tree", "track_child_group", "untrack_child_group", "start_parent_watch", "describe_exit"]
+
+import os
+import signal
+import threading
+
+import psutil
+
+GRACE_SECONDS = 2.0
+PARENT_POLL_SECONDS = 0.5
+
+# Process groups of shell commands started by this process (their leaders' pids).
+_child_groups: set[int] = set()
+
+
+def track_child_group(pgid: int) -> None:
+    _child_groups.add(pgid)
+
+
+def untrack_child_group(pgid: int) -> None:
+    _child_groups.discard(pgid)
+
+
+def kill_tree(pid: int, *, include_self: bool = True, grace: float = GRACE_SECONDS) -> list[int]:
+    """Terminate `pid` and every descendant; returns the pids that were signalled.
+
+    Descendants are collected before any signal, because a child whose parent
+    dies is re-parented and can no longer be found from it.
+    """
+    try:
+        root = psutil.Process(pid)
+        procs = root.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    if include_self:
+        procs.append(root)
+    for proc in procs:
+        try:
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=grace)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=grace)
+    return [p.pid for p in procs]
+
+
+def kill_own_children(grace: float = 0.5) -> None:
+    """Kill this process's children and the shell process groups it started."""
+    for pgid in list(_child_groups):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    kill_tree(os.getpid(), include_self=False, grace=grace)
+
+
+def _terminate_handler(signum, frame):  # pragma: no cover - runs in helper processes
+    # A pool worker asked to stop (timeout, interrupt, broken pool) takes the
+    # commands it started with it, then dies of the same signal.
+    kill_own_children()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def start_parent_watch(coordinator_pid: int) -> None:
+    """In a helper process: exit (children first) once the coordinator is gone.
+
+    Also makes SIGTERM kill this process's children, and SIGINT ignored: Ctrl-C
+    reaches the whole terminal process group, and only the coordinator decides
+    what an interrupt means.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _terminate_handler)
+    parent_at_start = os.getppid()
+
+    def watch():  # pragma: no cover - exercised by the SIGKILL-coordinator test
+        while True:
+            if os.getppid() != parent_at_start or not _alive(coordinator_pid):
+                kill_own_children()
+                os._exit(1)
+            threading.Event().wait(PARENT_POLL_SECONDS)
+
+    threading.Thread(target=watch, name="opflow-parent-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def describe_exit(exitcode: int | None) -> str:
+    """How a worker process ended, in words a person can act on."""
+    if exitcode is None:
+        return "its worker process died (exit status unknown)"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        hint = {
+            "SIGKILL": " (likely out of memory, or killed by hand)",
+            "SIGSEGV": " (a segmentation fault in native code)",
+            "SIGABRT": " (an abort in native code)",
+            "SIGBUS": " (a bus error in native code)",
+        }.get(name, "")
+        return f"its worker process was killed by {name}{hint}"
+    return f"its worker process exited abruptly with status {exitcode}"

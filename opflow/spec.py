@@ -1,0 +1,369 @@
+"""YAML workflow file -> validated, frozen `Workflow`.
+
+Every check runs and every problem is reported at once, each with the file, the
+1-based line and the task id, so one edit-validate round fixes a whole file.
+Plugin names are passed in (`known_plugins`): this module knows nothing of
+where plugins come from.
+"""
+from __future__ import annotations
+
+__all__ = ["TaskSpec", "Workflow", "load_workflow", "parse_param_overrides", "TASK_KEYS", "TOP_KEYS"]
+
+import difflib
+import hashlib
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from .errors import Problem, UsageError, WorkflowError
+
+TOP_KEYS = ("name", "description", "params", "defaults", "tasks")
+TASK_KEYS = ("id", "plugin", "config", "depends_on", "retries", "retry_delay", "timeout", "max_memory")
+#: Keys a workflow-level `defaults:` block may set for every task.
+DEFAULT_KEYS = ("retries", "retry_delay", "timeout", "max_memory")
+ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
+RESERVED_IDS = ("params",)  # context["params"] holds the params
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    id: str
+    plugin: str
+    config: dict = field(default_factory=dict, hash=False, compare=False)
+    depends_on: tuple[str, ...] = ()
+    retries: int = 0
+    retry_delay: float = 0.0
+    timeout: float | None = None
+    max_memory: int | None = None  # bytes
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class Workflow:
+    name: str
+    tasks: tuple[TaskSpec, ...]
+    path: Path
+    description: str = ""
+    params: dict = field(default_factory=dict, hash=False, compare=False)
+    sha256: str = ""
+
+    @property
+    def directory(self) -> Path:
+        return self.path.parent
+
+    def task(self, task_id: str) -> TaskSpec:
+        return self._by_id[task_id]
+
+    @property
+    def _by_id(self) -> dict[str, TaskSpec]:
+        cached = self.__dict__.get("_by_id_cache")
+        if cached is None:
+            cached = {t.id: t for t in self.tasks}
+            object.__setattr__(self, "_by_id_cache", cached)
+        return cached
+
+
+def load_workflow(
+    path: str | Path,
+    known_plugins: Iterable[str] | None = None,
+    *,
+    param_overrides: dict[str, Any] | None = None,
+    plugin_hint: str = "",
+) -> Workflow:
+    """Read, parse and check a workflow file; raise `WorkflowError` listing every problem.
+
+    `known_plugins=None` skips the plugin-name check (for callers that only need
+    the graph). `plugin_hint` is appended to unknown-plugin messages (e.g. why a
+    plugin file could not be read).
+    """
+    path = Path(path)
+    shown = str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise WorkflowError([Problem(shown, "no such file")]) from None
+    except IsADirectoryError:
+        raise WorkflowError([Problem(shown, "is a directory, not a workflow file")]) from None
+    except OSError as exc:
+        raise WorkflowError([Problem(shown, f"cannot read: {exc.strerror or exc}")]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise WorkflowError([Problem(shown, f"not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        detail = " ".join(str(x) for x in (exc.context, exc.problem) if x)
+        raise WorkflowError([Problem(shown, f"invalid YAML: {detail}", line)]) from None
+    except yaml.YAMLError as exc:
+        raise WorkflowError([Problem(shown, f"invalid YAML: {exc}")]) from None
+    checker = _Checker(shown, set(known_plugins) if known_plugins is not None else None, plugin_hint)
+    workflow = checker.check(root, path.resolve(), hashlib.sha256(raw).hexdigest(), param_overrides or {})
+    if checker.problems:
+        raise WorkflowError(checker.problems)
+    return workflow
+
+
+def parse_param_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """`--param KEY=VALUE` strings -> dict; VALUE is read as a YAML scalar (5 -> int)."""
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--param {item!r}: expected KEY=VALUE")
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            parsed = value
+        overrides[key.strip()] = parsed if isinstance(parsed, (str, int, float, bool)) or parsed is None else value
+    return overrides
+
+
+class _Checker:
+    """Walks the composed YAML node tree, collecting problems with line numbers."""
+
+    def __init__(self, path: str, known_plugins: set[str] | None, plugin_hint: str):
+        self.path = path
+        self.known_plugins = known_plugins
+        self.plugin_hint = plugin_hint
+        self.problems: list[Problem] = []
+        self._constructor = yaml.SafeLoader("")
+
+    def problem(self, message: str, node=None, task_id: str | None = None, line: int | None = None):
+        if line is None and node is not None:
+            line = node.start_mark.line + 1
+        self.problems.append(Problem(self.path, message, line, task_id))
+
+    def value(self, node):
+        """The Python value of a node (SafeLoader semantics)."""
+        try:
+            return self._constructor.construct_document(node)
+        except yaml.YAMLError as exc:
+            self.problem(f"invalid YAML value: {exc}", node)
+            return None
+
+    def mapping(self, node, what: str, task_id: str | None = None) -> dict[str, tuple[Any, Any]]:
+        """key -> (key node, value node) of a mapping node; duplicate keys are problems."""
+        items: dict[str, tuple[Any, Any]] = {}
+        for key_node, value_node in node.value:
+            key = self.value(key_node)
+            if not isinstance(key, str):
+                self.problem(f"{what}: keys must be strings, got {key!r}", key_node, task_id)
+                continue
+            if key in items:
+                first = items[key][0].start_mark.line + 1
+                self.problem(f"{what}: key '{key}' appears twice (first on line {first})", key_node, task_id)
+                continue
+            items[key] = (key_node, value_node)
+        return items
+
+    def unknown_keys(self, items, allowed, what: str, task_id: str | None = None):
+        for key, (key_node, _) in items.items():
+            if key not in allowed:
+                close = difflib.get_close_matches(key, allowed, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else f" (allowed: {', '.join(allowed)})"
+                self.problem(f"unknown key '{key}'{hint}", key_node, task_id)
+
+    def check(self, root, path: Path, sha256: str, overrides: dict) -> Workflow | None:
+        if root is None:
+            self.problem("the file is empty; a workflow needs 'name' and 'tasks'")
+            return None
+        if not isinstance(root, yaml.MappingNode):
+            self.problem("the top level must be a mapping with 'name' and 'tasks'", root)
+            return None
+        top = self.mapping(root, "workflow")
+        self.unknown_keys(top, TOP_KEYS, "workflow")
+        name = self.required_string(top, "name", root)
+        description = ""
+        if "description" in top:
+            description = self.value(top["description"][1])
+            if description is not None and not isinstance(description, str):
+                self.problem("'description' must be a string", top["description"][1])
+            description = description if isinstance(description, str) else ""
+        params = {}
+        if "params" in top:
+            params = self.value(top["params"][1])
+            if params is None:
+                params = {}
+            elif not isinstance(params, dict):
+                self.problem("'params' must be a mapping", top["params"][1])
+                params = {}
+        params = {**params, **overrides}
+        defaults = self.defaults(top)
+        tasks = self.tasks(top, root, defaults)
+        if tasks is None or name is None:
+            return None
+        return Workflow(name=name, tasks=tuple(tasks), path=path, description=description, params=params, sha256=sha256)
+
+    def required_string(self, items, key, parent, task_id=None):
+        if key not in items:
+            self.problem(f"missing required key '{key}'", parent, task_id)
+            return None
+        node = items[key][1]
+        value = self.value(node)
+        if not isinstance(value, str) or not value.strip():
+            self.problem(f"'{key}' must be a non-empty string", node, task_id)
+            return None
+        return value
+
+    def defaults(self, top) -> dict:
+        if "defaults" not in top:
+            return {}
+        node = top["defaults"][1]
+        if not isinstance(node, yaml.MappingNode):
+            self.problem("'defaults' must be a mapping", node)
+            return {}
+        items = self.mapping(node, "defaults")
+        self.unknown_keys(items, DEFAULT_KEYS, "defaults")
+        return {k: self.number_setting(k, v[1], None) for k, v in items.items() if k in DEFAULT_KEYS}
+
+    def tasks(self, top, root, defaults) -> list[TaskSpec] | None:
+        if "tasks" not in top:
+            self.problem("missing required key 'tasks'", root)
+            return None
+        node = top["tasks"][1]
+        if not isinstance(node, yaml.SequenceNode) or not node.value:
+            self.problem("'tasks' must be a non-empty list of tasks", node)
+            return None
+        drafts = []
+        first_line: dict[str, int] = {}
+        for item in node.value:
+            draft = self.task(item, defaults)
+            if draft is None:
+                continue
+            task_id = draft["id"]
+            if task_id in first_line:
+                self.problem(f"duplicate task id (first defined on line {first_line[task_id]})", item, task_id)
+                continue
+            first_line[task_id] = draft["line"]
+            drafts.append(draft)
+        known = list(first_line)
+        for draft in drafts:
+            for dep, dep_node in draft.pop("dep_nodes"):
+                if dep == draft["id"]:
+                    self.problem(f"depends_on '{dep}': a task cannot depend on itself (cycle {dep} -> {dep})", dep_node, dep)
+                elif dep not in first_line:
+                    close = difflib.get_close_matches(dep, known, n=1)
+                    hint = f"did you mean '{close[0]}'?" if close else "known: " + ", ".join(known)
+                    self.problem(f"depends_on '{dep}' is not a task id ({hint})", dep_node, draft["id"])
+        tasks = [TaskSpec(**d) for d in drafts]
+        if not self.problems:
+            self.cycles(tasks)
+        return tasks
+
+    def task(self, node, defaults) -> dict | None:
+        if not isinstance(node, yaml.MappingNode):
+            self.problem("each task must be a mapping with 'id' and 'plugin'", node)
+            return None
+        items = self.mapping(node, "task")
+        task_id = None
+        if "id" in items:
+            raw_id = self.value(items["id"][1])
+            if isinstance(raw_id, (int, float)) and not isinstance(raw_id, bool):
+                raw_id = None
+            if not isinstance(raw_id, str) or not ID_PATTERN.fullmatch(raw_id):
+                self.problem(f"task id {self.value(items['id'][1])!r} must match [A-Za-z0-9_.-]+", items["id"][1])
+            elif raw_id in RESERVED_IDS:
+                self.problem(f"task id '{raw_id}' is reserved (context['{raw_id}'] holds the workflow params)", items["id"][1])
+            else:
+                task_id = raw_id
+        else:
+            self.problem("missing required key 'id'", node)
+        self.unknown_keys(items, TASK_KEYS, "task", task_id)
+        plugin = self.required_string(items, "plugin", node, task_id)
+        if plugin is not None and self.known_plugins is not None and plugin not in self.known_plugins:
+            close = difflib.get_close_matches(plugin, sorted(self.known_plugins), n=1)
+            hint = f"did you mean '{close[0]}'?" if close else "known: " + ", ".join(sorted(self.known_plugins))
+            self.problem(f"unknown plugin '{plugin}' ({hint}){self.plugin_hint}", items["plugin"][1], task_id)
+        config: dict = {}
+        if "config" in items:
+            config = self.value(items["config"][1])
+            if config is None:
+                config = {}
+            elif not isinstance(config, dict):
+                self.problem(f"'config' must be a mapping, got {type(config).__name__}", items["config"][1], task_id)
+                config = {}
+        dep_nodes = []
+        if "depends_on" in items:
+            deps_node = items["depends_on"][1]
+            if isinstance(deps_node, yaml.SequenceNode):
+                seen = set()
+                for dep_node in deps_node.value:
+                    dep = self.value(dep_node)
+                    if not isinstance(dep, str):
+                        self.problem(f"depends_on entries must be task ids (strings), got {dep!r}", dep_node, task_id)
+                    elif dep in seen:
+                        self.problem(f"depends_on lists '{dep}' twice", dep_node, task_id)
+                    else:
+                        seen.add(dep)
+                        dep_nodes.append((dep, dep_node))
+            elif self.value(deps_node) is not None:
+                self.problem("'depends_on' must be a list of task ids, e.g. [ingest]", deps_node, task_id)
+        settings = dict(defaults)
+        for key in DEFAULT_KEYS:
+            if key in items:
+                settings[key] = self.number_setting(key, items[key][1], task_id)
+        if task_id is None or plugin is None:
+            return None
+        return {
+            "id": task_id,
+            "plugin": plugin,
+            "config": config,
+            "depends_on": tuple(d for d, _ in dep_nodes),
+            "dep_nodes": dep_nodes,
+            "retries": settings.get("retries") or 0,
+            "retry_delay": float(settings.get("retry_delay") or 0.0),
+            "timeout": settings.get("timeout"),
+            "max_memory": settings.get("max_memory"),
+            "line": node.start_mark.line + 1,
+        }
+
+    def number_setting(self, key: str, node, task_id):
+        value = self.value(node)
+        if value is None:
+            return None
+        if key == "max_memory" and isinstance(value, str):
+            parsed = _parse_bytes(value)
+            if parsed is None:
+                self.problem(f"'max_memory' must be a size like 512MB or 2GB, got {value!r}", node, task_id)
+            return parsed
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            self.problem(f"'{key}' must be a number, got {value!r}", node, task_id)
+            return None
+        if key == "retries":
+            if not isinstance(value, int) or value < 0:
+                self.problem(f"'retries' must be a whole number >= 0, got {value!r}", node, task_id)
+                return None
+        elif key == "retry_delay":
+            if value < 0:
+                self.problem(f"'retry_delay' must be >= 0 seconds, got {value!r}", node, task_id)
+                return None
+        elif value <= 0:
+            self.problem(f"'{key}' must be > 0, got {value!r}", node, task_id)
+            return None
+        return int(value) if key == "max_memory" else value
+
+    def cycles(self, tasks: list[TaskSpec]) -> None:
+        from .plan import find_cycles  # networkx is only needed once the file is otherwise valid
+
+        lines = {t.id: t.line for t in tasks}
+        for cycle in find_cycles(tasks):
+            path = " -> ".join([*cycle, cycle[0]])
+            self.problem(f"dependency cycle: {path}", task_id=cycle[0], line=lines[cycle[0]])
+
+
+_UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "KIB": 1024, "M": 1024**2, "MB": 1024**2, "MIB": 1024**2,
+          "G": 1024**3, "GB": 1024**3, "GIB": 1024**3}
+
+
+def _parse_bytes(text: str) -> int | None:
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", text)
+    if not match or match.group(2).upper() not in _UNITS:
+        return None
+    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
