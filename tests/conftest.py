@@ -1,0 +1,89 @@
+"""Shared fixtures: real files in tmp_path, the real CLI, and a guard against leaked processes."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import psutil
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+
+# Helper processes multiprocessing keeps for the life of the interpreter that
+# started them (not per run): not leaks.
+_INTERPRETER_HELPERS = ("multiprocessing.forkserver", "multiprocessing.resource_tracker")
+
+
+def _children() -> dict[int, str]:
+    found = {}
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            cmdline = " ".join(proc.cmdline())
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+        except psutil.Error:
+            continue
+        if not any(helper in cmdline for helper in _INTERPRETER_HELPERS):
+            found[proc.pid] = cmdline
+    return found
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_processes():
+    """Fail any test that leaves a child process behind (and kill it, so others do not suffer)."""
+    before = set(_children())
+    yield
+    leaked = {}
+    deadline_procs = None
+    for _ in range(50):  # processes being reaped may take a moment to go
+        leaked = {pid: cmd for pid, cmd in _children().items() if pid not in before}
+        if not leaked:
+            break
+        psutil.wait_procs([psutil.Process(p) for p in leaked if psutil.pid_exists(p)], timeout=0.1)
+    if leaked:
+        for pid in leaked:
+            try:
+                psutil.Process(pid).kill()
+            except psutil.Error:
+                pass
+        pytest.fail(f"test left processes running: {leaked}")
+
+
+@pytest.fixture
+def write_workflow(tmp_path):
+    """write_workflow(text, name="flow.yaml") -> Path: a workflow file in tmp_path (dedented)."""
+
+    def write(text: str, name: str = "flow.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def faults(tmp_path) -> Path:
+    """The fault catalogue (tests/faults.py) copied beside the workflow files, as 'faults'."""
+    target = tmp_path / "faults.py"
+    shutil.copy(TESTS / "faults.py", target)
+    return target
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m opflow ARGS` as a real process; bounded in time."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "opflow", *args], cwd=cwd, capture_output=True, text=True,
+        timeout=timeout, env=full_env,
+    )
+
+
+def latest_run_dir(log_dir: Path) -> Path:
+    runs = sorted(p for p in log_dir.iterdir() if p.is_dir())
+    assert runs, f"no run directory under {log_dir}"
+    return runs[-1]

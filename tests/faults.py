@@ -1,0 +1,90 @@
+"""A catalogue of tiny task functions, each one way a task can behave or break.
+
+Tests copy this file beside their workflow and name functions as "faults:NAME".
+"""
+import ctypes
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+
+def ok(value=1):
+    return {"value": value}
+
+
+def echo_context(context):
+    """Returns what the task saw: the ids in its context, and the params."""
+    return {"seen": sorted(k for k in context if k != "params"), "params": context["params"]}
+
+
+def add_upstream(context):
+    return sum(v["value"] for k, v in context.items() if k != "params")
+
+
+def raise_error(message="boom"):
+    raise ValueError(message)
+
+
+def call_sys_exit(code=3):
+    sys.exit(code)
+
+
+def os_exit(code=7):
+    os._exit(code)
+
+
+def sigkill_self():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def segfault():
+    ctypes.string_at(0)
+
+
+def unpicklable():
+    return threading.Lock()
+
+
+def hang():
+    time.sleep(3600)
+
+
+def wait_for_file(path, timeout=30.0):
+    """Block until `path` exists (another task creates it): proves overlap without sleeps."""
+    deadline = time.monotonic() + timeout
+    target = Path(path)
+    while not target.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.01)
+    return {"waited_for": str(path)}
+
+
+def touch(path):
+    Path(path).write_text("here")
+    return {"touched": str(path)}
+
+
+def fail_until(marker, failures=1):
+    """Fail the first `failures` attempts (counted in a marker file), then succeed."""
+    marker = Path(marker)
+    count = int(marker.read_text()) if marker.exists() else 0
+    marker.write_text(str(count + 1))
+    if count < failures:
+        raise RuntimeError(f"attempt {count + 1} fails on purpose")
+    return {"attempts_seen": count + 1}
+
+
+def pid():
+    return os.getpid()
+
+
+def allocate(megabytes=300, hold=5.0):
+    block = bytearray(megabytes * 1024 * 1024)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    time.sleep(hold)
+    return len(block)
