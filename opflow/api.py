@@ -40,7 +40,7 @@ def load(path: str | Path, params: dict | None = None) -> tuple[Workflow, dict[s
     return workflow, plugins
 
 
-def _prepare(path, *, workers: int, executor: str, log_dir, params, keep_going, reporters):
+def _prepare(path, *, workers: int, executor: str, log_dir, params, keep_going, reporters, scheduler=None):
     if executor not in EXECUTORS:
         raise UsageError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
     if workers < 0:
@@ -48,17 +48,23 @@ def _prepare(path, *, workers: int, executor: str, log_dir, params, keep_going, 
     workflow, plugins = load(path, params)
     run_dir = create_run_dir(Path(log_dir), workflow.name)
     audit = AuditTrail(run_dir, workflow)
-    options = RunOptions(workers=workers, executor=executor, keep_going=keep_going)
+    if scheduler and executor != "dask":
+        raise UsageError("--scheduler goes with --executor dask")
+    if executor == "dask":
+        from .dask_backend import check_available
+
+        check_available()  # raises UsageError naming the extra to install
+    options = RunOptions(workers=workers, executor=executor, keep_going=keep_going, scheduler=scheduler)
     return workflow, plugins, options, [audit, *reporters], run_dir
 
 
 async def run_async(path: str | Path, *, workers: int = 0, executor: str = "process", log_dir: str | Path = "logs",
-                    params: dict | None = None, keep_going: bool = False,
+                    params: dict | None = None, keep_going: bool = False, scheduler: str | None = None,
                     reporters: Iterable[Reporter] = ()) -> RunResult:
     """Run a workflow file from inside an event loop; returns its summary and run directory."""
     workflow, plugins, options, reporters, run_dir = _prepare(
         path, workers=workers, executor=executor, log_dir=log_dir, params=params,
-        keep_going=keep_going, reporters=list(reporters))
+        keep_going=keep_going, reporters=list(reporters), scheduler=scheduler)
     summary = await _run_async(workflow, plugins, options, reporters)
     return RunResult(summary, run_dir)
 

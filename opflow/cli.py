@@ -14,7 +14,7 @@ import click
 
 from .errors import OpflowError, UsageError, WorkflowError
 
-EXECUTOR_CHOICES = ("process", "thread", "inline")
+EXECUTOR_CHOICES = ("process", "thread", "inline", "dask")
 
 
 def _fail(error: OpflowError) -> None:
@@ -36,14 +36,17 @@ def main() -> None:
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--workers", "-w", type=click.IntRange(min=1), default=None, help="Pool size (default: the CPU count).")
 @click.option("--executor", type=click.Choice(EXECUTOR_CHOICES), default="process", show_default=True,
-              help="Where tasks run: a process pool, a thread pool, or inline in the coordinator (debugging).")
+              help="Where tasks run: a process pool, a thread pool, inline in the coordinator (debugging), "
+                   "or a Dask cluster (pip install 'opflow[dask]').")
+@click.option("--scheduler", metavar="ADDRESS", default=None,
+              help="With --executor dask: a running scheduler (tcp://host:8786); default: a LocalCluster.")
 @click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("logs"), show_default=True,
               help="Each run makes a new directory under this one.")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Override a workflow param (repeatable).")
 @click.option("--keep-going", is_flag=True, help="After a failure, still run every task whose upstream succeeded.")
 @click.option("--json", "as_json", is_flag=True, help="Print only run.json on stdout; progress goes to stderr.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only failures.")
-def run(file, workers, executor, log_dir, params, keep_going, as_json, quiet):
+def run(file, workers, executor, scheduler, log_dir, params, keep_going, as_json, quiet):
     """Run the workflow in FILE."""
     from .api import run as run_workflow
     from .progress import ConsoleProgress
@@ -53,7 +56,8 @@ def run(file, workers, executor, log_dir, params, keep_going, as_json, quiet):
     progress = ConsoleProgress(stream, tty=stream.isatty() and os.environ.get("TERM") != "dumb", quiet=quiet)
     try:
         result = run_workflow(file, workers=workers or 0, executor=executor, log_dir=log_dir,
-                              params=parse_param_overrides(params), keep_going=keep_going, reporters=[progress])
+                              params=parse_param_overrides(params), keep_going=keep_going, scheduler=scheduler,
+                              reporters=[progress])
     except OpflowError as error:
         _fail(error)
     if as_json:

@@ -40,6 +40,7 @@ INTERRUPT_WAIT = 10.0  # seconds to wait for killed tasks to report back
 class RunOptions:
     workers: int = 0  # 0: the CPU count
     executor: str = "process"
+    scheduler: str | None = None  # dask: a scheduler address; None starts a LocalCluster
     keep_going: bool = False
     #: task_id -> pickled result of an earlier run (resume): these are not run again.
     reuse: dict = field(default_factory=dict)
@@ -121,7 +122,8 @@ class Coordinator:
                   params=self.workflow.params, tasks=[t.id for t in self.workflow.tasks],
                   layers=self.plan.layers, started_at=iso_time(started))
         handlers = self._install_signal_handlers()
-        self._backend = make_backend(self.options.executor, workers, self._on_worker_start)
+        self._backend = make_backend(self.options.executor, workers, self._on_worker_start,
+                                     scheduler=self.options.scheduler)
         try:
             self._seed_reused_results()
             for task in self.workflow.tasks:

@@ -35,7 +35,7 @@ from .context import ContextStore, ManagedStore
 from .procs import describe_exit, kill_tree
 from .worker import MEMORY_EXIT_CODE, Outcome, TaskRequest, error_record, execute, init_pool_worker, run_in_pool, run_in_thread
 
-EXECUTORS = ("process", "thread", "inline")
+EXECUTORS = ("process", "thread", "inline", "dask")
 OnStart = Callable[[int, int], None]
 
 
@@ -348,6 +348,10 @@ def _kill_trees(pids: list[int], grace: float) -> None:
         thread.join()
 
 
-def make_backend(kind: str, workers: int, on_start: OnStart | None = None) -> Backend:
+def make_backend(kind: str, workers: int, on_start: OnStart | None = None, *, scheduler: str | None = None) -> Backend:
+    if kind == "dask":
+        from .dask_backend import DaskBackend  # optional extra: imported only when asked for
+
+        return DaskBackend(workers, on_start, scheduler=scheduler)
     backends = {"process": ProcessBackend, "thread": ThreadBackend, "inline": InlineBackend}
     return backends[kind](workers, on_start)
