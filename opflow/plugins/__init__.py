@@ -17,6 +17,7 @@ import importlib.metadata
 import importlib.util
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,16 +124,18 @@ def _scan_plugin_file(path: Path) -> list[tuple[str, str, str]]:
 
 
 _loaded_files: dict[str, object] = {}
+_load_lock = threading.Lock()  # thread-backend tasks may load the same file at once
 
 
 def load_plugin_class(ref: PluginRef) -> type:
     """Import the class a `PluginRef` points at (in the process that runs the task)."""
     location, _, attr = ref.target.rpartition(":")
     if ref.source == "file":
-        module = _loaded_files.get(location)
-        if module is None:
-            module = _import_file(Path(location))
-            _loaded_files[location] = module
+        with _load_lock:
+            module = _loaded_files.get(location)
+            if module is None:
+                module = _import_file(Path(location))
+                _loaded_files[location] = module
     else:
         module = importlib.import_module(location)
     obj = module

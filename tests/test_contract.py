@@ -1,0 +1,238 @@
+"""The contract suite: the same behaviours, run against every backend.
+
+Each test runs a real workflow file through `opflow.api.run` and reads the run
+directory, as a user would. Backends: process (the default), thread, inline, and
+dask when the optional extra is installed.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from conftest import REPO
+
+from opflow.api import run
+
+BACKENDS = [
+    "process",
+    "thread",
+    "inline",
+    pytest.param("dask", marks=pytest.mark.skipif(
+        importlib.util.find_spec("distributed") is None, reason="the dask extra (distributed) is not installed")),
+]
+CONCURRENT = ["process", "thread", pytest.param("dask", marks=BACKENDS[-1].marks)]
+
+
+def records(run_dir):
+    return {p.stem: json.loads(p.read_text()) for p in (run_dir / "tasks").glob("*.json")}
+
+
+def run_json(run_dir):
+    return json.loads((run_dir / "run.json").read_text())
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    return request.param
+
+
+def go(path, backend, tmp_path, **options):
+    return run(path, executor=backend, workers=2, log_dir=tmp_path / "logs", **options)
+
+
+def test_seed_example_metrics_equal_pandas_describe(backend, tmp_path):
+    for name in ("workflow_example.yaml", "sample_data.csv"):
+        shutil.copy(REPO / "examples" / name, tmp_path / name)
+    result = go(tmp_path / "workflow_example.yaml", backend, tmp_path)
+    assert result.exit_code == 0
+    tasks = records(result.run_dir)
+    expected = pd.read_csv(tmp_path / "sample_data.csv")[["age", "score"]].describe()
+    metrics = tasks["compute_metrics"]["result"]
+    for column in ("age", "score"):
+        for stat, value in expected[column].items():
+            assert metrics[column][stat] == pytest.approx(value), (column, stat)
+    ingest = tasks["ingest_csv"]["result"]
+    assert ingest["type"] == "DataFrame" and ingest["rows"] == len(pd.read_csv(tmp_path / "sample_data.csv"))
+    assert ingest["columns"] == ["name", "age", "score", "city"]
+    assert tasks["notify"]["result"]["stdout"] == "Metrics computed\n"
+
+
+def test_context_holds_exactly_the_transitive_upstream_and_params(backend, tmp_path, write_workflow, faults):
+    flow = write_workflow("""
+        name: context
+        params: {region: north}
+        tasks:
+          - {id: a, plugin: python, config: {function: "faults:ok", args: [1]}}
+          - {id: b, plugin: python, config: {function: "faults:ok", args: [2]}, depends_on: [a]}
+          - {id: c, plugin: python, config: {function: "faults:echo_context"}, depends_on: [b]}
+          - {id: lone, plugin: python, config: {function: "faults:echo_context"}}
+          - {id: total, plugin: python, config: {function: "faults:add_upstream"}, depends_on: [a, b]}
+    """)
+    result = go(flow, backend, tmp_path, params={"region": "south"})
+    assert result.exit_code == 0
+    tasks = records(result.run_dir)
+    assert tasks["c"]["result"] == {"seen": ["a", "b"], "params": {"region": "south"}}
+    assert tasks["lone"]["result"] == {"seen": [], "params": {"region": "south"}}
+    assert tasks["total"]["result"] == 3
+
+
+@pytest.mark.parametrize("backend", CONCURRENT)
+def test_diamond_branches_overlap_in_time(backend, tmp_path, write_workflow, faults):
+    # b waits for the file c writes and c for b's: both finish only if they run at once.
+    flow = write_workflow(f"""
+        name: diamond
+        tasks:
+          - {{id: a, plugin: python, config: {{function: "faults:ok"}}}}
+          - id: b
+            plugin: shell
+            config: {{command: "touch b.flag; while [ ! -e c.flag ]; do sleep 0.01; done"}}
+            depends_on: [a]
+            timeout: 60
+          - id: c
+            plugin: shell
+            config: {{command: "touch c.flag; while [ ! -e b.flag ]; do sleep 0.01; done"}}
+            depends_on: [a]
+            timeout: 60
+          - {{id: d, plugin: python, config: {{function: "faults:echo_context"}}, depends_on: [b, c]}}
+    """)
+    result = go(flow, backend, tmp_path)
+    assert result.exit_code == 0, records(result.run_dir)
+    assert records(result.run_dir)["d"]["result"]["seen"] == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("backend", CONCURRENT)
+def test_dispatch_is_dependency_driven_not_layer_by_layer(backend, tmp_path, write_workflow, faults):
+    # `slow` (layer 1) waits for a file that only `second` (layer 2) writes: a
+    # layer-by-layer runner would never start `second` while `slow` runs.
+    flag = tmp_path / "second.flag"
+    flow = write_workflow(f"""
+        name: eager
+        tasks:
+          - {{id: slow, plugin: python, config: {{function: "faults:wait_for_file", args: ["{flag}", 60]}}}}
+          - {{id: first, plugin: python, config: {{function: "faults:ok"}}}}
+          - {{id: second, plugin: python, config: {{function: "faults:touch", args: ["{flag}"]}}, depends_on: [first]}}
+    """)
+    result = go(flow, backend, tmp_path)
+    assert result.exit_code == 0, records(result.run_dir)
+
+
+def test_fail_fast_cancels_the_rest_and_skips_downstream(backend, tmp_path, write_workflow, faults):
+    flow = write_workflow("""
+        name: failfast
+        tasks:
+          - {id: bad, plugin: python, config: {function: "faults:raise_error", args: ["no good"]}}
+          - {id: after_bad, plugin: python, config: {function: "faults:ok"}, depends_on: [bad]}
+          - {id: gate, plugin: python, config: {function: "faults:ok"}, depends_on: [bad]}
+          - {id: later, plugin: python, config: {function: "faults:ok"}, depends_on: [gate]}
+    """)
+    result = go(flow, backend, tmp_path)
+    assert result.exit_code == 1
+    tasks = records(result.run_dir)
+    assert tasks["bad"]["status"] == "failed"
+    assert tasks["bad"]["error"]["type"] == "ValueError"
+    assert tasks["bad"]["error"]["message"] == "no good"
+    assert "raise ValueError" in tasks["bad"]["error"]["traceback"]
+    assert tasks["after_bad"]["status"] == "skipped" and "bad" in tasks["after_bad"]["reason"]
+    assert tasks["later"]["status"] == "skipped" and "gate" in tasks["later"]["reason"]
+    summary = run_json(result.run_dir)
+    assert summary["status"] == "failed"
+    assert summary["tasks"] == {"bad": "failed", "after_bad": "skipped", "gate": "skipped", "later": "skipped"}
+
+
+def test_fail_fast_cancels_independent_tasks_not_yet_started(tmp_path, write_workflow, faults):
+    flow = write_workflow("""
+        name: failfast2
+        tasks:
+          - {id: bad, plugin: python, config: {function: "faults:raise_error"}}
+          - {id: other, plugin: python, config: {function: "faults:ok"}}
+    """)
+    result = run(flow, executor="inline", log_dir=tmp_path / "logs")
+    tasks = records(result.run_dir)
+    assert tasks["other"]["status"] == "cancelled"
+    assert "bad" in tasks["other"]["reason"]
+    assert tasks["other"]["attempts"] == 0
+
+
+def test_keep_going_runs_everything_whose_upstream_succeeded(backend, tmp_path, write_workflow, faults):
+    flow = write_workflow("""
+        name: keepgoing
+        tasks:
+          - {id: bad, plugin: python, config: {function: "faults:raise_error"}}
+          - {id: downstream, plugin: python, config: {function: "faults:ok"}, depends_on: [bad]}
+          - {id: good, plugin: python, config: {function: "faults:ok"}}
+          - {id: good_next, plugin: python, config: {function: "faults:ok"}, depends_on: [good]}
+    """)
+    result = go(flow, backend, tmp_path, keep_going=True)
+    assert result.exit_code == 1
+    assert run_json(result.run_dir)["tasks"] == {
+        "bad": "failed", "downstream": "skipped", "good": "succeeded", "good_next": "succeeded"}
+
+
+def test_retry_then_succeed_records_every_attempt(backend, tmp_path, write_workflow, faults):
+    marker = tmp_path / "attempts.txt"
+    flow = write_workflow(f"""
+        name: retry
+        defaults: {{retries: 2, retry_delay: 0.01}}
+        tasks:
+          - {{id: flaky, plugin: python, config: {{function: "faults:fail_until", args: ["{marker}", 2]}}}}
+    """)
+    result = go(flow, backend, tmp_path)
+    assert result.exit_code == 0
+    record = records(result.run_dir)["flaky"]
+    assert record["status"] == "succeeded"
+    assert record["attempts"] == 3
+    assert [a["error"]["type"] if a["error"] else None for a in record["attempt_log"]] == ["RuntimeError", "RuntimeError", None]
+    assert record["result"] == {"attempts_seen": 3}
+
+
+def test_unpicklable_result_fails_its_task_clearly(backend, tmp_path, write_workflow, faults):
+    flow = write_workflow("""
+        name: unpicklable
+        tasks:
+          - {id: lock, plugin: python, config: {function: "faults:unpicklable"}}
+    """)
+    result = go(flow, backend, tmp_path)
+    record = records(result.run_dir)["lock"]
+    assert record["status"] == "failed"
+    assert record["error"]["type"] == "UnpicklableResult"
+    assert "cannot be pickled" in record["error"]["message"]
+
+
+def test_run_directory_holds_what_the_contract_lists(backend, tmp_path, write_workflow, faults):
+    flow = write_workflow("""
+        name: Records Check!
+        params: {n: 3}
+        tasks:
+          - {id: one, plugin: python, config: {function: "faults:ok"}}
+          - {id: two, plugin: shell, config: {command: "echo hi"}, depends_on: [one]}
+    """)
+    result = go(flow, backend, tmp_path)
+    run_dir = result.run_dir
+    assert run_dir.parent == tmp_path / "logs"
+    assert run_dir.name.endswith("-records-check")
+    doc = run_json(run_dir)
+    for key in ("workflow", "status", "started_at", "finished_at", "duration_s", "tasks", "workflow_file",
+                "workflow_sha256", "host", "python", "opflow_version", "packages", "params", "workers", "executor"):
+        assert key in doc, key
+    assert doc["workflow"] == "Records Check!" and doc["status"] == "succeeded"
+    assert doc["params"] == {"n": 3} and doc["executor"] == backend and doc["workers"] == 2
+    assert len(doc["workflow_sha256"]) == 64
+    for task_id in ("one", "two"):
+        record = records(run_dir)[task_id]
+        for key in ("id", "plugin", "status", "attempts", "started_at", "finished_at", "duration_s", "result", "error"):
+            assert key in record, (task_id, key)
+        assert record["attempts"] == 1 and record["error"] is None
+        assert record["resources"]["peak_rss_bytes"] > 0
+    assert "succeeded" in (run_dir / "summary.txt").read_text()
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
+    assert kinds.count("task_finished") == 2
+    # the order of events respects the dependency: one finished before two started
+    finished_one = next(i for i, e in enumerate(events) if e["event"] == "task_finished" and e["task_id"] == "one")
+    started_two = next(i for i, e in enumerate(events) if e["event"] == "task_started" and e["task_id"] == "two")
+    assert finished_one < started_two
