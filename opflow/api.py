@@ -1,18 +1,24 @@
 """The Python façade: load a workflow file and run it, for scripts and the CLI."""
 from __future__ import annotations
 
-__all__ = ["load", "run", "run_async", "RunResult"]
+__all__ = ["load", "run", "run_async", "resume", "RunResult"]
 
 import asyncio
+import json
+import os
+import shutil
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from .audit import AuditTrail, create_run_dir
+from .audit import AuditTrail, create_run_dir, slugify
 from .coordinator import RunOptions, RunSummary, run_async as _run_async
 from .errors import UsageError
 from .events import Reporter
 from .executors import EXECUTORS
+from .history import WORKFLOW_COPY, latest_run, plan_resume, prune_runs
+from .lock import WorkflowLock
 from .plugins import PluginRef, discover_plugins, worker_dirs
 from .spec import Workflow, load_workflow
 
@@ -40,35 +46,73 @@ def load(path: str | Path, params: dict | None = None) -> tuple[Workflow, dict[s
     return workflow, plugins
 
 
-def _prepare(path, *, workers: int, executor: str, log_dir, params, keep_going, reporters, scheduler=None):
+async def run_async(path: str | Path, *, workers: int = 0, executor: str = "process", log_dir: str | Path = "logs",
+                    params: dict | None = None, keep_going: bool = False, scheduler: str | None = None,
+                    lock: bool = True, keep_runs: int | None = None, resume: bool | str | Path = False,
+                    reporters: Iterable[Reporter] = ()) -> RunResult:
+    """Run a workflow file from inside an event loop; returns its summary and run directory.
+
+    `resume=True` reuses what the latest run of this workflow under `log_dir`
+    recorded as succeeded (a path names the run directory instead); `lock` keeps
+    two runs of one workflow from overlapping; `keep_runs` prunes older runs.
+    """
     if executor not in EXECUTORS:
         raise UsageError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
     if workers < 0:
         raise UsageError(f"--workers {workers}: must be at least 1")
-    workflow, plugins = load(path, params)
-    run_dir = create_run_dir(Path(log_dir), workflow.name)
-    audit = AuditTrail(run_dir, workflow)
+    if keep_runs is not None and keep_runs < 1:
+        raise UsageError(f"--keep-runs {keep_runs}: must be at least 1")
     if scheduler and executor != "dask":
         raise UsageError("--scheduler goes with --executor dask")
     if executor == "dask":
         from .dask_backend import check_available
 
         check_available()  # raises UsageError naming the extra to install
-    options = RunOptions(workers=workers, executor=executor, keep_going=keep_going, scheduler=scheduler)
-    return workflow, plugins, options, [audit, *reporters], run_dir
-
-
-async def run_async(path: str | Path, *, workers: int = 0, executor: str = "process", log_dir: str | Path = "logs",
-                    params: dict | None = None, keep_going: bool = False, scheduler: str | None = None,
-                    reporters: Iterable[Reporter] = ()) -> RunResult:
-    """Run a workflow file from inside an event loop; returns its summary and run directory."""
-    workflow, plugins, options, reporters, run_dir = _prepare(
-        path, workers=workers, executor=executor, log_dir=log_dir, params=params,
-        keep_going=keep_going, reporters=list(reporters), scheduler=scheduler)
-    summary = await _run_async(workflow, plugins, options, reporters)
+    workflow, plugins = load(path, params)
+    log_dir = Path(log_dir)
+    with ExitStack() as cleanup:
+        if lock:
+            cleanup.enter_context(WorkflowLock(log_dir, workflow.path, slugify(workflow.name)))
+        options = RunOptions(workers=workers, executor=executor, keep_going=keep_going, scheduler=scheduler)
+        extra = {}
+        if resume:
+            source = latest_run(log_dir, workflow) if resume is True else Path(resume)
+            if source is None:
+                raise UsageError(f"--resume: no earlier run of '{workflow.name}' ({workflow.path}) under {log_dir}")
+            plan = plan_resume(source, workflow)
+            options.reuse, options.reused_from = plan.reuse, str(source)
+            extra = {"resumed_from": str(source), "resume_changes": plan.changes, "reused": sorted(plan.reuse)}
+        run_dir = create_run_dir(log_dir, workflow.name)
+        results_dir = run_dir / "results"
+        results_dir.mkdir(mode=0o700)  # pickled results: for the owner only
+        options.results_dir = str(results_dir)
+        shutil.copyfile(workflow.path, run_dir / WORKFLOW_COPY)
+        audit = AuditTrail(run_dir, workflow, extra)
+        summary = await _run_async(workflow, plugins, options, [audit, *reporters])
+        if keep_runs:
+            prune_runs(log_dir, workflow.name, keep_runs, protect=run_dir)
     return RunResult(summary, run_dir)
 
 
 def run(path: str | Path, **kwargs) -> RunResult:
     """Run a workflow file to the end (see `run_async` for the options)."""
     return asyncio.run(run_async(path, **kwargs))
+
+
+def resume(run_dir: str | Path, **kwargs) -> RunResult:
+    """Rerun what did not succeed in `run_dir`, with that run's file, params and settings."""
+    run_dir = Path(run_dir)
+    try:
+        doc = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{run_dir}: not a run directory (no run.json)") from None
+    except ValueError as exc:
+        raise UsageError(f"{run_dir / 'run.json'}: unreadable: {exc}") from None
+    kwargs.setdefault("params", doc.get("params") or None)
+    kwargs.setdefault("workers", doc.get("workers") or 0)
+    kwargs.setdefault("executor", doc.get("executor") or "process")
+    kwargs.setdefault("log_dir", run_dir.parent)
+    path = doc.get("workflow_file")
+    if not path or not os.path.exists(path):
+        raise UsageError(f"{run_dir}: its workflow file {path} no longer exists")
+    return run(path, resume=run_dir, **kwargs)

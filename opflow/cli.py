@@ -32,32 +32,38 @@ def main() -> None:
     """Run YAML workflows of tasks on a process pool, with an audit trail."""
 
 
-@main.command()
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--workers", "-w", type=click.IntRange(min=1), default=None, help="Pool size (default: the CPU count).")
-@click.option("--executor", type=click.Choice(EXECUTOR_CHOICES), default="process", show_default=True,
-              help="Where tasks run: a process pool, a thread pool, inline in the coordinator (debugging), "
-                   "or a Dask cluster (pip install 'opflow[dask]').")
-@click.option("--scheduler", metavar="ADDRESS", default=None,
-              help="With --executor dask: a running scheduler (tcp://host:8786); default: a LocalCluster.")
-@click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("logs"), show_default=True,
-              help="Each run makes a new directory under this one.")
-@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Override a workflow param (repeatable).")
-@click.option("--keep-going", is_flag=True, help="After a failure, still run every task whose upstream succeeded.")
-@click.option("--json", "as_json", is_flag=True, help="Print only run.json on stdout; progress goes to stderr.")
-@click.option("--quiet", "-q", is_flag=True, help="Print only failures.")
-def run(file, workers, executor, scheduler, log_dir, params, keep_going, as_json, quiet):
-    """Run the workflow in FILE."""
-    from .api import run as run_workflow
+def _run_options(command):
+    """The options `run` and `resume` share."""
+    options = [
+        click.option("--workers", "-w", type=click.IntRange(min=1), default=None,
+                     help="Pool size (default: the CPU count)."),
+        click.option("--executor", type=click.Choice(EXECUTOR_CHOICES), default=None,
+                     help="Where tasks run: process pool (default), thread pool, inline in the coordinator "
+                          "(debugging), or a Dask cluster (pip install 'opflow[dask]')."),
+        click.option("--scheduler", metavar="ADDRESS", default=None,
+                     help="With --executor dask: a running scheduler (tcp://host:8786); default: a LocalCluster."),
+        click.option("--keep-going", is_flag=True, help="After a failure, still run every task whose upstream succeeded."),
+        click.option("--lock/--no-lock", default=True, show_default=True,
+                     help="Refuse to start while another run of this workflow (same log dir) is in progress."),
+        click.option("--keep-runs", type=click.IntRange(min=1), default=None, metavar="N",
+                     help="After the run, delete all but the newest N run directories of this workflow."),
+        click.option("--json", "as_json", is_flag=True, help="Print only run.json on stdout; progress goes to stderr."),
+        click.option("--quiet", "-q", is_flag=True, help="Print only failures."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _execute(start, *, as_json: bool, quiet: bool, **kwargs) -> None:
+    """Run with console progress, print the outcome, exit with the run's code."""
     from .progress import ConsoleProgress
-    from .spec import parse_param_overrides
 
     stream = sys.stderr if as_json else sys.stdout
     progress = ConsoleProgress(stream, tty=stream.isatty() and os.environ.get("TERM") != "dumb", quiet=quiet)
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
     try:
-        result = run_workflow(file, workers=workers or 0, executor=executor, log_dir=log_dir,
-                              params=parse_param_overrides(params), keep_going=keep_going, scheduler=scheduler,
-                              reporters=[progress])
+        result = start(reporters=[progress], **kwargs)
     except OpflowError as error:
         _fail(error)
     if as_json:
@@ -67,6 +73,44 @@ def run(file, workers, executor, scheduler, log_dir, params, keep_going, as_json
     elif result.exit_code != 0:
         click.echo(f"record: {result.run_dir}", err=True)
     sys.exit(result.exit_code)
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("logs"), show_default=True,
+              help="Each run makes a new directory under this one.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Override a workflow param (repeatable).")
+@click.option("--resume", is_flag=True,
+              help="Rerun only what did not succeed in the latest run of this workflow under --log-dir.")
+@_run_options
+def run(file, log_dir, params, resume, workers, executor, scheduler, keep_going, lock, keep_runs, as_json, quiet):
+    """Run the workflow in FILE."""
+    from .api import run as run_workflow
+    from .spec import parse_param_overrides
+
+    try:
+        overrides = parse_param_overrides(params)
+    except OpflowError as error:
+        _fail(error)
+    _execute(run_workflow, as_json=as_json, quiet=quiet, path=file, log_dir=log_dir, params=overrides,
+             resume=resume, workers=workers or 0, executor=executor or "process", scheduler=scheduler,
+             keep_going=keep_going, lock=lock, keep_runs=keep_runs)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@_run_options
+def resume(run_dir, workers, executor, scheduler, keep_going, lock, keep_runs, as_json, quiet):
+    """Rerun what did not succeed in RUN_DIR, reusing the results of what did.
+
+    Uses that run's workflow file and params. A recorded result is reused only if
+    the task, its upstream tasks and the params are unchanged; what changed is
+    listed in the new run's run.json (resume_changes).
+    """
+    from .api import resume as resume_run
+
+    _execute(resume_run, as_json=as_json, quiet=quiet, run_dir=run_dir, workers=workers, executor=executor,
+             scheduler=scheduler, keep_going=keep_going, lock=lock, keep_runs=keep_runs)
 
 
 @main.command()

@@ -44,6 +44,7 @@ class RunOptions:
     keep_going: bool = False
     #: task_id -> pickled result of an earlier run (resume): these are not run again.
     reuse: dict = field(default_factory=dict)
+    reused_from: str = ""  # the earlier run's directory
     #: Folder where each task's pickled result is kept (for resume), or None.
     results_dir: str | None = None
 
@@ -151,17 +152,18 @@ class Coordinator:
         """Resume: tasks that succeeded before count as succeeded, their results in the store."""
         if not self.options.reuse:
             return
-        store = self._backend.store()
-        from .worker import _store
+        from .worker import publish_result
 
+        store = self._backend.store()
         for task_id, blob in self.options.reuse.items():
             state = self.states.get(task_id)
             if state is None:
                 continue
-            _store(store).put(task_id, blob)
+            results_dir = self.options.results_dir
+            publish_result(store, task_id, blob, os.path.join(results_dir, f"{task_id}.pickle") if results_dir else None)
             state.status = TaskStatus.SUCCEEDED
             state.reused = True
-            state.reason = "reused from the earlier run"
+            state.reason = f"reused from {self.options.reused_from or 'an earlier run'}"
             for child in self._children[task_id]:
                 self.states[child].waiting -= 1
             self.emit("task_finished", record=self._record(state))
@@ -401,6 +403,7 @@ class Coordinator:
             "result": outcome.result if outcome is not None and outcome.ok else None,
             "error": outcome.error if outcome is not None and not outcome.ok else None,
             "reason": state.reason,
+            "reused": state.reused,
             "depends_on": list(state.spec.depends_on),
             "attempt_log": attempts,
             "resources": None,

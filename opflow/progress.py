@@ -50,7 +50,7 @@ class ConsoleProgress(Reporter):
             status = record["status"]
             if status == "succeeded":
                 took = f"  {record['duration_s']:.2f}s" if record.get("duration_s") is not None else ""
-                note = "  (reused)" if record.get("reason") == "reused from the earlier run" else ""
+                note = "  (reused)" if record.get("reused") else ""
                 self._line(f"{'ok':<9} {record['id']}{took}{note}", status=status, important=False)
             elif status == "failed":
                 self._failed += 1

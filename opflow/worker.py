@@ -74,10 +74,7 @@ def execute(request: TaskRequest) -> Outcome:
     try:
         value = _call_plugin(request)
         blob = _pickle_result(value)
-        if request.persist_path:
-            _persist(request.persist_path, blob)
-        if request.publish:
-            _store(request.store).put(request.task_id, blob)
+        publish_result(request.store if request.publish else None, request.task_id, blob, request.persist_path)
         outcome.result = render(value)
         outcome.ok = True
     except PluginError as exc:
@@ -132,6 +129,14 @@ def _pickle_result(value) -> bytes:
             f"so no other task could receive it: {type(exc).__name__}: {exc}",
             traceback.format_exc(),
         ) from exc
+
+
+def publish_result(store, task_id: str, blob: bytes, persist_path: str | None) -> None:
+    """Keep a pickled result: on disk for resume, in the store for downstream tasks."""
+    if persist_path:
+        _persist(persist_path, blob)
+    if store is not None:
+        _store(store).put(task_id, blob)
 
 
 def _persist(path: str, blob: bytes) -> None:

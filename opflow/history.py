@@ -1,0 +1,135 @@
+"""Past runs in a log dir: find the latest, prune old ones, plan a resume.
+
+A resume reruns only what did not succeed. A succeeded task's recorded result is
+reused only while nothing it depends on changed: its own spec (plugin, config,
+depends_on), the params, and (transitively) every upstream task's reuse.
+"""
+from __future__ import annotations
+
+__all__ = ["find_runs", "latest_run", "prune_runs", "ResumePlan", "plan_resume", "WORKFLOW_COPY"]
+
+import json
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .audit import slugify
+from .errors import UsageError, WorkflowError
+from .spec import Workflow, load_workflow
+
+WORKFLOW_COPY = "workflow.yaml"  # the workflow file as it was when the run started
+_RUN_NAME = re.compile(r"\d{8}T\d{6}Z-(?P<slug>.+?)(?:-\d+)?")
+
+
+def find_runs(log_dir: Path, workflow_name: str) -> list[Path]:
+    """Run directories of this workflow, oldest first."""
+    if not log_dir.is_dir():
+        return []
+    slug = slugify(workflow_name)
+    runs = []
+    for path in log_dir.iterdir():
+        match = _RUN_NAME.fullmatch(path.name)
+        if match and match.group("slug") == slug and (path / "run.json").is_file():
+            runs.append(path)
+    return sorted(runs, key=lambda p: (p.name[:16], _suffix(p.name)))
+
+
+def _suffix(name: str) -> int:
+    match = re.search(r"-(\d+)$", name)
+    return int(match.group(1)) if match and _RUN_NAME.fullmatch(name.rsplit("-", 1)[0]) else 1
+
+
+def latest_run(log_dir: Path, workflow: Workflow) -> Path | None:
+    """The newest run directory of this same workflow file under log_dir."""
+    for run_dir in reversed(find_runs(log_dir, workflow.name)):
+        try:
+            doc = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if doc.get("workflow_file") == str(workflow.path):
+            return run_dir
+    return None
+
+
+def prune_runs(log_dir: Path, workflow_name: str, keep: int, protect: Path | None = None) -> list[Path]:
+    """Delete all but the newest `keep` runs of the workflow; returns what was deleted."""
+    runs = find_runs(log_dir, workflow_name)
+    doomed = [r for r in runs[: max(0, len(runs) - keep)] if r != protect]
+    for run_dir in doomed:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return doomed
+
+
+@dataclass
+class ResumePlan:
+    source: Path
+    reuse: dict = field(default_factory=dict)  # task_id -> pickled result
+    changes: list[str] = field(default_factory=list)  # why some succeeded tasks rerun
+    rerun: list[str] = field(default_factory=list)
+
+
+def plan_resume(run_dir: Path, workflow: Workflow) -> ResumePlan:
+    """What an earlier run's record lets us reuse for `workflow` (already loaded and valid)."""
+    run_json = run_dir / "run.json"
+    try:
+        doc = json.loads(run_json.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{run_dir}: not a run directory (no run.json)") from None
+    except ValueError as exc:
+        raise UsageError(f"{run_json}: unreadable: {exc}") from None
+    plan = ResumePlan(source=run_dir)
+    old = _old_workflow(run_dir)
+    if old is None:
+        plan.changes.append(f"{run_dir / WORKFLOW_COPY} is missing, so no result can be trusted")
+        plan.rerun = [t.id for t in workflow.tasks]
+        return plan
+    if old.params != workflow.params:
+        plan.changes.append(f"params changed: {old.params} -> {workflow.params}; every task sees params, so all rerun")
+        plan.rerun = [t.id for t in workflow.tasks]
+        return plan
+    statuses = doc.get("tasks", {})
+    reusable: set[str] = set()
+    old_tasks = {t.id: t for t in old.tasks}
+    for task in _in_dependency_order(workflow):
+        before = old_tasks.get(task.id)
+        if statuses.get(task.id) != "succeeded":
+            continue
+        if before is None:
+            plan.changes.append(f"task '{task.id}' is new")
+            continue
+        what = [name for name in ("plugin", "config", "depends_on") if getattr(before, name) != getattr(task, name)]
+        if what:
+            plan.changes.append(f"task '{task.id}' changed ({', '.join(what)})")
+            continue
+        stale = [d for d in task.depends_on if d not in reusable]
+        if stale:
+            plan.changes.append(f"task '{task.id}' depends on '{stale[0]}', which reruns")
+            continue
+        blob_path = run_dir / "results" / f"{task.id}.pickle"
+        try:
+            plan.reuse[task.id] = blob_path.read_bytes()
+        except OSError:
+            plan.changes.append(f"task '{task.id}': its recorded result {blob_path} is missing")
+            continue
+        reusable.add(task.id)
+    plan.rerun = [t.id for t in workflow.tasks if t.id not in reusable]
+    return plan
+
+
+def _old_workflow(run_dir: Path) -> Workflow | None:
+    copy = run_dir / WORKFLOW_COPY
+    if not copy.is_file():
+        return None
+    try:
+        return load_workflow(copy, known_plugins=None)
+    except WorkflowError:
+        return None
+
+
+def _in_dependency_order(workflow: Workflow):
+    from .plan import build_plan
+
+    order = build_plan(workflow).layers
+    by_id = {t.id: t for t in workflow.tasks}
+    return [by_id[t] for layer in order for t in layer]
