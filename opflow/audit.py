@@ -127,7 +127,7 @@ class AuditTrail(Reporter):
                 "params": event["params"],
                 "workers": event["workers"],
                 "executor": event["executor"],
-                "run_dir": str(self.run_dir),
+                "run_dir": str(self.run_dir.resolve()),
                 **self.extra,
             }
             write_json_atomic(self.run_dir / "run.json", self._run)

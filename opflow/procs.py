@@ -89,10 +89,18 @@ def start_parent_watch(coordinator_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _terminate_handler)
     parent_at_start = os.getppid()
+    try:
+        coordinator = psutil.Process(coordinator_pid)
+    except psutil.NoSuchProcess:
+        os._exit(1)
 
     def watch():  # pragma: no cover - exercised by the SIGKILL-coordinator test
+        # The parent pid alone is not enough: a forkserver child's parent is the
+        # forkserver, which outlives the coordinator while any worker holds its
+        # "alive" pipe. So also watch the coordinator itself, counting a zombie
+        # (killed, not yet reaped by its own parent) as dead.
         while True:
-            if os.getppid() != parent_at_start or not _alive(coordinator_pid):
+            if os.getppid() != parent_at_start or not _alive(coordinator):
                 kill_own_children()
                 os._exit(1)
             threading.Event().wait(PARENT_POLL_SECONDS)
@@ -100,14 +108,12 @@ def start_parent_watch(coordinator_pid: int) -> None:
     threading.Thread(target=watch, name="opflow-parent-watch", daemon=True).start()
 
 
-def _alive(pid: int) -> bool:
+def _alive(process: psutil.Process) -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        # is_running() also compares the start time, so a reused pid is not mistaken for it.
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
-        return True
-    return True
 
 
 def describe_exit(exitcode: int | None) -> str:
