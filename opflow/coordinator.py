@@ -190,7 +190,7 @@ class Coordinator:
             params=self.workflow.params, workflow_dir=str(self.workflow.directory),
             store=self._backend.store() if (upstream or publish) else None, publish=publish,
             persist_path=os.path.join(self.options.results_dir, f"{task_id}.pickle") if self.options.results_dir else None,
-            max_memory=spec.max_memory,
+            max_memory=spec.max_memory, notify_start=spec.timeout is not None,
         )
         state.attempts.append({"attempt": attempt, "started": time.time(), "finished": None, "error": None, "pid": None})
         self._running[token] = task_id

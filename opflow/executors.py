@@ -8,7 +8,7 @@
 Nothing above this seam knows which backend runs. The process backend wraps a
 `concurrent.futures.ProcessPoolExecutor` and adds what it lacks:
 
-    worker ──(token, pid)──▶ start queue ──reader thread──▶ pids[token], on_start()
+    worker ──writes (pid, token)──▶ slot table (shared memory, read only when needed)
     pool future ──done──▶ _on_pool_done ──ok──────────────▶ backend future
                                         └─BrokenProcessPool─▶ blame the dead worker's task,
                                                               resubmit the innocent on a new pool
@@ -33,7 +33,7 @@ from typing import Callable
 
 from .context import ContextStore, ManagedStore
 from .procs import describe_exit, kill_tree
-from .worker import MEMORY_EXIT_CODE, Outcome, TaskRequest, error_record, execute, init_pool_worker, run_in_pool, run_in_thread
+from .worker import MEMORY_EXIT_CODE, Outcome, TaskRequest, error_record, init_pool_worker, run_in_pool, run_in_thread
 
 EXECUTORS = ("process", "thread", "inline", "dask")
 OnStart = Callable[[int, int], None]
@@ -130,8 +130,9 @@ class ProcessBackend(Backend):
 
     name = "process"
     can_stop = True
-    #: How long to wait for the start message of a task whose worker died at once.
-    START_MESSAGE_WAIT = 1.0
+    #: How often the start watcher looks at the slot table (only while a task with
+    #: a timeout is waiting to start): the precision of a timeout's start.
+    START_POLL_SECONDS = 0.02
 
     def __init__(self, workers: int, on_start: OnStart | None = None):
         self._workers = workers
@@ -141,44 +142,64 @@ class ProcessBackend(Backend):
         self._pool: ProcessPoolExecutor | None = None
         self._old_pools: list[ProcessPoolExecutor] = []
         self._processes: dict = {}
-        self._inflight: dict[int, tuple[TaskRequest, Future, ProcessPoolExecutor]] = {}
-        self._pids: dict[int, int] = {}
-        self._pid_event = threading.Condition(self._lock)
+        self._inflight: dict[int, tuple[TaskRequest, Future]] = {}
         self._stopping: dict[int, dict] = {}
-        self._blamed: dict[int, dict] = {}  # token -> crash error, per broken pool
+        self._blamed: dict[int, dict] = {}  # token -> crash error
         self._broken_pools: set[int] = set()
         self._closing = False
-        self._start_queue = None
-        self._reader: threading.Thread | None = None
+        # (pid, token) per worker; rows are reused round-robin across pool rebuilds.
+        self._slots = None
+        self._slot_counter = None
+        self._watch: set[int] = set()  # tokens whose start the coordinator waits to hear of
+        self._watch_wakeup = threading.Condition(self._lock)
+        self._watcher: threading.Thread | None = None
         self._store = ManagedStore(self._ctx)
 
     # -- pool lifetime -------------------------------------------------------
     def _ensure_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            if self._start_queue is None:
-                self._start_queue = self._ctx.SimpleQueue()
-                self._reader = threading.Thread(target=self._read_starts, name="opflow-start-reader", daemon=True)
-                self._reader.start()
+            if self._slots is None:
+                rows = max(64, 8 * self._workers)
+                self._slots = self._ctx.Array("q", 2 * rows, lock=False)
+                self._slot_counter = self._ctx.Value("q", 0)
             self._pool = ProcessPoolExecutor(
                 max_workers=self._workers, mp_context=self._ctx,
-                initializer=init_pool_worker, initargs=(os.getpid(), self._start_queue),
+                initializer=init_pool_worker, initargs=(os.getpid(), self._slots, self._slot_counter),
             )
             self._processes = self._pool._processes  # pid -> Process; read to tell how a worker died
         return self._pool
 
-    def _read_starts(self) -> None:
-        queue = self._start_queue
+    def _running_tokens(self) -> dict[int, int]:
+        """token -> pid of every task a live worker is running now (from the slot table)."""
+        if self._slots is None:
+            return {}
+        table = self._slots[:]
+        return {table[i + 1]: table[i] for i in range(0, len(table), 2) if table[i + 1] and table[i]}
+
+    def _watch_starts(self) -> None:
+        """Tell the coordinator when watched tasks start (they have timeouts)."""
         while True:
-            message = queue.get()
-            if message is None:
-                return
-            token, pid = message
             with self._lock:
-                self._pids[token] = pid
-                self._pid_event.notify_all()
-                known = token in self._inflight
-            if known and self._on_start is not None:
+                while not self._watch and not self._closing:
+                    self._watch_wakeup.wait()
+                if self._closing:
+                    return
+                running = self._running_tokens()
+                started = [(t, running[t]) for t in self._watch if t in running]
+                for token, _ in started:
+                    self._watch.discard(token)
+            for token, pid in started:
                 self._on_start(token, pid)
+            time.sleep(self.START_POLL_SECONDS)
+
+    def _watch_for_start(self, request: TaskRequest) -> None:
+        if not request.notify_start or self._on_start is None:
+            return
+        self._watch.add(request.token)
+        if self._watcher is None:
+            self._watcher = threading.Thread(target=self._watch_starts, name="opflow-start-watch", daemon=True)
+            self._watcher.start()
+        self._watch_wakeup.notify_all()
 
     def store(self):
         return self._store.address()
@@ -187,12 +208,11 @@ class ProcessBackend(Backend):
     def submit(self, request: TaskRequest) -> Future:
         future: Future = Future()
         with self._lock:
-            self._inflight[request.token] = (request, future, None)
+            self._inflight[request.token] = (request, future)
             self._submit_to_pool(request)
         return future
 
     def _submit_to_pool(self, request: TaskRequest) -> None:
-        future = self._inflight[request.token][1]
         for _ in range(2):
             pool = self._ensure_pool()
             try:
@@ -203,7 +223,7 @@ class ProcessBackend(Backend):
             except RuntimeError:  # shut down: we are closing
                 self._resolve(request.token, error_record("Cancelled", "the run stopped before this task ran"))
                 return
-            self._inflight[request.token] = (request, future, pool)
+            self._watch_for_start(request)
             pool_future.add_done_callback(lambda f, t=request.token, p=pool: self._on_pool_done(t, p, f))
             return
         self._resolve(request.token, error_record("WorkerCrashed", "the process pool could not be started"))
@@ -239,7 +259,7 @@ class ProcessBackend(Backend):
         with self._lock:
             if id(pool) not in self._broken_pools:
                 self._broken_pools.add(id(pool))
-                self._blame_dead_workers(pool)
+                self._blame_dead_workers()
                 self._retire(pool)
             stopped = self._stopping.pop(token, None)
             crashed = self._blamed.pop(token, None)
@@ -252,25 +272,20 @@ class ProcessBackend(Backend):
             elif token in self._inflight:
                 # Innocent: its worker was taken down with the pool. Run it again,
                 # on a new pool, as the same attempt.
-                self._pids.pop(token, None)
                 self._submit_to_pool(self._inflight[token][0])
 
-    def _blame_dead_workers(self, pool: ProcessPoolExecutor) -> None:
-        """Map each dead worker to the task it was running, and record how it died."""
-        processes = dict(self._processes)
-        dead = {pid: proc.exitcode for pid, proc in processes.items() if proc.exitcode is not None}
-        if not dead:
-            return
-        deadline = time.monotonic() + self.START_MESSAGE_WAIT
-        while True:
-            by_pid = {pid: token for token, pid in self._pids.items() if token in self._inflight}
-            missing = [pid for pid in dead if pid not in by_pid]
-            if not missing or time.monotonic() >= deadline:
-                break
-            self._pid_event.wait(0.05)
-        for pid, exitcode in dead.items():
-            token = by_pid.get(pid)
-            if token is None or token in self._stopping:
+    def _blame_dead_workers(self) -> None:
+        """Map each dead worker to the task it was running, and record how it died.
+
+        Runs when the pool reports itself broken: the worker that died is dead,
+        the others are still alive (the pool terminates them right after).
+        """
+        table = self._slots[:] if self._slots is not None else []
+        token_of = {table[i]: table[i + 1] for i in range(0, len(table), 2) if table[i + 1]}
+        for pid, process in dict(self._processes).items():
+            exitcode = process.exitcode
+            token = token_of.get(pid)
+            if exitcode is None or token is None or token not in self._inflight or token in self._stopping:
                 continue
             if exitcode == MEMORY_EXIT_CODE:
                 limit = self._inflight[token][0].max_memory
@@ -284,18 +299,16 @@ class ProcessBackend(Backend):
     def _finish(self, token: int, outcome: Outcome) -> None:
         with self._lock:
             entry = self._inflight.pop(token, None)
-            self._pids.pop(token, None)
+            self._watch.discard(token)
         if entry is not None and not entry[1].done():
             entry[1].set_result(outcome)
 
     def _resolve(self, token: int, error: dict) -> None:
         with self._lock:
-            entry = self._inflight.get(token)
-            pid = self._pids.get(token, 0)
-        if entry is None:
-            return
+            if token not in self._inflight:
+                return
         now = time.time()
-        self._finish(token, Outcome(token=token, ok=False, error=error, started_at=now, finished_at=now, pid=pid))
+        self._finish(token, Outcome(token=token, ok=False, error=error, started_at=now, finished_at=now))
 
     # -- stopping ------------------------------------------------------------
     def stop(self, token: int, error: dict) -> None:
@@ -303,10 +316,11 @@ class ProcessBackend(Backend):
             if token not in self._inflight:
                 return
             self._stopping[token] = error
-            pid = self._pids.get(token)
+            pid = self._running_tokens().get(token)
         if pid is None:
-            # Not started yet (still queued in the pool): it will not start, as
-            # killing nothing leaves it queued; resolve it now and drop its result.
+            # Not running (still queued, or just finished): resolve it now.
+            with self._lock:
+                self._stopping.pop(token, None)
             self._resolve(token, error)
             return
         # Killing waits out a grace period; do not block the caller's loop.
@@ -316,6 +330,7 @@ class ProcessBackend(Backend):
         """Stop all running work now: kill every worker's process tree, submit nothing more."""
         with self._lock:
             self._closing = True
+            self._watch_wakeup.notify_all()
             pids = list(self._processes)
         _kill_trees(pids, grace)
 
@@ -324,6 +339,7 @@ class ProcessBackend(Backend):
             self.interrupt(grace=0.5)
         with self._lock:
             self._closing = True
+            self._watch_wakeup.notify_all()
             pools = [p for p in [self._pool, *self._old_pools] if p is not None]
             self._pool = None
         for pool in pools:
@@ -332,10 +348,8 @@ class ProcessBackend(Backend):
             leftover = list(self._inflight)
         for token in leftover:  # queued work the shutdown cancelled
             self._resolve(token, error_record("Cancelled", "the run stopped before this task ran"))
-        if self._start_queue is not None:
-            self._start_queue.put(None)
-            self._reader.join(timeout=5)
-            self._start_queue.close()
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
         self._store.close()
 
 

@@ -44,6 +44,7 @@ class TaskRequest:
     publish: bool = False  # does any downstream task read this result?
     persist_path: str | None = None  # where to keep the pickled result for resume
     max_memory: int | None = None
+    notify_start: bool = False  # does the coordinator need to know when it starts (timeouts)?
 
 
 @dataclass
@@ -224,24 +225,36 @@ _monitor = _Monitor()
 _pool_state: dict = {}
 
 
-def init_pool_worker(coordinator_pid: int, start_queue) -> None:
-    """Pool initializer: watch the coordinator, report task starts on `start_queue`."""
+def init_pool_worker(coordinator_pid: int, slots, slot_counter) -> None:
+    """Pool initializer: watch the coordinator; claim a row in the shared slot table.
+
+    The slot table (shared memory: pid, token per row) tells the coordinator which
+    process runs which task without a message per task: it reads the table only
+    when it must (a worker died, a timeout fired, a start to watch for).
+    """
     from .procs import start_parent_watch
 
     start_parent_watch(coordinator_pid)
-    _pool_state["in_pool"] = True
-    _pool_state["start_queue"] = start_queue
+    with slot_counter.get_lock():
+        row = slot_counter.value % (len(slots) // 2)
+        slot_counter.value += 1
+    slots[2 * row] = os.getpid()
+    slots[2 * row + 1] = 0
+    _pool_state.update(in_pool=True, slots=slots, token_index=2 * row + 1)
 
 
 def run_in_pool(request: TaskRequest) -> Outcome:
-    """The function the process pool runs: say which process took the task, then run it."""
-    queue = _pool_state.get("start_queue")
-    if queue is not None:
-        queue.put((request.token, os.getpid()))
-    return execute(request)
+    """The function the process pool runs: mark the slot busy with this token, run it."""
+    slots = _pool_state["slots"]
+    index = _pool_state["token_index"]
+    slots[index] = request.token
+    try:
+        return execute(request)
+    finally:
+        slots[index] = 0
 
 
 def run_in_thread(request: TaskRequest, on_start: Callable[[int, int], None] | None) -> Outcome:
-    if on_start is not None:
+    if on_start is not None and request.notify_start:
         on_start(request.token, os.getpid())
     return execute(request)
