@@ -1,0 +1,111 @@
+"""Per-task overhead of the Dask backend next to the process pool: N no-op tasks, alternating.
+
+    variants: opflow --executor process, opflow --executor dask (a LocalCluster)
+    workload: N independent no-op python tasks (default 200), --workers 2
+    measure:  wall (the whole api.run: parse, pool/cluster start and stop, run dir)
+              span (first task start to last task end: the per-task cost, fixed costs left out)
+
+Each repetition runs both variants, alternating which goes first; the table shows
+medians, and per-task overhead = span / N. The ratio dask/process is over span
+medians measured in this one run. Needs the dask extra (pip install 'opflow[dask]').
+
+    python benchmarks/dask_overhead.py [--tasks 200] [--reps 5] [--workers 2] [--out DIR] [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def write_workflow(folder: Path, tasks: int) -> Path:
+    (folder / "benchnoop.py").write_text("def noop():\n    return None\n", encoding="utf-8")
+    lines = ["name: dask overhead", "tasks:"]
+    for i in range(tasks):
+        lines.append("  - " + json.dumps({"id": f"t{i}", "plugin": "python", "config": {"function": "benchnoop:noop"}}))
+    path = folder / "noop.yaml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def run_once(path: Path, executor: str, workers: int, log_dir: Path) -> dict:
+    from opflow import api
+    from opflow.events import Reporter
+
+    class Span(Reporter):
+        first = last = None
+
+        def handle(self, event):
+            if event["event"] == "task_started" and self.first is None:
+                self.first = time.perf_counter()
+            elif event["event"] == "task_finished":
+                self.last = time.perf_counter()
+
+    span = Span()
+    started = time.perf_counter()
+    result = api.run(path, workers=workers, executor=executor, log_dir=log_dir, reporters=[span])
+    wall = time.perf_counter() - started
+    if result.exit_code != 0:
+        raise SystemExit(f"{executor}: exit code {result.exit_code}; see {result.run_dir}")
+    shutil.rmtree(result.run_dir, ignore_errors=True)
+    return {"wall": wall, "span": span.last - span.first}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=200)
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out",
+                        help="folder for the CSV (default: %(default)s)")
+    parser.add_argument("--log-dir", type=Path, default=None, help="opflow's log dir (default: a temporary folder)")
+    parser.add_argument("--quick", action="store_true", help="10 tasks, 1 repetition: checks the script, measures nothing")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.tasks, args.reps = 10, 1
+    from opflow.dask_backend import check_available
+
+    check_available()
+    variants = ("process", "dask")
+    samples: dict[str, list[dict]] = {v: [] for v in variants}
+    with tempfile.TemporaryDirectory(prefix="opflow-dask-bench-") as scratch:
+        folder = Path(scratch)
+        log_dir = args.log_dir or folder / "logs"
+        path = write_workflow(folder, args.tasks)
+        run_once(path, "process", args.workers, log_dir)  # warm-up: imports, forkserver
+        for rep in range(args.reps):
+            order = variants if rep % 2 == 0 else variants[::-1]
+            for variant in order:
+                samples[variant].append(run_once(path, variant, args.workers, log_dir))
+            print(f"rep {rep + 1}/{args.reps}: " + ", ".join(
+                f"{v} wall {samples[v][-1]['wall']:.2f}s span {samples[v][-1]['span']:.2f}s" for v in variants),
+                file=sys.stderr, flush=True)
+    med = {v: {k: statistics.median(s[k] for s in samples[v]) for k in ("wall", "span")} for v in variants}
+    print(f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}, {platform.platform()}")
+    print(f"{args.tasks} no-op tasks, --workers {args.workers}, medians of {args.reps} alternating reps\n")
+    print("| executor | wall s | span s | per task (span) |")
+    print("| --- | --- | --- | --- |")
+    for v in variants:
+        print(f"| {v} | {med[v]['wall']:.3f} | {med[v]['span']:.3f} | {med[v]['span'] / args.tasks * 1e3:.2f} ms |")
+    print(f"\nratio dask/process: span {med['dask']['span'] / med['process']['span']:.2f}x, "
+          f"wall {med['dask']['wall'] / med['process']['wall']:.2f}x")
+    args.out.mkdir(parents=True, exist_ok=True)
+    with open(args.out / "dask_overhead.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["executor", "tasks", "workers", "reps", "wall_s_median", "span_s_median", "per_task_ms"])
+        for v in variants:
+            writer.writerow([v, args.tasks, args.workers, args.reps, round(med[v]["wall"], 4),
+                             round(med[v]["span"], 4), round(med[v]["span"] / args.tasks * 1e3, 3)])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

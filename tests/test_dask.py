@@ -1,0 +1,513 @@
+"""The Dask backend: the contract on a real LocalCluster, its own seams, and a real cluster.
+
+A real cluster here is `dask scheduler` and two `dask worker` processes on
+127.0.0.1, started as separate processes, driven through the real CLI. Every
+wait is bounded; every process a test starts is stopped and reaped (conftest's
+autouse guard fails a test that leaks one).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+
+distributed = pytest.importorskip("distributed", reason="the dask extra is not installed: pip install 'opflow[dask]'")
+
+from conftest import REPO, latest_run_dir, run_cli  # noqa: E402
+
+from opflow import dask_backend  # noqa: E402
+from opflow.api import run  # noqa: E402
+from opflow.errors import UsageError  # noqa: E402
+from opflow.plugins import PluginRef, discover_plugins  # noqa: E402
+from opflow.procs import kill_tree  # noqa: E402
+from opflow.worker import TaskRequest  # noqa: E402
+
+
+def records(run_dir):
+    return {p.stem: json.loads(p.read_text()) for p in (run_dir / "tasks").glob("*.json")}
+
+
+def run_json(run_dir):
+    return json.loads((run_dir / "run.json").read_text())
+
+
+def go(path, tmp_path, **options):
+    return run(path, executor="dask", workers=2, log_dir=tmp_path / "logs", **options)
+
+
+def wait_for(predicate, timeout=30.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+# -- availability ----------------------------------------------------------------
+def test_missing_distributed_is_a_usage_error_naming_the_extra(monkeypatch, tmp_path, write_workflow, faults):
+    from click.testing import CliRunner
+
+    from opflow.cli import main
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` now raises ImportError
+    with pytest.raises(UsageError, match=r"pip install 'opflow\[dask\]'"):
+        dask_backend.check_available()
+    flow = write_workflow("""
+        name: nodask
+        tasks:
+          - {id: a, plugin: python, config: {function: "faults:ok"}}
+    """)
+    result = CliRunner().invoke(main, ["run", str(flow), "--executor", "dask", "--log-dir", str(tmp_path / "logs")])
+    assert result.exit_code == 2, result.output
+    assert "pip install 'opflow[dask]'" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "logs").exists() or not any((tmp_path / "logs").iterdir())
+
+
+def test_an_unreachable_scheduler_is_a_usage_error(monkeypatch, tmp_path, write_workflow, faults):
+    monkeypatch.setattr(dask_backend, "CONNECT_TIMEOUT", 1.0)
+    flow = write_workflow("""
+        name: unreachable
+        tasks:
+          - {id: a, plugin: python, config: {function: "faults:ok"}}
+    """)
+    with pytest.raises(UsageError, match="cannot connect"):
+        run(flow, executor="dask", scheduler="tcp://127.0.0.1:9", log_dir=tmp_path / "logs")
+
+
+# -- the contract, on a LocalCluster ----------------------------------------------
+def test_example_workflow_metrics_equal_pandas_describe(tmp_path):
+    for name in ("workflow_example.yaml", "sample_data.csv"):
+        shutil.copy(REPO / "examples" / name, tmp_path / name)
+    result = go(tmp_path / "workflow_example.yaml", tmp_path)
+    assert result.exit_code == 0
+    tasks = records(result.run_dir)
+    expected = pd.read_csv(tmp_path / "sample_data.csv")[["age", "score"]].describe()
+    metrics = tasks["compute_metrics"]["result"]
+    for column in ("age", "score"):
+        for stat, value in expected[column].items():
+            assert metrics[column][stat] == pytest.approx(value), (column, stat)
+    assert tasks["ingest_csv"]["result"]["columns"] == ["name", "age", "score", "city"]
+    assert tasks["notify"]["result"]["stdout"] == "Metrics computed\n"
+    doc = run_json(result.run_dir)
+    assert doc["executor"] == "dask" and doc["workers"] == 2 and doc["status"] == "succeeded"
+    # Results are kept for resume, written by the workers (they share this disk).
+    assert (result.run_dir / "results" / "ingest_csv.pickle").is_file()
+
+
+def test_diamond_context_is_the_transitive_upstream_and_params(tmp_path, write_workflow, faults):
+    flow = write_workflow("""
+        name: diamond
+        params: {region: north}
+        tasks:
+          - {id: a, plugin: python, config: {function: "faults:ok", args: [1]}}
+          - {id: b, plugin: python, config: {function: "faults:ok", args: [2]}, depends_on: [a]}
+          - {id: c, plugin: python, config: {function: "faults:ok", args: [3]}, depends_on: [a]}
+          - {id: d, plugin: python, config: {function: "faults:echo_context"}, depends_on: [b, c]}
+          - {id: total, plugin: python, config: {function: "faults:add_upstream"}, depends_on: [b, c]}
+          - {id: lone, plugin: python, config: {function: "faults:echo_context"}}
+    """)
+    result = go(flow, tmp_path, params={"region": "south"})
+    assert result.exit_code == 0, records(result.run_dir)
+    tasks = records(result.run_dir)
+    assert tasks["d"]["result"] == {"seen": ["a", "b", "c"], "params": {"region": "south"}}
+    assert tasks["total"]["result"] == 6
+    assert tasks["lone"]["result"] == {"seen": [], "params": {"region": "south"}}
+
+
+def test_a_failure_is_recorded_and_fail_fast_skips_downstream(tmp_path, write_workflow, faults):
+    flow = write_workflow("""
+        name: failfast
+        tasks:
+          - {id: bad, plugin: python, config: {function: "faults:raise_error", args: ["no good"]}}
+          - {id: after_bad, plugin: python, config: {function: "faults:ok"}, depends_on: [bad]}
+          - {id: later, plugin: python, config: {function: "faults:ok"}, depends_on: [after_bad]}
+    """)
+    result = go(flow, tmp_path)
+    assert result.exit_code == 1
+    tasks = records(result.run_dir)
+    assert tasks["bad"]["status"] == "failed"
+    assert tasks["bad"]["error"]["type"] == "ValueError" and tasks["bad"]["error"]["message"] == "no good"
+    assert "raise ValueError" in tasks["bad"]["error"]["traceback"]
+    assert tasks["after_bad"]["status"] == "skipped" and "bad" in tasks["after_bad"]["reason"]
+    assert run_json(result.run_dir)["tasks"] == {"bad": "failed", "after_bad": "skipped", "later": "skipped"}
+
+
+def test_fail_fast_lets_running_tasks_finish_and_cancels_the_rest(tmp_path, write_workflow, faults):
+    # `running` is in flight when `bad` fails, and returns only once the failure is
+    # on record (tasks/bad.json): it finishes, and its child never starts.
+    (tmp_path / "gate.py").write_text(textwrap.dedent(f"""
+        import glob, time
+
+        def until_bad_is_recorded():
+            deadline = time.monotonic() + 60
+            while not glob.glob({str(tmp_path / "logs" / "*" / "tasks" / "bad.json")!r}):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("bad was never recorded")
+                time.sleep(0.02)
+            return "saw it"
+    """))
+    flow = write_workflow("""
+        name: failfast2
+        tasks:
+          - {id: running, plugin: python, config: {function: "gate:until_bad_is_recorded"}}
+          - {id: bad, plugin: python, config: {function: "faults:raise_error"}}
+          - {id: child, plugin: python, config: {function: "faults:ok"}, depends_on: [running]}
+    """)
+    result = go(flow, tmp_path)
+    assert result.exit_code == 1
+    tasks = records(result.run_dir)
+    assert tasks["running"]["status"] == "succeeded"
+    assert tasks["bad"]["status"] == "failed"
+    assert tasks["child"]["status"] == "cancelled" and tasks["child"]["attempts"] == 0
+    assert "bad" in tasks["child"]["reason"]
+
+
+def test_keep_going_runs_everything_whose_upstream_succeeded(tmp_path, write_workflow, faults):
+    flow = write_workflow("""
+        name: keepgoing
+        tasks:
+          - {id: bad, plugin: python, config: {function: "faults:raise_error"}}
+          - {id: downstream, plugin: python, config: {function: "faults:ok"}, depends_on: [bad]}
+          - {id: good, plugin: python, config: {function: "faults:ok"}}
+          - {id: good_next, plugin: python, config: {function: "faults:ok"}, depends_on: [good]}
+    """)
+    result = go(flow, tmp_path, keep_going=True)
+    assert result.exit_code == 1
+    assert run_json(result.run_dir)["tasks"] == {
+        "bad": "failed", "downstream": "skipped", "good": "succeeded", "good_next": "succeeded"}
+
+
+def test_retry_then_succeed_records_every_attempt(tmp_path, write_workflow, faults):
+    marker = tmp_path / "attempts.txt"
+    flow = write_workflow(f"""
+        name: retry
+        tasks:
+          - {{id: flaky, plugin: python, config: {{function: "faults:fail_until", args: ["{marker}", 2]}},
+              retries: 2, retry_delay: 0.01}}
+    """)
+    result = go(flow, tmp_path)
+    assert result.exit_code == 0
+    record = records(result.run_dir)["flaky"]
+    assert record["attempts"] == 3 and record["result"] == {"attempts_seen": 3}
+    assert [a["error"]["type"] if a["error"] else None for a in record["attempt_log"]] == ["RuntimeError", "RuntimeError", None]
+
+
+def test_resume_puts_earlier_results_on_the_cluster(tmp_path, write_workflow, faults):
+    marker = tmp_path / "count"
+    flow = write_workflow(f"""
+        name: resumable
+        tasks:
+          - {{id: a, plugin: python, config: {{function: "faults:ok", args: [5]}}}}
+          - {{id: b, plugin: python, config: {{function: "faults:fail_until", args: ["{marker}", 1]}}, depends_on: [a]}}
+          - {{id: c, plugin: python, config: {{function: "faults:add_upstream"}}, depends_on: [a]}}
+    """)
+    first = go(flow, tmp_path, keep_going=True)
+    assert run_json(first.run_dir)["tasks"] == {"a": "succeeded", "b": "failed", "c": "succeeded"}
+    second = go(flow, tmp_path, resume=True)
+    assert second.exit_code == 0
+    tasks = records(second.run_dir)
+    assert tasks["a"]["reused"] and tasks["b"]["status"] == "succeeded"
+
+
+# -- what only the Dask backend does ------------------------------------------------
+def test_results_stay_on_the_cluster(tmp_path, write_workflow, monkeypatch):
+    """A DataFrame read by three tasks is never fetched by the coordinator: only its Outcome is read."""
+    (tmp_path / "frames.py").write_text(textwrap.dedent("""
+        import pandas as pd
+
+        def make(rows):
+            return pd.DataFrame({"x": range(rows)})
+
+        def total(context):
+            return int(context["make"]["x"].sum())
+    """))
+    flow = write_workflow("""
+        name: locality
+        tasks:
+          - {id: make, plugin: python, config: {function: "frames:make", args: [100000]}}
+          - {id: r1, plugin: python, config: {function: "frames:total"}, depends_on: [make]}
+          - {id: r2, plugin: python, config: {function: "frames:total"}, depends_on: [make]}
+          - {id: r3, plugin: python, config: {function: "frames:total"}, depends_on: [make]}
+    """)
+    fetched: list[str] = []
+    original = distributed.Future.result
+
+    def spy(self, *args, **kwargs):
+        fetched.append(str(self.key))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(distributed.Future, "result", spy)
+    result = go(flow, tmp_path)
+    assert result.exit_code == 0
+    expected = sum(range(100000))
+    assert {t: r["result"] for t, r in records(result.run_dir).items() if t != "make"} == dict.fromkeys(("r1", "r2", "r3"), expected)
+    assert any(k.startswith("opflow-r1-") for k in fetched), fetched  # the spy sees fetches
+    assert not any(k.startswith("opflow-make-") for k in fetched), fetched
+
+
+def test_a_result_is_reported_while_its_worker_runs_the_next_task(tmp_path, write_workflow, faults):
+    # One worker: `x` runs right after `a` and returns only once a's outcome is on
+    # record, so reading that outcome must not wait behind `x` on the worker.
+    (tmp_path / "gate.py").write_text(textwrap.dedent(f"""
+        import glob, time
+
+        def until_a_is_recorded():
+            deadline = time.monotonic() + 30
+            while not glob.glob({str(tmp_path / "logs" / "*" / "tasks" / "a.json")!r}):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("a was never recorded")
+                time.sleep(0.02)
+            return "saw it"
+    """))
+    flow = write_workflow("""
+        name: busy
+        tasks:
+          - {id: a, plugin: python, config: {function: "faults:ok"}}
+          - {id: x, plugin: python, config: {function: "gate:until_a_is_recorded"}}
+          - {id: b, plugin: python, config: {function: "faults:echo_context"}, depends_on: [a]}
+    """)
+    result = run(flow, executor="dask", workers=1, log_dir=tmp_path / "logs")
+    assert result.exit_code == 0, records(result.run_dir)
+    assert records(result.run_dir)["b"]["result"]["seen"] == ["a"]
+
+
+@pytest.fixture
+def backend():
+    starts: list[tuple[int, int]] = []
+    started = threading.Event()
+
+    def on_start(token, pid):
+        starts.append((token, pid))
+        started.set()
+
+    instance = dask_backend.DaskBackend(2, on_start)
+    instance.starts, instance.started = starts, started
+    try:
+        yield instance
+    finally:
+        instance.close()
+
+
+def _request(token, task_id, plugin: PluginRef, config=None, tmp_path=None, **fields) -> TaskRequest:
+    return TaskRequest(token=token, task_id=task_id, attempt=1, plugin=plugin, config=config or {}, depends_on=(),
+                       upstream=(), params={}, workflow_dir=str(tmp_path or "."), **fields)
+
+
+def _builtin(name):
+    refs, _ = discover_plugins([])
+    return refs[name]
+
+
+def test_start_pid_worker_address_and_scheduler_are_reported(backend, tmp_path):
+    assert backend.scheduler_address.startswith("tcp://127.0.0.1:")
+    outcome = backend.submit(_request(1, "one", _builtin("shell"), {"command": "echo hi"}, tmp_path)).result(timeout=60)
+    assert outcome.ok, outcome.error
+    wait_for(backend.started.is_set, 10, "the start message")
+    workers = backend._client.scheduler_info()["workers"]
+    assert outcome.extra["dask_worker"] in workers
+    assert backend.starts == [(1, outcome.pid)]
+    assert outcome.pid in {p.pid for p in psutil.Process().children(recursive=True)}  # a LocalCluster worker
+
+
+def test_a_plugin_file_a_worker_lacks_fails_its_task_saying_so(backend, tmp_path):
+    ref = PluginRef("ghost", "file", f"{tmp_path / 'workers' / 'ghost.py'}:Ghost")
+    outcome = backend.submit(_request(1, "ghost", ref, tmp_path=tmp_path)).result(timeout=60)
+    assert not outcome.ok
+    assert outcome.error["type"] == "PluginError"
+    assert "does not exist on dask worker" in outcome.error["message"] and "ghost.py" in outcome.error["message"]
+
+
+def test_a_workers_folder_is_shipped_to_workers_that_lack_it(backend, tmp_path):
+    folder = tmp_path / "workers"
+    folder.mkdir()
+    (folder / "helper.py").write_text("GREETING = 'hello from a shipped file'\n")
+    (folder / "shipped.py").write_text(textwrap.dedent("""
+        from opflow.plugin_base import Plugin
+        import helper
+
+        class Shipped(Plugin):
+            name = "shipped"
+
+            def run(self, config, context):
+                return {"said": helper.GREETING, "file": __file__}
+    """))
+    refs, _ = discover_plugins([folder])
+    ref = refs["shipped"]
+    bundle = backend._bundle_for(ref)  # what a remote scheduler gets: read here, scattered once
+    shutil.rmtree(folder)  # ...and the workers do not have the folder
+    backend._bundle_for = lambda ref: bundle
+    backend.local = False
+    outcome = backend.submit(_request(1, "shipped", ref, tmp_path=tmp_path)).result(timeout=60)
+    backend.local = True
+    assert outcome.ok, outcome.error
+    assert outcome.result["said"] == "hello from a shipped file"
+    assert "opflow-plugins" in outcome.result["file"]
+
+
+def test_timeout_kills_the_hung_task_and_the_cluster_goes_on(tmp_path, write_workflow, faults):
+    flow = write_workflow("""
+        name: hang
+        tasks:
+          - {id: stuck, plugin: python, config: {function: "faults:hang"}, timeout: 0.5, retries: 1}
+          - {id: fine, plugin: python, config: {function: "faults:ok"}}
+          - {id: after, plugin: python, config: {function: "faults:ok"}, depends_on: [fine]}
+    """)
+    started = time.monotonic()
+    result = go(flow, tmp_path, keep_going=True)
+    assert time.monotonic() - started < 60
+    tasks = records(result.run_dir)
+    assert tasks["stuck"]["status"] == "failed" and tasks["stuck"]["attempts"] == 2
+    assert all(a["error"]["type"] == "Timeout" for a in tasks["stuck"]["attempt_log"])
+    assert tasks["fine"]["status"] == "succeeded" and tasks["after"]["status"] == "succeeded"
+    for attempt in tasks["stuck"]["attempt_log"]:
+        assert attempt["pid"] and gone(attempt["pid"])  # the worker process that ran it was killed
+
+
+def test_timeout_kills_the_grandchildren_of_a_shell_task(tmp_path, write_workflow):
+    pid_file = tmp_path / "grandchild.pid"
+    flow = write_workflow(f"""
+        name: grandchild
+        tasks:
+          - id: spawner
+            plugin: shell
+            config: {{command: "sleep 300 & echo $! > {pid_file}; wait"}}
+            timeout: 1
+    """)
+    result = run(flow, executor="dask", workers=1, log_dir=tmp_path / "logs")
+    assert records(result.run_dir)["spawner"]["error"]["type"] == "Timeout"
+    grandchild = int(pid_file.read_text())
+    wait_for(lambda: gone(grandchild), 10, "the grandchild to be gone")
+
+
+def test_a_crashing_task_fails_alone(tmp_path, write_workflow, faults):
+    flow = write_workflow("""
+        name: crash
+        tasks:
+          - {id: victim, plugin: python, config: {function: "faults:os_exit"}}
+          - {id: fine, plugin: python, config: {function: "faults:ok"}}
+          - {id: after, plugin: python, config: {function: "faults:ok"}, depends_on: [fine]}
+    """)
+    result = go(flow, tmp_path, keep_going=True)
+    tasks = records(result.run_dir)
+    assert tasks["victim"]["status"] == "failed"
+    assert tasks["victim"]["error"]["type"] == "WorkerCrashed"
+    assert tasks["fine"]["status"] == "succeeded" and tasks["after"]["status"] == "succeeded"
+
+
+def test_sigint_stops_a_dask_run_and_leaves_nothing(tmp_path, write_workflow, faults):
+    pid_file = tmp_path / "sleeper.pid"
+    flow = write_workflow(f"""
+        name: signals
+        tasks:
+          - {{id: sleeper, plugin: shell, config: {{command: "sleep 300 & echo $! > {pid_file}; wait"}}}}
+          - {{id: waiter, plugin: python, config: {{function: "faults:hang"}}}}
+          - {{id: never, plugin: python, config: {{function: "faults:ok"}}, depends_on: [sleeper]}}
+    """)
+    proc = subprocess.Popen([sys.executable, "-m", "opflow", "run", str(flow), "--executor", "dask", "--workers", "2",
+                             "--log-dir", str(tmp_path / "logs")],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 60, "the task to start")
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            kill_tree(proc.pid, grace=1.0)
+            proc.wait(timeout=10)
+    assert proc.returncode == 130, output
+    doc = run_json(latest_run_dir(tmp_path / "logs"))
+    assert doc["status"] == "interrupted"
+    assert doc["tasks"] == {"sleeper": "cancelled", "waiter": "cancelled", "never": "cancelled"}
+    sleeper = int(pid_file.read_text())
+    wait_for(lambda: gone(sleeper) and all(gone(p.pid) for p in descendants), 15, "every process to be gone")
+
+
+# -- a real cluster: scheduler and workers as separate processes ---------------------
+def _spawn(args: list[str], cwd: Path, log: Path) -> subprocess.Popen:
+    handle = open(log, "wb")
+    try:
+        return subprocess.Popen([sys.executable, "-m", *args], cwd=cwd, stdout=handle, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+    finally:
+        handle.close()  # the child has its own copy
+
+
+@pytest.fixture
+def dask_cluster(tmp_path):
+    """`dask scheduler` + two `dask worker --nthreads 1` on 127.0.0.1; yields the scheduler address."""
+    scheduler_file = tmp_path / "scheduler.json"
+    procs: list[subprocess.Popen] = []
+    try:
+        procs.append(_spawn(["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                             "--scheduler-file", str(scheduler_file)], tmp_path, tmp_path / "scheduler.log"))
+        wait_for(lambda: scheduler_file.exists() and scheduler_file.stat().st_size > 0 or procs[0].poll() is not None,
+                 60, "the scheduler file")
+        assert procs[0].poll() is None, (tmp_path / "scheduler.log").read_text()
+        address = json.loads(scheduler_file.read_text())["address"]
+        for n in range(2):
+            procs.append(_spawn(["distributed.cli.dask_worker", "--scheduler-file", str(scheduler_file),
+                                 "--host", "127.0.0.1", "--nthreads", "1", "--no-dashboard", "--name", f"w{n}",
+                                 "--local-directory", str(tmp_path / f"worker{n}")], tmp_path, tmp_path / f"worker{n}.log"))
+        with distributed.Client(address, timeout=30, set_as_default=False) as client:
+            client.wait_for_workers(2, timeout=60)
+        yield address
+    finally:
+        for proc in reversed(procs):  # workers first, then the scheduler; each with its whole tree
+            kill_tree(proc.pid, grace=5.0)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+def test_the_example_runs_on_a_separately_started_cluster(dask_cluster, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    for name in ("workflow_example.yaml", "sample_data.csv"):
+        shutil.copy(REPO / "examples" / name, work / name)
+    result = run_cli("run", "workflow_example.yaml", "--executor", "dask", "--scheduler", dask_cluster,
+                     "--log-dir", str(work / "logs"), cwd=work, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    doc = run_json(latest_run_dir(work / "logs"))
+    assert doc["status"] == "succeeded" and doc["executor"] == "dask"
+    assert doc["tasks"] == {"ingest_csv": "succeeded", "compute_metrics": "succeeded", "notify": "succeeded"}
+    metrics = json.loads((latest_run_dir(work / "logs") / "tasks" / "compute_metrics.json").read_text())["result"]
+    assert metrics["age"]["mean"] == pytest.approx(pd.read_csv(work / "sample_data.csv")["age"].mean())
+
+
+def test_a_timeout_on_a_remote_worker_restarts_that_worker(dask_cluster, tmp_path, write_workflow, faults):
+    flow = write_workflow("""
+        name: remote-hang
+        tasks:
+          - {id: stuck, plugin: python, config: {function: "faults:hang"}, timeout: 1}
+          - {id: after, plugin: python, config: {function: "faults:ok"}}
+    """)
+    result = run_cli("run", str(flow), "--executor", "dask", "--scheduler", dask_cluster, "--keep-going",
+                     "--log-dir", str(tmp_path / "logs"), cwd=tmp_path, timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    tasks = records(latest_run_dir(tmp_path / "logs"))
+    assert tasks["stuck"]["error"]["type"] == "Timeout"
+    assert tasks["after"]["status"] == "succeeded"
+    wait_for(lambda: gone(tasks["stuck"]["attempt_log"][0]["pid"]), 15, "the stuck worker process to end")
+    with distributed.Client(dask_cluster, timeout=30, set_as_default=False) as client:
+        client.wait_for_workers(2, timeout=60)  # its Nanny started a fresh one
