@@ -19,6 +19,7 @@ from .events import Reporter
 from .executors import EXECUTORS
 from .history import WORKFLOW_COPY, latest_run, plan_resume, prune_runs
 from .lock import WorkflowLock
+from .results_log import RESULTS_FILE
 from .plugins import PluginRef, discover_plugins, worker_dirs
 from .spec import Workflow, load_workflow
 
@@ -83,9 +84,7 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
             options.reuse, options.reused_from = plan.reuse, str(source)
             extra = {"resumed_from": str(source), "resume_changes": plan.changes, "reused": sorted(plan.reuse)}
         run_dir = create_run_dir(log_dir, workflow.name)
-        results_dir = run_dir / "results"
-        results_dir.mkdir(mode=0o700)  # pickled results: for the owner only
-        options.results_dir = str(results_dir)
+        options.results_path = str(run_dir / RESULTS_FILE)
         shutil.copyfile(workflow.path, run_dir / WORKFLOW_COPY)
         audit = AuditTrail(run_dir, workflow, extra)
         summary = await _run_async(workflow, plugins, options, [audit, *reporters])

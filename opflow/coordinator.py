@@ -42,11 +42,12 @@ class RunOptions:
     executor: str = "process"
     scheduler: str | None = None  # dask: a scheduler address; None starts a LocalCluster
     keep_going: bool = False
-    #: task_id -> pickled result of an earlier run (resume): these are not run again.
+    #: task_id -> pickled result of an earlier run (resume; None where no task reads
+    #: it): these tasks count as succeeded and are not run again.
     reuse: dict = field(default_factory=dict)
     reused_from: str = ""  # the earlier run's directory
-    #: Folder where each task's pickled result is kept (for resume), or None.
-    results_dir: str | None = None
+    #: The run's results log (see results_log.py), or None to keep no results.
+    results_path: str | None = None
 
     def pool_size(self) -> int:
         return self.workers if self.workers > 0 else (os.cpu_count() or 1)
@@ -154,13 +155,13 @@ class Coordinator:
             return
         from .worker import publish_result
 
-        store = self._backend.store()
+        store = self._backend.store() if any(b is not None for b in self.options.reuse.values()) else None
         for task_id, blob in self.options.reuse.items():
             state = self.states.get(task_id)
             if state is None:
                 continue
-            results_dir = self.options.results_dir
-            publish_result(store, task_id, blob, os.path.join(results_dir, f"{task_id}.pickle") if results_dir else None)
+            if blob is not None:
+                publish_result(store, task_id, blob, self.options.results_path)
             state.status = TaskStatus.SUCCEEDED
             state.reused = True
             state.reason = f"reused from {self.options.reused_from or 'an earlier run'}"
@@ -189,7 +190,8 @@ class Coordinator:
             config=spec.config, depends_on=spec.depends_on, upstream=upstream,
             params=self.workflow.params, workflow_dir=str(self.workflow.directory),
             store=self._backend.store() if (upstream or publish) else None, publish=publish,
-            persist_path=os.path.join(self.options.results_dir, f"{task_id}.pickle") if self.options.results_dir else None,
+            # Only a result some task reads is needed to resume: keep only those.
+            persist_path=self.options.results_path if publish else None,
             max_memory=spec.max_memory, notify_start=spec.timeout is not None,
         )
         state.attempts.append({"attempt": attempt, "started": time.time(), "finished": None, "error": None, "pid": None})

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .audit import slugify
 from .errors import UsageError, WorkflowError
+from .results_log import RESULTS_FILE, read_results
 from .spec import Workflow, load_workflow
 
 WORKFLOW_COPY = "workflow.yaml"  # the workflow file as it was when the run started
@@ -64,7 +65,7 @@ def prune_runs(log_dir: Path, workflow_name: str, keep: int, protect: Path | Non
 @dataclass
 class ResumePlan:
     source: Path
-    reuse: dict = field(default_factory=dict)  # task_id -> pickled result
+    reuse: dict = field(default_factory=dict)  # task_id -> pickled result (None: nothing reads it)
     changes: list[str] = field(default_factory=list)  # why some succeeded tasks rerun
     rerun: list[str] = field(default_factory=list)
 
@@ -89,6 +90,7 @@ def plan_resume(run_dir: Path, workflow: Workflow) -> ResumePlan:
         plan.rerun = [t.id for t in workflow.tasks]
         return plan
     statuses = doc.get("tasks", {})
+    recorded = read_results(str(run_dir / RESULTS_FILE))
     reusable: set[str] = set()
     old_tasks = {t.id: t for t in old.tasks}
     for task in _in_dependency_order(workflow):
@@ -106,12 +108,12 @@ def plan_resume(run_dir: Path, workflow: Workflow) -> ResumePlan:
         if stale:
             plan.changes.append(f"task '{task.id}' depends on '{stale[0]}', which reruns")
             continue
-        blob_path = run_dir / "results" / f"{task.id}.pickle"
-        try:
-            plan.reuse[task.id] = blob_path.read_bytes()
-        except OSError:
-            plan.changes.append(f"task '{task.id}': its recorded result {blob_path} is missing")
+        read_by_others = any(task.id in t.depends_on for t in workflow.tasks)
+        if read_by_others and task.id not in recorded:
+            plan.changes.append(f"task '{task.id}': its result is missing from {run_dir / RESULTS_FILE}")
             continue
+        # A task nothing reads needs no recorded result to count as done (None).
+        plan.reuse[task.id] = recorded.get(task.id) if read_by_others else None
         reusable.add(task.id)
     plan.rerun = [t.id for t in workflow.tasks if t.id not in reusable]
     return plan

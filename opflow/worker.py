@@ -23,6 +23,7 @@ from .context import PICKLE_PROTOCOL, StoreAddress, build_context, connect_store
 from .errors import PluginError
 from .plugins import PluginRef, load_plugin_class
 from .render import render
+from .results_log import append_result
 
 MONITOR_INTERVAL = 0.1  # seconds between RSS samples of a running task's process tree
 
@@ -42,7 +43,7 @@ class TaskRequest:
     workflow_dir: str
     store: Any = None  # StoreAddress (process backend) or a ContextStore (in-process)
     publish: bool = False  # does any downstream task read this result?
-    persist_path: str | None = None  # where to keep the pickled result for resume
+    persist_path: str | None = None  # the run's results log, where the pickled result is kept for resume
     max_memory: int | None = None
     notify_start: bool = False  # does the coordinator need to know when it starts (timeouts)?
 
@@ -133,20 +134,11 @@ def _pickle_result(value) -> bytes:
 
 
 def publish_result(store, task_id: str, blob: bytes, persist_path: str | None) -> None:
-    """Keep a pickled result: on disk for resume, in the store for downstream tasks."""
+    """Keep a pickled result: in the results log for resume, in the store for downstream tasks."""
     if persist_path:
-        _persist(persist_path, blob)
+        append_result(persist_path, task_id, blob)
     if store is not None:
         _store(store).put(task_id, blob)
-
-
-def _persist(path: str, blob: bytes) -> None:
-    """Write the pickled result, readable by the owner only, atomically."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(blob)
-    os.replace(tmp, path)
 
 
 def _store(store):

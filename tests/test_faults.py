@@ -207,7 +207,7 @@ def test_resume_reruns_only_what_did_not_succeed(tmp_path, write_workflow, fault
     assert first.returncode == 1
     first_dir = latest_run_dir(tmp_path / "logs")
     assert json.loads((first_dir / "run.json").read_text())["tasks"] == {"a": "succeeded", "b": "failed", "c": "skipped"}
-    assert oct((first_dir / "results").stat().st_mode & 0o777) == "0o700"
+    assert oct((first_dir / "results.pickles").stat().st_mode & 0o777) == "0o600"
 
     second = run_cli("resume", str(first_dir), cwd=tmp_path)
     assert second.returncode == 0, second.stdout + second.stderr
