@@ -14,7 +14,7 @@ from typing import Iterable
 
 from .audit import AuditTrail, create_run_dir, slugify
 from .coordinator import RunOptions, RunSummary, run_async as _run_async
-from .errors import UsageError
+from .errors import OpflowError, UsageError
 from .events import Reporter
 from .executors import EXECUTORS
 from .history import WORKFLOW_COPY, latest_run, plan_resume, prune_runs
@@ -87,7 +87,12 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
         options.results_path = str(run_dir / RESULTS_FILE)
         shutil.copyfile(workflow.path, run_dir / WORKFLOW_COPY)
         audit = AuditTrail(run_dir, workflow, extra)
-        summary = await _run_async(workflow, plugins, options, [audit, *reporters])
+        try:
+            summary = await _run_async(workflow, plugins, options, [audit, *reporters])
+        except OpflowError:
+            if not (run_dir / "run.json").exists():
+                shutil.rmtree(run_dir, ignore_errors=True)  # it never started: leave no half a record
+            raise
         if keep_runs:
             prune_runs(log_dir, workflow.name, keep_runs, protect=run_dir)
     return RunResult(summary, run_dir)

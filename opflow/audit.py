@@ -179,6 +179,7 @@ class AuditTrail(Reporter):
                 "params": event["params"],
                 "workers": event["workers"],
                 "executor": event["executor"],
+                **({"scheduler": event["scheduler"]} if event.get("scheduler") else {}),
                 "run_dir": str(self.run_dir.resolve()),
                 **self.extra,
             }

@@ -119,13 +119,16 @@ class Coordinator:
         self._finished = self._loop.create_future()
         workers = self.options.pool_size()
         self._max_inflight = 1 if self.options.executor == "inline" else 2 * workers
+        # The backend first: one that cannot start (no such scheduler) fails the
+        # run before anything is recorded as started.
+        self._backend = make_backend(self.options.executor, workers, self._on_worker_start,
+                                     scheduler=self.options.scheduler)
         started = time.time()
         self.emit("run_started", workflow=self.workflow.name, workers=workers, executor=self.options.executor,
+                  scheduler=getattr(self._backend, "scheduler_address", None),
                   params=self.workflow.params, tasks=[t.id for t in self.workflow.tasks],
                   layers=self.plan.layers, started_at=iso_time(started))
         handlers = self._install_signal_handlers()
-        self._backend = make_backend(self.options.executor, workers, self._on_worker_start,
-                                     scheduler=self.options.scheduler)
         try:
             self._seed_reused_results()
             for task in self.workflow.tasks:
@@ -418,6 +421,9 @@ class Coordinator:
                 "cpu_system_s": outcome.cpu_system_s,
                 "peak_rss_bytes": outcome.peak_rss,
             }
+            if outcome.extra.get("dask_worker"):
+                record["resources"]["worker"] = outcome.extra["dask_worker"]
+                record["resources"]["host"] = outcome.extra.get("host")
         return record
 
 

@@ -21,6 +21,8 @@ import pandas as pd
 import psutil
 import pytest
 
+from opflow.results_log import RESULTS_FILE, read_results
+
 distributed = pytest.importorskip("distributed", reason="the dask extra is not installed: pip install 'opflow[dask]'")
 
 from conftest import REPO, latest_run_dir, run_cli  # noqa: E402
@@ -109,7 +111,7 @@ def test_example_workflow_metrics_equal_pandas_describe(tmp_path):
     doc = run_json(result.run_dir)
     assert doc["executor"] == "dask" and doc["workers"] == 2 and doc["status"] == "succeeded"
     # Results are kept for resume, written by the workers (they share this disk).
-    assert (result.run_dir / "results" / "ingest_csv.pickle").is_file()
+    assert "ingest_csv" in read_results(str(result.run_dir / RESULTS_FILE))
 
 
 def test_diamond_context_is_the_transitive_upstream_and_params(tmp_path, write_workflow, faults):
