@@ -52,6 +52,8 @@ def render(value: Any, _depth: int = 0) -> Any:
 def _render_pandas(value, depth):
     import pandas as pd
 
+    if value is pd.NA or value is pd.NaT:
+        return None  # pandas' missing values, as NaN is
     if isinstance(value, pd.DataFrame):
         head = value.head(HEAD_ROWS)
         return {
@@ -91,7 +93,7 @@ def _scalar(value):
             return value.item()
         except (ValueError, TypeError):
             pass
-    if hasattr(value, "isoformat"):
+    if hasattr(value, "isoformat") and value == value:  # NaT is not equal to itself: render() makes it null
         return value.isoformat()
     return value
 

@@ -1,0 +1,139 @@
+"""plan.py: the networkx graph, layers, upstream closure, cycles as paths, critical path."""
+from __future__ import annotations
+
+import networkx as nx
+import pytest
+
+from opflow.plan import Plan, build_plan, find_cycles
+from opflow.spec import TaskSpec, load_workflow
+
+
+def specs(edges: dict[str, list[str]]) -> list[TaskSpec]:
+    """task_id -> its depends_on, in file order."""
+    return [TaskSpec(id=task_id, plugin="shell", depends_on=tuple(deps)) for task_id, deps in edges.items()]
+
+
+def plan_of(edges: dict[str, list[str]]) -> Plan:
+    from opflow.plan import _graph
+
+    return Plan(_graph(specs(edges)))
+
+
+DIAMOND = {"load": [], "left": ["load"], "right": ["load"], "join": ["left", "right"], "solo": []}
+
+
+def test_build_plan_from_a_real_file(write_workflow):
+    path = write_workflow("""
+        name: diamond
+        tasks:
+          - {id: load, plugin: shell}
+          - {id: left, plugin: shell, depends_on: [load]}
+          - {id: right, plugin: shell, depends_on: [load]}
+          - {id: join, plugin: shell, depends_on: [left, right]}
+          - {id: solo, plugin: shell}
+    """)
+    plan = build_plan(load_workflow(path, None))
+    assert isinstance(plan.graph, nx.DiGraph)
+    assert set(plan.graph.nodes) == {"load", "left", "right", "join", "solo"}
+    # Edges point the way results flow: upstream -> downstream.
+    assert set(plan.graph.edges) == {("load", "left"), ("load", "right"), ("left", "join"), ("right", "join")}
+    assert plan.layers == [["load", "solo"], ["left", "right"], ["join"]]
+
+
+def test_layers_are_networkx_topological_generations_sorted():
+    plan = plan_of({"z": [], "b": ["z"], "a": ["z"], "c": ["a", "b"], "y": []})
+    expected = [sorted(g) for g in nx.topological_generations(plan.graph)]
+    assert plan.layers == expected == [["y", "z"], ["a", "b"], ["c"]]
+
+
+def test_layer_of_a_task_is_one_past_its_deepest_upstream():
+    # d depends on a (layer 1) and c (layer 3): d must wait for layer 4.
+    plan = plan_of({"a": [], "b": ["a"], "c": ["b"], "d": ["a", "c"]})
+    assert plan.layers == [["a"], ["b"], ["c"], ["d"]]
+
+
+def test_independent_tasks_are_one_layer():
+    plan = plan_of({"t3": [], "t1": [], "t2": []})
+    assert plan.layers == [["t1", "t2", "t3"]]
+
+
+def test_upstream_is_the_transitive_closure_only():
+    plan = plan_of(DIAMOND)
+    assert plan.upstream("join") == {"load", "left", "right"}
+    assert plan.upstream("left") == {"load"}
+    assert plan.upstream("load") == set()
+    assert plan.upstream("solo") == set()
+    assert plan.downstream("load") == {"left", "right", "join"}
+    assert plan.downstream("join") == set()
+
+
+def test_upstream_of_a_long_chain_excludes_siblings_and_descendants():
+    plan = plan_of({"a": [], "b": ["a"], "c": ["b"], "d": ["c"], "side": ["a"], "after": ["d"]})
+    assert plan.upstream("d") == {"a", "b", "c"}
+    assert "side" not in plan.upstream("after")
+
+
+def test_find_cycles_none_on_a_dag():
+    assert find_cycles(specs(DIAMOND)) == []
+
+
+def test_find_cycles_self_loop():
+    assert find_cycles(specs({"a": ["a"], "b": []})) == [["a"]]
+
+
+def test_find_cycles_two_task_cycle_starts_at_the_first_task_in_the_file():
+    assert find_cycles(specs({"x": [], "b": ["a"], "a": ["b"]})) == [["b", "a"]]
+
+
+def test_find_cycles_path_follows_the_edges():
+    cycles = find_cycles(specs({"p": ["r"], "q": ["p"], "r": ["q"], "tail": ["p"]}))
+    assert len(cycles) == 1
+    (cycle,) = cycles
+    assert cycle[0] == "p" and sorted(cycle) == ["p", "q", "r"]
+    # Every step of the reported path is a real edge, and it closes back on its start.
+    graph = plan_of({"p": ["r"], "q": ["p"], "r": ["q"], "tail": ["p"]}).graph
+    for u, v in zip(cycle, cycle[1:] + cycle[:1]):
+        assert graph.has_edge(u, v), (u, v)
+
+
+def test_find_cycles_one_per_knot_in_file_order():
+    cycles = find_cycles(specs({"ok": [], "m": ["n"], "n": ["m"], "a": ["b"], "b": ["a"]}))
+    assert [c[0] for c in cycles] == ["m", "a"]
+    assert [sorted(c) for c in cycles] == [["m", "n"], ["a", "b"]]
+
+
+def test_critical_path_is_the_longest_chain_by_duration():
+    plan = plan_of(DIAMOND)
+    durations = {"load": 1.0, "left": 5.0, "right": 2.0, "join": 1.0, "solo": 3.0}
+    path, total = plan.critical_path(durations)
+    assert path == ["load", "left", "join"]
+    assert total == pytest.approx(7.0)
+
+
+def test_critical_path_counts_the_first_task_and_a_lone_heavy_task():
+    # A single task longer than any chain is the critical path by itself.
+    plan = plan_of(DIAMOND)
+    path, total = plan.critical_path({"load": 1.0, "left": 1.0, "right": 1.0, "join": 1.0, "solo": 10.0})
+    assert path == ["solo"] and total == pytest.approx(10.0)
+    # The root's own duration counts: the heavy root decides between two equal tails.
+    plan = plan_of({"a": [], "b": [], "a2": ["a"], "b2": ["b"]})
+    path, total = plan.critical_path({"a": 4.0, "b": 1.0, "a2": 1.0, "b2": 2.0})
+    assert path == ["a", "a2"] and total == pytest.approx(5.0)
+
+
+def test_critical_path_unknown_durations_count_as_zero():
+    plan = plan_of({"a": [], "b": ["a"], "c": ["b"]})
+    path, total = plan.critical_path({"a": 2.0, "c": 3.0})
+    assert path == ["a", "b", "c"] and total == pytest.approx(5.0)
+
+
+def test_critical_path_without_durations_is_empty():
+    assert plan_of(DIAMOND).critical_path({}) == ([], 0.0)
+
+
+def test_critical_path_does_not_change_the_graph():
+    plan = plan_of(DIAMOND)
+    before = (set(plan.graph.nodes), set(plan.graph.edges))
+    plan.critical_path({"load": 1.0, "left": 2.0})
+    assert (set(plan.graph.nodes), set(plan.graph.edges)) == before
+    assert all("w" not in data for *_, data in plan.graph.edges(data=True))
