@@ -1,0 +1,112 @@
+"""Start-up: `opflow validate` and a one-task shell `opflow run` as whole processes.
+
+Each command is a fresh interpreter, timed from spawn to exit, alternating with
+two floors measured in the same run: `python -c pass` and `python -c "import
+opflow.cli"`. Then `python -X importtime` names the imports that cost most.
+Goals (BENCHMARKS.md/issue): validate < 0.45 s, one-task run < 0.8 s wall.
+
+    python benchmarks/startup.py [--reps 10]
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _bench  # noqa: E402
+
+GOALS = {"opflow validate": 0.45, "opflow run (1 shell task)": 0.8}
+
+
+def opflow_command() -> list[str]:
+    """The installed console script, as a user types it; `python -m opflow` where there is none."""
+    script = Path(sys.executable).with_name("opflow")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("opflow")
+    return [found] if found else [sys.executable, "-m", "opflow"]
+
+
+def timed(command: list[str], cwd: Path) -> dict:
+    started = time.perf_counter()
+    proc = subprocess.run(command, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, timeout=120)
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} exited {proc.returncode}:\n{proc.stderr.decode(errors='replace')}")
+    return {"wall": wall}
+
+
+RUN_IMPORTS = "import opflow.cli, opflow.api, opflow.worker, opflow.executors"
+
+
+def import_costs(top: int) -> list[list]:
+    """The `top` costliest top-level packages (cumulative ms) of what `opflow run` imports.
+
+    Timed in one interpreter (`-c`), since -X importtime would also time the pool's workers.
+    """
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", RUN_IMPORTS],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    costs: dict[str, int] = {}
+    total = 0
+    for line in proc.stderr.splitlines():
+        if not line.startswith("import time:") or "cumulative" in line:
+            continue
+        _self_us, cumulative, name = line.split(":", 1)[1].split("|")
+        level = (len(name) - len(name.lstrip())) // 2
+        name = name.strip()
+        if level == 0:
+            total += int(cumulative)
+        if "." not in name and not name.startswith(("opflow", "__editable__")):
+            costs[name] = max(costs.get(name, 0), int(cumulative))
+    ranked = sorted(costs.items(), key=lambda item: -item[1])[:top]
+    return [[name, round(us / 1000, 1)] for name, us in ranked] + [["(all imports)", round(total / 1000, 1)]]
+
+
+def main(argv=None) -> int:
+    parser = _bench.base_parser(__doc__.splitlines()[0], reps=10)
+    args = parser.parse_args(argv)
+    work = _bench.prepare(args)
+    folder = work / "startup"
+    folder.mkdir(exist_ok=True)
+    flow = _bench.write_tasks_yaml(folder / "one.yaml", "bench startup",
+                                   [{"id": "hello", "plugin": "shell", "config": {"command": "true"}}])
+    opflow = opflow_command()
+    commands = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "python -c 'import opflow.cli'": [sys.executable, "-c", "import opflow.cli"],
+        "opflow validate": [*opflow, "validate", str(flow)],
+        "opflow run (1 shell task)": [*opflow, "run", str(flow), "-q", "--log-dir", str(args.log_dir)],
+    }
+    _bench.say(f"start-up: {' '.join(opflow)}")
+    env_cwd = folder  # no workers/ folder here: discovery scans nothing extra
+    results = _bench.alternate(args.reps, {name: (lambda c=c: timed(c, env_cwd)) for name, c in commands.items()})
+    if not args.keep_logs:
+        for run_dir in args.log_dir.glob("*-bench-startup*"):
+            shutil.rmtree(run_dir, ignore_errors=True)
+    floor = _bench.med(results["python -c pass"])
+    headers = ["command", "wall s (median)", "wall min–max", "minus bare python s", "goal s", "verdict"]
+    rows = []
+    for name, samples in results.items():
+        wall = _bench.med(samples)
+        goal = GOALS.get(name)
+        verdict = "" if goal is None else ("met" if wall < goal else "NOT met")
+        rows.append([name, wall, _bench.spread([s["wall"] for s in samples]), round(wall - floor, 3),
+                     goal if goal is not None else "", verdict])
+    _bench.print_machine()
+    print(f"Start-up as whole processes ({' '.join(os.path.basename(p) for p in opflow)}), "
+          f"medians of {args.reps} alternating reps\n")
+    print(_bench.markdown_table(headers, rows))
+    print(f"\nCostliest imports of `{RUN_IMPORTS}` (what `opflow run` loads; python -X importtime, "
+          "one sample, cumulative ms):\n")
+    print(_bench.markdown_table(["package", "ms"], import_costs(12)))
+    _bench.write_csv(args.out / "startup.csv", headers, rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

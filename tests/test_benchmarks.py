@@ -1,0 +1,78 @@
+"""The benchmark scripts run end to end at tiny sizes and print their tables.
+
+No timing is asserted (speed lives in benchmarks/, never in asserts): each script
+runs as a real process with --quick, writing only under tmp_path.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def run_script(name: str, tmp_path: Path, *extra: str) -> str:
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / name), "--quick", "--out", str(out), "--log-dir", str(out / "logs"), *extra],
+        cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "| --- |" in proc.stdout, proc.stdout  # a markdown table
+    assert "Machine: " in proc.stdout
+    return proc.stdout
+
+
+def test_overhead(tmp_path):
+    stdout = run_script("overhead.py", tmp_path)
+    for workload in ("W1", "W2", "W5"):
+        assert f"| {workload} | opflow process |" in stdout
+        assert f"| {workload} | raw |" in stdout
+    assert "| W1 | opflow inline |" in stdout
+    assert (tmp_path / "out" / "overhead.csv").is_file()
+
+
+def test_pool_sizes(tmp_path):
+    stdout = run_script("pool_sizes.py", tmp_path)
+    assert "| cpu | opflow | 2 |" in stdout and "| cpu | raw | 2 |" in stdout
+    assert "| metrics | opflow | 1 |" in stdout
+    assert "Recommended pool size" in stdout
+    assert "Chart: " in stdout
+    assert (tmp_path / "out" / "pool_sizes.csv").is_file()
+
+
+def test_data_transfer(tmp_path):
+    stdout = run_script("data_transfer.py", tmp_path)
+    for variant in ("opflow process", "raw pool", "sequential"):
+        assert f"| {variant} |" in stdout
+    assert "Manager put" in stdout
+    assert "- W4: opflow/raw pool" in stdout
+
+
+def test_startup(tmp_path):
+    stdout = run_script("startup.py", tmp_path, "--reps", "1")
+    assert "| opflow validate |" in stdout
+    assert "| opflow run (1 shell task) |" in stdout
+
+
+def test_scale(tmp_path):
+    stdout = run_script("scale.py", tmp_path, "--sizes", "20,40", "--executors", "inline,process")
+    assert "| inline | 20 |" in stdout and "| process | 40 |" in stdout
+    assert "coordinator time per task 40/20" in stdout
+
+
+@pytest.mark.parametrize("name", ["overhead.py", "pool_sizes.py", "data_transfer.py", "startup.py", "scale.py"])
+def test_writes_only_under_out(tmp_path, name):
+    """Nothing lands in the current folder: only the --out tree (logs pruned unless --keep-logs)."""
+    extra = ("--reps", "1") if name == "startup.py" else ("--sizes", "10,20") if name == "scale.py" else ()
+    if name == "overhead.py":
+        extra = ("--only", "W1", "--no-reference")
+    if name == "pool_sizes.py":
+        extra = ("--only", "cpu")
+    run_script(name, tmp_path, *extra)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    # Run directories are pruned; opflow's own lock folder (.locks) may stay.
+    assert [p.name for p in (tmp_path / "out" / "logs").iterdir() if not p.name.startswith(".")] == []
