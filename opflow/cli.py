@@ -59,6 +59,7 @@ def _execute(start, *, as_json: bool, quiet: bool, **kwargs) -> None:
     """Run with console progress, print the outcome, exit with the run's code."""
     from .progress import ConsoleProgress
 
+    document_fd = _stdout_for_document_only() if as_json else None
     stream = sys.stderr if as_json else sys.stdout
     progress = ConsoleProgress(stream, tty=stream.isatty() and os.environ.get("TERM") != "dumb", quiet=quiet)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
@@ -67,12 +68,36 @@ def _execute(start, *, as_json: bool, quiet: bool, **kwargs) -> None:
     except OpflowError as error:
         _fail(error)
     if as_json:
-        click.echo((result.run_dir / "run.json").read_text(encoding="utf-8"), nl=False)
+        document = (result.run_dir / "run.json").read_bytes()
+        if document_fd is None:
+            click.echo(document.decode("utf-8"), nl=False)
+        else:
+            with os.fdopen(document_fd, "wb") as out:
+                out.write(document)
     elif not quiet:
         click.echo(f"record: {result.run_dir}")
     elif result.exit_code != 0:
         click.echo(f"record: {result.run_dir}", err=True)
     sys.exit(result.exit_code)
+
+
+def _stdout_for_document_only() -> int | None:
+    """With --json, stdout holds only run.json: point fd 1 at stderr for the run.
+
+    Tasks write to fd 1 (a plugin's print, in a worker process that inherits it),
+    so swapping `sys.stdout` alone would not do. Returns a descriptor on the
+    original stdout, for the document (None when stdout is not a real file, as
+    under click's test runner: then tasks' output cannot reach it anyway).
+    """
+    try:
+        if sys.stdout.fileno() != 1:
+            return None
+    except (AttributeError, OSError, ValueError):
+        return None
+    sys.stdout.flush()
+    original = os.dup(1)
+    os.dup2(2, 1)
+    return original
 
 
 @main.command()
@@ -152,24 +177,21 @@ def plan(file, log_dir):
 
 
 def _last_durations(log_dir: Path, workflow) -> dict[str, float]:
-    """Task durations from the latest run of this workflow under log_dir, if any."""
-    from .audit import slugify
+    """Task durations from the latest run of this workflow file under log_dir, if any."""
+    from .history import latest_run
 
-    if not log_dir.is_dir():
+    run_dir = latest_run(log_dir, workflow)
+    if run_dir is None:
         return {}
-    runs = sorted(p for p in log_dir.glob(f"*-{slugify(workflow.name)}*") if (p / "tasks").is_dir())
-    for run_dir in reversed(runs):
-        durations = {}
-        for path in (run_dir / "tasks").glob("*.json"):
-            try:
-                record = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue
-            if record.get("status") == "succeeded" and record.get("duration_s") is not None:
-                durations[record["id"]] = float(record["duration_s"])
-        if durations:
-            return durations
-    return {}
+    durations = {}
+    for path in (run_dir / "tasks").glob("*.json"):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if record.get("status") == "succeeded" and record.get("duration_s") is not None:
+            durations[record["id"]] = float(record["duration_s"])
+    return durations
 
 
 @main.command()
@@ -178,8 +200,7 @@ def plugins(file):
     """List available plugins: built-ins, entry points, and workers/*.py (here, or beside FILE)."""
     from .plugins import discover_plugins, worker_dirs
 
-    base = file.resolve().parent if file else None
-    refs, warnings = discover_plugins(worker_dirs(base, Path.cwd()) if file else worker_dirs(None), describe=True)
+    refs, warnings = discover_plugins(worker_dirs(file.resolve().parent if file else None), describe=True)
     width = max(len(n) for n in refs)
     for name in sorted(refs):
         ref = refs[name]

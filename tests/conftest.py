@@ -84,6 +84,6 @@ def run_cli(*args: str, cwd: Path, timeout: float = 120, env: dict | None = None
 
 
 def latest_run_dir(log_dir: Path) -> Path:
-    runs = sorted(p for p in log_dir.iterdir() if p.is_dir())
+    runs = sorted(p for p in log_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     assert runs, f"no run directory under {log_dir}"
     return runs[-1]

@@ -162,9 +162,6 @@ def test_plan_shows_the_critical_path_from_the_last_run(here, write_workflow, tm
         or re.fullmatch(r"critical path \(last run's durations\): solo \(\d+\.\d\ds\)", line), line
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "cli.py _last_durations globs '*-<slug>*', so `plan` of workflow 'two' takes durations from a run "
-    "of 'Two Steps' (slug two-steps); history.py matches the slug exactly"))
 def test_plan_critical_path_ignores_runs_of_other_workflows(here, write_workflow):
     other = write_workflow("""
         name: Two Steps
@@ -360,9 +357,6 @@ def test_run_json_real_process_stdout_is_only_the_document(here, ok_flow):
     assert doc["executor"] == "process" and doc["workers"] == 2
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a task that prints to stdout (python plugin, any executor) writes into the --json stdout: "
-    "cli.py/worker.py do not redirect task output away from fd 1 in --json mode"))
 def test_run_json_stdout_stays_clean_when_a_task_prints(here, write_workflow):
     (here.parent / "noisy.py").write_text("def speak():\n    print('noise from a task')\n    return 1\n")
     flow = write_workflow("""

@@ -2,7 +2,7 @@
 
 Three sources, later ones winning on a name clash (the most local is the most
 deliberate): the built-ins, the `opflow.plugins` entry-point group, and `*.py`
-files in a `workers/` folder. Discovery never imports user files: it reads them
+files in the `workers/` folder beside the workflow file. Discovery never imports user files: it reads them
 with `ast`, so `validate` and `plan` run no user code and stay fast. The worker
 process imports exactly the one plugin a task names (see `load_plugin_class`).
 """
@@ -45,16 +45,11 @@ class PluginRef:
     description: str = ""
 
 
-def worker_dirs(workflow_dir: Path | None, cwd: Path | None = None) -> list[Path]:
-    """The `workers/` folders searched: beside the workflow file, then the current folder."""
-    found: list[Path] = []
-    for base in (workflow_dir, cwd or Path.cwd()):
-        if base is None:
-            continue
-        candidate = (base / "workers").resolve()
-        if candidate.is_dir() and candidate not in found:
-            found.append(candidate)
-    return found
+def worker_dirs(workflow_dir: Path | None) -> list[Path]:
+    """The `workers/` folder searched: beside the workflow file, or the current folder's."""
+    base = workflow_dir if workflow_dir is not None else Path.cwd()
+    candidate = (base / "workers").resolve()
+    return [candidate] if candidate.is_dir() else []
 
 
 def discover_plugins(dirs: list[Path] = (), *, describe: bool = False) -> tuple[dict[str, PluginRef], list[str]]:
