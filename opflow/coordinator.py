@@ -106,6 +106,8 @@ class Coordinator:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._finished: asyncio.Future | None = None
         self._max_inflight = 1
+        self._upstream_cache: dict[str, frozenset] = {}
+        self._loop_thread: int | None = None
 
     # -- events -------------------------------------------------------------
     def emit(self, kind: str, **fields) -> None:
@@ -118,7 +120,11 @@ class Coordinator:
         self._loop = asyncio.get_running_loop()
         self._finished = self._loop.create_future()
         workers = self.options.pool_size()
-        self._max_inflight = 1 if self.options.executor == "inline" else 2 * workers
+        # Keep the pool's queue full enough that a worker never waits for the loop
+        # to hand it its next task. Queued tasks cost nothing when the run stops:
+        # the backend's halt_queued() keeps them from starting.
+        self._max_inflight = 1 if self.options.executor == "inline" else max(8, 4 * workers)
+        self._loop_thread = threading.get_ident()
         # The backend first: one that cannot start (no such scheduler) fails the
         # run before anything is recorded as started.
         self._backend = make_backend(self.options.executor, workers, self._on_worker_start,
@@ -186,7 +192,7 @@ class Coordinator:
         state.token = token
         state.status = TaskStatus.RUNNING
         attempt = len(state.attempts) + 1
-        upstream = tuple(sorted(self.plan.upstream(task_id), key=self._order.__getitem__)) if spec.depends_on else ()
+        upstream = tuple(self._upstream(task_id))
         publish = bool(self._children[task_id])
         request = TaskRequest(
             token=token, task_id=task_id, attempt=attempt, plugin=self.plugins[spec.plugin],
@@ -196,13 +202,36 @@ class Coordinator:
             # Only a result some task reads is needed to resume: keep only those.
             persist_path=self.options.results_path if publish else None,
             max_memory=spec.max_memory, notify_start=spec.timeout is not None,
+            halt_on_failure=not self.options.keep_going and attempt > spec.retries,
         )
         state.attempts.append({"attempt": attempt, "started": time.time(), "finished": None, "error": None, "pid": None})
         self._running[token] = task_id
         self.emit("task_started", task_id=task_id, attempt=attempt, plugin=spec.plugin)
         future = self._backend.submit(request)
-        loop = self._loop
-        future.add_done_callback(lambda f: loop.call_soon_threadsafe(self._on_outcome, token, f.result()))
+        future.add_done_callback(lambda f: self._deliver(token, f))
+
+    def _deliver(self, token: int, future) -> None:
+        """Hand a finished attempt to the loop (from whichever thread finished it)."""
+        if future.cancelled():
+            now = time.time()
+            outcome = Outcome(token=token, ok=False, started_at=now, finished_at=now,
+                              error=error_record("Cancelled", "the run stopped before this task started"))
+        else:
+            outcome = future.result()
+        if threading.get_ident() == self._loop_thread:
+            self._loop.call_soon(self._on_outcome, token, outcome)  # inline: no self-pipe wakeup needed
+        else:
+            self._loop.call_soon_threadsafe(self._on_outcome, token, outcome)
+
+    def _upstream(self, task_id: str) -> frozenset:
+        """Every task `task_id` transitively depends on; memoised (its upstream is
+        always computed first, since a task is submitted after all of it)."""
+        cached = self._upstream_cache.get(task_id)
+        if cached is None:
+            deps = self.states[task_id].spec.depends_on
+            cached = frozenset(deps).union(*(self._upstream(d) for d in deps)) if deps else frozenset()
+            self._upstream_cache[task_id] = cached
+        return cached
 
     def _on_worker_start(self, token: int, pid: int) -> None:
         """Called from a backend thread when a worker picks up a task."""
@@ -247,6 +276,12 @@ class Coordinator:
         if state.timer is not None:
             state.timer.cancel()
             state.timer = None
+        if outcome.error and outcome.error.get("type") == "Cancelled" and self._stop_reason is not None:
+            # It never started: the run stopped while it waited in the pool's queue.
+            state.attempts.pop()
+            state.status = TaskStatus.PENDING
+            self._check_finished()
+            return
         state.outcome = outcome
         attempt = state.attempts[-1]
         attempt["finished"] = outcome.finished_at or time.time()
@@ -282,6 +317,7 @@ class Coordinator:
         if not self.options.keep_going and self._stop_reason is None:
             self._stop_reason = f"the run stopped after '{state.spec.id}' failed (fail fast; --keep-going runs the rest)"
             self._cancel_retries()
+            self._backend.halt_queued()
 
     def _schedule_retry(self, state: _TaskState) -> None:
         n = len(state.attempts)
@@ -339,6 +375,8 @@ class Coordinator:
         self._signal = signum
         self._stop_reason = f"interrupted by {name}"
         self._cancel_retries()
+        if self._backend is not None:
+            self._backend.halt_queued()
         self.emit("interrupt", signal=name, hard=False)
         backend = self._backend
         if backend is None:

@@ -76,6 +76,9 @@ class Backend:
     def interrupt(self, grace: float = 2.0) -> None:
         """Stop all running work (Ctrl-C, SIGTERM); a no-op where work cannot be stopped."""
 
+    def halt_queued(self) -> None:
+        """Start no more of the submitted tasks: those not yet started resolve as Cancelled."""
+
     def store(self):
         raise NotImplementedError
 
@@ -111,11 +114,19 @@ class ThreadBackend(Backend):
 
     def __init__(self, workers: int, on_start: OnStart | None = None):
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="opflow-task")
+        self._futures: set[Future] = set()
         self._on_start = on_start
         self._store = ContextStore()
 
     def submit(self, request: TaskRequest) -> Future:
-        return self._pool.submit(run_in_thread, request, self._on_start)
+        future = self._pool.submit(run_in_thread, request, self._on_start)
+        self._futures.add(future)
+        future.add_done_callback(self._futures.discard)
+        return future
+
+    def halt_queued(self) -> None:
+        for future in list(self._futures):
+            future.cancel()  # only succeeds for work no thread has picked up
 
     def store(self):
         return self._store
@@ -148,6 +159,7 @@ class ProcessBackend(Backend):
         self._broken_pools: set[int] = set()
         self._closing = False
         # (pid, token) per worker; rows are reused round-robin across pool rebuilds.
+        # Row 0 is for control: slots[0] != 0 tells workers to start nothing more.
         self._slots = None
         self._slot_counter = None
         self._watch: set[int] = set()  # tokens whose start the coordinator waits to hear of
@@ -159,7 +171,7 @@ class ProcessBackend(Backend):
     def _ensure_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
             if self._slots is None:
-                rows = max(64, 8 * self._workers)
+                rows = 1 + max(64, 8 * self._workers)
                 self._slots = self._ctx.Array("q", 2 * rows, lock=False)
                 self._slot_counter = self._ctx.Value("q", 0)
             self._pool = ProcessPoolExecutor(
@@ -174,7 +186,7 @@ class ProcessBackend(Backend):
         if self._slots is None:
             return {}
         table = self._slots[:]
-        return {table[i + 1]: table[i] for i in range(0, len(table), 2) if table[i + 1] and table[i]}
+        return {table[i + 1]: table[i] for i in range(2, len(table), 2) if table[i + 1] and table[i]}
 
     def _watch_starts(self) -> None:
         """Tell the coordinator when watched tasks start (they have timeouts)."""
@@ -281,7 +293,7 @@ class ProcessBackend(Backend):
         the others are still alive (the pool terminates them right after).
         """
         table = self._slots[:] if self._slots is not None else []
-        token_of = {table[i]: table[i + 1] for i in range(0, len(table), 2) if table[i + 1]}
+        token_of = {table[i]: table[i + 1] for i in range(2, len(table), 2) if table[i + 1]}
         for pid, process in dict(self._processes).items():
             exitcode = process.exitcode
             token = token_of.get(pid)
@@ -326,8 +338,13 @@ class ProcessBackend(Backend):
         # Killing waits out a grace period; do not block the caller's loop.
         threading.Thread(target=kill_tree, args=(pid,), name="opflow-kill", daemon=True).start()
 
+    def halt_queued(self) -> None:
+        if self._slots is not None:
+            self._slots[0] = 1  # workers check it before each task
+
     def interrupt(self, grace: float = 2.0) -> None:
         """Stop all running work now: kill every worker's process tree, submit nothing more."""
+        self.halt_queued()
         with self._lock:
             self._closing = True
             self._watch_wakeup.notify_all()

@@ -46,6 +46,7 @@ class TaskRequest:
     persist_path: str | None = None  # the run's results log, where the pickled result is kept for resume
     max_memory: int | None = None
     notify_start: bool = False  # does the coordinator need to know when it starts (timeouts)?
+    halt_on_failure: bool = False  # fail fast and no retry left: a failure stops the pool's queue
 
 
 @dataclass
@@ -173,7 +174,11 @@ class _Monitor:
 
     def end(self) -> int:
         self._running.clear()
-        self._sample(children=False)
+        rss = _own_rss()
+        with self._lock:
+            self._peak = max(self._peak, rss) if rss else self._peak
+        if not self._peak:
+            self._sample(children=False)
         return self._peak
 
     def _loop(self):
@@ -199,6 +204,20 @@ class _Monitor:
             limit = self._limit
         if limit and rss > limit and children and self._running.is_set():
             _on_memory_exceeded(rss, limit)
+
+
+_statm_fd: list = []  # [pid, fd] of /proc/self/statm, kept open: a read costs a few µs
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _own_rss() -> int:
+    """This process's resident set size; 0 where /proc is not there (psutil then)."""
+    try:
+        if not _statm_fd or _statm_fd[0] != os.getpid():
+            _statm_fd[:] = [os.getpid(), os.open("/proc/self/statm", os.O_RDONLY)]
+        return int(os.pread(_statm_fd[1], 128, 0).split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def _on_memory_exceeded(rss: int, limit: int) -> None:
@@ -228,7 +247,7 @@ def init_pool_worker(coordinator_pid: int, slots, slot_counter) -> None:
 
     start_parent_watch(coordinator_pid)
     with slot_counter.get_lock():
-        row = slot_counter.value % (len(slots) // 2)
+        row = 1 + slot_counter.value % (len(slots) // 2 - 1)  # row 0 is the stop flag
         slot_counter.value += 1
     slots[2 * row] = os.getpid()
     slots[2 * row + 1] = 0
@@ -238,12 +257,19 @@ def init_pool_worker(coordinator_pid: int, slots, slot_counter) -> None:
 def run_in_pool(request: TaskRequest) -> Outcome:
     """The function the process pool runs: mark the slot busy with this token, run it."""
     slots = _pool_state["slots"]
+    if slots[0]:  # the run stopped (fail fast, interrupt) while this task waited in the queue
+        now = time.time()
+        return Outcome(token=request.token, ok=False, started_at=now, finished_at=now, pid=os.getpid(),
+                       error=error_record("Cancelled", "the run stopped before this task started"))
     index = _pool_state["token_index"]
     slots[index] = request.token
     try:
-        return execute(request)
+        outcome = execute(request)
     finally:
         slots[index] = 0
+    if request.halt_on_failure and not outcome.ok:
+        slots[0] = 1  # fail fast: this worker must not take the next queued task
+    return outcome
 
 
 def run_in_thread(request: TaskRequest, on_start: Callable[[int, int], None] | None) -> Outcome:

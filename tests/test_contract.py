@@ -157,6 +157,21 @@ def test_fail_fast_cancels_independent_tasks_not_yet_started(tmp_path, write_wor
     assert tasks["other"]["attempts"] == 0
 
 
+def test_fail_fast_starts_nothing_queued_after_the_failure(tmp_path, write_workflow, faults):
+    # One worker, and more submitted than it can run at once: the failing task is
+    # first in the pool's queue, and none queued behind it may start.
+    flow = write_workflow(f"""
+        name: failfast-queue
+        tasks:
+          - {{id: bad, plugin: python, config: {{function: "faults:raise_error"}}}}
+""" + "".join(f"""          - {{id: t{i}, plugin: python, config: {{function: "faults:touch", args: ["{tmp_path / f't{i}.ran'}"]}}}}
+""" for i in range(6)))
+    result = run(flow, workers=1, log_dir=tmp_path / "logs")
+    statuses = run_json(result.run_dir)["tasks"]
+    assert statuses == {"bad": "failed", **{f"t{i}": "cancelled" for i in range(6)}}
+    assert not list(tmp_path.glob("*.ran"))
+
+
 def test_keep_going_runs_everything_whose_upstream_succeeded(backend, tmp_path, write_workflow, faults):
     flow = write_workflow("""
         name: keepgoing

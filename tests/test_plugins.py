@@ -616,17 +616,18 @@ def test_a_workers_file_that_fails_on_import_fails_only_its_task(flow_dir):
     assert tasks["hello"]["status"] == "succeeded"
 
 
-def test_workers_beside_the_workflow_win_over_the_current_folder(tmp_path):
+def test_only_the_workers_folder_beside_the_workflow_is_searched(tmp_path, monkeypatch):
     beside, here = tmp_path / "beside", tmp_path / "here"
     write(beside, "workers/greet.py", GREET)
-    write(here, "workers/greet.py", GREET.replace("Say hello", "Say hi"))
     write(here, "workers/extra.py", GREET.replace('"greet"', '"extra"'))
-    dirs = worker_dirs(beside, here)
-    assert dirs == [(beside / "workers").resolve(), (here / "workers").resolve()]
+    monkeypatch.chdir(here)
+    dirs = worker_dirs(beside)
+    assert dirs == [(beside / "workers").resolve()]
     refs, _ = discover_plugins(dirs)
     assert refs["greet"].target.startswith(str((beside / "workers").resolve()))
-    assert refs["extra"].source == "file"
-    assert worker_dirs(tmp_path / "no-such", tmp_path / "nor-this") == []
+    assert "extra" not in refs  # the current folder's workers/ is not beside the workflow
+    assert worker_dirs(None) == [(here / "workers").resolve()]  # no file: the current folder
+    assert worker_dirs(tmp_path / "no-such") == []
 
 
 def test_a_workers_file_may_override_a_builtin(tmp_path):

@@ -17,6 +17,11 @@ from ..plugin_base import Plugin
 _import_lock = threading.Lock()
 
 
+# (workflow folder, module name) -> module: the lookup costs file-system calls,
+# and one worker runs many tasks of one workflow.
+_resolved: dict = {}
+
+
 class PythonPlugin(Plugin):
     """Call a Python function ("module:attr"); its return value is the result."""
 
@@ -46,11 +51,16 @@ class PythonPlugin(Plugin):
 
     def _import(self, module_name: str):
         """A .py beside the workflow file wins over an installed module of that name."""
+        cached = _resolved.get((self.workflow_dir, module_name))
+        if cached is not None:
+            return cached
         local = self.workflow_dir / (module_name.replace(".", "/") + ".py")
         if local.is_file():
             key = f"_opflow_fn_{module_name}_{abs(hash(str(local.resolve())))}"
             with _import_lock:
-                return self._import_file(key, local)
+                module = self._import_file(key, local)
+            _resolved[(self.workflow_dir, module_name)] = module
+            return module
         try:
             return importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
