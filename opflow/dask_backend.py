@@ -306,6 +306,8 @@ class DaskBackend(Backend):
         self._lock = threading.RLock()
         self._inflight: dict[int, _Inflight] = {}
         self._starts: dict[int, tuple[int, str]] = {}  # token -> (pid, worker address)
+        self._last_start: dict[str, int] = {}  # worker address -> the token that started there last
+        self._ran_to_end: set[int] = set()  # tokens whose Dask task finished at least once
         self._stopping: dict[int, dict] = {}
         self._stopped: set[int] = set()  # resolved by stop(): kill them too if they start late
         self._closing = False
@@ -363,7 +365,7 @@ class DaskBackend(Backend):
                                    request.publish, key=key, pure=False, retries=0)
         with self._lock:
             entry.held = held
-        held.add_done_callback(lambda f, t=request.token: self._fetch.submit(self._collect, t, f))
+        held.add_done_callback(lambda f, t=request.token: self._on_done(t, f))
 
     def stop(self, token: int, error: dict) -> None:
         with self._lock:
@@ -408,10 +410,19 @@ class DaskBackend(Backend):
             late = token in self._stopped
             if known:
                 self._starts[token] = (pid, address)
+                self._last_start[address] = token
         if late:  # stopped while its start message was on the way: it must not run on
             threading.Thread(target=self._end_workers, args=([(pid, address)],), daemon=True).start()
         elif known and self._on_start is not None:
             self._on_start(token, pid)
+
+    def _on_done(self, token: int, dask_future) -> None:
+        if dask_future.status == "finished":
+            # It ran to its end: whatever happens to its worker later (a crash that
+            # loses the result), it is not to blame for it.
+            with self._lock:
+                self._ran_to_end.add(token)
+        self._fetch.submit(self._collect, token, dask_future)
 
     def _collect(self, token: int, dask_future) -> None:
         """On a fetch thread: turn a finished Dask future into the task's Outcome."""
@@ -467,15 +478,23 @@ class DaskBackend(Backend):
     def _resubmit_innocent(self, token: int) -> bool:
         """A worker died with this task queued on it, before it started: run it again, same attempt.
 
-        Only the task that had started on the dead worker is to blame (one thread
-        per worker). A start message can be lost when a task kills its worker at
-        once, so a task is resubmitted at most MAX_RESUBMITS times.
+        Only the task that started last on the dead worker is to blame (one thread
+        per worker); one that finished there earlier lost only its result. A start
+        message can be lost when a task kills its worker at once, so a task is
+        resubmitted at most MAX_RESUBMITS times.
         """
         with self._lock:
             entry = self._inflight.get(token)
-            if entry is None or token in self._starts or token in self._stopping or self._closing:
+            if entry is None or token in self._stopping or self._closing:
                 return False
-            if entry.resubmits >= MAX_RESUBMITS:
+            start = self._starts.get(token)
+            ran_to_end = token in self._ran_to_end
+            if start is not None and self._last_start.get(start[1]) == token and not ran_to_end:
+                return False  # the task that was running when its worker died: the culprit
+            # Not started, or it ran to its end on that worker before another task
+            # started there: its result died with the worker, through no fault of its own.
+            self._starts.pop(token, None)
+            if entry.resubmits >= MAX_RESUBMITS and not ran_to_end:
                 return False
             entry.resubmits += 1
         try:
@@ -647,7 +666,11 @@ def _start_local_cluster(workers: int):
 
     # allowed-failures 0: a task whose worker dies is not run again by Dask
     # behind our back; opflow's own `retries` decide, as on the process pool.
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+    # worker-saturation 1.0: a worker is assigned only the task it runs, none
+    # queued behind it, so a worker's death fails no bystander (Dask fails every
+    # task assigned to a worker that dies).
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0,
+                          "distributed.scheduler.worker-saturation": 1.0}):
         return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                             dashboard_address=None, silence_logs=logging.CRITICAL)
 

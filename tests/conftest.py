@@ -54,6 +54,13 @@ def no_leaked_processes():
         pytest.fail(f"test left processes running: {leaked}")
 
 
+@pytest.fixture(autouse=True)
+def temp_files_in_tmp_path(tmp_path, monkeypatch):
+    """Processes a test starts put their temporary files (multiprocessing's pymp-*
+    folders, left behind when a test kills a coordinator) in the test's tmp_path."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+
+
 @pytest.fixture
 def write_workflow(tmp_path):
     """write_workflow(text, name="flow.yaml") -> Path: a workflow file in tmp_path (dedented)."""

@@ -378,7 +378,8 @@ def test_timeout_kills_the_hung_task_and_the_cluster_goes_on(tmp_path, write_wor
     tasks = records(result.run_dir)
     assert tasks["stuck"]["status"] == "failed" and tasks["stuck"]["attempts"] == 2
     assert all(a["error"]["type"] == "Timeout" for a in tasks["stuck"]["attempt_log"])
-    assert tasks["fine"]["status"] == "succeeded" and tasks["after"]["status"] == "succeeded"
+    assert tasks["fine"]["status"] == "succeeded", tasks["fine"]
+    assert tasks["after"]["status"] == "succeeded", tasks["after"]
     for attempt in tasks["stuck"]["attempt_log"]:
         assert attempt["pid"] and gone(attempt["pid"])  # the worker process that ran it was killed
 
@@ -411,7 +412,8 @@ def test_a_crashing_task_fails_alone(tmp_path, write_workflow, faults):
     tasks = records(result.run_dir)
     assert tasks["victim"]["status"] == "failed"
     assert tasks["victim"]["error"]["type"] == "WorkerCrashed"
-    assert tasks["fine"]["status"] == "succeeded" and tasks["after"]["status"] == "succeeded"
+    assert tasks["fine"]["status"] == "succeeded", tasks["fine"]
+    assert tasks["after"]["status"] == "succeeded", tasks["after"]
 
 
 def test_sigint_stops_a_dask_run_and_leaves_nothing(tmp_path, write_workflow, faults):
