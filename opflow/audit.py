@@ -60,10 +60,17 @@ def create_run_dir(log_dir: Path, workflow_name: str, now: float | None = None) 
     raise RuntimeError(f"cannot create a run directory under {log_dir}")
 
 
-def write_json_atomic(path: Path, document) -> None:
+def write_json_atomic(path: Path, document, *, pretty: bool = True) -> None:
+    """Write JSON to a temporary file, then rename it into place.
+
+    `pretty=False` for the per-task records: one-shot `json.dumps` without indent
+    runs CPython's C encoder, several times faster than the indented one, and
+    this runs once per task.
+    """
+    text = json.dumps(document, indent=2 if pretty else None, allow_nan=False, default=str)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(document, handle, indent=2, allow_nan=False, default=str)
+        handle.write(text)
         handle.write("\n")
     os.replace(tmp, path)
 
@@ -162,7 +169,7 @@ class AuditTrail(Reporter):
         if kind == "task_finished":
             record = event["record"]
             self._records[record["id"]] = record
-            write_json_atomic(self._tasks_dir / f"{record['id']}.json", record)
+            write_json_atomic(self._tasks_dir / f"{record['id']}.json", record, pretty=False)
             slim = {k: v for k, v in record.items() if k not in ("result", "attempt_log")}
             self._append({"event": kind, "time": event["time"], "task_id": record["id"], **slim})
             return
