@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -59,6 +60,7 @@ def _execute(start, *, as_json: bool, quiet: bool, **kwargs) -> None:
     """Run with console progress, print the outcome, exit with the run's code."""
     from .progress import ConsoleProgress
 
+    _exit_at_once_on_signals()
     document_fd = _stdout_for_document_only() if as_json else None
     stream = sys.stderr if as_json else sys.stdout
     progress = ConsoleProgress(stream, tty=stream.isatty() and os.environ.get("TERM") != "dumb", quiet=quiet)
@@ -79,6 +81,18 @@ def _execute(start, *, as_json: bool, quiet: bool, **kwargs) -> None:
     elif result.exit_code != 0:
         click.echo(f"record: {result.run_dir}", err=True)
     sys.exit(result.exit_code)
+
+
+def _exit_at_once_on_signals() -> None:
+    """Outside the run loop (which handles them itself while tasks run), SIGINT and
+    SIGTERM end the process at once with 130 / 143: before the run starts there is
+    nothing to clean up, and after an interrupt a second Ctrl-C means now."""
+    def exit_now(signum, frame):
+        sys.stderr.write(f"opflow: {signal.Signals(signum).name}: exiting\n")
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGINT, exit_now)
+    signal.signal(signal.SIGTERM, exit_now)
 
 
 def _stdout_for_document_only() -> int | None:

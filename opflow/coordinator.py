@@ -346,21 +346,27 @@ class Coordinator:
             self._finished.set_result(None)
 
     # -- interrupts ---------------------------------------------------------
-    def _install_signal_handlers(self) -> list[int]:
+    def _install_signal_handlers(self) -> dict:
+        """Route SIGINT/SIGTERM to the loop for the run; returns what to restore after."""
         if threading.current_thread() is not threading.main_thread():
-            return []
-        installed = []
+            return {}
+        previous = {}
         for signum in (signal.SIGINT, signal.SIGTERM):
             try:
+                before = signal.getsignal(signum)
                 self._loop.add_signal_handler(signum, self._on_signal, signum)
-                installed.append(signum)
+                previous[signum] = before
             except (NotImplementedError, RuntimeError, ValueError):  # not on this platform/loop
                 pass
-        return installed
+        return previous
 
-    def _remove_signal_handlers(self, installed: list[int]) -> None:
-        for signum in installed:
+    def _remove_signal_handlers(self, previous: dict) -> None:
+        # asyncio would reset to the defaults; put back what the caller had (the
+        # CLI's: a Ctrl-C during the clean-up after an interrupt still exits 130).
+        for signum, handler in previous.items():
             self._loop.remove_signal_handler(signum)
+            if handler is not None:
+                signal.signal(signum, handler)
 
     def _on_signal(self, signum: int) -> None:
         name = signal.Signals(signum).name
