@@ -33,6 +33,10 @@ def untrack_child_group(pgid: int) -> None:
     _child_groups.discard(pgid)
 
 
+def has_child_groups() -> bool:
+    return bool(_child_groups)
+
+
 def kill_tree(pid: int, *, include_self: bool = True, grace: float = GRACE_SECONDS) -> list[int]:
     """Terminate `pid` and every descendant; returns the pids that were signalled.
 

@@ -22,10 +22,12 @@ import psutil
 from .context import PICKLE_PROTOCOL, StoreAddress, build_context, connect_store
 from .errors import PluginError
 from .plugins import PluginRef, load_plugin_class
+from .procs import has_child_groups
 from .render import render
 from .results_log import append_result
 
 MONITOR_INTERVAL = 0.1  # seconds between RSS samples of a running task's process tree
+CHILD_SCAN_EVERY = 10  # samples between looks for child processes (unless a shell command runs)
 
 
 @dataclass
@@ -182,15 +184,22 @@ class _Monitor:
         return self._peak
 
     def _loop(self):
+        ticks = 0
         while True:
             self._running.wait()  # idle between tasks
             time.sleep(MONITOR_INTERVAL)  # a task shorter than this is measured at its end
             if self._running.is_set():
-                self._sample(children=True)
+                ticks += 1
+                # Looking for children scans all of /proc: do it every tick only
+                # while a shell command runs, else once a second (a python task
+                # may start processes too), so CPU-bound tasks keep their CPU.
+                self._sample(children=has_child_groups() or ticks % CHILD_SCAN_EVERY == 0)
 
     def _sample(self, children: bool) -> None:
+        rss = _own_rss()
         try:
-            rss = self._process.memory_info().rss
+            if not rss:
+                rss = self._process.memory_info().rss
             if children:
                 for child in self._process.children(recursive=True):
                     try:
@@ -202,7 +211,7 @@ class _Monitor:
         with self._lock:
             self._peak = max(self._peak, rss)
             limit = self._limit
-        if limit and rss > limit and children and self._running.is_set():
+        if limit and rss > limit and self._running.is_set():
             _on_memory_exceeded(rss, limit)
 
 
