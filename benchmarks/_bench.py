@@ -193,9 +193,8 @@ def run_ready_queue(pool, deps: dict[str, list[str]], make_call: Callable) -> di
 
 
 # -- opflow, measured the same way ----------------------------------------------
-def run_opflow(path: Path, args, *, workers: int, executor: str = "process") -> dict:
-    """One opflow run through the Python API: wall, and span (first task start to last task end)."""
-    from opflow import api
+def span_reporter():
+    """A reporter that notes the first task's start and the last task's end."""
     from opflow.events import Reporter
 
     class Span(Reporter):
@@ -207,7 +206,14 @@ def run_opflow(path: Path, args, *, workers: int, executor: str = "process") -> 
             elif event["event"] == "task_finished":
                 self.last = time.perf_counter()
 
-    span = Span()
+    return Span()
+
+
+def run_opflow(path: Path, args, *, workers: int, executor: str = "process") -> dict:
+    """One opflow run through the Python API: wall, and span (first task start to last task end)."""
+    from opflow import api
+
+    span = span_reporter()
     started = time.perf_counter()
     result = api.run(path, workers=workers, executor=executor, log_dir=args.log_dir, reporters=[span])
     wall = time.perf_counter() - started

@@ -38,18 +38,8 @@ def write_workflow(folder: Path, tasks: int) -> Path:
 
 def run_once(path: Path, executor: str, workers: int, log_dir: Path) -> dict:
     from opflow import api
-    from opflow.events import Reporter
 
-    class Span(Reporter):
-        first = last = None
-
-        def handle(self, event):
-            if event["event"] == "task_started" and self.first is None:
-                self.first = time.perf_counter()
-            elif event["event"] == "task_finished":
-                self.last = time.perf_counter()
-
-    span = Span()
+    span = _bench.span_reporter()
     started = time.perf_counter()
     result = api.run(path, workers=workers, executor=executor, log_dir=log_dir, reporters=[span])
     wall = time.perf_counter() - started

@@ -1,11 +1,13 @@
 """Shared fixtures: real files in tmp_path, the real CLI, and a guard against leaked processes."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import psutil
@@ -88,6 +90,28 @@ def run_cli(*args: str, cwd: Path, timeout: float = 120, env: dict | None = None
         [sys.executable, "-m", "opflow", *args], cwd=cwd, capture_output=True, text=True,
         timeout=timeout, env=full_env,
     )
+
+
+def records(run_dir: Path) -> dict:
+    """task_id -> its tasks/<id>.json record."""
+    return {p.stem: json.loads(p.read_text()) for p in (run_dir / "tasks").glob("*.json")}
+
+
+def wait_for(predicate, timeout=30.0, what="condition"):
+    """Poll `predicate` until true; fail after `timeout` seconds (never wait unbounded)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def gone(pid: int) -> bool:
+    """The process has exited (a zombie awaiting its parent counts as gone)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def latest_run_dir(log_dir: Path) -> Path:

@@ -25,7 +25,7 @@ from opflow.results_log import RESULTS_FILE, read_results
 
 distributed = pytest.importorskip("distributed", reason="the dask extra is not installed: pip install 'opflow[dask]'")
 
-from conftest import REPO, latest_run_dir, run_cli  # noqa: E402
+from conftest import REPO, gone, latest_run_dir, records, run_cli, wait_for  # noqa: E402
 
 from opflow import dask_backend  # noqa: E402
 from opflow.api import run  # noqa: E402
@@ -35,31 +35,12 @@ from opflow.procs import kill_tree  # noqa: E402
 from opflow.worker import TaskRequest  # noqa: E402
 
 
-def records(run_dir):
-    return {p.stem: json.loads(p.read_text()) for p in (run_dir / "tasks").glob("*.json")}
-
-
 def run_json(run_dir):
     return json.loads((run_dir / "run.json").read_text())
 
 
 def go(path, tmp_path, **options):
     return run(path, executor="dask", workers=2, log_dir=tmp_path / "logs", **options)
-
-
-def wait_for(predicate, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
-def gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 # -- availability ----------------------------------------------------------------

@@ -15,29 +15,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import latest_run_dir, run_cli
+from conftest import gone, latest_run_dir, records, run_cli, wait_for
 
 from opflow.api import run
 from opflow.lock import WorkflowLock
-
-
-def records(run_dir):
-    return {p.stem: json.loads(p.read_text()) for p in (run_dir / "tasks").glob("*.json")}
-
-
-def wait_for(predicate, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
-def gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 @pytest.mark.parametrize("fault, how", [

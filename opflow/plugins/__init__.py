@@ -14,14 +14,11 @@ import ast
 import hashlib
 import importlib
 import importlib.metadata
-import importlib.util
-import os
-import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..plugin_base import Plugin
+from ._files import import_file
 from .csv_ingest import CsvIngestPlugin
 from .metrics import MetricsPlugin
 from .python_call import PythonPlugin
@@ -118,43 +115,16 @@ def _scan_plugin_file(path: Path) -> list[tuple[str, str, str]]:
     return found
 
 
-_loaded_files: dict[str, object] = {}
-_load_lock = threading.Lock()  # thread-backend tasks may load the same file at once
-
-
 def load_plugin_class(ref: PluginRef) -> type:
     """Import the class a `PluginRef` points at (in the process that runs the task)."""
     location, _, attr = ref.target.rpartition(":")
     if ref.source == "file":
-        with _load_lock:
-            module = _loaded_files.get(location)
-            if module is None:
-                module = _import_file(Path(location))
-                _loaded_files[location] = module
+        path = Path(location)
+        digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
+        module = import_file(path, f"_opflow_workers_{path.stem}_{digest}")
     else:
         module = importlib.import_module(location)
     obj = module
     for part in attr.split("."):
         obj = getattr(obj, part)
     return obj
-
-
-def _import_file(path: Path):
-    """Import a user's plugin file under a private, path-unique module name."""
-    digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
-    module_name = f"_opflow_workers_{path.stem}_{digest}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import plugin file {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    # Let the file import its neighbours (helpers kept beside it in workers/).
-    folder = os.fspath(path.parent)
-    if folder not in sys.path:
-        sys.path.append(folder)
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(module_name, None)
-        raise
-    return module

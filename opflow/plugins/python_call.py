@@ -2,19 +2,11 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import inspect
-import sys
-import threading
-from pathlib import Path
 
 from ..errors import PluginError
 from ..plugin_base import Plugin
-
-
-# Tasks on the thread backend import at the same time; without this lock one of
-# them can find the other's module in sys.modules before it has finished executing.
-_import_lock = threading.Lock()
+from ._files import import_file
 
 
 # (workflow folder, module name) -> module: the lookup costs file-system calls,
@@ -57,8 +49,7 @@ class PythonPlugin(Plugin):
         local = self.workflow_dir / (module_name.replace(".", "/") + ".py")
         if local.is_file():
             key = f"_opflow_fn_{module_name}_{abs(hash(str(local.resolve())))}"
-            with _import_lock:
-                module = self._import_file(key, local)
+            module = import_file(local, key)
             _resolved[(self.workflow_dir, module_name)] = module
             return module
         try:
@@ -69,23 +60,6 @@ class PythonPlugin(Plugin):
                     f"cannot import module {module_name!r}: not installed, and no {local.name} beside the workflow"
                 ) from None
             raise
-
-    @staticmethod
-    def _import_file(key: str, local: Path):
-        module = sys.modules.get(key)
-        if module is None:
-            spec = importlib.util.spec_from_file_location(key, local)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[key] = module
-            folder = str(local.parent)
-            if folder not in sys.path:
-                sys.path.append(folder)
-            try:
-                spec.loader.exec_module(module)
-            except BaseException:
-                sys.modules.pop(key, None)
-                raise
-        return module
 
 
 def _accepts_context(func) -> bool:
