@@ -5,7 +5,9 @@ from .cli import entry, main
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    if args and not args[0].startswith("-") and args[0] not in main.commands:
+    # `python -m opflow [OPTIONS] FILE` is `opflow run`: unless a subcommand (or
+    # the group's own --help/--version) is what was asked for.
+    if args and not any(a in main.commands for a in args) and not {"-h", "--help", "--version"} & set(args):
         sys.argv.insert(1, "run")
     sys.argv[0] = "python -m opflow"
     entry()

@@ -73,7 +73,10 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
     log_dir = Path(log_dir)
     with ExitStack() as cleanup:
         if lock:
-            cleanup.enter_context(WorkflowLock(log_dir, workflow.path, slugify(workflow.name)))
+            try:
+                cleanup.enter_context(WorkflowLock(log_dir, workflow.path, slugify(workflow.name)))
+            except OSError as exc:
+                raise UsageError(f"--log-dir {log_dir}: cannot use it: {exc.strerror or exc}") from None
         options = RunOptions(workers=workers, executor=executor, keep_going=keep_going, scheduler=scheduler)
         extra = {}
         if resume:
@@ -83,9 +86,12 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
             plan = plan_resume(source, workflow)
             options.reuse, options.reused_from = plan.reuse, str(source)
             extra = {"resumed_from": str(source), "resume_changes": plan.changes, "reused": sorted(plan.reuse)}
-        run_dir = create_run_dir(log_dir, workflow.name)
+        try:
+            run_dir = create_run_dir(log_dir, workflow.name)
+            shutil.copyfile(workflow.path, run_dir / WORKFLOW_COPY)
+        except OSError as exc:
+            raise UsageError(f"--log-dir {log_dir}: cannot create a run directory there: {exc.strerror or exc}") from None
         options.results_path = str(run_dir / RESULTS_FILE)
-        shutil.copyfile(workflow.path, run_dir / WORKFLOW_COPY)
         audit = AuditTrail(run_dir, workflow, extra)
         try:
             summary = await _run_async(workflow, plugins, options, [audit, *reporters])
@@ -94,7 +100,7 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
                 shutil.rmtree(run_dir, ignore_errors=True)  # it never started: leave no half a record
             raise
         if keep_runs:
-            prune_runs(log_dir, workflow.name, keep_runs, protect=run_dir)
+            prune_runs(log_dir, workflow, keep_runs, protect=run_dir)
     return RunResult(summary, run_dir)
 
 

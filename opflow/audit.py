@@ -5,7 +5,8 @@
         tasks/<id>.json   one record per task, written when the task ends
         run.json          provenance + statuses; written at the start, rewritten at the end
         summary.txt       for people
-        results/          pickled results (owner-only), for `opflow resume`
+        workflow.yaml     the workflow file as it ran
+        results.pickles   pickled results other tasks read (owner-only), for `opflow resume`
 
 Each JSON file is written to a temporary file and renamed into place, so a crash
 at any instant leaves either the old or the new version, never half of one.

@@ -235,6 +235,8 @@ def init(directory, force):
         written = write_example(directory, force=force)
     except FileExistsError as exc:
         _fail(UsageError(f"{exc} already exist(s); use --force to overwrite"))
+    except OSError as exc:
+        _fail(UsageError(f"{directory}: cannot write there: {exc.strerror or exc}"))
     for path in written:
         click.echo(f"wrote {path}")
     click.echo(f"next: opflow run {written[0]}")

@@ -20,6 +20,7 @@ import collections
 import os
 import random
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,9 @@ from .plan import build_plan
 from .plugins import PluginRef
 from .spec import Workflow
 from .worker import Outcome, TaskRequest, error_record
+
+from .results_log import close_results_logs
+from .worker import NOT_STARTED
 
 RETRY_DELAY_CAP = 300.0  # seconds: backoff never waits longer than this
 INTERRUPT_WAIT = 10.0  # seconds to wait for killed tasks to report back
@@ -112,8 +116,15 @@ class Coordinator:
     # -- events -------------------------------------------------------------
     def emit(self, kind: str, **fields) -> None:
         event = {"event": kind, "time": iso_time(time.time()), **fields}
-        for reporter in self.reporters:
-            reporter.handle(event)
+        for reporter in list(self.reporters):
+            try:
+                reporter.handle(event)
+            except Exception as exc:  # a broken reporter (a closed pipe) must not stall the run
+                self.reporters.remove(reporter)
+                try:
+                    sys.stderr.write(f"opflow: reporter {type(reporter).__name__} dropped: {type(exc).__name__}: {exc}\n")
+                except (OSError, ValueError):
+                    pass  # stderr is gone too: nothing left to tell
 
     # -- the run ------------------------------------------------------------
     async def run(self) -> RunSummary:
@@ -149,6 +160,7 @@ class Coordinator:
             backend, self._backend = self._backend, None
             # Closing a process pool joins processes: off the loop's thread.
             await self._loop.run_in_executor(None, backend.close, self._signal is not None)
+            close_results_logs()
         self._settle_unrun()
         summary = self._summary()
         finished = time.time()
@@ -212,16 +224,23 @@ class Coordinator:
 
     def _deliver(self, token: int, future) -> None:
         """Hand a finished attempt to the loop (from whichever thread finished it)."""
+        now = time.time()
         if future.cancelled():
-            now = time.time()
             outcome = Outcome(token=token, ok=False, started_at=now, finished_at=now,
-                              error=error_record("Cancelled", "the run stopped before this task started"))
+                              error=error_record(NOT_STARTED, "the run stopped before this task started"))
+        elif future.exception() is not None:  # a backend that could not make an Outcome
+            exc = future.exception()
+            outcome = Outcome(token=token, ok=False, started_at=now, finished_at=now,
+                              error=error_record(type(exc).__name__, f"the task's outcome was lost: {exc}"))
         else:
             outcome = future.result()
-        if threading.get_ident() == self._loop_thread:
-            self._loop.call_soon(self._on_outcome, token, outcome)  # inline: no self-pipe wakeup needed
-        else:
-            self._loop.call_soon_threadsafe(self._on_outcome, token, outcome)
+        try:
+            if threading.get_ident() == self._loop_thread:
+                self._loop.call_soon(self._on_outcome, token, outcome)  # inline: no self-pipe wakeup needed
+            else:
+                self._loop.call_soon_threadsafe(self._on_outcome, token, outcome)
+        except RuntimeError:  # the loop is closed: the run ended (interrupted) without this task
+            pass
 
     def _upstream(self, task_id: str) -> frozenset:
         """Every task `task_id` transitively depends on; memoised (its upstream is
@@ -276,10 +295,14 @@ class Coordinator:
         if state.timer is not None:
             state.timer.cancel()
             state.timer = None
-        if outcome.error and outcome.error.get("type") == "Cancelled" and self._stop_reason is not None:
-            # It never started: the run stopped while it waited in the pool's queue.
+        if outcome.error and outcome.error.get("type") == NOT_STARTED:
+            # It never started: the run is stopping (a worker saw the stop flag,
+            # perhaps before we heard of the failure that raised it). Not an attempt.
             state.attempts.pop()
             state.status = TaskStatus.PENDING
+            if self._stop_reason is None:
+                self._ready.appendleft(task_id)
+                self._pump()
             self._check_finished()
             return
         state.outcome = outcome
@@ -450,7 +473,9 @@ class Coordinator:
             "finished_at": iso_time(finished),
             "duration_s": _seconds(started, finished),
             "result": outcome.result if outcome is not None and outcome.ok else None,
-            "error": outcome.error if outcome is not None and not outcome.ok else None,
+            # The error of a failure; a cancelled or skipped task says why in `reason`
+            # (an earlier attempt's error, say before a retry delay, is in attempt_log).
+            "error": outcome.error if outcome is not None and state.status is TaskStatus.FAILED else None,
             "reason": state.reason,
             "reused": state.reused,
             "depends_on": list(state.spec.depends_on),

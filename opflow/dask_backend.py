@@ -68,7 +68,7 @@ from .errors import UsageError
 from .executors import Backend, OnStart, _kill_trees
 from .plugins import PluginRef
 from .procs import kill_own_children
-from .worker import Outcome, TaskRequest, error_record, execute, publish_result
+from .worker import NOT_STARTED, Outcome, TaskRequest, error_record, execute, publish_result
 
 try:
     from distributed.diagnostics.plugin import WorkerPlugin as _WorkerPluginBase
@@ -344,7 +344,7 @@ class DaskBackend(Backend):
             self._inflight[request.token] = entry
             closing = self._closing
         if closing:
-            self._resolve(request.token, error_record("Cancelled", "the run stopped before this task ran"))
+            self._resolve(request.token, error_record(NOT_STARTED, "the run stopped before this task ran"))
             return future
         try:
             self._submit_to_cluster(entry)
@@ -397,7 +397,7 @@ class DaskBackend(Backend):
             leftover = dict(self._inflight)
         self._cancel(leftover.values())
         for token in leftover:
-            self._resolve(token, error_record("Cancelled", "the run stopped before this task ran"))
+            self._resolve(token, error_record(NOT_STARTED, "the run stopped before this task ran"))
         self._shutdown()
 
     # -- starts and outcomes -----------------------------------------------
@@ -432,7 +432,7 @@ class DaskBackend(Backend):
         if entry is None or stopped is not None:
             return  # stop() resolves it
         if dask_future.cancelled():
-            self._resolve(token, error_record("Cancelled", "the run stopped before this task ran"))
+            self._resolve(token, error_record(NOT_STARTED, "the run stopped before this task ran"))
             return
         request = entry.request
         try:

@@ -33,7 +33,7 @@ from typing import Callable
 
 from .context import ContextStore, ManagedStore
 from .procs import describe_exit, kill_tree
-from .worker import MEMORY_EXIT_CODE, Outcome, TaskRequest, error_record, init_pool_worker, run_in_pool, run_in_thread
+from .worker import MEMORY_EXIT_CODE, NOT_STARTED, Outcome, TaskRequest, error_record, init_pool_worker, run_in_pool, run_in_thread
 
 EXECUTORS = ("process", "thread", "inline", "dask")
 OnStart = Callable[[int, int], None]
@@ -128,6 +128,13 @@ class ThreadBackend(Backend):
         for future in list(self._futures):
             future.cancel()  # only succeeds for work no thread has picked up
 
+    def interrupt(self, grace: float = 2.0) -> None:
+        """A thread cannot be stopped, but the shell commands it waits on can."""
+        from .procs import kill_own_children
+
+        self.halt_queued()
+        kill_own_children(grace=min(grace, 0.5))
+
     def store(self):
         return self._store
 
@@ -144,6 +151,10 @@ class ProcessBackend(Backend):
     #: How often the start watcher looks at the slot table (only while a task with
     #: a timeout is waiting to start): the precision of a timeout's start.
     START_POLL_SECONDS = 0.02
+    #: A task caught in this many broken pools without being the one to blame
+    #: fails anyway: something in it breaks the pool (say, an outcome the
+    #: coordinator cannot unpickle) where no worker died.
+    MAX_INNOCENT_RESUBMITS = 3
 
     def __init__(self, workers: int, on_start: OnStart | None = None):
         self._workers = workers
@@ -156,6 +167,8 @@ class ProcessBackend(Backend):
         self._inflight: dict[int, tuple[TaskRequest, Future]] = {}
         self._stopping: dict[int, dict] = {}
         self._blamed: dict[int, dict] = {}  # token -> crash error
+        self._resubmits: dict[int, int] = {}  # token -> times resubmitted after a broken pool
+        self._pool_processes: dict[int, dict] = {}  # id(pool) -> its pid -> Process
         self._broken_pools: set[int] = set()
         self._closing = False
         # (pid, token) per worker; rows are reused round-robin across pool rebuilds.
@@ -179,6 +192,7 @@ class ProcessBackend(Backend):
                 initializer=init_pool_worker, initargs=(os.getpid(), self._slots, self._slot_counter),
             )
             self._processes = self._pool._processes  # pid -> Process; read to tell how a worker died
+            self._pool_processes[id(self._pool)] = self._processes
         return self._pool
 
     def _running_tokens(self) -> dict[int, int]:
@@ -233,7 +247,7 @@ class ProcessBackend(Backend):
                 self._retire(pool)  # broke before we heard of it: once more on a new pool
                 continue
             except RuntimeError:  # shut down: we are closing
-                self._resolve(request.token, error_record("Cancelled", "the run stopped before this task ran"))
+                self._resolve(request.token, error_record(NOT_STARTED, "the run stopped before this task ran"))
                 return
             self._watch_for_start(request)
             pool_future.add_done_callback(lambda f, t=request.token, p=pool: self._on_pool_done(t, p, f))
@@ -248,7 +262,7 @@ class ProcessBackend(Backend):
     # -- results -------------------------------------------------------------
     def _on_pool_done(self, token: int, pool: ProcessPoolExecutor, pool_future: Future) -> None:
         if pool_future.cancelled():  # queued work dropped by shutdown(cancel_futures=True)
-            self._resolve(token, error_record("Cancelled", "the run stopped before this task ran"))
+            self._resolve(token, error_record(NOT_STARTED, "the run stopped before this task ran"))
             return
         exc = pool_future.exception()
         if exc is None:
@@ -271,7 +285,7 @@ class ProcessBackend(Backend):
         with self._lock:
             if id(pool) not in self._broken_pools:
                 self._broken_pools.add(id(pool))
-                self._blame_dead_workers()
+                self._blame_dead_workers(pool)
                 self._retire(pool)
             stopped = self._stopping.pop(token, None)
             crashed = self._blamed.pop(token, None)
@@ -283,18 +297,30 @@ class ProcessBackend(Backend):
                 self._resolve(token, error_record("Cancelled", "the run stopped while this task ran"))
             elif token in self._inflight:
                 # Innocent: its worker was taken down with the pool. Run it again,
-                # on a new pool, as the same attempt.
-                self._submit_to_pool(self._inflight[token][0])
+                # on a new pool, as the same attempt (a bounded number of times).
+                count = self._resubmits.get(token, 0) + 1
+                self._resubmits[token] = count
+                if count > self.MAX_INNOCENT_RESUBMITS:
+                    self._resolve(token, error_record(
+                        "BrokenPool", f"the process pool broke {count} times while this task was in it, "
+                        "with no worker to blame (is its result or error unpicklable in the coordinator?)"))
+                else:
+                    self._submit_to_pool(self._inflight[token][0])
 
-    def _blame_dead_workers(self) -> None:
-        """Map each dead worker to the task it was running, and record how it died.
+    def _blame_dead_workers(self, pool: ProcessPoolExecutor) -> None:
+        """Map each dead worker of `pool` to the task it was running, and record how it died.
 
         Runs when the pool reports itself broken: the worker that died is dead,
-        the others are still alive (the pool terminates them right after).
+        the others are still alive (the pool terminates them right after). Their
+        rows in the slot table are cleared: those processes run nothing more.
         """
         table = self._slots[:] if self._slots is not None else []
         token_of = {table[i]: table[i + 1] for i in range(2, len(table), 2) if table[i + 1]}
-        for pid, process in dict(self._processes).items():
+        processes = dict(self._pool_processes.pop(id(pool), {}))
+        for i in range(2, len(table), 2):
+            if table[i] in processes:
+                self._slots[i + 1] = 0
+        for pid, process in processes.items():
             exitcode = process.exitcode
             token = token_of.get(pid)
             if exitcode is None or token is None or token not in self._inflight or token in self._stopping:
@@ -336,7 +362,15 @@ class ProcessBackend(Backend):
             self._resolve(token, error)
             return
         # Killing waits out a grace period; do not block the caller's loop.
-        threading.Thread(target=kill_tree, args=(pid,), name="opflow-kill", daemon=True).start()
+        threading.Thread(target=self._kill_if_still_running, args=(token, pid), name="opflow-kill", daemon=True).start()
+
+    def _kill_if_still_running(self, token: int, pid: int) -> None:
+        # The task may have ended since stop() looked; then that worker runs another
+        # task (or none) and must be left alone.
+        with self._lock:
+            if self._running_tokens().get(token) != pid:
+                return
+        kill_tree(pid)
 
     def halt_queued(self) -> None:
         if self._slots is not None:
@@ -364,7 +398,7 @@ class ProcessBackend(Backend):
         with self._lock:
             leftover = list(self._inflight)
         for token in leftover:  # queued work the shutdown cancelled
-            self._resolve(token, error_record("Cancelled", "the run stopped before this task ran"))
+            self._resolve(token, error_record(NOT_STARTED, "the run stopped before this task ran"))
         if self._watcher is not None:
             self._watcher.join(timeout=5)
         self._store.close()

@@ -6,7 +6,7 @@ depends_on), the params, and (transitively) every upstream task's reuse.
 """
 from __future__ import annotations
 
-__all__ = ["find_runs", "latest_run", "prune_runs", "ResumePlan", "plan_resume", "WORKFLOW_COPY"]
+__all__ = ["find_runs", "runs_of_file", "latest_run", "prune_runs", "ResumePlan", "plan_resume", "WORKFLOW_COPY"]
 
 import json
 import re
@@ -20,42 +20,43 @@ from .results_log import RESULTS_FILE, read_results
 from .spec import Workflow, load_workflow
 
 WORKFLOW_COPY = "workflow.yaml"  # the workflow file as it was when the run started
-_RUN_NAME = re.compile(r"\d{8}T\d{6}Z-(?P<slug>.+?)(?:-\d+)?")
-
-
 def find_runs(log_dir: Path, workflow_name: str) -> list[Path]:
-    """Run directories of this workflow, oldest first."""
+    """Run directories named for this workflow, oldest first."""
     if not log_dir.is_dir():
         return []
-    slug = slugify(workflow_name)
+    # <time>-<slug>, or <time>-<slug>-<n> for the n-th run in one second. The slug
+    # itself may end in -<digits> ("job 2"), so match it exactly, not loosely.
+    name = re.compile(r"(?P<stamp>\d{8}T\d{6}Z)-" + re.escape(slugify(workflow_name)) + r"(?:-(?P<n>\d+))?")
     runs = []
     for path in log_dir.iterdir():
-        match = _RUN_NAME.fullmatch(path.name)
-        if match and match.group("slug") == slug and (path / "run.json").is_file():
-            runs.append(path)
-    return sorted(runs, key=lambda p: (p.name[:16], _suffix(p.name)))
+        match = name.fullmatch(path.name)
+        if match and (path / "run.json").is_file():
+            runs.append((match.group("stamp"), int(match.group("n") or 1), path))
+    return [path for _, _, path in sorted(runs)]
 
 
-def _suffix(name: str) -> int:
-    match = re.search(r"-(\d+)$", name)
-    return int(match.group(1)) if match and _RUN_NAME.fullmatch(name.rsplit("-", 1)[0]) else 1
-
-
-def latest_run(log_dir: Path, workflow: Workflow) -> Path | None:
-    """The newest run directory of this same workflow file under log_dir."""
-    for run_dir in reversed(find_runs(log_dir, workflow.name)):
+def runs_of_file(log_dir: Path, workflow: Workflow) -> list[Path]:
+    """Run directories of this very workflow file (its run.json says so), oldest first."""
+    found = []
+    for run_dir in find_runs(log_dir, workflow.name):
         try:
             doc = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
         if doc.get("workflow_file") == str(workflow.path):
-            return run_dir
-    return None
+            found.append(run_dir)
+    return found
 
 
-def prune_runs(log_dir: Path, workflow_name: str, keep: int, protect: Path | None = None) -> list[Path]:
-    """Delete all but the newest `keep` runs of the workflow; returns what was deleted."""
-    runs = find_runs(log_dir, workflow_name)
+def latest_run(log_dir: Path, workflow: Workflow) -> Path | None:
+    """The newest run directory of this same workflow file under log_dir."""
+    runs = runs_of_file(log_dir, workflow)
+    return runs[-1] if runs else None
+
+
+def prune_runs(log_dir: Path, workflow: Workflow, keep: int, protect: Path | None = None) -> list[Path]:
+    """Delete all but the newest `keep` runs of this workflow file; returns what was deleted."""
+    runs = runs_of_file(log_dir, workflow)
     doomed = [r for r in runs[: max(0, len(runs) - keep)] if r != protect]
     for run_dir in doomed:
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -85,8 +86,9 @@ def plan_resume(run_dir: Path, workflow: Workflow) -> ResumePlan:
         plan.changes.append(f"{run_dir / WORKFLOW_COPY} is missing, so no result can be trusted")
         plan.rerun = [t.id for t in workflow.tasks]
         return plan
-    if old.params != workflow.params:
-        plan.changes.append(f"params changed: {old.params} -> {workflow.params}; every task sees params, so all rerun")
+    old_params = doc.get("params", old.params)  # what the run really had, --param overrides included
+    if old_params != workflow.params:
+        plan.changes.append(f"params changed: {old_params} -> {workflow.params}; every task sees params, so all rerun")
         plan.rerun = [t.id for t in workflow.tasks]
         return plan
     statuses = doc.get("tasks", {})

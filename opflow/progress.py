@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = ["ConsoleProgress"]
 
+import os
 import time
 from typing import TextIO
 
@@ -26,8 +27,22 @@ class ConsoleProgress(Reporter):
         self._done = 0
         self._failed = 0
         self._status_shown = False
+        self._closed_stream = False
 
     def handle(self, event: dict) -> None:
+        if self._closed_stream:
+            return
+        try:
+            self._handle(event)
+        except BrokenPipeError:
+            # The reader went away (`opflow run ... | head`): stop printing, keep running.
+            self._closed_stream = True
+            try:
+                self.stream = open(os.devnull, "w")
+            except OSError:
+                pass
+
+    def _handle(self, event: dict) -> None:
         kind = event["event"]
         if kind == "run_started":
             self._total = len(event["tasks"])
@@ -101,7 +116,7 @@ class ConsoleProgress(Reporter):
         self.stream.flush()
 
     def close(self) -> None:
-        if self.tty:
+        if self.tty and not self._closed_stream:
             self._clear_status()
             self.stream.flush()
 

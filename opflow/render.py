@@ -17,13 +17,16 @@ MAX_TEXT = 100_000
 
 
 def render(value: Any, _depth: int = 0) -> Any:
+    # Subclasses (an IntEnum, a str Enum from the user's module) become their
+    # base type: the rendering must not need the user's code to be unpickled.
     if value is None or isinstance(value, bool):
-        return value
+        return bool(value) if value is not None else None
     if isinstance(value, int):
-        return value
+        return int(value)
     if isinstance(value, float):
-        return value if math.isfinite(value) else None
+        return float(value) if math.isfinite(value) else None
     if isinstance(value, str):
+        value = str.__str__(value)
         return value if len(value) <= MAX_TEXT else value[:MAX_TEXT] + f"... [{len(value) - MAX_TEXT} more characters]"
     if _depth > 20:
         return {"type": type(value).__name__, "repr": _short_repr(value)}

@@ -10,7 +10,7 @@ crash fails its length check and is ignored on reading.
 """
 from __future__ import annotations
 
-__all__ = ["append_result", "read_results", "RESULTS_FILE"]
+__all__ = ["append_result", "read_results", "close_results_logs", "RESULTS_FILE"]
 
 import os
 import struct
@@ -32,6 +32,16 @@ def append_result(path: str, task_id: str, blob: bytes) -> None:
     while view:  # a regular file takes it in one write; loop only for a short write
         written = os.write(fd, view)
         view = view[written:]
+
+
+def close_results_logs() -> None:
+    """Close this process's descriptors (the coordinator, at the end of a run)."""
+    while _descriptors:
+        _, fd = _descriptors.popitem()
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 def read_results(path: str) -> dict[str, bytes]:

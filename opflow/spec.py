@@ -367,8 +367,12 @@ class _Checker:
             if parsed is None:
                 self.problem(f"'max_memory' must be a size like 512MB or 2GB, got {value!r}", node, task_id)
             return parsed
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-            self.problem(f"'{key}' must be a number, got {value!r}", node, task_id)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                isinstance(value, float) and not math.isfinite(value)):
+            self.problem(f"'{key}' must be a number, got {value!r}"[:200], node, task_id)
+            return None
+        if value > _LIMITS[key]:
+            self.problem(f"'{key}' must be at most {_LIMITS[key]:g}, got {str(value)[:40]}", node, task_id)
             return None
         if key == "retries":
             if not isinstance(value, int) or value < 0:
@@ -391,6 +395,9 @@ class _Checker:
             path = " -> ".join([*cycle, cycle[0]])
             self.problem(f"dependency cycle: {path}", task_id=cycle[0], line=lines[cycle[0]])
 
+
+# Upper bounds: beyond them a value is a typo, and huge ints overflow float maths.
+_LIMITS = {"retries": 1000, "retry_delay": 86400.0, "timeout": 365 * 86400.0, "max_memory": 2.0**60}
 
 _UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "KIB": 1024, "M": 1024**2, "MB": 1024**2, "MIB": 1024**2,
           "G": 1024**3, "GB": 1024**3, "GIB": 1024**3}

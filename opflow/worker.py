@@ -238,6 +238,9 @@ def _on_memory_exceeded(rss: int, limit: int) -> None:
         os._exit(MEMORY_EXIT_CODE)
 
 
+#: Error type of an attempt that never started (the run was stopping): not an attempt.
+NOT_STARTED = "NotStarted"
+
 #: Exit status of a pool worker that killed itself for exceeding `max_memory`.
 MEMORY_EXIT_CODE = 86
 
@@ -269,7 +272,7 @@ def run_in_pool(request: TaskRequest) -> Outcome:
     if slots[0]:  # the run stopped (fail fast, interrupt) while this task waited in the queue
         now = time.time()
         return Outcome(token=request.token, ok=False, started_at=now, finished_at=now, pid=os.getpid(),
-                       error=error_record("Cancelled", "the run stopped before this task started"))
+                       error=error_record(NOT_STARTED, "the run stopped before this task started"))
     index = _pool_state["token_index"]
     slots[index] = request.token
     try:
