@@ -88,7 +88,10 @@ def execute(request: TaskRequest) -> Outcome:
         outcome.error = error_record("UnpicklableResult", str(exc), exc.tb)
     except SystemExit as exc:
         outcome.error = error_record("SystemExit", f"the task called sys.exit({exc.code!r})", traceback.format_exc())
-    except Exception as exc:
+    except (KeyboardInterrupt, GeneratorExit):
+        raise
+    except BaseException as exc:  # any other, even a BaseException of the user's: a recorded value,
+        # as text only, so the outcome never needs the user's module to be unpickled
         outcome.error = error_record(type(exc).__name__, str(exc) or repr(exc), traceback.format_exc())
     finally:
         peak = _monitor.end()

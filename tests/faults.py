@@ -3,6 +3,7 @@
 Tests copy this file beside their workflow and name functions as "faults:NAME".
 """
 import ctypes
+import enum
 import os
 import signal
 import sys
@@ -88,3 +89,21 @@ def allocate(megabytes=300, hold=5.0):
         block[i] = 1
     time.sleep(hold)
     return len(block)
+
+
+class LocalError(BaseException):
+    """Defined only here, beside the workflow: the coordinator cannot import it."""
+
+
+def raise_local_base_exception():
+    raise LocalError("from the user's own module")
+
+
+class Color(str, enum.Enum):
+    """A str subclass from the user's module."""
+
+    RED = "red"
+
+
+def local_enum_result():
+    return {"color": Color.RED}
