@@ -25,6 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _bench  # noqa: E402
+
 
 def write_workflow(folder: Path, tasks: int) -> Path:
     (folder / "benchnoop.py").write_text("def noop():\n    return None\n", encoding="utf-8")

@@ -39,10 +39,6 @@ class ContextStore:
         with self._lock:
             return {t: self._blobs[t] for t in task_ids if t in self._blobs}
 
-    def drop(self, task_id: str) -> None:
-        with self._lock:
-            self._blobs.pop(task_id, None)
-
 
 class _StoreManager(BaseManager):
     pass
@@ -85,10 +81,6 @@ class ManagedStore:
             token = self._proxy._token
             return StoreAddress(token.address, bytes(self._manager._authkey), token.id)
 
-    @property
-    def proxy(self):
-        return self._proxy
-
     def close(self) -> None:
         with self._lock:
             manager, self._manager, self._proxy = self._manager, None, None
@@ -111,7 +103,7 @@ def connect_store(address: StoreAddress):
     proxy = _connections.get(key)
     if proxy is None:
         token = Token("ContextStore", address.address, address.token_id)
-        proxy = AutoProxy(token, "pickle", authkey=address.authkey, exposed=("put", "snapshot", "drop"), incref=False)
+        proxy = AutoProxy(token, "pickle", authkey=address.authkey, exposed=("put", "snapshot"), incref=False)
         _connections[key] = proxy
     return proxy
 

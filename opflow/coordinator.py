@@ -71,7 +71,7 @@ class RunSummary:
 
 
 class _TaskState:
-    __slots__ = ("spec", "status", "waiting", "attempts", "reason", "outcome", "token", "timer", "reused")
+    __slots__ = ("spec", "status", "waiting", "attempts", "reason", "outcome", "timer", "reused")
 
     def __init__(self, spec):
         self.spec = spec
@@ -80,7 +80,6 @@ class _TaskState:
         self.attempts: list[dict] = []
         self.reason: str | None = None
         self.outcome: Outcome | None = None
-        self.token: int | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.reused = False
 
@@ -201,7 +200,6 @@ class Coordinator:
         spec = state.spec
         self._next_token += 1
         token = self._next_token
-        state.token = token
         state.status = TaskStatus.RUNNING
         attempt = len(state.attempts) + 1
         upstream = tuple(self._upstream(task_id))
@@ -418,7 +416,7 @@ class Coordinator:
         self._check_finished()
 
     def _give_up_on_running(self, why: str) -> None:
-        for token, task_id in list(self._running.items()):
+        for token in list(self._running):
             self._abandoned.add(token)
             now = time.time()
             self._on_outcome(token, Outcome(token=token, ok=False, error=error_record("Interrupted", why),

@@ -41,7 +41,6 @@ def no_leaked_processes():
     before = set(_children())
     yield
     leaked = {}
-    deadline_procs = None
     for _ in range(50):  # processes being reaped may take a moment to go
         leaked = {pid: cmd for pid, cmd in _children().items() if pid not in before}
         if not leaked:

@@ -5,7 +5,6 @@ Every wait is bounded; every process a test starts is reaped, even when it fails
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -166,8 +165,6 @@ def test_coordinator_killed_with_sigkill_takes_its_workers_down(tmp_path, write_
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        for p in psutil.Process().children(recursive=True):
-            pass
     journal = (latest_run_dir(tmp_path / "logs") / "events.jsonl").read_text().splitlines()
     events = [json.loads(line) for line in journal]  # every line complete and readable
     assert events[0]["event"] == "run_started"
