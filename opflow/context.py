@@ -81,6 +81,11 @@ class ManagedStore:
             token = self._proxy._token
             return StoreAddress(token.address, bytes(self._manager._authkey), token.id)
 
+    @property
+    def proxy(self):
+        """The coordinator's own proxy to the store (None until `address()` starts it)."""
+        return self._proxy
+
     def close(self) -> None:
         with self._lock:
             manager, self._manager, self._proxy = self._manager, None, None
