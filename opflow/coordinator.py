@@ -316,8 +316,13 @@ class Coordinator:
             state.status = TaskStatus.CANCELLED
             state.reason = f"interrupted by {signal.Signals(self._signal).name} while running"
             self.emit("task_finished", record=self._record(state))
-        elif len(state.attempts) <= state.spec.retries and self._stop_reason is None:
-            self._schedule_retry(state)
+        elif len(state.attempts) <= state.spec.retries:
+            if self._stop_reason is None:
+                self._schedule_retry(state)
+            else:
+                # The run stopped before its retry could start: cancelled, whichever
+                # of the two outcomes the loop heard first (the error is in attempt_log).
+                state.status = TaskStatus.PENDING
         else:
             self._fail(state)
         self._pump()

@@ -29,6 +29,11 @@ def raise_error(message="boom"):
     raise ValueError(message)
 
 
+def raise_after(seconds, message="boom"):
+    time.sleep(seconds)
+    raise ValueError(message)
+
+
 def call_sys_exit(code=3):
     sys.exit(code)
 

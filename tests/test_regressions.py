@@ -87,17 +87,22 @@ def test_resume_after_param_overrides_reuses_what_succeeded(tmp_path, write_work
     assert doc["reused"] == ["a"] and doc["params"] == {"n": 2}
 
 
-def test_a_cancelled_task_shows_its_reason_not_an_old_error(tmp_path, write_workflow, faults):
-    marker = tmp_path / "m"
+@pytest.mark.parametrize("bad_delay, flaky_delay", [(0.0, 0.0), (0.6, 0.0), (0.0, 0.6)],
+                         ids=["together", "flaky-fails-first", "bad-fails-first"])
+def test_a_cancelled_task_shows_its_reason_not_an_old_error(bad_delay, flaky_delay, tmp_path, write_workflow, faults):
+    # Whichever failure the coordinator hears first, a task with retries left
+    # ends cancelled (its retry never ran), never failed with its old error.
     flow = write_workflow(f"""
         name: stale
         tasks:
-          - {{id: bad, plugin: python, config: {{function: "faults:raise_error"}}}}
-          - {{id: flaky, plugin: python, config: {{function: "faults:fail_until", args: ["{marker}", 5]}}, retries: 5, retry_delay: 30}}
+          - {{id: bad, plugin: python, config: {{function: "faults:raise_after", args: [{bad_delay}]}}}}
+          - {{id: flaky, plugin: python, config: {{function: "faults:raise_after", args: [{flaky_delay}]}}, retries: 5, retry_delay: 30}}
     """)
     result = run(flow, workers=2, log_dir=tmp_path / "logs")
     flaky = records(result.run_dir)["flaky"]
     assert flaky["status"] == "cancelled" and flaky["error"] is None and "bad" in flaky["reason"]
+    # Its one attempt, if a worker started it before the stop flag went up, keeps its error.
+    assert flaky["attempts"] <= 1 and all(a["error"]["type"] == "ValueError" for a in flaky["attempt_log"])
     doc = json.loads((result.run_dir / "run.json").read_text())
     assert "bad" in doc["problems"]["flaky"]["why"]
 
