@@ -179,6 +179,7 @@ class ProcessBackend(Backend):
         self._watch_wakeup = threading.Condition(self._lock)
         self._watcher: threading.Thread | None = None
         self._store = ManagedStore(self._ctx)
+        self._hurry = threading.Event()  # set by a second interrupt: no more grace for anyone
 
     # -- pool lifetime -------------------------------------------------------
     def _ensure_pool(self) -> ProcessPoolExecutor:
@@ -370,20 +371,26 @@ class ProcessBackend(Backend):
         with self._lock:
             if self._running_tokens().get(token) != pid:
                 return
-        kill_tree(pid)
+        kill_tree(pid, hurry=self._hurry)
 
     def halt_queued(self) -> None:
         if self._slots is not None:
             self._slots[0] = 1  # workers check it before each task
 
     def interrupt(self, grace: float = 2.0) -> None:
-        """Stop all running work now: kill every worker's process tree, submit nothing more."""
+        """Stop all running work now: kill every worker's process tree, submit nothing more.
+
+        With no grace (a second Ctrl-C), kills still waiting out a grace from an
+        earlier call SIGKILL now too, so the run ends at once.
+        """
         self.halt_queued()
+        if grace <= 0:
+            self._hurry.set()
         with self._lock:
             self._closing = True
             self._watch_wakeup.notify_all()
             pids = list(self._processes)
-        _kill_trees(pids, grace)
+        _kill_trees(pids, grace, self._hurry)
 
     def close(self, kill: bool = False) -> None:
         if kill:
@@ -404,9 +411,10 @@ class ProcessBackend(Backend):
         self._store.close()
 
 
-def _kill_trees(pids: list[int], grace: float) -> None:
+def _kill_trees(pids: list[int], grace: float, hurry: threading.Event | None = None) -> None:
     """Kill several process trees at once, so their grace periods overlap."""
-    threads = [threading.Thread(target=kill_tree, args=(pid,), kwargs={"grace": grace}) for pid in pids]
+    threads = [threading.Thread(target=kill_tree, args=(pid,), kwargs={"grace": grace, "hurry": hurry})
+               for pid in pids]
     for thread in threads:
         thread.start()
     for thread in threads:

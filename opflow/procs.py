@@ -15,10 +15,12 @@ __all__ = ["kill_tree", "track_child_group", "untrack_child_group", "start_paren
 import os
 import signal
 import threading
+import time
 
 import psutil
 
 GRACE_SECONDS = 2.0
+HURRY_POLL_SECONDS = 0.05
 PARENT_POLL_SECONDS = 0.5
 
 # Process groups of shell commands started by this process (their leaders' pids).
@@ -37,11 +39,13 @@ def has_child_groups() -> bool:
     return bool(_child_groups)
 
 
-def kill_tree(pid: int, *, include_self: bool = True, grace: float = GRACE_SECONDS) -> list[int]:
+def kill_tree(pid: int, *, include_self: bool = True, grace: float = GRACE_SECONDS,
+              hurry: threading.Event | None = None) -> list[int]:
     """Terminate `pid` and every descendant; returns the pids that were signalled.
 
     Descendants are collected before any signal, because a child whose parent
-    dies is re-parented and can no longer be found from it.
+    dies is re-parented and can no longer be found from it. Setting `hurry`
+    ends the grace at once (a second Ctrl-C): what is left gets SIGKILL now.
     """
     try:
         root = psutil.Process(pid)
@@ -55,7 +59,7 @@ def kill_tree(pid: int, *, include_self: bool = True, grace: float = GRACE_SECON
             proc.terminate()
         except psutil.NoSuchProcess:
             pass
-    _, alive = psutil.wait_procs(procs, timeout=grace)
+    alive = _wait_for_exit(procs, grace, hurry)
     for proc in alive:
         try:
             proc.kill()
@@ -63,6 +67,20 @@ def kill_tree(pid: int, *, include_self: bool = True, grace: float = GRACE_SECON
             pass
     psutil.wait_procs(alive, timeout=grace)
     return [p.pid for p in procs]
+
+
+def _wait_for_exit(procs: list[psutil.Process], grace: float, hurry: threading.Event | None) -> list[psutil.Process]:
+    """Wait up to `grace` seconds (less if `hurry` is set) for `procs` to end; returns the living."""
+    if hurry is None:
+        return psutil.wait_procs(procs, timeout=grace)[1]
+    deadline = time.monotonic() + grace
+    alive = procs
+    while alive and not hurry.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        alive = psutil.wait_procs(alive, timeout=min(HURRY_POLL_SECONDS, left))[1]
+    return alive
 
 
 def kill_own_children(grace: float = 0.5) -> None:

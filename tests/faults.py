@@ -58,6 +58,13 @@ def hang():
     time.sleep(3600)
 
 
+def ignore_sigterm_and_hang(pid_file):
+    """Make this worker deaf to SIGTERM, say so (its pid in `pid_file`), and hang."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    Path(pid_file).write_text(str(os.getpid()))
+    time.sleep(3600)
+
+
 def wait_for_file(path, timeout=30.0):
     """Block until `path` exists (another task creates it): proves overlap without sleeps."""
     deadline = time.monotonic() + timeout

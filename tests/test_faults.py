@@ -18,6 +18,7 @@ from conftest import gone, latest_run_dir, records, run_cli, wait_for
 
 from opflow.api import run
 from opflow.lock import WorkflowLock
+from opflow.procs import GRACE_SECONDS
 
 
 @pytest.mark.parametrize("fault, how", [
@@ -148,6 +149,37 @@ def test_signal_stops_the_run_records_it_and_leaves_nothing(signum, code, tmp_pa
     assert doc["tasks"] == {"sleeper": "cancelled", "waiter": "cancelled", "never": "cancelled"}
     sleeper = int(pid_file.read_text())
     wait_for(lambda: gone(sleeper) and all(gone(p.pid) for p in descendants), 10, "every process to be gone")
+
+
+def test_a_second_ctrl_c_kills_at_once_what_ignores_sigterm(tmp_path, write_workflow, faults):
+    # The first Ctrl-C gives a worker deaf to SIGTERM a grace of procs.GRACE_SECONDS
+    # before SIGKILL; the second one must not wait for that grace to run out.
+    pid_file = tmp_path / "deaf.pid"
+    flow = write_workflow(f"""
+        name: deaf
+        tasks:
+          - {{id: deaf, plugin: python, config: {{function: "faults:ignore_sigterm_and_hang", args: ["{pid_file}"]}}}}
+    """)
+    proc = _start_cli(flow, tmp_path)
+    try:
+        wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 60, "the task to start")
+        worker = int(pid_file.read_text())
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        second = time.monotonic()
+        output, _ = proc.communicate(timeout=20)
+        took = time.monotonic() - second
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, output
+    assert took < GRACE_SECONDS * 0.6, f"exited {took:.2f} s after the second Ctrl-C\n{output}"
+    assert "Traceback" not in output
+    assert gone(worker)
+    doc = json.loads((latest_run_dir(tmp_path / "logs") / "run.json").read_text())
+    assert doc["status"] == "interrupted" and doc["tasks"] == {"deaf": "cancelled"}
 
 
 def test_coordinator_killed_with_sigkill_takes_its_workers_down(tmp_path, write_workflow, faults):
