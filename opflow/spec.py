@@ -9,7 +9,9 @@ from __future__ import annotations
 
 __all__ = ["TaskSpec", "Workflow", "load_workflow", "parse_param_overrides", "TASK_KEYS", "TOP_KEYS"]
 
+import contextlib
 import difflib
+import gc
 import hashlib
 import math
 import re
@@ -97,6 +99,26 @@ def load_workflow(
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise WorkflowError([Problem(shown, f"not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
+    with _gc_paused():
+        return _parse_and_check(text, raw, path, shown, known_plugins, param_overrides, plugin_hint)
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Parsing builds millions of objects that all stay alive: the cyclic collector
+    would scan them again and again for nothing (100,000 tasks: 11.7 s with it,
+    3.0 s without). The little garbage parsing leaves is collected once it is back on."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _parse_and_check(text: str, raw: bytes, path: Path, shown: str, known_plugins: Iterable[str] | None,
+                     param_overrides: dict[str, Any] | None, plugin_hint: str) -> Workflow:
     try:
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
