@@ -373,7 +373,7 @@ def test_timeout_kills_the_grandchildren_of_a_shell_task(tmp_path, write_workflo
           - id: spawner
             plugin: shell
             config: {{command: "sleep 300 & echo $! > {pid_file}; wait"}}
-            timeout: 1
+            timeout: 2  # time enough, even on a loaded machine, for the pid file to be written
     """)
     result = run(flow, executor="dask", workers=1, log_dir=tmp_path / "logs")
     assert records(result.run_dir)["spawner"]["error"]["type"] == "Timeout"

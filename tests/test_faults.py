@@ -8,6 +8,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from conftest import gone, latest_run_dir, records, run_cli, wait_for
 
 from opflow.api import run
 from opflow.lock import WorkflowLock
-from opflow.procs import GRACE_SECONDS
+from opflow.procs import GRACE_SECONDS, kill_tree
 
 
 @pytest.mark.parametrize("fault, how", [
@@ -90,7 +91,7 @@ def test_timeout_kills_the_grandchildren_of_a_shell_task(tmp_path, write_workflo
           - id: spawner
             plugin: shell
             config: {{command: "sleep 300 & echo $! > {pid_file}; wait"}}
-            timeout: 1
+            timeout: 2  # time enough, even on a loaded machine, for the pid file to be written
     """)
     result = run(flow, workers=1, log_dir=tmp_path / "logs")
     assert records(result.run_dir)["spawner"]["error"]["type"] == "Timeout"
@@ -168,6 +169,8 @@ def test_a_second_ctrl_c_kills_at_once_what_ignores_sigterm(tmp_path, write_work
         time.sleep(0.3)
         proc.send_signal(signal.SIGINT)
         second = time.monotonic()
+        # The worker gets SIGKILL now, not at the end of its grace.
+        wait_for(lambda: gone(worker), GRACE_SECONDS * 0.6, "the deaf worker to be killed by the second Ctrl-C")
         output, _ = proc.communicate(timeout=20)
         took = time.monotonic() - second
     finally:
@@ -175,11 +178,37 @@ def test_a_second_ctrl_c_kills_at_once_what_ignores_sigterm(tmp_path, write_work
             proc.kill()
             proc.wait()
     assert proc.returncode == 130, output
-    assert took < GRACE_SECONDS * 0.6, f"exited {took:.2f} s after the second Ctrl-C\n{output}"
+    # Loose: clean-up slows down under load; it must not wait for INTERRUPT_WAIT (10 s).
+    assert took < 5, f"exited {took:.2f} s after the second Ctrl-C\n{output}"
     assert "Traceback" not in output
-    assert gone(worker)
     doc = json.loads((latest_run_dir(tmp_path / "logs") / "run.json").read_text())
     assert doc["status"] == "interrupted" and doc["tasks"] == {"deaf": "cancelled"}
+
+
+def test_hurry_ends_a_kill_grace_at_once(tmp_path):
+    # What a second Ctrl-C relies on: a kill waiting out its grace for a process
+    # deaf to SIGTERM gives up waiting and SIGKILLs it as soon as `hurry` is set.
+    ready = tmp_path / "ready"
+    deaf = subprocess.Popen([sys.executable, "-c",
+                             "import signal, sys, time, pathlib; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                             "pathlib.Path(sys.argv[1]).touch(); time.sleep(300)", str(ready)])
+    hurry = threading.Event()
+    killer = threading.Thread(target=kill_tree, args=(deaf.pid,), kwargs={"grace": 60, "hurry": hurry})
+    try:
+        wait_for(ready.exists, 30, "the deaf process to ignore SIGTERM")
+        killer.start()
+        time.sleep(0.3)
+        assert deaf.poll() is None  # SIGTERM alone did not end it: the kill is in its grace
+        hurry.set()
+        killer.join(timeout=10)  # its grace is 60 s
+        assert not killer.is_alive()
+        assert gone(deaf.pid)  # kill_tree reaped it (it is our child), so Popen cannot see how it died
+    finally:
+        if deaf.poll() is None:
+            deaf.kill()
+            deaf.wait()
+        if killer.ident is not None:
+            killer.join(timeout=70)  # returns at once: what it waited for is dead
 
 
 def test_coordinator_killed_with_sigkill_takes_its_workers_down(tmp_path, write_workflow, faults):
