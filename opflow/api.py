@@ -5,6 +5,7 @@ __all__ = ["load", "run", "run_async", "resume", "RunResult"]
 
 import asyncio
 import json
+import multiprocessing
 import os
 import shutil
 from contextlib import ExitStack
@@ -57,6 +58,7 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
     recorded as succeeded (a path names the run directory instead); `lock` keeps
     two runs of one workflow from overlapping; `keep_runs` prunes older runs.
     """
+    _check_not_starting_a_worker()
     if executor not in EXECUTORS:
         raise UsageError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
     if workers < 0:
@@ -102,6 +104,16 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
         if keep_runs:
             prune_runs(log_dir, workflow, keep_runs, protect=run_dir)
     return RunResult(summary, run_dir)
+
+
+def _check_not_starting_a_worker() -> None:
+    """A worker process re-imports the script that started the run: a call to run()
+    at its top level, unguarded, would start a run inside every worker, without end."""
+    if getattr(multiprocessing.current_process(), "_inheriting", False):  # what the stdlib checks too
+        raise UsageError(
+            "opflow.run() was called while a worker process was starting: worker processes import "
+            "the script that started the run, so call opflow.run() under `if __name__ == \"__main__\":`"
+        )
 
 
 def run(path: str | Path, **kwargs) -> RunResult:

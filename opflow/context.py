@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from multiprocessing.managers import BaseManager
 from typing import Iterable
 
+from .errors import OpflowError
+
 PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 
@@ -75,7 +77,13 @@ class ManagedStore:
         with self._lock:
             if self._manager is None:
                 manager = _StoreManager(ctx=self._mp_context)
-                manager.start(_manager_init, (os.getpid(),))
+                try:
+                    manager.start(_manager_init, (os.getpid(),))
+                except (EOFError, OSError) as exc:  # the Manager process died while starting
+                    raise OpflowError(
+                        f"the context store (a multiprocessing Manager process) did not start ({exc!r}); "
+                        "if a script calls opflow.run(), is the call under `if __name__ == \"__main__\":`?"
+                    ) from None
                 self._manager = manager
                 self._proxy = manager.ContextStore()
             token = self._proxy._token

@@ -247,8 +247,11 @@ class ProcessBackend(Backend):
             except BrokenProcessPool:
                 self._retire(pool)  # broke before we heard of it: once more on a new pool
                 continue
-            except RuntimeError:  # shut down: we are closing
-                self._resolve(request.token, error_record(NOT_STARTED, "the run stopped before this task ran"))
+            except RuntimeError as exc:
+                if self._closing:  # the pool is shut down because the run is stopping
+                    self._resolve(request.token, error_record(NOT_STARTED, "the run stopped before this task ran"))
+                else:  # it cannot start a worker: a failure, never "not started" (which is retried)
+                    self._resolve(request.token, error_record("PoolError", f"the process pool could not start a worker: {exc}"))
                 return
             self._watch_for_start(request)
             pool_future.add_done_callback(lambda f, t=request.token, p=pool: self._on_pool_done(t, p, f))
@@ -303,8 +306,9 @@ class ProcessBackend(Backend):
                 self._resubmits[token] = count
                 if count > self.MAX_INNOCENT_RESUBMITS:
                     self._resolve(token, error_record(
-                        "BrokenPool", f"the process pool broke {count} times while this task was in it, "
-                        "with no worker to blame (is its result or error unpicklable in the coordinator?)"))
+                        "BrokenPool", f"the process pool broke {count} times while this task was in it, with no worker "
+                        "to blame: did worker processes fail to start (their error is on stderr), or is the "
+                        "task's result or error unpicklable in the coordinator?"))
                 else:
                     self._submit_to_pool(self._inflight[token][0])
 

@@ -135,3 +135,34 @@ def test_a_huge_number_is_a_clear_error(tmp_path, write_workflow):
     proc = run_cli("validate", str(flow), cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert f"{flow}:3: task 'a': 'retries' must be at most 1000" in proc.stderr
+
+
+@pytest.mark.parametrize("second_depends_on_first", [True, False], ids=["with-context", "independent"])
+def test_an_unguarded_script_fails_clearly_instead_of_running_itself_in_every_worker(
+        second_depends_on_first, tmp_path, write_workflow, faults):
+    # Worker (and Manager) processes re-import the script that started the run. Without
+    # `if __name__ == "__main__":` each one used to start a run of its own: no end, and
+    # processes left behind. Now the nested call refuses, and the real run ends.
+    depends = ", depends_on: [a]" if second_depends_on_first else ""
+    write_workflow(f"""
+        name: unguarded
+        tasks:
+          - {{id: a, plugin: python, config: {{function: "faults:ok"}}}}
+          - {{id: b, plugin: python, config: {{function: "faults:ok"}}{depends}}}
+    """)
+    (tmp_path / "script.py").write_text(
+        "import opflow\n"
+        "result = opflow.run('flow.yaml', workers=2, log_dir='logs')\n"
+        "print('exit code', result.exit_code)\n")
+    done = subprocess.run([sys.executable, "script.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert 'under `if __name__ == "__main__":`' in done.stderr
+    if second_depends_on_first:
+        # The context store cannot start: the run fails before it starts, leaving no record.
+        assert done.returncode == 1 and "context store" in done.stderr
+        assert not list((tmp_path / "logs").glob("*-unguarded"))
+    else:
+        # No store needed: the tasks fail as their workers cannot start; the run ends.
+        assert done.returncode == 0 and "exit code 1" in done.stdout, done.stdout + done.stderr
+        tasks = records(latest_run_dir(tmp_path / "logs"))
+        assert {t["status"] for t in tasks.values()} == {"failed"}
+        assert "fail to start" in tasks["a"]["error"]["message"]
