@@ -139,6 +139,14 @@ class Coordinator:
         # run before anything is recorded as started.
         self._backend = make_backend(self.options.executor, workers, self._on_worker_start,
                                      scheduler=self.options.scheduler)
+        if any(t.depends_on for t in self.workflow.tasks):
+            # Results will travel: start the context store now, so that a store that
+            # cannot start fails the run here, cleanly, not in the middle of dispatch.
+            try:
+                await self._loop.run_in_executor(None, self._backend.store)
+            except BaseException:
+                await self._loop.run_in_executor(None, self._backend.close, True)
+                raise
         started = time.time()
         self.emit("run_started", workflow=self.workflow.name, workers=workers, executor=self.options.executor,
                   scheduler=getattr(self._backend, "scheduler_address", None),
