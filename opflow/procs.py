@@ -71,11 +71,9 @@ def kill_tree(pid: int, *, include_self: bool = True, grace: float = GRACE_SECON
 
 def _wait_for_exit(procs: list[psutil.Process], grace: float, hurry: threading.Event | None) -> list[psutil.Process]:
     """Wait up to `grace` seconds (less if `hurry` is set) for `procs` to end; returns the living."""
-    if hurry is None:
-        return psutil.wait_procs(procs, timeout=grace)[1]
     deadline = time.monotonic() + grace
     alive = procs
-    while alive and not hurry.is_set():
+    while alive and not (hurry is not None and hurry.is_set()):
         left = deadline - time.monotonic()
         if left <= 0:
             break

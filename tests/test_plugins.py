@@ -26,20 +26,9 @@ from opflow.plugins.metrics import MetricsPlugin
 from opflow.plugins.python_call import PythonPlugin
 from opflow.plugins.shell import ShellPlugin
 
-GREET = '''\
-from opflow.plugin_base import Plugin
-
-
-class GreetPlugin(Plugin):
-    """Say hello to config 'name' (default: world)."""
-
-    name = "greet"
-
-    def run(self, config: dict, context: dict) -> dict:
-        name = config.get("name", "world")
-        message = f"Hello, {name}!"
-        return {"message": message}
-'''
+# The shipped example plugin (the seed's, only its import line changed): the tests
+# below use the very file users get.
+GREET = (Path(__file__).resolve().parent.parent / "workers" / "greet.py").read_text(encoding="utf-8")
 
 CSV = """\
 name,age,score,city,flag
