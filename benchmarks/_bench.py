@@ -89,7 +89,7 @@ def machine_info() -> dict:
                     break
     except OSError:  # not Linux: the model stays unknown
         pass
-    from opflow.executors import start_method
+    from opflow.backends.process import start_method
 
     return {
         "date": datetime.date.today().isoformat(),
@@ -148,12 +148,12 @@ def mp_context():
     """
     global _context
     if _context is None:
-        from opflow.executors import start_method
+        from opflow.backends.process import start_method
 
         method = start_method()
         ctx = multiprocessing.get_context(method)
         if method == "forkserver":
-            ctx.set_forkserver_preload(["opflow.worker", "_bench"])
+            ctx.set_forkserver_preload(["opflow.backends.process", "_bench"])
             from multiprocessing import forkserver
 
             forkserver.ensure_running()

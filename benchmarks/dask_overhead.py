@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.tasks, args.reps = 10, 1
-    from opflow.dask_backend import check_available
+    from opflow.backends.dask import check_available
 
     check_available()
     variants = ("process", "dask")

@@ -106,7 +106,7 @@ def worker_profile(yaml_path: Path, dump: Path, results_dir: Path) -> tuple[psta
     from opflow import api
     from opflow.context import ManagedStore
     from opflow.plan import build_plan
-    from opflow.worker import TaskRequest
+    from opflow.attempt import TaskRequest
 
     workflow, plugins = api.load(yaml_path)
     plan = build_plan(workflow)

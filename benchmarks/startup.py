@@ -41,7 +41,7 @@ def timed(command: list[str], cwd: Path) -> dict:
     return {"wall": wall}
 
 
-RUN_IMPORTS = "import opflow.cli, opflow.api, opflow.worker, opflow.executors"
+RUN_IMPORTS = "import opflow.cli, opflow.api, opflow.worker, opflow.backends.process"
 
 
 def import_costs(top: int) -> list[list]:

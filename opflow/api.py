@@ -11,18 +11,20 @@ import shutil
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from .audit import AuditTrail, create_run_dir, slugify
-from .coordinator import RunOptions, RunSummary, run_async as _run_async
 from .errors import OpflowError, UsageError
 from .events import Reporter
-from .executors import EXECUTORS
+from .backends import EXECUTORS
 from .history import WORKFLOW_COPY, latest_run, plan_resume, prune_runs
 from .lock import WorkflowLock
 from .results_log import RESULTS_FILE
 from .plugins import PluginRef, discover_plugins, worker_dirs
 from .spec import Workflow, load_workflow
+
+if TYPE_CHECKING:
+    from .coordinator import RunSummary
 
 
 @dataclass
@@ -68,10 +70,13 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
     if scheduler and executor != "dask":
         raise UsageError("--scheduler goes with --executor dask")
     if executor == "dask":
-        from .dask_backend import check_available
+        from .backends.dask import check_available
 
         check_available()  # raises UsageError naming the extra to install
     workflow, plugins = load(path, params)
+    # The run machinery (asyncio, networkx, the backends) only once there is a run.
+    from .coordinator import RunOptions, run_async as _run_async
+
     log_dir = Path(log_dir)
     with ExitStack() as cleanup:
         if lock:

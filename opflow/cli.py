@@ -13,9 +13,9 @@ from pathlib import Path
 
 import click
 
+from .backends import EXECUTORS
 from .errors import OpflowError, UsageError, WorkflowError
 
-EXECUTOR_CHOICES = ("process", "thread", "inline", "dask")
 
 
 def _fail(error: OpflowError) -> None:
@@ -38,7 +38,7 @@ def _run_options(command):
     options = [
         click.option("--workers", "-w", type=click.IntRange(min=1), default=None,
                      help="Pool size (default: the CPU count)."),
-        click.option("--executor", type=click.Choice(EXECUTOR_CHOICES), default=None,
+        click.option("--executor", type=click.Choice(EXECUTORS), default=None,
                      help="Where tasks run: process pool (default), thread pool, inline in the coordinator "
                           "(debugging), or a Dask cluster (pip install 'opflow[dask]')."),
         click.option("--scheduler", metavar="ADDRESS", default=None,

@@ -1,9 +1,13 @@
 """The shared context: task results as pickled snapshots, behind a Manager.
 
-Data flow: a worker pickles its task's result once (`publish`); a downstream task
-reads the pickled results of exactly its transitive upstream tasks in one round
-trip (`snapshot`) and unpickles its own private copy. So a task can never see a
-result it does not depend on, nor change one another task sees.
+Data flow: a worker pickles its task's result once. A small pickle travels back
+with the task's outcome, and the backend hands it on inside the requests of the
+tasks that read it; a large one is published once into the store, and never
+passes through the coordinator. A downstream task gets a `TaskContext`: a
+read-only mapping of exactly its transitive upstream tasks (plus params) that
+fetches and unpickles a result only when the task reads it, each read its own
+private copy. So a task can never see a result it does not depend on, nor change
+one another task sees, and it pays only for the results it reads.
 
 For the process backend the store lives in a `multiprocessing` Manager server,
 started lazily: a run whose tasks publish nothing for others (no edges) starts
@@ -12,14 +16,15 @@ the semantics do not depend on the backend.
 """
 from __future__ import annotations
 
-__all__ = ["ContextStore", "StoreAddress", "ManagedStore", "connect_store", "build_context"]
+__all__ = ["ContextStore", "StoreAddress", "ManagedStore", "connect_store", "TaskContext"]
 
 import os
 import pickle
 import threading
 from dataclasses import dataclass
 from multiprocessing.managers import BaseManager
-from typing import Iterable
+from collections.abc import Mapping
+from typing import Callable, Iterable
 
 from .errors import OpflowError
 
@@ -36,6 +41,10 @@ class ContextStore:
     def put(self, task_id: str, blob: bytes) -> None:
         with self._lock:
             self._blobs[task_id] = blob
+
+    def put_many(self, blobs: dict[str, bytes]) -> None:
+        with self._lock:
+            self._blobs.update(blobs)
 
     def snapshot(self, task_ids: Iterable[str]) -> dict[str, bytes]:
         with self._lock:
@@ -116,13 +125,56 @@ def connect_store(address: StoreAddress):
     proxy = _connections.get(key)
     if proxy is None:
         token = Token("ContextStore", address.address, address.token_id)
-        proxy = AutoProxy(token, "pickle", authkey=address.authkey, exposed=("put", "snapshot"), incref=False)
+        proxy = AutoProxy(token, "pickle", authkey=address.authkey, exposed=("put", "put_many", "snapshot"), incref=False)
         _connections[key] = proxy
     return proxy
 
 
-def build_context(blobs: dict[str, bytes], params: dict) -> dict:
-    """Unpickle a snapshot into the dict a plugin receives."""
-    context = {task_id: pickle.loads(blob) for task_id, blob in blobs.items()}
-    context["params"] = pickle.loads(pickle.dumps(params, PICKLE_PROTOCOL)) if params else {}
-    return context
+class TaskContext(Mapping):
+    """What a plugin receives as `context`: its upstream results and the params.
+
+    `context[task_id]` unpickles that task's result on first use (fetching it
+    from the store if it did not travel with the request) and keeps it for the
+    task's later reads; a task that reads one of its 500 ancestors pays for one.
+    Iterating, `len` and `in` name every readable key without fetching anything.
+    """
+
+    def __init__(self, upstream: Iterable[str], inline: dict[str, bytes] | None,
+                 fetch: Callable[[str], bytes | None], params: dict):
+        self._upstream = frozenset(upstream)
+        self._inline = inline or {}
+        self._fetch = fetch
+        self._params = params
+        self._values: dict = {}
+
+    def __getitem__(self, key):
+        try:
+            return self._values[key]
+        except KeyError:
+            pass
+        if key == "params":
+            value = pickle.loads(pickle.dumps(self._params, PICKLE_PROTOCOL)) if self._params else {}
+        elif key in self._upstream:
+            blob = self._inline.get(key)
+            if blob is None:
+                blob = self._fetch(key)
+            if blob is None:
+                raise KeyError(key)  # an upstream task that left no result (resumed, never read before)
+            value = pickle.loads(blob)
+        else:
+            raise KeyError(key)
+        self._values[key] = value
+        return value
+
+    def __contains__(self, key) -> bool:
+        return key == "params" or key in self._upstream
+
+    def __iter__(self):
+        yield from sorted(self._upstream)
+        yield "params"
+
+    def __len__(self) -> int:
+        return len(self._upstream) + 1
+
+    def __repr__(self) -> str:
+        return f"TaskContext({sorted(self)!r})"

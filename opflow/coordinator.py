@@ -26,15 +26,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from .events import Reporter, RunStatus, TaskStatus, iso_time
-from .executors import make_backend
-from .plan import build_plan
-from .plugins import PluginRef
-from .spec import Workflow
-from .worker import Outcome, TaskRequest, error_record
+from typing import TYPE_CHECKING
 
-from .results_log import close_results_logs
-from .worker import NOT_STARTED
+from .attempt import NOT_STARTED, Outcome, TaskRequest, error_record
+from .backends import make_backend
+from .events import Reporter, RunStatus, TaskStatus, iso_time
+from .plan import build_plan
+from .results_log import append_result, close_results_logs
+
+if TYPE_CHECKING:
+    from .plugins import PluginRef
+    from .spec import Workflow
 
 RETRY_DELAY_CAP = 300.0  # seconds: backoff never waits longer than this
 INTERRUPT_WAIT = 10.0  # seconds to wait for killed tasks to report back
@@ -133,23 +135,23 @@ class Coordinator:
         # Keep the pool's queue full enough that a worker never waits for the loop
         # to hand it its next task. Queued tasks cost nothing when the run stops:
         # the backend's halt_queued() keeps them from starting.
-        self._max_inflight = 1 if self.options.executor == "inline" else max(8, 4 * workers)
         self._loop_thread = threading.get_ident()
         # The backend first: one that cannot start (no such scheduler) fails the
         # run before anything is recorded as started.
         self._backend = make_backend(self.options.executor, workers, self._on_worker_start,
                                      scheduler=self.options.scheduler)
-        if any(t.depends_on for t in self.workflow.tasks):
-            # Results will travel: start the context store now, so that a store that
-            # cannot start fails the run here, cleanly, not in the middle of dispatch.
-            try:
-                await self._loop.run_in_executor(None, self._backend.store)
-            except BaseException:
-                await self._loop.run_in_executor(None, self._backend.close, True)
-                raise
+        self._max_inflight = self._backend.max_inflight(workers)
+        # Results will travel: let the backend start what carries them now, so
+        # that one that cannot start fails the run here, not in the middle of dispatch.
+        needs_results = any(t.depends_on for t in self.workflow.tasks)
+        try:
+            await self._loop.run_in_executor(None, self._backend.start, needs_results)
+        except BaseException:
+            await self._loop.run_in_executor(None, self._backend.close, True)
+            raise
         started = time.time()
         self.emit("run_started", workflow=self.workflow.name, workers=workers, executor=self.options.executor,
-                  scheduler=getattr(self._backend, "scheduler_address", None),
+                  scheduler=self._backend.describe().get("scheduler"),
                   params=self.workflow.params, tasks=[t.id for t in self.workflow.tasks],
                   layers=self.plan.layers, started_at=iso_time(started))
         handlers = self._install_signal_handlers()
@@ -179,17 +181,14 @@ class Coordinator:
 
     def _seed_reused_results(self) -> None:
         """Resume: tasks that succeeded before count as succeeded, their results in the store."""
-        if not self.options.reuse:
-            return
-        from .worker import publish_result
-
-        store = self._backend.store() if any(b is not None for b in self.options.reuse.values()) else None
         for task_id, blob in self.options.reuse.items():
             state = self.states.get(task_id)
             if state is None:
                 continue
             if blob is not None:
-                publish_result(store, task_id, blob, self.options.results_path)
+                if self.options.results_path:
+                    append_result(self.options.results_path, task_id, blob)
+                self._backend.seed(task_id, blob)
             state.status = TaskStatus.SUCCEEDED
             state.reused = True
             state.reason = f"reused from {self.options.reused_from or 'an earlier run'}"
@@ -210,13 +209,12 @@ class Coordinator:
         token = self._next_token
         state.status = TaskStatus.RUNNING
         attempt = len(state.attempts) + 1
-        upstream = tuple(self._upstream(task_id))
+        upstream = self._upstream(task_id)
         publish = bool(self._children[task_id])
         request = TaskRequest(
             token=token, task_id=task_id, attempt=attempt, plugin=self.plugins[spec.plugin],
             config=spec.config, depends_on=spec.depends_on, upstream=upstream,
-            params=self.workflow.params, workflow_dir=str(self.workflow.directory),
-            store=self._backend.store() if (upstream or publish) else None, publish=publish,
+            params=self.workflow.params, workflow_dir=str(self.workflow.directory), publish=publish,
             # Only a result some task reads is needed to resume: keep only those.
             persist_path=self.options.results_path if publish else None,
             max_memory=spec.max_memory, notify_start=spec.timeout is not None,
@@ -284,7 +282,7 @@ class Coordinator:
             self._backend.stop(token, error)
         else:
             # A thread cannot be stopped: give up on it, and say so.
-            error["message"] = f"timed out after {timeout:g}s (the {self.options.executor} backend cannot stop it; its work may go on)"
+            error["message"] = f"timed out after {timeout:g}s (the {self._backend.name} backend cannot stop it; its work may go on)"
             self._abandoned.add(token)
             now = time.time()
             self._on_outcome(token, Outcome(token=token, ok=False, error=error, started_at=now, finished_at=now), forced=True)
@@ -425,7 +423,7 @@ class Coordinator:
             self._loop.run_in_executor(None, backend.interrupt)
             self._loop.call_later(INTERRUPT_WAIT, self._give_up_on_running, "did not stop in time")
         else:
-            self._give_up_on_running(f"interrupted by {name}; the {self.options.executor} backend cannot stop it")
+            self._give_up_on_running(f"interrupted by {name}; the {backend.name} backend cannot stop it")
         self._check_finished()
 
     def _give_up_on_running(self, why: str) -> None:
@@ -501,9 +499,7 @@ class Coordinator:
                 "cpu_system_s": outcome.cpu_system_s,
                 "peak_rss_bytes": outcome.peak_rss,
             }
-            if outcome.extra.get("dask_worker"):
-                record["resources"]["worker"] = outcome.extra["dask_worker"]
-                record["resources"]["host"] = outcome.extra.get("host")
+            record["resources"].update(outcome.where)
         return record
 
 

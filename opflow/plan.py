@@ -5,31 +5,31 @@ dispatch itself is dependency-driven (see coordinator.py).
 """
 from __future__ import annotations
 
-__all__ = ["Plan", "build_plan", "find_cycles"]
+__all__ = ["Plan", "build_plan", "plan_of", "find_cycles"]
 
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 import networkx as nx
 
-from .spec import TaskSpec, Workflow
+if TYPE_CHECKING:
+    from .spec import Workflow
 
 
-def _graph(tasks: Iterable[TaskSpec]) -> nx.DiGraph:
+def _graph(depends_on: Mapping[str, Iterable[str]]) -> nx.DiGraph:
     graph = nx.DiGraph()
-    for task in tasks:
-        graph.add_node(task.id)
-    for task in tasks:
-        for dep in task.depends_on:
-            graph.add_edge(dep, task.id)
+    graph.add_nodes_from(depends_on)
+    for task_id, deps in depends_on.items():
+        for dep in deps:
+            graph.add_edge(dep, task_id)
     return graph
 
 
-def find_cycles(tasks: Iterable[TaskSpec]) -> list[list[str]]:
-    """One cycle (as a list of task ids in dependency order) per knot in the graph."""
-    tasks = list(tasks)
-    graph = _graph(tasks)
-    order = {t.id: i for i, t in enumerate(tasks)}
+def find_cycles(depends_on: Mapping[str, Iterable[str]]) -> list[list[str]]:
+    """One cycle (task ids in dependency order) per knot in the graph of
+    `{task_id: its depends_on}`, in the mapping's order."""
+    graph = _graph(depends_on)
+    order = {task_id: i for i, task_id in enumerate(depends_on)}
     cycles = []
     for component in nx.strongly_connected_components(graph):
         if len(component) == 1:
@@ -75,4 +75,9 @@ class Plan:
 
 
 def build_plan(workflow: Workflow) -> Plan:
-    return Plan(_graph(workflow.tasks))
+    return plan_of({t.id: t.depends_on for t in workflow.tasks})
+
+
+def plan_of(depends_on: Mapping[str, Iterable[str]]) -> Plan:
+    """The plan of a graph given as `{task_id: its depends_on}`."""
+    return Plan(_graph(depends_on))

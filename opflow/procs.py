@@ -10,7 +10,7 @@ worker processes and the executors:
 """
 from __future__ import annotations
 
-__all__ = ["kill_tree", "track_child_group", "untrack_child_group", "start_parent_watch", "describe_exit"]
+__all__ = ["kill_tree", "kill_trees", "descendants", "kill_own_children", "track_child_group", "untrack_child_group", "start_parent_watch", "describe_exit"]
 
 import os
 import signal
@@ -153,3 +153,21 @@ def describe_exit(exitcode: int | None) -> str:
         }.get(name, "")
         return f"its worker process was killed by {name}{hint}"
     return f"its worker process exited abruptly with status {exitcode}"
+
+
+def kill_trees(pids: list[int], grace: float, hurry: threading.Event | None = None) -> None:
+    """Kill several process trees at once, so their grace periods overlap."""
+    threads = [threading.Thread(target=kill_tree, args=(pid,), kwargs={"grace": grace, "hurry": hurry})
+               for pid in pids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def descendants() -> set[int]:
+    """The pids of every process below this one."""
+    try:
+        return {p.pid for p in psutil.Process().children(recursive=True)}
+    except psutil.Error:
+        return set()

@@ -413,7 +413,7 @@ class _Checker:
         from .plan import find_cycles  # networkx is only needed once the file is otherwise valid
 
         lines = {t.id: t.line for t in tasks}
-        for cycle in find_cycles(tasks):
+        for cycle in find_cycles({t.id: t.depends_on for t in tasks}):
             path = " -> ".join([*cycle, cycle[0]])
             self.problem(f"dependency cycle: {path}", task_id=cycle[0], line=lines[cycle[0]])
 

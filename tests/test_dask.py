@@ -27,12 +27,13 @@ distributed = pytest.importorskip("distributed", reason="the dask extra is not i
 
 from conftest import REPO, gone, latest_run_dir, records, run_cli, wait_for  # noqa: E402
 
-from opflow import dask_backend  # noqa: E402
+from opflow.backends.dask import backend as dask_backend  # noqa: E402
+from opflow.backends.dask import cluster as dask_cluster_module  # noqa: E402
 from opflow.api import run  # noqa: E402
 from opflow.errors import UsageError  # noqa: E402
 from opflow.plugins import PluginRef, discover_plugins  # noqa: E402
 from opflow.procs import kill_tree  # noqa: E402
-from opflow.worker import TaskRequest  # noqa: E402
+from opflow.attempt import TaskRequest  # noqa: E402
 
 
 def run_json(run_dir):
@@ -51,7 +52,7 @@ def test_missing_distributed_is_a_usage_error_naming_the_extra(monkeypatch, tmp_
 
     monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` now raises ImportError
     with pytest.raises(UsageError, match=r"pip install 'opflow\[dask\]'"):
-        dask_backend.check_available()
+        dask_cluster_module.check_available()
     flow = write_workflow("""
         name: nodask
         tasks:
@@ -65,7 +66,7 @@ def test_missing_distributed_is_a_usage_error_naming_the_extra(monkeypatch, tmp_
 
 
 def test_an_unreachable_scheduler_is_a_usage_error(monkeypatch, tmp_path, write_workflow, faults):
-    monkeypatch.setattr(dask_backend, "CONNECT_TIMEOUT", 1.0)
+    monkeypatch.setattr(dask_cluster_module, "CONNECT_TIMEOUT", 1.0)
     flow = write_workflow("""
         name: unreachable
         tasks:
@@ -305,7 +306,7 @@ def test_start_pid_worker_address_and_scheduler_are_reported(backend, tmp_path):
     assert outcome.ok, outcome.error
     wait_for(backend.started.is_set, 10, "the start message")
     workers = backend._client.scheduler_info()["workers"]
-    assert outcome.extra["dask_worker"] in workers
+    assert outcome.where["worker"] in workers
     assert backend.starts == [(1, outcome.pid)]
     assert outcome.pid in {p.pid for p in psutil.Process().children(recursive=True)}  # a LocalCluster worker
 

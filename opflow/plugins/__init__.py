@@ -8,17 +8,16 @@ process imports exactly the one plugin a task names (see `load_plugin_class`).
 """
 from __future__ import annotations
 
-__all__ = ["PLUGINS", "PluginRef", "discover_plugins", "load_plugin_class", "worker_dirs"]
+__all__ = ["PLUGINS", "PluginRef", "discover_plugins", "load_plugin_class", "worker_dirs", "add_search_root"]
 
 import ast
-import hashlib
 import importlib
 import importlib.metadata
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..plugin_base import Plugin
-from ._files import import_file
+from ._files import add_search_root, import_file, module_name_for
 from .csv_ingest import CsvIngestPlugin
 from .metrics import MetricsPlugin
 from .python_call import PythonPlugin
@@ -120,8 +119,7 @@ def load_plugin_class(ref: PluginRef) -> type:
     location, _, attr = ref.target.rpartition(":")
     if ref.source == "file":
         path = Path(location)
-        digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
-        module = import_file(path, f"_opflow_workers_{path.stem}_{digest}")
+        module = import_file(path, module_name_for(path))
     else:
         module = importlib.import_module(location)
     obj = module

@@ -1,17 +1,50 @@
-"""Importing a user's .py file (a plugin in workers/, a python task's module) by path."""
+"""Importing a user's .py file (a plugin in workers/, a python task's module) by path.
+
+Such a module gets a name derived from its path (`_opflow_file_<stem>_<hash>`),
+the same in every process. A result whose class is defined there pickles by that
+name, so a task reading it on another worker must be able to import it by name
+alone: a finder on `sys.meta_path` resolves these names by searching the
+folders of the workflows this process runs tasks for (`add_search_root`).
+"""
 from __future__ import annotations
 
-__all__ = ["import_file"]
+__all__ = ["import_file", "module_name_for", "add_search_root"]
 
+import hashlib
+import importlib.abc
 import importlib.util
 import os
+import re
 import sys
 import threading
 from pathlib import Path
 
 # Thread-backend tasks may import the same file at once; without the lock one of
 # them could find the other's module in sys.modules before it finished executing.
-_lock = threading.Lock()
+_lock = threading.RLock()
+
+_PREFIX = "_opflow_file_"
+_HASH_LEN = 12
+_known: dict[str, Path] = {}  # module name -> the file, for names this process made
+_roots: list[str] = []  # folders searched for a name this process has not seen
+_SEARCH_DEPTH = 4  # folders below a root searched for a module's file (dotted module names)
+
+
+def module_name_for(path: Path) -> str:
+    """The import name of a user's file: the same in every process that sees the same path."""
+    resolved = Path(os.path.abspath(path))
+    digest = hashlib.sha1(str(resolved).encode()).hexdigest()[:_HASH_LEN]
+    name = f"{_PREFIX}{re.sub(r'[^0-9A-Za-z_]', '_', resolved.stem)}_{digest}"
+    _known[name] = resolved
+    return name
+
+
+def add_search_root(folder: str) -> None:
+    """A folder whose .py files may define classes of results this process unpickles."""
+    if folder not in _roots:
+        _roots.append(folder)
+        if _FINDER not in sys.meta_path:
+            sys.meta_path.append(_FINDER)
 
 
 def import_file(path: Path, module_name: str):
@@ -35,3 +68,41 @@ def import_file(path: Path, module_name: str):
             sys.modules.pop(module_name, None)
             raise
         return module
+
+
+def _locate(name: str) -> Path | None:
+    """The file behind a module name made by `module_name_for`, in any process."""
+    known = _known.get(name)
+    if known is not None:
+        return known
+    stem_and_hash = name[len(_PREFIX):]
+    stem, digest = stem_and_hash[:-_HASH_LEN - 1], stem_and_hash[-_HASH_LEN:]
+    for root in list(_roots):
+        for folder, dirs, files in os.walk(root, followlinks=True):
+            if folder[len(root):].count(os.sep) >= _SEARCH_DEPTH:
+                dirs[:] = []
+            for file_name in files:
+                if file_name.endswith(".py") and re.sub(r"[^0-9A-Za-z_]", "_", file_name[:-3]) == stem:
+                    candidate = Path(os.path.abspath(os.path.join(folder, file_name)))
+                    if hashlib.sha1(str(candidate).encode()).hexdigest()[:_HASH_LEN] == digest:
+                        _known[name] = candidate
+                        return candidate
+    return None
+
+
+class _UserFileFinder(importlib.abc.MetaPathFinder):
+    """Imports `_opflow_file_*` modules by name (unpickling a result made in another process)."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if not fullname.startswith(_PREFIX):
+            return None
+        file = _locate(fullname)
+        if file is None:
+            return None
+        folder = os.fspath(file.parent)
+        if folder not in sys.path:
+            sys.path.append(folder)
+        return importlib.util.spec_from_file_location(fullname, file)
+
+
+_FINDER = _UserFileFinder()

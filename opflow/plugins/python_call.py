@@ -6,7 +6,7 @@ import inspect
 
 from ..errors import PluginError
 from ..plugin_base import Plugin
-from ._files import import_file
+from ._files import import_file, module_name_for
 
 
 # (workflow folder, module name) -> module: the lookup costs file-system calls,
@@ -48,8 +48,7 @@ class PythonPlugin(Plugin):
             return cached
         local = self.workflow_dir / (module_name.replace(".", "/") + ".py")
         if local.is_file():
-            key = f"_opflow_fn_{module_name}_{abs(hash(str(local.resolve())))}"
-            module = import_file(local, key)
+            module = import_file(local, module_name_for(local))
             _resolved[(self.workflow_dir, module_name)] = module
             return module
         try:

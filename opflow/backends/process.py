@@ -1,12 +1,7 @@
-"""Backends behind one small interface: process pool (default), thread, inline.
+"""The process backend (the default): a `ProcessPoolExecutor` and what it lacks.
 
-    submit(request) -> Future[Outcome]   # the future always resolves to an Outcome
-    stop(token, error)                   # stop one attempt's work (timeout)
-    store()                              # where tasks' results go (lazily created)
-    close(kill)                          # reap everything; kill=True stops running work
-
-Nothing above this seam knows which backend runs. The process backend wraps a
-`concurrent.futures.ProcessPoolExecutor` and adds what it lacks:
+Both sides of the slot-table protocol live here: the coordinator's
+(`ProcessBackend`) and the pool worker's (`init_pool_worker`, `run_in_pool`).
 
     worker ──writes (pid, token)──▶ slot table (shared memory, read only when needed)
     pool future ──done──▶ _on_pool_done ──ok──────────────▶ backend future
@@ -20,23 +15,22 @@ without counting an attempt.
 """
 from __future__ import annotations
 
-__all__ = ["Backend", "ProcessBackend", "ThreadBackend", "InlineBackend", "make_backend", "EXECUTORS", "start_method"]
+__all__ = ["ProcessBackend", "start_method", "init_pool_worker", "run_in_pool", "MEMORY_EXIT_CODE"]
 
 import multiprocessing
 import os
 import sys
 import threading
 import time
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Callable
 
-from .context import ContextStore, ManagedStore
-from .procs import describe_exit, kill_tree
-from .worker import MEMORY_EXIT_CODE, NOT_STARTED, Outcome, TaskRequest, error_record, init_pool_worker, run_in_pool, run_in_thread
-
-EXECUTORS = ("process", "thread", "inline", "dask")
-OnStart = Callable[[int, int], None]
+from ..attempt import NOT_STARTED, Outcome, TaskRequest, error_record
+from ..context import ManagedStore, connect_store
+from ..monitor import set_limit_action
+from ..procs import describe_exit, kill_own_children, kill_tree, kill_trees, start_parent_watch
+from ..worker import execute
+from .base import Backend, OnStart
 
 
 def start_method() -> str:
@@ -58,89 +52,8 @@ def _mp_context():
     method = start_method()
     ctx = multiprocessing.get_context(method)
     if method == "forkserver":
-        ctx.set_forkserver_preload(["opflow.worker"])
+        ctx.set_forkserver_preload(["opflow.backends.process"])
     return ctx
-
-
-class Backend:
-    name = "?"
-    #: Whether `stop` really stops the work (a thread cannot be killed).
-    can_stop = False
-
-    def submit(self, request: TaskRequest) -> Future:
-        raise NotImplementedError
-
-    def stop(self, token: int, error: dict) -> None:
-        """Stop one attempt's work; its future then resolves with `error`."""
-
-    def interrupt(self, grace: float = 2.0) -> None:
-        """Stop all running work (Ctrl-C, SIGTERM); a no-op where work cannot be stopped."""
-
-    def halt_queued(self) -> None:
-        """Start no more of the submitted tasks: those not yet started resolve as Cancelled."""
-
-    def store(self):
-        raise NotImplementedError
-
-    def close(self, kill: bool = False) -> None:
-        raise NotImplementedError
-
-
-class InlineBackend(Backend):
-    """Runs each task in the coordinator itself, one at a time: for debugging."""
-
-    name = "inline"
-
-    def __init__(self, workers: int = 1, on_start: OnStart | None = None):
-        self._on_start = on_start
-        self._store = ContextStore()
-
-    def submit(self, request: TaskRequest) -> Future:
-        future: Future = Future()
-        future.set_result(run_in_thread(request, self._on_start))
-        return future
-
-    def store(self):
-        return self._store
-
-    def close(self, kill: bool = False) -> None:
-        pass
-
-
-class ThreadBackend(Backend):
-    """A thread pool: for I/O-bound tasks; timeouts are advisory (threads cannot be killed)."""
-
-    name = "thread"
-
-    def __init__(self, workers: int, on_start: OnStart | None = None):
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="opflow-task")
-        self._futures: set[Future] = set()
-        self._on_start = on_start
-        self._store = ContextStore()
-
-    def submit(self, request: TaskRequest) -> Future:
-        future = self._pool.submit(run_in_thread, request, self._on_start)
-        self._futures.add(future)
-        future.add_done_callback(self._futures.discard)
-        return future
-
-    def halt_queued(self) -> None:
-        for future in list(self._futures):
-            future.cancel()  # only succeeds for work no thread has picked up
-
-    def interrupt(self, grace: float = 2.0) -> None:
-        """A thread cannot be stopped, but the shell commands it waits on can."""
-        from .procs import kill_own_children
-
-        self.halt_queued()
-        kill_own_children(grace=min(grace, 0.5))
-
-    def store(self):
-        return self._store
-
-    def close(self, kill: bool = False) -> None:
-        # A running thread cannot be stopped; with kill=True we only drop queued work.
-        self._pool.shutdown(wait=not kill, cancel_futures=True)
 
 
 class ProcessBackend(Backend):
@@ -179,6 +92,8 @@ class ProcessBackend(Backend):
         self._watch_wakeup = threading.Condition(self._lock)
         self._watcher: threading.Thread | None = None
         self._store = ManagedStore(self._ctx)
+        self._address = None  # the store's, once started
+        self._relay: _ResultRelay | None = None  # small results, once started
         self._hurry = threading.Event()  # set by a second interrupt: no more grace for anyone
 
     # -- pool lifetime -------------------------------------------------------
@@ -228,12 +143,23 @@ class ProcessBackend(Backend):
             self._watcher.start()
         self._watch_wakeup.notify_all()
 
-    def store(self):
-        return self._store.address()
+    def start(self, needs_results: bool) -> None:
+        if needs_results:
+            self._address = self._store.address()  # starts the Manager
+            self._relay = _ResultRelay(self._address)
+
+    def seed(self, task_id: str, blob: bytes) -> None:
+        self._store.address()
+        self._store.proxy.put(task_id, blob)
 
     # -- submitting ----------------------------------------------------------
     def submit(self, request: TaskRequest) -> Future:
         future: Future = Future()
+        if request.upstream or request.publish:
+            request.store = self._address
+            request.inline_limit = INLINE_LIMIT
+            if request.upstream:
+                self._relay.attach(request)
         with self._lock:
             self._inflight[request.token] = (request, future)
             self._submit_to_pool(request)
@@ -343,6 +269,10 @@ class ProcessBackend(Backend):
         with self._lock:
             entry = self._inflight.pop(token, None)
             self._watch.discard(token)
+        if outcome.blob is not None:
+            if entry is not None and self._relay is not None:
+                self._relay.keep(entry[0].task_id, outcome.blob)
+            outcome.blob = None  # the coordinator has no use for it
         if entry is not None and not entry[1].done():
             entry[1].set_result(outcome)
 
@@ -394,7 +324,7 @@ class ProcessBackend(Backend):
             self._closing = True
             self._watch_wakeup.notify_all()
             pids = list(self._processes)
-        _kill_trees(pids, grace, self._hurry)
+        kill_trees(pids, grace, self._hurry)
 
     def close(self, kill: bool = False) -> None:
         if kill:
@@ -412,23 +342,119 @@ class ProcessBackend(Backend):
             self._resolve(token, error_record(NOT_STARTED, "the run stopped before this task ran"))
         if self._watcher is not None:
             self._watcher.join(timeout=5)
+        if self._relay is not None:
+            self._relay.close()
         self._store.close()
 
 
-def _kill_trees(pids: list[int], grace: float, hurry: threading.Event | None = None) -> None:
-    """Kill several process trees at once, so their grace periods overlap."""
-    threads = [threading.Thread(target=kill_tree, args=(pid,), kwargs={"grace": grace, "hurry": hurry})
-               for pid in pids]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+#: A result whose pickle is at most this many bytes travels in the outcome and in
+#: its readers' requests; a larger one goes once into the Manager-held store.
+#: Measured (benchmarks/RESULTS.md): below ~64 KiB, the pipe costs less than a
+#: Manager round trip at each end.
+INLINE_LIMIT = 64 * 1024
 
 
-def make_backend(kind: str, workers: int, on_start: OnStart | None = None, *, scheduler: str | None = None) -> Backend:
-    if kind == "dask":
-        from .dask_backend import DaskBackend  # optional extra: imported only when asked for
+class _ResultRelay:
+    """Small results, kept here and handed on inside their readers' requests.
 
-        return DaskBackend(workers, on_start, scheduler=scheduler)
-    backends = {"process": ProcessBackend, "thread": ThreadBackend, "inline": InlineBackend}
-    return backends[kind](workers, on_start)
+    A task's direct upstream results always travel with its request. Each small
+    result is also copied into the Manager-held store, by a thread, in batches,
+    so that a task reading a distant ancestor can fetch it there; until its copy
+    is made, a result travels with every request whose task may read it.
+    """
+
+    def __init__(self, address):
+        self._address = address
+        self._blobs: dict[str, bytes] = {}
+        self._unstored: dict[str, bytes] = {}
+        self._lock = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._copy_to_store, name="opflow-result-relay", daemon=True)
+        self._thread.start()
+
+    def keep(self, task_id: str, blob: bytes) -> None:
+        with self._lock:
+            self._blobs[task_id] = blob
+            self._unstored[task_id] = blob
+            self._lock.notify()
+
+    def attach(self, request: TaskRequest) -> None:
+        blobs = self._blobs
+        inline = {t: blobs[t] for t in request.depends_on if t in blobs}
+        if len(request.upstream) > len(request.depends_on):
+            with self._lock:
+                pending = [t for t in self._unstored if t in request.upstream]
+            for task_id in pending:
+                inline[task_id] = blobs[task_id]
+        request.inline = inline or None
+
+    def _copy_to_store(self) -> None:
+        store = connect_store(self._address)
+        while True:
+            with self._lock:
+                while not self._unstored and not self._closing:
+                    self._lock.wait()
+                if self._closing:
+                    return
+                batch = dict(self._unstored)
+            try:
+                store.put_many(batch)
+            except Exception:  # the Manager is gone (the run is ending): those results travel inline
+                return
+            with self._lock:
+                for task_id in batch:
+                    self._unstored.pop(task_id, None)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closing = True
+            self._lock.notify()
+        self._thread.join(timeout=5)
+
+
+# -- the pool worker's side ---------------------------------------------------
+#: Exit status of a pool worker that killed itself for exceeding `max_memory`.
+MEMORY_EXIT_CODE = 86
+
+_pool_state: dict = {}
+
+
+def _exit_for_memory(rss: int, limit: int) -> None:
+    """Past `max_memory` in a pool worker: kill the task's children, die with a code we read."""
+    kill_own_children()
+    os._exit(MEMORY_EXIT_CODE)
+
+
+def init_pool_worker(coordinator_pid: int, slots, slot_counter) -> None:
+    """Pool initializer: watch the coordinator; claim a row in the shared slot table.
+
+    The slot table (shared memory: pid, token per row) tells the coordinator which
+    process runs which task without a message per task: it reads the table only
+    when it must (a worker died, a timeout fired, a start to watch for).
+    """
+    start_parent_watch(coordinator_pid)
+    set_limit_action(_exit_for_memory)
+    with slot_counter.get_lock():
+        row = 1 + slot_counter.value % (len(slots) // 2 - 1)  # row 0 is the stop flag
+        slot_counter.value += 1
+    slots[2 * row] = os.getpid()
+    slots[2 * row + 1] = 0
+    _pool_state.update(in_pool=True, slots=slots, token_index=2 * row + 1)
+
+
+def run_in_pool(request: TaskRequest) -> Outcome:
+    """The function the process pool runs: mark the slot busy with this token, run it."""
+    slots = _pool_state["slots"]
+    if slots[0]:  # the run stopped (fail fast, interrupt) while this task waited in the queue
+        now = time.time()
+        return Outcome(token=request.token, ok=False, started_at=now, finished_at=now, pid=os.getpid(),
+                       error=error_record(NOT_STARTED, "the run stopped before this task started"))
+    index = _pool_state["token_index"]
+    slots[index] = request.token
+    try:
+        outcome = execute(request)
+    finally:
+        slots[index] = 0
+    if request.halt_on_failure and not outcome.ok:
+        slots[0] = 1  # fail fast: this worker must not take the next queued task
+    return outcome

@@ -1,84 +1,26 @@
-"""The Dask backend: the same workflow file on a Dask cluster (`pip install 'opflow[dask]'`).
-
-    coordinator ─submit─▶ DaskBackend ── client.submit(_run_task, request, upstream={id: held}) ──▶ worker
-        ▲                   │  ▲                                                                   │ execute():
-        │                   │  └── "started" event (token, pid, worker) on a scheduler topic ◀─────┤ plugin.run
-        │                   │                                                                      ▼
-        └── Outcome ◀───────┴── Client.run(_peek_outcome) reads the Outcome ◀── held result (Outcome, blob)
-                                (or gathers the result when no task reads it)    stays on the worker
-
-The store lives on the cluster, not in the coordinator: each task's attempt
-returns a `_Held` (its Outcome and, when a downstream task reads it, its pickled
-result), which stays in the memory of the worker that made it, as a Dask future
-the backend keeps per task id. A downstream task gets those futures as
-arguments, so Dask moves the pickled results worker to worker (and places the
-task, where it can, on the worker that already holds them). For such a result
-the coordinator reads only the Outcome, in place (`Client.run` on the worker's
-event loop, so it never waits behind a task running there): a DataFrame made by
-one task and read by three is never shipped to the coordinator and out again.
-A result no task reads carries no blob, and is gathered whole.
-
-Starts: a task tells the scheduler it started (`Worker.log_event` on a topic
-private to this backend); the client's handler calls `on_start(token, pid)`, so
-a timeout counts from the moment the task really starts on a worker.
-
-Stopping (timeout, interrupt): Dask cannot stop a running Python thread; a
-cancelled future only stops Dask from waiting for it. So we cancel the task's
-futures (Dask will not run it again), then end the worker process that runs it:
-- LocalCluster (we started it; its workers are our children): kill the worker's
-  process tree (SIGTERM, grace, SIGKILL); its Nanny starts a fresh worker.
-- A remote scheduler: ask the worker to kill its own children and exit
-  (`Client.run`); if it does not answer (a task holding the GIL in native code),
-  ask its Nanny to restart it (`Client.restart_workers`). A worker started
-  without a Nanny (`dask worker --no-nanny`) is not replaced.
-Either way, other tasks queued on that worker are rescheduled by Dask, and
-results it held are recomputed by Dask from their inputs (the task runs again,
-unrecorded) if a later task needs them.
-
-Crashes: a worker process that dies (os._exit, a signal, out of memory) fails
-the task that had started on it, as WorkerCrashed. Our LocalCluster runs with
-`allowed-failures: 0`, so Dask does not rerun it behind our back (opflow's
-`retries` decide); the tasks merely queued on that worker, which Dask fails
-with it, are resubmitted as the same attempt. A remote scheduler keeps its own
-setting (Dask's default reruns such a task on up to 3 more workers first).
-`max_memory` is not enforced here: Dask's Nanny has its own memory limit.
-
-Plugins from a `workers/` folder: with a LocalCluster the files are on the same
-disk. With a remote scheduler the coordinator ships the plugin's folder (every
-`*.py` in it, scattered once per content digest); a worker that does not have
-the file at its path writes the shipped copy into its local directory and loads
-that. A plugin file that cannot be found fails its task saying so.
-"""
+"""The Dask backend, the coordinator's side (see the package docstring for the design)."""
 from __future__ import annotations
 
-__all__ = ["DaskBackend", "check_available", "MIN_DISTRIBUTED"]
+__all__ = ["DaskBackend"]
 
 import hashlib
 import os
-import socket
 import threading
 import time
 import traceback
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .errors import UsageError
-from .executors import Backend, OnStart, _kill_trees
-from .plugins import PluginRef
-from .procs import kill_own_children
-from .worker import NOT_STARTED, Outcome, TaskRequest, error_record, execute, publish_result
+from ...attempt import NOT_STARTED, Outcome, TaskRequest, error_record
+from ...plugins import PluginRef
+from ...procs import descendants, kill_trees
+from ...results_log import append_result
+from ..base import Backend, OnStart
+from .cluster import check_available, cluster_pids, connect, start_local_cluster
+from .on_worker import Held, ParentWatch, PluginBundle, end_this_worker, peek_outcome, run_task
 
-try:
-    from distributed.diagnostics.plugin import WorkerPlugin as _WorkerPluginBase
-except ImportError:  # the extra is not installed: check_available() says so
-    _WorkerPluginBase = object
-
-MIN_DISTRIBUTED = (2024, 1)
-#: Seconds to wait for a scheduler to answer, and for it to have a worker.
-CONNECT_TIMEOUT = 30.0
-WORKER_WAIT = 60.0
 #: Seconds a remote worker gets to end itself before its Nanny is asked to restart it.
 REMOTE_STOP_WAIT = 10.0
 #: Seconds close() waits for the client and the LocalCluster to shut down.
@@ -87,165 +29,10 @@ CLOSE_TIMEOUT = 20.0
 FETCH_THREADS = 4
 #: Times a task is run again because a worker died before the task started on it.
 MAX_RESUBMITS = 2
-#: Exit status of a remote worker process told to end itself (its Nanny restarts it).
-STOPPED_EXIT = 75
-
-
-def check_available() -> None:
-    """Raise `UsageError` (exit 2) unless a recent enough `distributed` is importable."""
-    try:
-        import distributed
-    except ImportError:
-        raise UsageError("--executor dask needs the 'distributed' package: pip install 'opflow[dask]'") from None
-    version = tuple(int(p) for p in distributed.__version__.split(".")[:2] if p.isdigit())
-    if version < MIN_DISTRIBUTED:
-        raise UsageError(f"--executor dask needs distributed>={MIN_DISTRIBUTED[0]}.{MIN_DISTRIBUTED[1]} "
-                         f"(found {distributed.__version__}): pip install -U 'opflow[dask]'")
-
-
-# -- what travels to and lives on the workers ------------------------------------
-@dataclass
-class _Held:
-    """What a task leaves on its worker: its Outcome, and its pickled result for downstream tasks."""
-
-    outcome: Outcome | None
-    blob: bytes | None
-
-
-@dataclass(frozen=True)
-class _PluginBundle:
-    """The `*.py` files of one `workers/` folder, shipped to workers that lack them."""
-
-    folder: str
-    digest: str
-    files: dict = field(hash=False)  # file name -> bytes
-
-
-class _Snapshot:
-    """The store as one task on a worker sees it: its upstream blobs in, its own blob out."""
-
-    def __init__(self, blobs: dict[str, bytes]):
-        self._blobs = blobs
-        self.published: bytes | None = None
-
-    def snapshot(self, task_ids) -> dict[str, bytes]:
-        return {t: self._blobs[t] for t in task_ids if t in self._blobs}
-
-    def put(self, task_id: str, blob: bytes) -> None:
-        self.published = blob
-
-
-class _PluginMissing(Exception):
-    pass
-
-
-def _run_task(request: TaskRequest, topic: str, upstream: dict, bundle: _PluginBundle | None, want_blob: bool) -> _Held:
-    """Runs on a Dask worker: one attempt of one task. Never raises for the task's failure."""
-    from distributed import get_worker
-
-    worker = get_worker()
-    try:
-        worker.log_event(topic, {"token": request.token, "pid": os.getpid(), "worker": worker.address})
-    except Exception:  # a lost start message costs the timeout clock, never the task
-        pass
-    extra = {"dask_worker": worker.address, "host": socket.gethostname()}
-    try:
-        plugin = _locate_plugin(request.plugin, bundle, worker)
-    except _PluginMissing as exc:
-        now = time.time()
-        outcome = Outcome(token=request.token, ok=False, error=error_record("PluginError", str(exc)),
-                          started_at=now, finished_at=now, pid=os.getpid(), extra=extra)
-        return _Held(outcome, None)
-    local = _Snapshot({task_id: held.blob for task_id, held in upstream.items()})
-    # The coordinator's results folder is visible here with a LocalCluster or a
-    # shared disk; otherwise the coordinator writes the file (see _collect).
-    persist = request.persist_path
-    persisted = bool(persist) and os.path.isdir(os.path.dirname(persist))
-    attempt = replace(request, plugin=plugin, store=local, publish=True, persist_path=persist if persisted else None)
-    outcome = execute(attempt)
-    extra["persisted"] = persisted
-    outcome.extra = {**outcome.extra, **extra}
-    keep = outcome.ok and (want_blob or (bool(persist) and not persisted))
-    return _Held(outcome, local.published if keep else None)
-
-
-def _peek_outcome(key: str, dask_worker) -> Outcome | None:
-    """Runs on a worker's event loop (Client.run): the Outcome part of a result it holds."""
-    held = dask_worker.data.get(key) if hasattr(dask_worker.data, "get") else dask_worker.data[key]
-    return held.outcome if isinstance(held, _Held) else None
-
-
-def _locate_plugin(ref: PluginRef, bundle: _PluginBundle | None, worker) -> PluginRef:
-    """The plugin's file on this worker: at its own path, or the shipped copy."""
-    if ref.source != "file":
-        return ref
-    location, _, class_name = ref.target.rpartition(":")
-    if os.path.isfile(location):
-        return ref
-    name = os.path.basename(location)
-    where = f"dask worker {worker.address} (host {socket.gethostname()})"
-    if bundle is None or name not in bundle.files:
-        raise _PluginMissing(
-            f"plugin {ref.name!r}: its file {location} does not exist on {where}, and no copy was shipped; "
-            f"put the workers/ folder at the same path on every worker, or use a scheduler address "
-            f"(--scheduler), which ships workers/*.py to the workers"
-        )
-    folder = Path(worker.local_directory) / "opflow-plugins" / bundle.digest
-    if not folder.is_dir():
-        staging = folder.with_name(f"{bundle.digest}.tmp{os.getpid()}.{threading.get_ident()}")
-        staging.mkdir(parents=True, exist_ok=True)
-        for file_name, content in bundle.files.items():
-            (staging / file_name).write_bytes(content)
-        try:
-            os.rename(staging, folder)
-        except OSError:  # another task of this worker got there first: theirs is the same content
-            pass
-    return replace(ref, target=f"{folder / name}:{class_name}")
-
-
-def _end_this_worker() -> int:
-    """Runs in a remote worker process (Client.run): kill the task's children, then exit.
-
-    The exit happens on a thread, a moment later, so the reply still goes out;
-    the worker's Nanny sees the process end and starts a fresh one.
-    """
-
-    def die():
-        time.sleep(0.2)
-        kill_own_children()
-        os._exit(STOPPED_EXIT)
-
-    threading.Thread(target=die, name="opflow-stop", daemon=True).start()
-    return os.getpid()
-
-
-class _ParentWatch(_WorkerPluginBase):
-    """Worker plugin for LocalCluster workers: die with the coordinator, ignore Ctrl-C.
-
-    Ctrl-C reaches the whole terminal process group; only the coordinator decides
-    what an interrupt means (as for the process pool's workers).
-    """
-
-    name = "opflow-parent-watch"
-
-    def __init__(self, coordinator_pid: int):
-        self.coordinator_pid = coordinator_pid
-
-    def setup(self, worker) -> None:
-        from .procs import start_parent_watch
-
-        try:
-            start_parent_watch(self.coordinator_pid)
-        except ValueError:  # signal handlers only on the main thread: the watch is a nicety
-            pass
-
-    def teardown(self, worker) -> None:
-        pass
-
 
 # -- the coordinator's side ----------------------------------------------------
 class _ClusterStore:
-    """task_id -> a Dask future of the task's `_Held` result; the data stays on the cluster.
+    """task_id -> a Dask future of the task's `Held` result; the data stays on the cluster.
 
     `put` (used by resume, for results of an earlier run) scatters the blob to a worker.
     """
@@ -264,7 +51,7 @@ class _ClusterStore:
             return {t: self._held[t] for t in task_ids if t in self._held}
 
     def put(self, task_id: str, blob: bytes) -> None:
-        future = self._client.scatter(_Held(None, blob), hash=False)
+        future = self._client.scatter(Held(None, blob), hash=False)
         self.hold(task_id, future)
 
     def snapshot(self, task_ids) -> dict[str, bytes]:
@@ -288,7 +75,7 @@ class _ClusterStore:
 class _Inflight:
     request: TaskRequest
     future: Future  # what submit returned: resolves to an Outcome
-    held: object = None  # Dask future of _run_task
+    held: object = None  # Dask future of run_task
     resubmits: int = 0  # times run again because a worker died under it before it started
 
 
@@ -320,22 +107,25 @@ class DaskBackend(Backend):
         self._fetch = ThreadPoolExecutor(max_workers=FETCH_THREADS, thread_name_prefix="opflow-dask-fetch")
         try:
             if self.local:
-                self._cluster = _start_local_cluster(workers)
+                self._cluster = start_local_cluster(workers)
                 self._client = Client(self._cluster, set_as_default=False)
             else:
-                self._client = _connect(scheduler)
+                self._client = connect(scheduler)
             self.scheduler_address = self._client.scheduler.address
             self._store = _ClusterStore(self._client)
             if self.local:
-                self._client.register_plugin(_ParentWatch(os.getpid()), name=_ParentWatch.name)
+                self._client.register_plugin(ParentWatch(os.getpid()), name=ParentWatch.name)
             self._client.subscribe_topic(self._topic, self._on_event)
         except BaseException:
             self._shutdown()
             raise
 
     # -- the backend interface ---------------------------------------------
-    def store(self):
-        return self._store
+    def seed(self, task_id: str, blob: bytes) -> None:
+        self._store.put(task_id, blob)
+
+    def describe(self) -> dict:
+        return {"scheduler": self.scheduler_address}
 
     def submit(self, request: TaskRequest) -> Future:
         future: Future = Future()
@@ -361,7 +151,7 @@ class DaskBackend(Backend):
         if missing:  # cannot happen while the coordinator submits only ready tasks
             raise RuntimeError(f"upstream results not on the cluster: {', '.join(missing)}")
         bundle = self._bundle_for(request.plugin) if not self.local else None
-        held = self._client.submit(_run_task, replace(request, store=None), self._topic, upstream, bundle,
+        held = self._client.submit(run_task, replace(request, store=None), self._topic, upstream, bundle,
                                    request.publish, key=key, pure=False, retries=0)
         with self._lock:
             entry.held = held
@@ -442,7 +232,7 @@ class DaskBackend(Backend):
                 # The worker could not see our results folder: keep the file here.
                 if held.blob is None:
                     held = dask_future.result()
-                publish_result(None, request.task_id, held.blob, request.persist_path)
+                append_result(request.persist_path, request.task_id, held.blob)
             if outcome.ok and request.publish:
                 self._store.hold(request.task_id, entry.held)
         except Exception as exc:
@@ -454,10 +244,10 @@ class DaskBackend(Backend):
             return
         self._finish(token, outcome)
 
-    def _peek(self, token: int, dask_future) -> _Held:
+    def _peek(self, token: int, dask_future) -> Held:
         """The Outcome of a held result, read where it lies; the blob stays there.
 
-        `Client.run` calls `_peek_outcome` on the worker's event loop, not in its
+        `Client.run` calls `peek_outcome` on the worker's event loop, not in its
         task thread, so it does not wait behind a task running there. If the
         worker is gone, gathering the whole result makes Dask recompute it.
         """
@@ -470,9 +260,9 @@ class DaskBackend(Backend):
                 addresses = list(self._client.who_has([dask_future]).get(key, ()))[:1]
             if not addresses:
                 break
-            answer = self._client.run(_peek_outcome, key, workers=addresses, on_error="return").get(addresses[0])
+            answer = self._client.run(peek_outcome, key, workers=addresses, on_error="return").get(addresses[0])
             if isinstance(answer, Outcome):
-                return _Held(answer, None)
+                return Held(answer, None)
         return dask_future.result()
 
     def _resubmit_innocent(self, token: int) -> bool:
@@ -517,7 +307,7 @@ class DaskBackend(Backend):
         now = time.time()
         self._finish(token, Outcome(token=token, ok=False, error=error, started_at=now, finished_at=now,
                                     pid=start[0] if start else 0,
-                                    extra={"dask_worker": start[1]} if start else {}))
+                                    where={"worker": start[1]} if start else {}))
 
     # -- stopping ----------------------------------------------------------
     def _stop_now(self, token: int) -> None:
@@ -549,15 +339,15 @@ class DaskBackend(Backend):
         if not starts:
             return
         if self.local:
-            ours = _descendants()
-            _kill_trees([pid for pid, _ in starts if pid in ours], grace)
+            ours = descendants()
+            kill_trees([pid for pid, _ in starts if pid in ours], grace)
             return
         addresses = sorted({address for _, address in starts})
         answered = threading.Event()
 
         def ask():
             try:
-                self._client.run(_end_this_worker, workers=addresses, on_error="ignore")
+                self._client.run(end_this_worker, workers=addresses, on_error="ignore")
                 answered.set()
             except Exception:  # the worker died already, or could not be reached
                 pass
@@ -584,7 +374,7 @@ class DaskBackend(Backend):
             return cached[1]
         files = {p.name: p.read_bytes() for p in paths}
         digest = hashlib.sha256(b"".join(n.encode() + b"\0" + files[n] for n in sorted(files))).hexdigest()[:16]
-        bundle = self._client.scatter(_PluginBundle(folder, digest, files), hash=False, broadcast=False)
+        bundle = self._client.scatter(PluginBundle(folder, digest, files), hash=False, broadcast=False)
         with self._lock:
             self._bundles[folder] = (newest, bundle)
         return bundle
@@ -607,94 +397,17 @@ class DaskBackend(Backend):
             except Exception:  # a scheduler that went away: nothing to close politely
                 pass
         if self._cluster is not None:
-            pids = _cluster_pids(self._cluster)
+            pids = cluster_pids(self._cluster)
             try:
                 self._cluster.close(timeout=CLOSE_TIMEOUT)
             except Exception:  # a worker that would not close: its process is killed below
                 pass
             # A worker whose task ignored the polite close (a thread cannot be
             # stopped) is killed with its children, so nothing outlives the run.
-            ours = _descendants()
-            _kill_trees([pid for pid in pids if pid in ours], grace=0.5)
+            ours = descendants()
+            kill_trees([pid for pid in pids if pid in ours], grace=0.5)
             self._cluster = None
         self._fetch.shutdown(wait=False)
-
-
-def _connect(scheduler: str):
-    from distributed import Client
-
-    try:
-        client = Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise UsageError(f"--scheduler {scheduler}: cannot connect to a Dask scheduler there: {exc}") from None
-    try:
-        client.wait_for_workers(1, timeout=WORKER_WAIT)
-    except Exception:
-        client.close()
-        raise UsageError(f"--scheduler {scheduler}: the scheduler has no workers "
-                         f"(start some with: dask worker {scheduler} --nthreads 1)") from None
-    try:
-        versions = client.run(_opflow_version, on_error="return")
-    except Exception as exc:  # the workers are reachable through the scheduler only: check nothing
-        versions = {"?": exc}
-    missing = sorted(addr for addr, v in versions.items() if isinstance(v, BaseException) and addr != "?")
-    if missing:
-        client.close()
-        raise UsageError(f"--scheduler {scheduler}: opflow cannot be imported on worker(s) {', '.join(missing)}; "
-                         f"install opflow (pip install 'opflow[dask]') on every worker")
-    return client
-
-
-def _opflow_version() -> str:
-    import opflow
-
-    return opflow.__version__
-
-
-def _start_local_cluster(workers: int):
-    """A LocalCluster on 127.0.0.1: one single-threaded worker process per pool slot, no dashboard.
-
-    Spawned worker processes (distributed's default start method): the coordinator
-    runs threads (the cluster's event loop), and forking a threaded process can
-    copy a held lock into the child.
-    """
-    import logging
-
-    from distributed import LocalCluster
-
-    import dask
-
-    # allowed-failures 0: a task whose worker dies is not run again by Dask
-    # behind our back; opflow's own `retries` decide, as on the process pool.
-    # worker-saturation 1.0: a worker is assigned only the task it runs, none
-    # queued behind it, so a worker's death fails no bystander (Dask fails every
-    # task assigned to a worker that dies).
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0,
-                          "distributed.scheduler.worker-saturation": 1.0}):
-        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                            dashboard_address=None, silence_logs=logging.CRITICAL)
-
-
-def _descendants() -> set[int]:
-    import psutil
-
-    try:
-        return {p.pid for p in psutil.Process().children(recursive=True)}
-    except psutil.Error:
-        return set()
-
-
-def _cluster_pids(cluster) -> list[int]:
-    """The process ids of a LocalCluster's workers (their Nannies live in this process)."""
-    pids = []
-    for nanny in list(getattr(cluster, "workers", {}).values()):
-        try:
-            pid = nanny.pid
-        except AttributeError:  # a worker without a Nanny runs in this process
-            continue
-        if pid:
-            pids.append(pid)
-    return pids
 
 
 def _describe_failure(exc: BaseException, start: tuple[int, str] | None = None) -> dict:

@@ -1,0 +1,71 @@
+"""The seam's vocabulary: what the coordinator asks of a backend, and what comes back.
+
+A `TaskRequest` describes one attempt of one task; the backend that runs it
+answers with an `Outcome`. Both are plain dataclasses, picklable, and carry no
+behaviour, so the coordinator can speak to any backend without importing what
+runs in a worker.
+"""
+from __future__ import annotations
+
+__all__ = ["TaskRequest", "Outcome", "error_record", "NOT_STARTED"]
+
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Error type of an attempt that never started (the run was stopping): not an attempt.
+NOT_STARTED = "NotStarted"
+
+
+@dataclass
+class TaskRequest:
+    """Everything one attempt needs, and nothing else."""
+
+    token: int
+    task_id: str
+    attempt: int
+    plugin: Any  # a plugins.PluginRef
+    config: dict
+    depends_on: tuple[str, ...]
+    upstream: frozenset  # transitive upstream ids whose results the task may read
+    params: dict
+    workflow_dir: str
+    publish: bool = False  # does any downstream task read this result?
+    persist_path: str | None = None  # the run's results log, where the pickled result is kept for resume
+    max_memory: int | None = None
+    notify_start: bool = False  # does the coordinator need to know when it starts (timeouts)?
+    halt_on_failure: bool = False  # fail fast and no retry left: a failure stops the pool's queue
+    #: Set by the backend, never by the coordinator: where upstream results are
+    #: read and this one is published (a StoreAddress, a ContextStore, a snapshot).
+    store: Any = None
+    #: Set by the backend: pickled upstream results small enough to travel with
+    #: the request (task_id -> blob); the rest are read from `store` when used.
+    inline: dict | None = None
+    #: Set by the backend: a result whose pickle is at most this many bytes
+    #: travels back in the Outcome (`blob`) instead of into `store`.
+    inline_limit: int = 0
+
+
+@dataclass
+class Outcome:
+    token: int
+    ok: bool
+    result: Any = None  # JSON rendering
+    error: dict | None = None  # {"type", "message", "traceback"}
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    cpu_user_s: float = 0.0
+    cpu_system_s: float = 0.0
+    peak_rss: int = 0
+    pid: int = 0
+    #: Where it ran, beyond the pid (a Dask worker's address and host): copied
+    #: into the record's `resources`.
+    where: dict = field(default_factory=dict)
+    #: The pickled result, when it is small and some task reads it: it travels
+    #: back here instead of through the shared store (see backends/process.py).
+    blob: bytes | None = None
+    #: Backend-private facts about the attempt; never read by the coordinator.
+    extra: dict = field(default_factory=dict)
+
+
+def error_record(kind: str, message: str, tb: str = "") -> dict:
+    return {"type": kind, "message": message, "traceback": tb}

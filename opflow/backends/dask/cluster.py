@@ -1,0 +1,90 @@
+"""Reaching a Dask cluster: check the extra, connect to a scheduler, or start a LocalCluster."""
+from __future__ import annotations
+
+__all__ = ["check_available", "connect", "start_local_cluster", "cluster_pids", "MIN_DISTRIBUTED"]
+
+from ...errors import UsageError
+
+MIN_DISTRIBUTED = (2024, 1)
+#: Seconds to wait for a scheduler to answer, and for it to have a worker.
+CONNECT_TIMEOUT = 30.0
+WORKER_WAIT = 60.0
+
+def check_available() -> None:
+    """Raise `UsageError` (exit 2) unless a recent enough `distributed` is importable."""
+    try:
+        import distributed
+    except ImportError:
+        raise UsageError("--executor dask needs the 'distributed' package: pip install 'opflow[dask]'") from None
+    version = tuple(int(p) for p in distributed.__version__.split(".")[:2] if p.isdigit())
+    if version < MIN_DISTRIBUTED:
+        raise UsageError(f"--executor dask needs distributed>={MIN_DISTRIBUTED[0]}.{MIN_DISTRIBUTED[1]} "
+                         f"(found {distributed.__version__}): pip install -U 'opflow[dask]'")
+
+
+def connect(scheduler: str):
+    from distributed import Client
+
+    try:
+        client = Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise UsageError(f"--scheduler {scheduler}: cannot connect to a Dask scheduler there: {exc}") from None
+    try:
+        client.wait_for_workers(1, timeout=WORKER_WAIT)
+    except Exception:
+        client.close()
+        raise UsageError(f"--scheduler {scheduler}: the scheduler has no workers "
+                         f"(start some with: dask worker {scheduler} --nthreads 1)") from None
+    try:
+        versions = client.run(_opflow_version, on_error="return")
+    except Exception as exc:  # the workers are reachable through the scheduler only: check nothing
+        versions = {"?": exc}
+    missing = sorted(addr for addr, v in versions.items() if isinstance(v, BaseException) and addr != "?")
+    if missing:
+        client.close()
+        raise UsageError(f"--scheduler {scheduler}: opflow cannot be imported on worker(s) {', '.join(missing)}; "
+                         f"install opflow (pip install 'opflow[dask]') on every worker")
+    return client
+
+
+def _opflow_version() -> str:
+    import opflow
+
+    return opflow.__version__
+
+
+def start_local_cluster(workers: int):
+    """A LocalCluster on 127.0.0.1: one single-threaded worker process per pool slot, no dashboard.
+
+    Spawned worker processes (distributed's default start method): the coordinator
+    runs threads (the cluster's event loop), and forking a threaded process can
+    copy a held lock into the child.
+    """
+    import logging
+
+    from distributed import LocalCluster
+
+    import dask
+
+    # allowed-failures 0: a task whose worker dies is not run again by Dask
+    # behind our back; opflow's own `retries` decide, as on the process pool.
+    # worker-saturation 1.0: a worker is assigned only the task it runs, none
+    # queued behind it, so a worker's death fails no bystander (Dask fails every
+    # task assigned to a worker that dies).
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0,
+                          "distributed.scheduler.worker-saturation": 1.0}):
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                            dashboard_address=None, silence_logs=logging.CRITICAL)
+
+
+def cluster_pids(cluster) -> list[int]:
+    """The process ids of a LocalCluster's workers (their Nannies live in this process)."""
+    pids = []
+    for nanny in list(getattr(cluster, "workers", {}).values()):
+        try:
+            pid = nanny.pid
+        except AttributeError:  # a worker without a Nanny runs in this process
+            continue
+        if pid:
+            pids.append(pid)
+    return pids

@@ -1,0 +1,162 @@
+"""What runs on a Dask worker: one attempt of a task, and the helpers the backend calls there."""
+from __future__ import annotations
+
+__all__ = ["Held", "PluginBundle", "Snapshot", "run_task", "peek_outcome", "end_this_worker", "ParentWatch",
+           "STOPPED_EXIT"]
+
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ...attempt import Outcome, TaskRequest, error_record
+from ...plugins import PluginRef
+from ...procs import kill_own_children, start_parent_watch
+from ...worker import execute
+
+try:
+    from distributed.diagnostics.plugin import WorkerPlugin as _WorkerPluginBase
+except ImportError:  # the extra is not installed: check_available() says so
+    _WorkerPluginBase = object
+
+#: Exit status of a remote worker process told to end itself (its Nanny restarts it).
+STOPPED_EXIT = 75
+
+# -- what travels to and lives on the workers ------------------------------------
+@dataclass
+class Held:
+    """What a task leaves on its worker: its Outcome, and its pickled result for downstream tasks."""
+
+    outcome: Outcome | None
+    blob: bytes | None
+
+
+@dataclass(frozen=True)
+class PluginBundle:
+    """The `*.py` files of one `workers/` folder, shipped to workers that lack them."""
+
+    folder: str
+    digest: str
+    files: dict = field(hash=False)  # file name -> bytes
+
+
+class Snapshot:
+    """The store as one task on a worker sees it: its upstream blobs in, its own blob out."""
+
+    def __init__(self, blobs: dict[str, bytes]):
+        self._blobs = blobs
+        self.published: bytes | None = None
+
+    def snapshot(self, task_ids) -> dict[str, bytes]:
+        return {t: self._blobs[t] for t in task_ids if t in self._blobs}
+
+    def put(self, task_id: str, blob: bytes) -> None:
+        self.published = blob
+
+
+class PluginMissing(Exception):
+    pass
+
+
+def run_task(request: TaskRequest, topic: str, upstream: dict, bundle: PluginBundle | None, want_blob: bool) -> Held:
+    """Runs on a Dask worker: one attempt of one task. Never raises for the task's failure."""
+    from distributed import get_worker
+
+    worker = get_worker()
+    try:
+        worker.log_event(topic, {"token": request.token, "pid": os.getpid(), "worker": worker.address})
+    except Exception:  # a lost start message costs the timeout clock, never the task
+        pass
+    where = {"worker": worker.address, "host": socket.gethostname()}
+    try:
+        plugin = _locate_plugin(request.plugin, bundle, worker)
+    except PluginMissing as exc:
+        now = time.time()
+        outcome = Outcome(token=request.token, ok=False, error=error_record("PluginError", str(exc)),
+                          started_at=now, finished_at=now, pid=os.getpid(), where=where)
+        return Held(outcome, None)
+    local = Snapshot({task_id: held.blob for task_id, held in upstream.items()})
+    # The coordinator's results folder is visible here with a LocalCluster or a
+    # shared disk; otherwise the coordinator writes the file (see _collect).
+    persist = request.persist_path
+    persisted = bool(persist) and os.path.isdir(os.path.dirname(persist))
+    attempt = replace(request, plugin=plugin, store=local, publish=True, persist_path=persist if persisted else None)
+    outcome = execute(attempt)
+    outcome.where = where
+    outcome.extra = {**outcome.extra, "persisted": persisted}
+    keep = outcome.ok and (want_blob or (bool(persist) and not persisted))
+    return Held(outcome, local.published if keep else None)
+
+
+def peek_outcome(key: str, dask_worker) -> Outcome | None:
+    """Runs on a worker's event loop (Client.run): the Outcome part of a result it holds."""
+    held = dask_worker.data.get(key) if hasattr(dask_worker.data, "get") else dask_worker.data[key]
+    return held.outcome if isinstance(held, Held) else None
+
+
+def _locate_plugin(ref: PluginRef, bundle: PluginBundle | None, worker) -> PluginRef:
+    """The plugin's file on this worker: at its own path, or the shipped copy."""
+    if ref.source != "file":
+        return ref
+    location, _, class_name = ref.target.rpartition(":")
+    if os.path.isfile(location):
+        return ref
+    name = os.path.basename(location)
+    where = f"dask worker {worker.address} (host {socket.gethostname()})"
+    if bundle is None or name not in bundle.files:
+        raise PluginMissing(
+            f"plugin {ref.name!r}: its file {location} does not exist on {where}, and no copy was shipped; "
+            f"put the workers/ folder at the same path on every worker, or use a scheduler address "
+            f"(--scheduler), which ships workers/*.py to the workers"
+        )
+    folder = Path(worker.local_directory) / "opflow-plugins" / bundle.digest
+    if not folder.is_dir():
+        staging = folder.with_name(f"{bundle.digest}.tmp{os.getpid()}.{threading.get_ident()}")
+        staging.mkdir(parents=True, exist_ok=True)
+        for file_name, content in bundle.files.items():
+            (staging / file_name).write_bytes(content)
+        try:
+            os.rename(staging, folder)
+        except OSError:  # another task of this worker got there first: theirs is the same content
+            pass
+    return replace(ref, target=f"{folder / name}:{class_name}")
+
+
+def end_this_worker() -> int:
+    """Runs in a remote worker process (Client.run): kill the task's children, then exit.
+
+    The exit happens on a thread, a moment later, so the reply still goes out;
+    the worker's Nanny sees the process end and starts a fresh one.
+    """
+
+    def die():
+        time.sleep(0.2)
+        kill_own_children()
+        os._exit(STOPPED_EXIT)
+
+    threading.Thread(target=die, name="opflow-stop", daemon=True).start()
+    return os.getpid()
+
+
+class ParentWatch(_WorkerPluginBase):
+    """Worker plugin for LocalCluster workers: die with the coordinator, ignore Ctrl-C.
+
+    Ctrl-C reaches the whole terminal process group; only the coordinator decides
+    what an interrupt means (as for the process pool's workers).
+    """
+
+    name = "opflow-parent-watch"
+
+    def __init__(self, coordinator_pid: int):
+        self.coordinator_pid = coordinator_pid
+
+    def setup(self, worker) -> None:
+        try:
+            start_parent_watch(self.coordinator_pid)
+        except ValueError:  # signal handlers only on the main thread: the watch is a nicety
+            pass
+
+    def teardown(self, worker) -> None:
+        pass

@@ -1,0 +1,191 @@
+"""The backend wing: results cross processes whatever module defined them; the layering holds."""
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, latest_run_dir, records, run_cli
+
+OPFLOW = REPO / "opflow"
+
+SHAPES = """
+    import os
+    import time
+    from dataclasses import dataclass
+
+
+    @dataclass
+    class Point:
+        x: int
+        y: int
+
+
+    def make():
+        return {"point": Point(3, 4), "pid": os.getpid()}
+
+
+    def read(context, name):
+        time.sleep(0.3)  # long enough that both workers take readers
+        point = context["make"]["point"]
+        return {"pid": os.getpid(), "sum": point.x + point.y, "from": context[name]["pid"]}
+"""
+
+PLUGIN = """
+    import os
+    from dataclasses import dataclass
+
+    from opflow import Plugin
+
+
+    @dataclass
+    class Box:
+        size: int
+
+
+    class BoxMaker(Plugin):
+        name = "box_maker"
+
+        def run(self, config, context):
+            return {"box": Box(config["size"]), "pid": os.getpid()}
+
+
+    class BoxReader(Plugin):
+        name = "box_reader"
+
+        def run(self, config, context):
+            import time
+
+            time.sleep(0.3)
+            return {"pid": os.getpid(), "size": context["boxes"]["box"].size}
+"""
+
+
+@pytest.mark.parametrize("executor", ["process", "thread"])
+def test_a_result_of_a_users_class_is_read_on_another_worker(tmp_path, executor):
+    (tmp_path / "shapes.py").write_text(textwrap.dedent(SHAPES))
+    (tmp_path / "workers").mkdir()
+    (tmp_path / "workers" / "boxes.py").write_text(textwrap.dedent(PLUGIN))
+    readers = "\n".join(
+        f"  - {{id: r{i}, plugin: python, config: {{function: 'shapes:read', kwargs: {{name: make}}}}, depends_on: [make]}}\n"
+        f"  - {{id: b{i}, plugin: box_reader, depends_on: [boxes]}}"
+        for i in range(6))
+    (tmp_path / "flow.yaml").write_text(
+        "name: classes\ntasks:\n"
+        "  - {id: make, plugin: python, config: {function: 'shapes:make'}}\n"
+        "  - {id: boxes, plugin: box_maker, config: {size: 7}}\n" + readers + "\n")
+    result = run_cli("run", "flow.yaml", "--workers", "2", "--executor", executor, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    recs = records(latest_run_dir(tmp_path / "logs"))
+    assert {recs[f"r{i}"]["result"]["sum"] for i in range(6)} == {7}
+    assert {recs[f"b{i}"]["result"]["size"] for i in range(6)} == {7}
+    if executor == "process":
+        producer = recs["make"]["result"]["pid"]
+        assert any(recs[f"r{i}"]["result"]["pid"] != producer for i in range(6)), "no reader ran on the other worker"
+        box_producer = recs["boxes"]["result"]["pid"]
+        assert any(recs[f"b{i}"]["result"]["pid"] != box_producer for i in range(6))
+
+
+# -- layering -------------------------------------------------------------------
+def test_the_coordinator_loads_no_backend_and_nothing_that_runs_in_a_worker():
+    code = ("import sys, opflow.coordinator; "
+            "print(sorted(m for m in sys.modules if m.startswith('opflow')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded = set(eval(out))  # a printed list of module names
+    for module in ("opflow.worker", "opflow.context", "opflow.monitor", "opflow.backends.process",
+                   "opflow.backends.local", "opflow.backends.dask", "opflow.plugins"):
+        assert module not in loaded, f"importing the coordinator loads {module}"
+
+
+def _imports(path: Path) -> list[tuple[str, list[str]]]:
+    """(absolute module imported, names taken from it) for each opflow import in `path`."""
+    package = ".".join(path.relative_to(REPO).with_suffix("").parts)
+    if path.name == "__init__.py":
+        package += ".__init__"
+    found = []
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):  # imports for type checkers only never run: not edges
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            node.body = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package.split(".")[:-node.level]
+            module = ".".join(base + ([node.module] if node.module else []))
+            found.append((module, [a.name for a in node.names]))
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("opflow"):
+            found.append((node.module, [a.name for a in node.names]))
+    return found
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in OPFLOW.rglob("*.py"):
+        name = ".".join(path.relative_to(REPO).with_suffix("").parts)
+        out[name.removesuffix(".__init__")] = path
+    return out
+
+
+def test_no_module_imports_another_modules_private_name():
+    offences = []
+    for name, path in _modules().items():
+        for module, names in _imports(path):
+            for imported in names:
+                if imported.startswith("_") and not imported.startswith("__"):
+                    offences.append(f"{name} imports {imported} from {module}")
+    assert offences == []
+
+
+def test_no_two_modules_import_each_other():
+    modules = _modules()
+    graph = {name: set() for name in modules}
+    for name, path in modules.items():
+        for module, names in _imports(path):
+            for target in (module, *(f"{module}.{n}" for n in names)):
+                if target in modules and target != name:
+                    graph[name].add(target)
+    pairs = sorted({tuple(sorted((a, b))) for a in graph for b in graph[a] if a in graph.get(b, ())})
+    assert pairs == []
+
+
+# -- the context: small results ride with the work, large ones go by the store ---------
+CHAIN_FNS = """
+    def make(size, label):
+        return {"label": label, "payload": "x" * size}
+
+
+    def read_all(context):
+        # the direct upstream task, and a distant ancestor, both small and large
+        return {name: (context[name]["label"], len(context[name]["payload"]))
+                for name in sorted(context) if name != "params"}
+
+
+    def keys(context):
+        return sorted(context)
+"""
+
+
+@pytest.mark.parametrize("executor", ["process", "thread", "inline"])
+def test_every_upstream_result_is_readable_small_or_large_near_or_far(tmp_path, executor):
+    (tmp_path / "fns.py").write_text(textwrap.dedent(CHAIN_FNS))
+    big = 200_000  # past the 64 KiB inline limit: it goes by the Manager
+    steps = [("s0", 10), ("b1", big), ("s2", 10), ("s3", 10), ("b4", big), ("s5", 10)]
+    lines = ["name: chain", "tasks:"]
+    previous = None
+    for task_id, size in steps:
+        deps = f", depends_on: [{previous}]" if previous else ""
+        lines.append(f"  - {{id: {task_id}, plugin: python, config: {{function: 'fns:make', "
+                     f"kwargs: {{size: {size}, label: {task_id}}}}}{deps}}}")
+        previous = task_id
+    lines.append("  - {id: reader, plugin: python, config: {function: 'fns:read_all'}, depends_on: [s5]}")
+    lines.append("  - {id: lister, plugin: python, config: {function: 'fns:keys'}, depends_on: [s0]}")
+    (tmp_path / "flow.yaml").write_text("\n".join(lines) + "\n")
+    result = run_cli("run", "flow.yaml", "--workers", "2", "--executor", executor, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    recs = records(latest_run_dir(tmp_path / "logs"))
+    assert recs["reader"]["result"] == {task_id: [task_id, size] for task_id, size in steps}
+    assert recs["lister"]["result"] == ["params", "s0"]  # exactly its upstream tasks, and params
