@@ -89,6 +89,10 @@ def provenance(workflow: Workflow) -> dict:
         "workflow_file": str(workflow.path),
         "workflow_sha256": workflow.sha256,
         "host": socket.gethostname(),
+        # Who writes this record: with `host`, a reader can tell a "running" run whose
+        # coordinator died (history.run_state); the start time tells a reused pid apart.
+        "pid": os.getpid(),
+        "pid_create_time": _create_time(),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
         "python_executable": sys.executable,
@@ -98,6 +102,15 @@ def provenance(workflow: Workflow) -> dict:
         "cwd": os.getcwd(),
         "argv": sys.argv,
     }
+
+
+def _create_time() -> float | None:
+    try:
+        import psutil
+
+        return psutil.Process().create_time()
+    except Exception:  # psutil cannot read it here: the pid alone must do
+        return None
 
 
 def _user() -> str | None:

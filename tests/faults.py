@@ -126,3 +126,11 @@ def counted(marker, value=1):
     marker = Path(marker)
     marker.write_text(str((int(marker.read_text()) if marker.exists() else 0) + 1))
     return {"value": value}
+
+
+def chained(marker_dir, value, delay=0.0, read=None, context=None):
+    """Note each run (a line in marker_dir/<value>), wait `delay`, return value plus task `read`'s value."""
+    with open(Path(marker_dir) / str(value), "a") as marks:
+        marks.write("ran\n")
+    time.sleep(delay)
+    return {"value": value + (context[read]["value"] if read else 0)}

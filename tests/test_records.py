@@ -64,3 +64,15 @@ def test_a_damaged_results_record_is_detected_and_only_its_task_reruns(damage, t
     counts = {t: int((tmp_path / f"{t}.n").read_text()) for t in "abc"}
     assert counts == {t: 2 if t == victim else 1 for t in "abc"}
     assert records(latest_run_dir(tmp_path / "logs"))["total"]["result"] == 111
+
+
+def test_resume_after_a_coordinator_sigkill_reruns_exactly_what_had_not_succeeded(tmp_path):
+    from crash_trial import run_trial
+
+    trial = run_trial(tmp_path, n_tasks=40, kill_after=12, workers=2, delay=0.05)
+    assert trial.killed
+    assert trial.crashed_state == "crashed"  # run.json still says running; its pid is dead
+    assert trial.resume_code == 0, trial.resume_stderr
+    assert trial.rerun == trial.not_succeeded
+    assert len(trial.not_succeeded) < 41  # what succeeded before the crash was reused
+    assert trial.wrong_results == []
