@@ -7,8 +7,9 @@ depends_on), the params, and (transitively) every upstream task's reuse.
 from __future__ import annotations
 
 __all__ = ["find_runs", "runs_of_file", "latest_run", "prune_runs", "ResumePlan", "plan_resume", "WORKFLOW_COPY",
-           "run_state", "coordinator_alive", "journal_statuses"]
+           "run_state", "coordinator_alive", "journal_statuses", "read_run_record", "workflow_copy"]
 
+import hashlib
 import json
 import os
 import re
@@ -21,7 +22,7 @@ from .audit import slugify
 from .errors import UsageError, WorkflowError
 from .results_log import RESULTS_FILE, read_results
 from .spec import Workflow, load_workflow
-from .trust import check_private_fd, open_nofollow
+from .trust import check_private_dir, check_private_fd, open_nofollow
 
 WORKFLOW_COPY = "workflow.yaml"  # the workflow file as it was when the run started
 JOURNAL = "events.jsonl"
@@ -145,13 +146,9 @@ class ResumePlan:
 
 def plan_resume(run_dir: Path, workflow: Workflow) -> ResumePlan:
     """What an earlier run's record lets us reuse for `workflow` (already loaded and valid)."""
-    run_json = run_dir / "run.json"
-    try:
-        doc = json.loads(run_json.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{run_dir}: not a run directory (no run.json)") from None
-    except ValueError as exc:
-        raise UsageError(f"{run_json}: unreadable: {exc}") from None
+    doc = read_run_record(run_dir)  # refuses a run dir that is not this user's alone
+    if doc.get("status") == "running" and coordinator_alive(doc):
+        raise UsageError(f"{run_dir}: that run is still in progress (pid {doc.get('pid')}); resume it once it ends")
     plan = ResumePlan(source=run_dir)
     old = _old_workflow(run_dir)
     if old is None:
@@ -163,8 +160,6 @@ def plan_resume(run_dir: Path, workflow: Workflow) -> ResumePlan:
         plan.changes.append(f"params changed: {old_params} -> {workflow.params}; every task sees params, so all rerun")
         plan.rerun = [t.id for t in workflow.tasks]
         return plan
-    if doc.get("status") == "running" and coordinator_alive(doc):
-        raise UsageError(f"{run_dir}: that run is still in progress (pid {doc.get('pid')}); resume it once it ends")
     # run.json has statuses only at the start and the end; the journal has each task's
     # end as it happened, so a crashed run's successes are known too.
     statuses = {**doc.get("tasks", {}), **journal_statuses(run_dir)}
@@ -199,12 +194,52 @@ def plan_resume(run_dir: Path, workflow: Workflow) -> ResumePlan:
 
 def _old_workflow(run_dir: Path) -> Workflow | None:
     copy = run_dir / WORKFLOW_COPY
-    if not copy.is_file():
+    try:
+        read_private(copy)
+    except FileNotFoundError:
         return None
     try:
         return load_workflow(copy, known_plugins=None)
     except WorkflowError:
         return None
+
+
+def read_private(path: Path) -> bytes:
+    """A file's bytes, if it is a regular file of this user's that no one else may write."""
+    fd = open_nofollow(path, os.O_RDONLY)
+    with open(fd, "rb") as handle:
+        check_private_fd(handle.fileno(), path)
+        return handle.read()
+
+
+def read_run_record(run_dir: Path) -> dict:
+    """run.json of a run directory resume may trust: this user's, writable by no one else."""
+    run_dir = Path(run_dir)
+    check_private_dir(run_dir)
+    run_json = run_dir / "run.json"
+    try:
+        doc = json.loads(read_private(run_json).decode("utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{run_dir}: not a run directory (no run.json)") from None
+    except ValueError as exc:
+        raise UsageError(f"{run_json}: unreadable: {exc}") from None
+    if not isinstance(doc, dict):
+        raise UsageError(f"{run_json}: unreadable: not a JSON object")
+    return doc
+
+
+def workflow_copy(run_dir: Path, doc: dict) -> bytes:
+    """The workflow file as the run ran it: the copy in the run dir, checked against the
+    sha256 run.json recorded."""
+    copy = Path(run_dir) / WORKFLOW_COPY
+    try:
+        data = read_private(copy)
+    except FileNotFoundError:
+        raise UsageError(f"{copy}: missing; resume runs the workflow as it ran, and its copy is gone") from None
+    recorded = doc.get("workflow_sha256")
+    if not recorded or hashlib.sha256(data).hexdigest() != recorded:
+        raise UsageError(f"{copy}: does not match the sha256 recorded in run.json ({recorded}); refusing to run it")
+    return data
 
 
 def _in_dependency_order(workflow: Workflow):

@@ -3,7 +3,10 @@ trusts, symlinks, file modes, pruning. Real CLI runs on real YAML in tmp_path.""
 from __future__ import annotations
 
 import json
+import os
+import pickle
 import struct
+import zlib
 
 import pytest
 
@@ -76,3 +79,93 @@ def test_resume_after_a_coordinator_sigkill_reruns_exactly_what_had_not_succeede
     assert trial.rerun == trial.not_succeeded
     assert len(trial.not_succeeded) < 41  # what succeeded before the crash was reused
     assert trial.wrong_results == []
+
+
+# -- what resume trusts (item 2) ---------------------------------------------------
+def _failed_run(write_workflow, tmp_path):
+    """A run where `a` succeeded (its result read by `b`) and `b` failed."""
+    flow = write_workflow(f"""
+        name: trusting
+        tasks:
+          - {{id: a, plugin: python, config: {{function: "faults:counted", args: ["{tmp_path / 'a.n'}", 5]}}}}
+          - {{id: b, plugin: python, config: {{function: "faults:fail_until", args: ["{tmp_path / 'b.n'}", 1]}},
+             depends_on: [a]}}
+    """)
+    assert run_cli("run", str(flow), cwd=tmp_path).returncode == 1
+    return flow, latest_run_dir(tmp_path / "logs")
+
+
+def _run_dirs(tmp_path):
+    return sorted(p for p in (tmp_path / "logs").iterdir() if not p.name.startswith("."))
+
+
+@pytest.mark.parametrize("what, mode", [("results.pickles", 0o666), ("results.pickles", 0o620), (".", 0o777),
+                                        ("run.json", 0o646)])
+def test_resume_refuses_a_run_dir_others_may_write(what, mode, tmp_path, write_workflow, faults):
+    _, run_dir = _failed_run(write_workflow, tmp_path)
+    (run_dir / what).chmod(mode)
+    before = _run_dirs(tmp_path)
+    refused = run_cli("resume", str(run_dir), cwd=tmp_path)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "writable by group or others" in refused.stderr and "Traceback" not in refused.stderr
+    assert _run_dirs(tmp_path) == before  # nothing ran
+    assert (tmp_path / "b.n").read_text() == "1"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file to another user")
+def test_resume_refuses_a_results_log_owned_by_someone_else(tmp_path, write_workflow, faults):
+    _, run_dir = _failed_run(write_workflow, tmp_path)
+    os.chown(run_dir / "results.pickles", 65534, 65534)
+    refused = run_cli("resume", str(run_dir), cwd=tmp_path)
+    assert refused.returncode == 2 and "owned by uid 65534, not by you" in refused.stderr
+
+
+def test_a_planted_pickle_is_never_loaded(tmp_path, write_workflow, faults):
+    # Someone else's results log (here: world-writable) holding a pickle whose loading runs code.
+    _, run_dir = _failed_run(write_workflow, tmp_path)
+    pwned = tmp_path / "pwned"
+    payload = pickle.dumps(_Touch(str(pwned)))
+    log = run_dir / "results.pickles"
+    old_format = struct.pack("<4sHQ", b"OPR1", 1, len(payload)) + b"a" + payload  # what opflow 1 read
+    crc = zlib.crc32(payload, zlib.crc32(b"a", zlib.crc32(struct.pack("<HQ", 1, len(payload)))))
+    log.write_bytes(old_format + HEADER.pack(b"OPR2", 1, len(payload), crc) + b"a" + payload)
+    log.chmod(0o666)
+    assert run_cli("resume", str(run_dir), cwd=tmp_path).returncode == 2
+    assert run_cli("run", str(tmp_path / "flow.yaml"), "--resume", cwd=tmp_path).returncode == 2
+    assert not pwned.exists()
+
+
+class _Touch:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_resume_runs_the_recorded_copy_not_a_file_named_in_run_json(tmp_path, write_workflow, faults):
+    flow, run_dir = _failed_run(write_workflow, tmp_path)
+    other = write_workflow(f"""
+        name: trusting
+        tasks:
+          - {{id: evil, plugin: python, config: {{function: "faults:touch", args: ["{tmp_path / 'evil'}"]}}}}
+    """, name="other.yaml")
+    doc = json.loads((run_dir / "run.json").read_text())
+    doc["workflow_file"] = str(other)
+    (run_dir / "run.json").write_text(json.dumps(doc))
+    flow.write_text(flow.read_text().replace('"faults:counted"', '"faults:raise_error"'))  # edited since
+    again = run_cli("resume", str(run_dir), "--json", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert not (tmp_path / "evil").exists()
+    new = json.loads(again.stdout)
+    assert new["reused"] == ["a"] and new["tasks"] == {"a": "succeeded", "b": "succeeded"}
+    assert new["workflow_sha256"] == doc["workflow_sha256"]
+
+
+def test_resume_refuses_a_copy_that_does_not_match_its_sha256(tmp_path, write_workflow, faults):
+    _, run_dir = _failed_run(write_workflow, tmp_path)
+    copy = run_dir / "workflow.yaml"
+    copy.write_text(copy.read_text().replace('"faults:counted"', '"faults:touch"'))
+    refused = run_cli("resume", str(run_dir), cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "does not match the sha256 recorded in run.json" in refused.stderr
