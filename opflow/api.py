@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from .audit import AuditTrail, create_run_dir, slugify
+from .audit import AuditTrail, create_run_dir, slugify, write_new_file
 from .coordinator import RunOptions, RunSummary, run_async as _run_async
 from .errors import OpflowError, UsageError
 from .events import Reporter
 from .executors import EXECUTORS
 from .history import WORKFLOW_COPY, latest_run, plan_resume, prune_runs, read_run_record, workflow_copy
 from .lock import WorkflowLock
-from .results_log import RESULTS_FILE
+from .results_log import RESULTS_FILE, create_results_log
 from .plugins import PluginRef, discover_plugins, worker_dirs
 from .spec import Workflow, load_workflow
 
@@ -98,7 +98,8 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
             extra = {"resumed_from": str(source), "resume_changes": plan.changes, "reused": sorted(plan.reuse)}
         try:
             run_dir = create_run_dir(log_dir, workflow.name)
-            shutil.copyfile(_source or workflow.path, run_dir / WORKFLOW_COPY)
+            write_new_file(run_dir / WORKFLOW_COPY, Path(_source or workflow.path).read_bytes())
+            create_results_log(str(run_dir / RESULTS_FILE))
         except OSError as exc:
             raise UsageError(f"--log-dir {log_dir}: cannot create a run directory there: {exc.strerror or exc}") from None
         options.results_path = str(run_dir / RESULTS_FILE)

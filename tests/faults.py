@@ -134,3 +134,18 @@ def chained(marker_dir, value, delay=0.0, read=None, context=None):
         marks.write("ran\n")
     time.sleep(delay)
     return {"value": value + (context[read]["value"] if read else 0)}
+
+
+def plant_symlink(log_dir, name, target):
+    """Put a symlink to `target` at `name` in the run's directory (the only one in
+    log_dir); "{pid}" in `name` is the coordinator's pid, read from run.json."""
+    import json
+
+    run_dir = next(p for p in Path(log_dir).iterdir() if not p.name.startswith("."))
+    if "{pid}" in name:
+        name = name.format(pid=json.loads((run_dir / "run.json").read_text())["pid"])
+    link = run_dir / name
+    if link.exists():
+        link.unlink()
+    os.symlink(target, link)
+    return str(link)

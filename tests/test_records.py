@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import stat
 import struct
+import subprocess
+import sys
 import zlib
 
 import pytest
@@ -169,3 +172,75 @@ def test_resume_refuses_a_copy_that_does_not_match_its_sha256(tmp_path, write_wo
     refused = run_cli("resume", str(run_dir), cwd=tmp_path)
     assert refused.returncode == 2
     assert "does not match the sha256 recorded in run.json" in refused.stderr
+
+
+# -- file modes (item 10) ----------------------------------------------------------
+def test_run_directory_is_owner_only_whatever_the_umask(tmp_path, write_workflow, faults):
+    flow = write_workflow("""
+        name: secret
+        params: {api_token: none}
+        tasks:
+          - {id: a, plugin: python, config: {function: "faults:ok"}}
+          - {id: b, plugin: python, config: {function: "faults:echo_context"}, depends_on: [a]}
+    """)
+    done = subprocess.run(["sh", "-c", 'umask 000 && exec "$0" -m opflow run flow.yaml --param api_token=s3cret',
+                           sys.executable], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    run_dir = latest_run_dir(tmp_path / "logs")
+    assert stat.S_IMODE(run_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE((run_dir / "tasks").stat().st_mode) == 0o700
+    files = [p for p in run_dir.rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {"run.json", "events.jsonl", "summary.txt", "workflow.yaml",
+                                       "results.pickles", "a.json", "b.json"}
+    assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {p.name: "0o600" for p in files}
+    assert "s3cret" in (run_dir / "run.json").read_text()  # kept (for resume), but for the owner only
+
+
+# -- symlinks (item 3) -------------------------------------------------------------
+def test_a_symlink_at_the_lock_path_is_refused_not_truncated(tmp_path, write_workflow, faults):
+    from opflow.lock import WorkflowLock
+
+    flow = write_workflow("""
+        name: locked
+        tasks:
+          - {id: a, plugin: python, config: {function: "faults:ok"}}
+    """)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    lock_path = WorkflowLock(tmp_path / "logs", flow, "locked").path
+    lock_path.parent.mkdir(parents=True)
+    lock_path.symlink_to(victim)
+    refused = run_cli("run", str(flow), cwd=tmp_path)
+    assert refused.returncode == 2, refused.stderr
+    assert "is a symlink; opflow does not write through symlinks" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert victim.read_text() == "precious"
+    assert [p for p in (tmp_path / "logs").iterdir() if not p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize("name", ["results.pickles", "summary.txt", "tasks/.later.json.{pid}.tmp"])
+def test_a_symlink_planted_in_the_run_dir_is_never_written_through(name, tmp_path, write_workflow, faults):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    flow = write_workflow(f"""
+        name: planted
+        tasks:
+          - {{id: plant, plugin: python,
+             config: {{function: "faults:plant_symlink", args: ["{tmp_path / 'logs'}", "{name}", "{victim}"]}}}}
+          - {{id: producer, plugin: python, config: {{function: "faults:ok"}}, depends_on: [plant]}}
+          - {{id: later, plugin: python, config: {{function: "faults:echo_context"}}, depends_on: [producer]}}
+    """)
+    done = run_cli("run", str(flow), cwd=tmp_path)
+    assert victim.read_text() == "precious"
+    assert "Traceback" not in done.stderr
+    run_dir = latest_run_dir(tmp_path / "logs")
+    if name == "results.pickles":  # the worker refuses to append its result there: the task fails, saying why
+        assert done.returncode == 1
+        plant = records(run_dir)["plant"]  # the first task whose result is kept
+        assert plant["status"] == "failed" and "results.pickles: is a symlink" in plant["error"]["message"]
+    elif name == "summary.txt":  # replaced by the real summary (a rename), the target untouched
+        assert done.returncode == 0, done.stderr
+        assert not (run_dir / "summary.txt").is_symlink() and "Workflow: planted" in (run_dir / "summary.txt").read_text()
+    else:  # the record's temporary file is new (O_EXCL): the run says it cannot write its record
+        assert done.returncode == 1
+        assert "cannot write the run record" in done.stderr and "is a symlink" in done.stderr
