@@ -149,3 +149,13 @@ def plant_symlink(log_dir, name, target):
         link.unlink()
     os.symlink(target, link)
     return str(link)
+
+
+def first_caller_waits(marker, go, timeout=60.0):
+    """The first run to call this (creating `marker`) blocks until `go` exists; later ones return."""
+    try:
+        Path(marker).open("x").close()
+    except FileExistsError:
+        return {"waited": False}
+    wait_for_file(go, timeout)
+    return {"waited": True}

@@ -13,7 +13,7 @@ import zlib
 
 import pytest
 
-from conftest import latest_run_dir, records, run_cli
+from conftest import latest_run_dir, records, run_cli, wait_for
 
 HEADER = struct.Struct("<4sHQI")  # results_log's record header
 
@@ -244,3 +244,33 @@ def test_a_symlink_planted_in_the_run_dir_is_never_written_through(name, tmp_pat
     else:  # the record's temporary file is new (O_EXCL): the run says it cannot write its record
         assert done.returncode == 1
         assert "cannot write the run record" in done.stderr and "is a symlink" in done.stderr
+
+
+# -- pruning (item 11) -------------------------------------------------------------
+def test_keep_runs_never_deletes_a_run_still_in_progress_even_with_no_lock(tmp_path, write_workflow, faults):
+    marker, go = tmp_path / "first", tmp_path / "go"
+    flow = write_workflow(f"""
+        name: siblings
+        tasks:
+          - {{id: a, plugin: python, config: {{function: "faults:first_caller_waits", args: ["{marker}", "{go}"]}}}}
+    """)
+    first = subprocess.Popen([sys.executable, "-m", "opflow", "run", str(flow), "--no-lock", "--quiet"], cwd=tmp_path,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(marker.exists, 60, "the first run's task to start")
+        running = latest_run_dir(tmp_path / "logs")
+        for _ in range(2):
+            sibling = run_cli("run", str(flow), "--no-lock", "--keep-runs", "1", "--quiet", cwd=tmp_path)
+            assert sibling.returncode == 0, sibling.stderr
+        assert running.is_dir() and (running / "run.json").is_file()  # spared: its coordinator is alive
+        assert len(_run_dirs(tmp_path)) == 2  # the running one and the newest; the other sibling pruned
+        go.touch()
+        _, err = first.communicate(timeout=60)
+        assert first.returncode == 0, err
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    assert json.loads((running / "run.json").read_text())["status"] == "succeeded"
+    assert run_cli("run", str(flow), "--keep-runs", "1", cwd=tmp_path).returncode == 0
+    assert len(_run_dirs(tmp_path)) == 1  # once it ended, it is pruned like any other
