@@ -137,7 +137,9 @@ def resume(run_dir: str | Path, **kwargs) -> RunResult:
     it (history.read_run_record), and runs the copy of the workflow kept in it,
     checked against the sha256 in run.json: never a file merely named by run.json.
     """
-    run_dir = Path(run_dir)
+    # Resolved once: a symlink to a run dir is fine (the target's owner and mode are
+    # checked), and every later read goes to that same directory.
+    run_dir = Path(run_dir).resolve()
     doc = read_run_record(run_dir)
     workflow_copy(run_dir, doc)  # refuses a copy that is not what the run ran
     kwargs.setdefault("params", doc.get("params") or None)

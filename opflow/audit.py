@@ -24,6 +24,7 @@ from __future__ import annotations
 
 __all__ = ["AuditTrail", "create_run_dir", "write_json_atomic", "write_new_file", "slugify", "provenance"]
 
+import itertools
 import json
 import os
 import platform
@@ -78,12 +79,15 @@ def write_json_atomic(path: Path, document, *, pretty: bool = True, dir_fd: int 
     write_text_atomic(path, text + "\n", dir_fd=dir_fd)
 
 
+_tmp_serial = itertools.count()
+
+
 def write_text_atomic(path: Path, text: str, *, dir_fd: int | None = None) -> None:
     """A new file (O_EXCL, 0600, never through a symlink) renamed over `path`: a symlink
     planted at `path` is replaced, never written through."""
     if dir_fd is not None:
         path = Path(path.name)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{next(_tmp_serial)}.tmp")  # one per write, any thread
     fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, dir_fd=dir_fd)
     try:
         with open(fd, "w", encoding="utf-8") as handle:

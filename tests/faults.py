@@ -138,16 +138,16 @@ def chained(marker_dir, value, delay=0.0, read=None, context=None):
 
 def plant_symlink(log_dir, name, target):
     """Put a symlink to `target` at `name` in the run's directory (the only one in
-    log_dir); "{pid}" in `name` is the coordinator's pid, read from run.json."""
+    log_dir); "{pid}" in `name` is the coordinator's pid, read from run.json, "{n}" 0 to 99."""
     import json
 
     run_dir = next(p for p in Path(log_dir).iterdir() if not p.name.startswith("."))
-    if "{pid}" in name:
-        name = name.format(pid=json.loads((run_dir / "run.json").read_text())["pid"])
-    link = run_dir / name
-    if link.exists():
-        link.unlink()
-    os.symlink(target, link)
+    pid = json.loads((run_dir / "run.json").read_text()).get("pid")
+    for n in range(100) if "{n}" in name else [0]:  # "{n}": each of the next 100 temporary names
+        link = run_dir / name.format(pid=pid, n=n)
+        if link.exists():
+            link.unlink()
+        os.symlink(target, link)
     return str(link)
 
 

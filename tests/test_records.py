@@ -218,7 +218,7 @@ def test_a_symlink_at_the_lock_path_is_refused_not_truncated(tmp_path, write_wor
     assert [p for p in (tmp_path / "logs").iterdir() if not p.name.startswith(".")] == []
 
 
-@pytest.mark.parametrize("name", ["results.pickles", "summary.txt", "tasks/.later.json.{pid}.tmp"])
+@pytest.mark.parametrize("name", ["results.pickles", "summary.txt", "tasks/.later.json.{pid}.{n}.tmp"])
 def test_a_symlink_planted_in_the_run_dir_is_never_written_through(name, tmp_path, write_workflow, faults):
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
@@ -274,3 +274,30 @@ def test_keep_runs_never_deletes_a_run_still_in_progress_even_with_no_lock(tmp_p
     assert json.loads((running / "run.json").read_text())["status"] == "succeeded"
     assert run_cli("run", str(flow), "--keep-runs", "1", cwd=tmp_path).returncode == 0
     assert len(_run_dirs(tmp_path)) == 1  # once it ended, it is pruned like any other
+
+
+def test_resume_refuses_a_run_still_in_progress(tmp_path, write_workflow, faults):
+    marker, go = tmp_path / "first", tmp_path / "go"
+    flow = write_workflow(f"""
+        name: live
+        tasks:
+          - {{id: a, plugin: python, config: {{function: "faults:first_caller_waits", args: ["{marker}", "{go}"]}}}}
+    """)
+    live = subprocess.Popen([sys.executable, "-m", "opflow", "run", str(flow), "--quiet"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(marker.exists, 60, "the run's task to start")
+        run_dir = latest_run_dir(tmp_path / "logs")
+        from opflow.history import run_state
+
+        assert run_state(run_dir) == "running"
+        refused = run_cli("resume", str(run_dir), "--no-lock", cwd=tmp_path)
+        assert refused.returncode == 2 and "that run is still in progress" in refused.stderr
+        go.touch()
+        live.communicate(timeout=60)
+        assert live.returncode == 0
+    finally:
+        if live.poll() is None:
+            live.kill()
+            live.communicate()
+    assert run_state(run_dir) == "succeeded"
