@@ -4,22 +4,21 @@ from __future__ import annotations
 __all__ = ["load", "run", "run_async", "resume", "RunResult"]
 
 import asyncio
-import json
+import dataclasses
 import multiprocessing
-import os
 import shutil
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
-from .audit import AuditTrail, create_run_dir, slugify
+from .audit import AuditTrail, create_run_dir, slugify, write_new_file
+from .backends import EXECUTORS
 from .errors import OpflowError, UsageError
 from .events import Reporter
-from .backends import EXECUTORS
-from .history import WORKFLOW_COPY, latest_run, plan_resume, prune_runs
+from .history import WORKFLOW_COPY, latest_run, plan_resume, prune_runs, read_run_record, workflow_copy
 from .lock import WorkflowLock
-from .results_log import RESULTS_FILE
+from .results_log import RESULTS_FILE, create_results_log
 from .plugins import PluginRef, discover_plugins, worker_dirs
 from .spec import Workflow, load_workflow
 
@@ -41,19 +40,26 @@ class RunResult:
         return self.summary.status.value
 
 
-def load(path: str | Path, params: dict | None = None) -> tuple[Workflow, dict[str, PluginRef]]:
-    """Parse and check a workflow file; raise `WorkflowError` listing every problem."""
+def load(path: str | Path, params: dict | None = None, *, source: Path | None = None) -> tuple[Workflow, dict[str, PluginRef]]:
+    """Parse and check a workflow file; raise `WorkflowError` listing every problem.
+
+    `source`: read the workflow from this file instead, as if it were at `path`
+    (resume runs the copy kept in the run directory, from the original's folder).
+    """
     path = Path(path)
     plugins, warnings = discover_plugins(worker_dirs(path.resolve().parent))
     hint = "".join(f"\n    note: {w}" for w in warnings)
-    workflow = load_workflow(path, plugins, param_overrides=params, plugin_hint=hint)
+    workflow = load_workflow(source or path, plugins, param_overrides=params, plugin_hint=hint)
+    if source is not None:
+        workflow = dataclasses.replace(workflow, path=path.resolve())
     return workflow, plugins
 
 
 async def run_async(path: str | Path, *, workers: int = 0, executor: str = "process", log_dir: str | Path = "logs",
                     params: dict | None = None, keep_going: bool = False, scheduler: str | None = None,
                     lock: bool = True, keep_runs: int | None = None, resume: bool | str | Path = False,
-                    reporters: Iterable[Reporter] = ()) -> RunResult:
+                    reporters: Iterable[Reporter] = (), _source: Path | None = None,
+                    _source_sha256: str | None = None) -> RunResult:
     """Run a workflow file from inside an event loop; returns its summary and run directory.
 
     `resume=True` reuses what the latest run of this workflow under `log_dir`
@@ -73,7 +79,9 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
         from .backends.dask import check_available
 
         check_available()  # raises UsageError naming the extra to install
-    workflow, plugins = load(path, params)
+    workflow, plugins = load(path, params, source=_source)
+    if _source_sha256 and workflow.sha256 != _source_sha256:  # changed since resume checked it
+        raise UsageError(f"{_source}: does not match the sha256 recorded in run.json; refusing to run it")
     # The run machinery (asyncio, networkx, the backends) only once there is a run.
     from .coordinator import RunOptions, run_async as _run_async
 
@@ -95,7 +103,8 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
             extra = {"resumed_from": str(source), "resume_changes": plan.changes, "reused": sorted(plan.reuse)}
         try:
             run_dir = create_run_dir(log_dir, workflow.name)
-            shutil.copyfile(workflow.path, run_dir / WORKFLOW_COPY)
+            write_new_file(run_dir / WORKFLOW_COPY, Path(_source or workflow.path).read_bytes())
+            create_results_log(str(run_dir / RESULTS_FILE))
         except OSError as exc:
             raise UsageError(f"--log-dir {log_dir}: cannot create a run directory there: {exc.strerror or exc}") from None
         options.results_path = str(run_dir / RESULTS_FILE)
@@ -127,19 +136,25 @@ def run(path: str | Path, **kwargs) -> RunResult:
 
 
 def resume(run_dir: str | Path, **kwargs) -> RunResult:
-    """Rerun what did not succeed in `run_dir`, with that run's file, params and settings."""
-    run_dir = Path(run_dir)
-    try:
-        doc = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{run_dir}: not a run directory (no run.json)") from None
-    except ValueError as exc:
-        raise UsageError(f"{run_dir / 'run.json'}: unreadable: {exc}") from None
+    """Rerun what did not succeed in `run_dir`, with that run's workflow, params and settings.
+
+    Trusts the run directory only if it is this user's and no one else may write to
+    it (history.read_run_record), and runs the copy of the workflow kept in it,
+    checked against the sha256 in run.json: never a file merely named by run.json.
+    """
+    # Resolved once: a symlink to a run dir is fine (the target's owner and mode are
+    # checked), and every later read goes to that same directory.
+    run_dir = Path(run_dir).resolve()
+    doc = read_run_record(run_dir)
+    workflow_copy(run_dir, doc)  # refuses a copy that is not what the run ran
     kwargs.setdefault("params", doc.get("params") or None)
     kwargs.setdefault("workers", doc.get("workers") or 0)
     kwargs.setdefault("executor", doc.get("executor") or "process")
     kwargs.setdefault("log_dir", run_dir.parent)
-    path = doc.get("workflow_file")
-    if not path or not os.path.exists(path):
-        raise UsageError(f"{run_dir}: its workflow file {path} no longer exists")
-    return run(path, resume=run_dir, **kwargs)
+    # The copy runs from the original's folder (relative paths, workers/*.py), and the
+    # new run is recorded as a run of the original file, where that folder still exists.
+    original = Path(doc.get("workflow_file") or run_dir / WORKFLOW_COPY)
+    if not original.parent.is_dir():
+        original = run_dir / WORKFLOW_COPY
+    return run(original, resume=run_dir, _source=run_dir / WORKFLOW_COPY,
+               _source_sha256=doc["workflow_sha256"], **kwargs)

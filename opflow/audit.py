@@ -11,6 +11,10 @@
 Each JSON file is written to a temporary file and renamed into place, so a crash
 at any instant leaves either the old or the new version, never half of one.
 
+The run directory is the user's alone: 0700, every file in it 0600 (params may
+hold tokens, results are pickles). Files are opened through a descriptor of the
+run directory, never through a final symlink, new ones with O_EXCL (trust.py).
+
 The files are written by one writer thread, in event order, so the coordinator's
 loop never waits on the disk (a file write here costs about as much as a whole
 task dispatch). The writer flushes the journal after every batch it drains: an
@@ -18,8 +22,9 @@ event reaches the OS within milliseconds of happening.
 """
 from __future__ import annotations
 
-__all__ = ["AuditTrail", "create_run_dir", "write_json_atomic", "slugify", "provenance"]
+__all__ = ["AuditTrail", "create_run_dir", "write_json_atomic", "write_new_file", "slugify", "provenance"]
 
+import itertools
 import json
 import os
 import platform
@@ -36,6 +41,7 @@ from . import __version__
 from .errors import OpflowError
 from .events import Reporter
 from .spec import Workflow
+from .trust import DIR_MODE, open_nofollow
 
 PROVENANCE_PACKAGES = ("PyYAML", "networkx", "psutil", "click", "pandas")
 
@@ -53,27 +59,52 @@ def create_run_dir(log_dir: Path, workflow_name: str, now: float | None = None) 
     for n in range(1, 10_000):
         candidate = log_dir / (base if n == 1 else f"{base}-{n}")
         try:
-            candidate.mkdir()  # atomic: two runs can never share a directory
+            candidate.mkdir(mode=DIR_MODE)  # atomic: two runs can never share a directory
         except FileExistsError:
             continue
-        (candidate / "tasks").mkdir()
+        os.chmod(candidate, DIR_MODE)  # whatever the umask: params and pickles are the user's alone
+        (candidate / "tasks").mkdir(mode=DIR_MODE)
         return candidate
     raise RuntimeError(f"cannot create a run directory under {log_dir}")
 
 
-def write_json_atomic(path: Path, document, *, pretty: bool = True) -> None:
+def write_json_atomic(path: Path, document, *, pretty: bool = True, dir_fd: int | None = None) -> None:
     """Write JSON to a temporary file, then rename it into place.
 
     `pretty=False` for the per-task records: one-shot `json.dumps` without indent
     runs CPython's C encoder, several times faster than the indented one, and
-    this runs once per task.
+    this runs once per task. With `dir_fd`, `path`'s name is taken in that directory.
     """
     text = json.dumps(document, indent=2 if pretty else None, allow_nan=False, default=str)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.write("\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, text + "\n", dir_fd=dir_fd)
+
+
+_tmp_serial = itertools.count()
+
+
+def write_text_atomic(path: Path, text: str, *, dir_fd: int | None = None) -> None:
+    """A new file (O_EXCL, 0600, never through a symlink) renamed over `path`: a symlink
+    planted at `path` is replaced, never written through."""
+    if dir_fd is not None:
+        path = Path(path.name)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{next(_tmp_serial)}.tmp")  # one per write, any thread
+    fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, dir_fd=dir_fd)
+    try:
+        with open(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        try:
+            os.unlink(tmp, dir_fd=dir_fd)
+        except OSError:
+            pass
+        raise
+
+
+def write_new_file(path: Path, data: bytes) -> None:
+    """Create `path` (O_EXCL, 0600, never through a symlink) holding `data`."""
+    with open(open_nofollow(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "wb") as handle:
+        handle.write(data)
 
 
 def provenance(workflow: Workflow) -> dict:
@@ -89,6 +120,10 @@ def provenance(workflow: Workflow) -> dict:
         "workflow_file": str(workflow.path),
         "workflow_sha256": workflow.sha256,
         "host": socket.gethostname(),
+        # Who writes this record: with `host`, a reader can tell a "running" run whose
+        # coordinator died (history.run_state); the start time tells a reused pid apart.
+        "pid": os.getpid(),
+        "pid_create_time": _create_time(),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
         "python_executable": sys.executable,
@@ -98,6 +133,15 @@ def provenance(workflow: Workflow) -> dict:
         "cwd": os.getcwd(),
         "argv": sys.argv,
     }
+
+
+def _create_time() -> float | None:
+    try:
+        import psutil
+
+        return psutil.Process().create_time()
+    except Exception:  # psutil cannot read it here: the pid alone must do
+        return None
 
 
 def _user() -> str | None:
@@ -116,7 +160,13 @@ class AuditTrail(Reporter):
         self.run_dir = run_dir
         self.workflow = workflow
         self.extra = extra or {}
-        self._events = open(run_dir / "events.jsonl", "a", encoding="utf-8")
+        # Descriptors of the run directory and its tasks/: every file is opened in them,
+        # so a run dir renamed or replaced by a symlink mid-run is never written through.
+        self._dir_fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        self._tasks_fd = os.open("tasks", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                 dir_fd=self._dir_fd)
+        self._events = open(open_nofollow("events.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL,
+                                          dir_fd=self._dir_fd), "a", encoding="utf-8")
         self._tasks_dir = run_dir / "tasks"
         self._run: dict = {}
         self._records: dict[str, dict] = {}
@@ -135,6 +185,11 @@ class AuditTrail(Reporter):
         self._writer.join()
         if not self._events.closed:
             self._events.close()
+        for fd in (self._tasks_fd, self._dir_fd):
+            try:
+                os.close(fd)
+            except OSError:  # closed by an earlier close()
+                pass
         if self._failure is not None:
             raise OpflowError(f"cannot write the run record in {self.run_dir}: {self._failure}") from self._failure
 
@@ -154,7 +209,7 @@ class AuditTrail(Reporter):
                 if self._failure is None:
                     try:
                         self._write(event)
-                    except (OSError, ValueError, TypeError) as exc:
+                    except (OSError, ValueError, TypeError, OpflowError) as exc:
                         self._failure = exc  # reported by close(); keep draining so the run can end
             self._flush()
 
@@ -170,7 +225,7 @@ class AuditTrail(Reporter):
         if kind == "task_finished":
             record = event["record"]
             self._records[record["id"]] = record
-            write_json_atomic(self._tasks_dir / f"{record['id']}.json", record, pretty=False)
+            write_json_atomic(self._tasks_dir / f"{record['id']}.json", record, pretty=False, dir_fd=self._tasks_fd)
             slim = {k: v for k, v in record.items() if k not in ("result", "attempt_log")}
             self._append({"event": kind, "time": event["time"], "task_id": record["id"], **slim})
             return
@@ -191,7 +246,7 @@ class AuditTrail(Reporter):
                 "run_dir": str(self.run_dir.resolve()),
                 **self.extra,
             }
-            write_json_atomic(self.run_dir / "run.json", self._run)
+            write_json_atomic(self.run_dir / "run.json", self._run, dir_fd=self._dir_fd)
             self._events.flush()
         elif kind == "run_finished":
             self._run.update(
@@ -200,8 +255,8 @@ class AuditTrail(Reporter):
                 problems=self._problems(),
             )
             self._events.flush()
-            write_json_atomic(self.run_dir / "run.json", self._run)
-            (self.run_dir / "summary.txt").write_text(self._summary_text(), encoding="utf-8")
+            write_json_atomic(self.run_dir / "run.json", self._run, dir_fd=self._dir_fd)
+            write_text_atomic(self.run_dir / "summary.txt", self._summary_text(), dir_fd=self._dir_fd)
 
     def _append(self, event: dict) -> None:
         self._events.write(json.dumps(event, allow_nan=False, default=str) + "\n")

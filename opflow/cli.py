@@ -142,9 +142,10 @@ def run(file, log_dir, params, resume, workers, executor, scheduler, keep_going,
 def resume(run_dir, workers, executor, scheduler, keep_going, lock, keep_runs, as_json, quiet):
     """Rerun what did not succeed in RUN_DIR, reusing the results of what did.
 
-    Uses that run's workflow file and params. A recorded result is reused only if
-    the task, its upstream tasks and the params are unchanged; what changed is
-    listed in the new run's run.json (resume_changes).
+    Runs that run's workflow (the copy kept in RUN_DIR, checked against its
+    sha256) with its params. Refuses a RUN_DIR that others may write. A recorded
+    result is reused only if the task, its upstream tasks and the params are
+    unchanged; what changed is listed in the new run's run.json (resume_changes).
     """
     from .api import resume as resume_run
 

@@ -6,11 +6,15 @@ depends_on), the params, and (transitively) every upstream task's reuse.
 """
 from __future__ import annotations
 
-__all__ = ["find_runs", "runs_of_file", "latest_run", "prune_runs", "ResumePlan", "plan_resume", "WORKFLOW_COPY"]
+__all__ = ["find_runs", "runs_of_file", "latest_run", "prune_runs", "ResumePlan", "plan_resume", "WORKFLOW_COPY",
+           "run_state", "coordinator_alive", "journal_statuses", "read_run_record", "workflow_copy"]
 
+import hashlib
 import json
+import os
 import re
 import shutil
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,8 +22,68 @@ from .audit import slugify
 from .errors import UsageError, WorkflowError
 from .results_log import RESULTS_FILE, read_results
 from .spec import Workflow, load_workflow
+from .trust import check_private_dir, check_private_fd, open_nofollow
 
 WORKFLOW_COPY = "workflow.yaml"  # the workflow file as it was when the run started
+JOURNAL = "events.jsonl"
+
+
+def run_state(run_dir: Path) -> str:
+    """run.json's status, or 'crashed' for a 'running' run whose coordinator is gone
+    (its pid dead, or reused by another process, on this host)."""
+    try:
+        doc = json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "unknown"
+    status = doc.get("status") or "unknown"
+    if status == "running" and coordinator_alive(doc) is False:
+        return "crashed"
+    return status
+
+
+def coordinator_alive(doc: dict) -> bool | None:
+    """Is the coordinator that wrote this run.json still running? None: cannot tell
+    (another host, or a record from before opflow kept the pid)."""
+    pid = doc.get("pid")
+    if not isinstance(pid, int) or doc.get("host") != socket.gethostname():
+        return None
+    import psutil
+
+    try:
+        created = psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:  # exists but unreadable (another user's): alive as far as we know
+        return True
+    recorded = doc.get("pid_create_time")
+    if isinstance(recorded, (int, float)) and abs(created - recorded) > 1.0:
+        return False  # the pid was reused by a later process
+    return True
+
+
+def journal_statuses(run_dir: Path) -> dict[str, str]:
+    """task_id -> status from the journal's task_finished events (appended and flushed as
+    each task ends, so it survives a crash of the coordinator). A line torn by the crash
+    is ignored."""
+    path = Path(run_dir) / JOURNAL
+    try:
+        fd = open_nofollow(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return {}
+    with open(fd, "rb") as handle:
+        check_private_fd(handle.fileno(), path)
+        lines = handle.read().splitlines()
+    statuses = {}
+    for line in lines:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue  # the last line, cut short by the crash
+        if isinstance(event, dict) and event.get("event") == "task_finished" and "task_id" in event:
+            statuses[event["task_id"]] = event.get("status")
+    return statuses
+
+
 def find_runs(log_dir: Path, workflow_name: str) -> list[Path]:
     """Run directories named for this workflow, oldest first."""
     if not log_dir.is_dir():
@@ -57,10 +121,19 @@ def latest_run(log_dir: Path, workflow: Workflow) -> Path | None:
 def prune_runs(log_dir: Path, workflow: Workflow, keep: int, protect: Path | None = None) -> list[Path]:
     """Delete all but the newest `keep` runs of this workflow file; returns what was deleted."""
     runs = runs_of_file(log_dir, workflow)
-    doomed = [r for r in runs[: max(0, len(runs) - keep)] if r != protect]
+    # Never a run whose coordinator is (or may be) alive: with --no-lock, a sibling run.
+    doomed = [r for r in runs[: max(0, len(runs) - keep)] if r != protect and not _maybe_running(r)]
     for run_dir in doomed:
         shutil.rmtree(run_dir, ignore_errors=True)
     return doomed
+
+
+def _maybe_running(run_dir: Path) -> bool:
+    try:
+        doc = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return True  # unreadable: cannot tell, so keep it
+    return doc.get("status") == "running" and coordinator_alive(doc) is not False
 
 
 @dataclass
@@ -73,13 +146,9 @@ class ResumePlan:
 
 def plan_resume(run_dir: Path, workflow: Workflow) -> ResumePlan:
     """What an earlier run's record lets us reuse for `workflow` (already loaded and valid)."""
-    run_json = run_dir / "run.json"
-    try:
-        doc = json.loads(run_json.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{run_dir}: not a run directory (no run.json)") from None
-    except ValueError as exc:
-        raise UsageError(f"{run_json}: unreadable: {exc}") from None
+    doc = read_run_record(run_dir)  # refuses a run dir that is not this user's alone
+    if doc.get("status") == "running" and coordinator_alive(doc):
+        raise UsageError(f"{run_dir}: that run is still in progress (pid {doc.get('pid')}); resume it once it ends")
     plan = ResumePlan(source=run_dir)
     old = _old_workflow(run_dir)
     if old is None:
@@ -91,7 +160,9 @@ def plan_resume(run_dir: Path, workflow: Workflow) -> ResumePlan:
         plan.changes.append(f"params changed: {old_params} -> {workflow.params}; every task sees params, so all rerun")
         plan.rerun = [t.id for t in workflow.tasks]
         return plan
-    statuses = doc.get("tasks", {})
+    # run.json has statuses only at the start and the end; the journal has each task's
+    # end as it happened, so a crashed run's successes are known too.
+    statuses = {**doc.get("tasks", {}), **journal_statuses(run_dir)}
     recorded = read_results(str(run_dir / RESULTS_FILE))
     reusable: set[str] = set()
     old_tasks = {t.id: t for t in old.tasks}
@@ -123,12 +194,52 @@ def plan_resume(run_dir: Path, workflow: Workflow) -> ResumePlan:
 
 def _old_workflow(run_dir: Path) -> Workflow | None:
     copy = run_dir / WORKFLOW_COPY
-    if not copy.is_file():
+    try:
+        read_private(copy)
+    except FileNotFoundError:
         return None
     try:
         return load_workflow(copy, known_plugins=None)
     except WorkflowError:
         return None
+
+
+def read_private(path: Path) -> bytes:
+    """A file's bytes, if it is a regular file of this user's that no one else may write."""
+    fd = open_nofollow(path, os.O_RDONLY)
+    with open(fd, "rb") as handle:
+        check_private_fd(handle.fileno(), path)
+        return handle.read()
+
+
+def read_run_record(run_dir: Path) -> dict:
+    """run.json of a run directory resume may trust: this user's, writable by no one else."""
+    run_dir = Path(run_dir)
+    check_private_dir(run_dir)
+    run_json = run_dir / "run.json"
+    try:
+        doc = json.loads(read_private(run_json).decode("utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{run_dir}: not a run directory (no run.json)") from None
+    except ValueError as exc:
+        raise UsageError(f"{run_json}: unreadable: {exc}") from None
+    if not isinstance(doc, dict):
+        raise UsageError(f"{run_json}: unreadable: not a JSON object")
+    return doc
+
+
+def workflow_copy(run_dir: Path, doc: dict) -> bytes:
+    """The workflow file as the run ran it: the copy in the run dir, checked against the
+    sha256 run.json recorded."""
+    copy = Path(run_dir) / WORKFLOW_COPY
+    try:
+        data = read_private(copy)
+    except FileNotFoundError:
+        raise UsageError(f"{copy}: missing; resume runs the workflow as it ran, and its copy is gone") from None
+    recorded = doc.get("workflow_sha256")
+    if not recorded or hashlib.sha256(data).hexdigest() != recorded:
+        raise UsageError(f"{copy}: does not match the sha256 recorded in run.json ({recorded}); refusing to run it")
+    return data
 
 
 def _in_dependency_order(workflow: Workflow):

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from .errors import LockedError
+from .trust import open_nofollow
 
 
 class WorkflowLock:
@@ -24,7 +25,8 @@ class WorkflowLock:
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        # Never through a symlink planted at the lock's path (it would truncate its target).
+        fd = open_nofollow(self.path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

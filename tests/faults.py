@@ -119,3 +119,43 @@ class Color(str, enum.Enum):
 
 def local_enum_result():
     return {"color": Color.RED}
+
+
+def counted(marker, value=1):
+    """Count each run in `marker` (a file of one integer), return {"value": value}."""
+    marker = Path(marker)
+    marker.write_text(str((int(marker.read_text()) if marker.exists() else 0) + 1))
+    return {"value": value}
+
+
+def chained(marker_dir, value, delay=0.0, read=None, context=None):
+    """Note each run (a line in marker_dir/<value>), wait `delay`, return value plus task `read`'s value."""
+    with open(Path(marker_dir) / str(value), "a") as marks:
+        marks.write("ran\n")
+    time.sleep(delay)
+    return {"value": value + (context[read]["value"] if read else 0)}
+
+
+def plant_symlink(log_dir, name, target):
+    """Put a symlink to `target` at `name` in the run's directory (the only one in
+    log_dir); "{pid}" in `name` is the coordinator's pid, read from run.json, "{n}" 0 to 99."""
+    import json
+
+    run_dir = next(p for p in Path(log_dir).iterdir() if not p.name.startswith("."))
+    pid = json.loads((run_dir / "run.json").read_text()).get("pid")
+    for n in range(100) if "{n}" in name else [0]:  # "{n}": each of the next 100 temporary names
+        link = run_dir / name.format(pid=pid, n=n)
+        if link.exists():
+            link.unlink()
+        os.symlink(target, link)
+    return str(link)
+
+
+def first_caller_waits(marker, go, timeout=60.0):
+    """The first run to call this (creating `marker`) blocks until `go` exists; later ones return."""
+    try:
+        Path(marker).open("x").close()
+    except FileExistsError:
+        return {"waited": False}
+    wait_for_file(go, timeout)
+    return {"waited": True}
