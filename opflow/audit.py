@@ -36,6 +36,7 @@ from . import __version__
 from .errors import OpflowError
 from .events import Reporter
 from .spec import Workflow
+from .words import plural
 
 PROVENANCE_PACKAGES = ("PyYAML", "networkx", "psutil", "click", "pandas")
 
@@ -224,7 +225,7 @@ class AuditTrail(Reporter):
             f"Status:   {run['status']}" + (f" ({run['signal']})" if run.get("signal") else ""),
             f"Started:  {run['started_at']}",
             f"Finished: {run['finished_at']}  ({run['duration_s']:.2f}s)",
-            f"Executor: {run['executor']}, {run['workers']} workers",
+            f"Executor: {run['executor']}, {plural(run['workers'], 'worker')}",
             f"File:     {run['workflow_file']} (sha256 {run['workflow_sha256'][:12]})",
             "",
         ]
@@ -241,7 +242,7 @@ class AuditTrail(Reporter):
             attempts = record.get("attempts", 0)
             line = f"  {status:<9} {task_id:<{width}} {took}"
             if attempts > 1:
-                line += f"  ({attempts} attempts)"
+                line += f"  ({plural(attempts, 'attempt')})"
             lines.append(line)
             problem = run.get("problems", {}).get(task_id)
             if problem and problem["why"]:

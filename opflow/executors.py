@@ -33,6 +33,7 @@ from typing import Callable
 
 from .context import ContextStore, ManagedStore
 from .procs import describe_exit, kill_tree
+from .words import format_bytes
 from .worker import MEMORY_EXIT_CODE, NOT_STARTED, Outcome, TaskRequest, error_record, init_pool_worker, run_in_pool, run_in_thread
 
 EXECUTORS = ("process", "thread", "inline", "dask")
@@ -332,11 +333,11 @@ class ProcessBackend(Backend):
                 continue
             if exitcode == MEMORY_EXIT_CODE:
                 limit = self._inflight[token][0].max_memory
-                message = f"the task exceeded max_memory ({limit} bytes) and its process tree was killed"
+                message = f"the task exceeded max_memory ({format_bytes(limit)}) and its process tree was killed"
                 self._blamed[token] = error_record("MemoryLimitExceeded", message)
             else:
                 self._blamed[token] = error_record(
-                    "WorkerCrashed", f"{describe_exit(exitcode)} (pid {pid}, exit code {exitcode})"
+                    "WorkerCrashed", f"{describe_exit(exitcode)} (pid {pid})"
                 )
 
     def _finish(self, token: int, outcome: Outcome) -> None:

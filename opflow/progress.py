@@ -13,6 +13,7 @@ import time
 from typing import TextIO
 
 from .events import Reporter
+from .words import plural
 
 _COLOURS = {"succeeded": "32", "failed": "31", "skipped": "33", "cancelled": "33", "retrying": "35"}
 
@@ -46,7 +47,8 @@ class ConsoleProgress(Reporter):
         kind = event["event"]
         if kind == "run_started":
             self._total = len(event["tasks"])
-            self._line(f"run '{event['workflow']}': {self._total} tasks, {event['workers']} workers ({event['executor']})",
+            self._line(f"run '{event['workflow']}': {plural(self._total, 'task')}, "
+                       f"{plural(event['workers'], 'worker')} ({event['executor']})",
                        important=False)
         elif kind == "task_started":
             self._running[event["task_id"]] = time.monotonic()

@@ -125,6 +125,9 @@ def _parse_and_check(text: str, raw: bytes, path: Path, shown: str, known_plugin
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         detail = " ".join(str(x) for x in (exc.context, exc.problem) if x)
+        tab = _tab_near(text, exc.problem_mark)
+        if tab is not None:  # libyaml says only "found character that cannot start any token"
+            line, detail = tab[0], f"a tab at column {tab[1]}: YAML indents with spaces only, never tabs"
         raise WorkflowError([Problem(shown, f"invalid YAML: {detail}", line)]) from None
     except yaml.YAMLError as exc:
         raise WorkflowError([Problem(shown, f"invalid YAML: {exc}")]) from None
@@ -133,6 +136,26 @@ def _parse_and_check(text: str, raw: bytes, path: Path, shown: str, known_plugin
     if checker.problems:
         raise WorkflowError(checker.problems)
     return workflow
+
+
+def _tab_near(text: str, mark) -> tuple[int, int] | None:
+    """(1-based line, 1-based column) of the tab that a YAML error points at, if it is one.
+
+    The parser reports a tab where it trips on it: at the mark, or (inside a
+    plain scalar) on the mark's line, in its leading whitespace.
+    """
+    if mark is None:
+        return None
+    lines = text.splitlines()
+    if mark.line >= len(lines):
+        return None
+    row = lines[mark.line]
+    if mark.column < len(row) and row[mark.column] == "\t":
+        return mark.line + 1, mark.column + 1
+    indent = row[: len(row) - len(row.lstrip(" \t"))]
+    if "\t" in indent:
+        return mark.line + 1, indent.index("\t") + 1
+    return None
 
 
 def parse_param_overrides(items: Iterable[str]) -> dict[str, Any]:

@@ -1,0 +1,130 @@
+"""Issue 13, paper cuts: the words and numbers a new user reads.
+
+Each test asserts the text a person sees (terminal, run.json, summary.txt), on
+real files and the real CLI.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from click.testing import CliRunner
+
+from opflow.api import run
+from opflow.cli import main
+from opflow.words import format_bytes, plural
+
+from conftest import records
+
+
+@pytest.fixture
+def here(tmp_path, monkeypatch):
+    folder = tmp_path / "cwd"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    return folder
+
+
+def invoke(*args, env=None):
+    result = CliRunner().invoke(main, [str(a) for a in args], env=env)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result
+
+
+def only_run_dir(log_dir):
+    (run_dir,) = [p for p in log_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    return run_dir
+
+
+ONE_TASK = """
+    name: Single
+    tasks:
+      - {id: only, plugin: shell, config: {command: "true"}}
+"""
+
+
+# 5. words and numbers --------------------------------------------------------
+
+def test_plural_and_sizes_helpers():
+    assert [plural(1, "task"), plural(0, "task"), plural(2, "layer")] == ["1 task", "0 tasks", "2 layers"]
+    assert [format_bytes(200 * 1024**2), format_bytes(2 * 1024**3), format_bytes(int(1.5 * 1024**3)),
+            format_bytes(1500 * 1024**2)] == ["200MB", "2GB", "1.5GB", "1500MB"]
+
+
+def test_validate_says_1_task_in_1_layer(here, write_workflow):
+    flow = write_workflow(ONE_TASK)
+    result = invoke("validate", flow)
+    assert result.exit_code == 0
+    assert "workflow 'Single', 1 task in 1 layer" in result.output
+    assert "tasks" not in result.output and "layers" not in result.output
+
+
+def test_run_banner_and_summary_use_singulars(here, write_workflow):
+    flow = write_workflow(ONE_TASK)
+    result = invoke("run", flow, "--executor", "thread", "--workers", "1")
+    assert result.exit_code == 0, result.output
+    assert "run 'Single': 1 task, 1 worker (thread)" in result.output
+    summary = (only_run_dir(here / "logs") / "summary.txt").read_text()
+    assert "Executor: thread, 1 worker\n" in summary
+
+
+def test_max_memory_message_shows_the_size_as_written(tmp_path, write_workflow, faults):
+    flow = write_workflow("""
+        name: memory
+        tasks:
+          - {id: hog, plugin: python, config: {function: "faults:allocate", args: [400, 10]}, max_memory: 150MB}
+    """)
+    result = run(flow, workers=1, log_dir=tmp_path / "logs")
+    error = records(result.run_dir)["hog"]["error"]
+    assert error["message"] == "the task exceeded max_memory (150MB) and its process tree was killed"
+
+
+def test_a_worker_exit_status_is_said_once(tmp_path, write_workflow, faults):
+    flow = write_workflow("""
+        name: exits
+        tasks:
+          - {id: quits, plugin: python, config: {function: "faults:os_exit", args: [7]}}
+    """)
+    result = run(flow, workers=1, log_dir=tmp_path / "logs")
+    message = records(result.run_dir)["quits"]["error"]["message"]
+    assert re.fullmatch(r"its worker process exited abruptly with status 7 \(pid \d+\)", message), message
+
+
+@pytest.mark.parametrize("text, line, column", [
+    ("name: T\ntasks:\n\t- {id: a, plugin: shell}\n", 3, 1),
+    ("name: T\ntasks:\n  - id: a\n\tplugin: shell\n", 4, 1),
+    ("name: T\ntasks:\n  - id: a\n    plugin: shell\n  \tconfig: {}\n", 5, 3),
+])
+def test_a_tab_in_the_indentation_is_called_a_tab(here, tmp_path, text, line, column):
+    flow = tmp_path / "tabbed.yaml"
+    flow.write_text(text)
+    result = invoke("validate", flow)
+    assert result.exit_code == 2
+    assert f"tabbed.yaml:{line}: invalid YAML: a tab at column {column}: YAML indents with spaces only" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_run_help_lists_the_exit_codes_and_says_params_are_yaml():
+    result = invoke("run", "--help")
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "VALUE is read as a YAML scalar: 5 is a number" in text
+    for code, meaning in [("0", "every task succeeded"), ("1", "a task failed"), ("2", "invalid workflow or usage"),
+                          ("3", "another run of this workflow holds the lock"), ("130", "interrupted by Ctrl-C"), ("143", "terminated by SIGTERM")]:
+        assert re.search(rf"\b{code} {meaning}", text), (code, text)
+
+
+def test_plan_wraps_a_wide_layer_to_the_terminal(here, write_workflow):
+    tasks = "\n".join(f"  - {{id: task_{n:03d}, plugin: shell, config: {{command: 'true'}}}}" for n in range(170))
+    flow = write_workflow("name: Wide\ntasks:\n" + tasks + "\n")
+    result = invoke("plan", flow, env={"COLUMNS": "80"})
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert lines[0] == "workflow 'Wide': 170 tasks"
+    assert lines[1].startswith("layer 1: task_000, task_001")
+    assert all(len(line) <= 80 for line in lines), max(lines, key=len)
+    assert all(line.startswith(" " * len("layer 1: ")) for line in lines[2:])
+    shown = re.findall(r"task_\d{3}", result.output)
+    assert shown == [f"task_{n:03d}" for n in range(170)]
