@@ -8,6 +8,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from .coordinator import RunOptions, RunSummary, run_async as _run_async
 from .errors import OpflowError, UsageError
 from .events import Reporter
 from .executors import EXECUTORS
-from .history import WORKFLOW_COPY, latest_run, plan_resume, prune_runs
+from .history import WORKFLOW_COPY, latest_run, needs_file_tag, plan_resume, prune_runs
 from .lock import WorkflowLock
 from .results_log import RESULTS_FILE
 from .plugins import PluginRef, discover_plugins, worker_dirs
@@ -89,7 +90,10 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
             options.reuse, options.reused_from = plan.reuse, str(source)
             extra = {"resumed_from": str(source), "resume_changes": plan.changes, "reused": sorted(plan.reuse)}
         try:
-            run_dir = create_run_dir(log_dir, workflow.name)
+            # One clock reading names the run dir and is run.json's started_at.
+            options.started_at = time.time()
+            run_dir = create_run_dir(log_dir, workflow.name, options.started_at,
+                                     workflow.path if needs_file_tag(log_dir, workflow) else None)
             shutil.copyfile(workflow.path, run_dir / WORKFLOW_COPY)
         except OSError as exc:
             raise UsageError(f"--log-dir {log_dir}: cannot create a run directory there: {exc.strerror or exc}") from None

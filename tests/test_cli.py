@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 import opflow
+import opflow.api
 import opflow.audit
 from opflow.cli import main
 from opflow.plugins import PLUGINS
@@ -471,9 +472,9 @@ def test_run_dir_name_is_utc_time_and_slug(here, ok_flow):
 
 
 def test_two_runs_in_the_same_second_get_a_suffix(here, ok_flow, monkeypatch):
-    # Pin the clock create_run_dir reads, so both runs fall in the same second.
+    # Pin the clock the run's start is read from, so all runs fall in the same second.
     fixed = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc).timestamp()
-    monkeypatch.setattr(opflow.audit, "time", types.SimpleNamespace(time=lambda: fixed))
+    monkeypatch.setattr(opflow.api, "time", types.SimpleNamespace(time=lambda: fixed))
     assert invoke("run", ok_flow, "--executor", "inline").exit_code == 0
     assert invoke("run", ok_flow, "--executor", "inline").exit_code == 0
     assert invoke("run", ok_flow, "--executor", "inline").exit_code == 0
@@ -485,7 +486,8 @@ def test_two_runs_in_the_same_second_get_a_suffix(here, ok_flow, monkeypatch):
 
 @pytest.mark.parametrize("name, slug", [
     ("Example Workflow", "example-workflow"),
-    ("  Ünïcode & stuff!! ", "n-code-stuff"),
+    ("  Ünïcode & stuff!! ", "unicode-stuff"),
+    ("Données — été 2026 / v2", "donnees-ete-2026-v2"),
     ("***", "workflow"),
     ("x" * 100, "x" * 60),
 ])

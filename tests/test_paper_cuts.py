@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timezone
 
 import pytest
 from click.testing import CliRunner
 
-from opflow.api import run
+from opflow.api import load, run
+from opflow.audit import file_tag
+from opflow.history import latest_run
 from opflow.cli import main
 from opflow.words import format_bytes, plural
 
@@ -128,3 +131,43 @@ def test_plan_wraps_a_wide_layer_to_the_terminal(here, write_workflow):
     assert all(line.startswith(" " * len("layer 1: ")) for line in lines[2:])
     shown = re.findall(r"task_\d{3}", result.output)
     assert shown == [f"task_{n:03d}" for n in range(170)]
+
+
+# 6. names --------------------------------------------------------------------
+
+def test_run_dir_slug_keeps_accented_letters(here, write_workflow):
+    flow = write_workflow(ONE_TASK.replace("Single", "'Données — été 2026 / v2'"))
+    assert invoke("run", flow, "--executor", "inline").exit_code == 0
+    name = only_run_dir(here / "logs").name
+    assert re.fullmatch(r"\d{8}T\d{6}Z-donnees-ete-2026-v2", name), name
+
+
+def test_two_files_with_the_same_name_get_distinct_run_dirs(here, tmp_path, write_workflow):
+    first = write_workflow(ONE_TASK, name="a.yaml")
+    (tmp_path / "other").mkdir()
+    second = write_workflow(ONE_TASK, name="other/a.yaml")
+    for flow in (first, second, first, second):
+        assert invoke("run", flow, "--executor", "inline").exit_code == 0
+    names = {}
+    for run_dir in (p for p in (here / "logs").iterdir() if p.is_dir() and not p.name.startswith(".")):
+        names.setdefault(json.loads((run_dir / "run.json").read_text())["workflow_file"], []).append(run_dir.name)
+    # The first file keeps the plain names; the second's carry its file tag after the slug.
+    assert all(re.fullmatch(r"\d{8}T\d{6}Z-single(-\d+)?", n) for n in names[str(first)]), names
+    tag = file_tag(second)
+    assert all(re.fullmatch(rf"\d{{8}}T\d{{6}}Z-single-f{tag}(-\d+)?", n) for n in names[str(second)]), names
+    assert len(names[str(first)]) == len(names[str(second)]) == 2
+    # Each file's latest run is its own (resume, plan's critical path).
+    workflow, _ = load(second)
+    assert latest_run(here / "logs", workflow).name in names[str(second)]
+
+
+def test_run_dir_time_and_started_at_are_one_clock_reading(tmp_path, write_workflow, monkeypatch):
+    # A clock that moves a whole second at every reading: two readings could never agree.
+    ticks = iter(range(10**6))
+    start = 1_900_000_000.0
+    monkeypatch.setattr("time.time", lambda: start + next(ticks))
+    flow = write_workflow(ONE_TASK)
+    result = run(flow, executor="inline", log_dir=tmp_path / "logs")
+    stamp = datetime.strptime(result.run_dir.name.split("-")[0], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+    started_at = datetime.fromisoformat(json.loads((result.run_dir / "run.json").read_text())["started_at"])
+    assert started_at == stamp  # the same instant, to the millisecond (the clock reads whole seconds)
