@@ -171,3 +171,72 @@ def test_run_dir_time_and_started_at_are_one_clock_reading(tmp_path, write_workf
     stamp = datetime.strptime(result.run_dir.name.split("-")[0], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
     started_at = datetime.fromisoformat(json.loads((result.run_dir / "run.json").read_text())["started_at"])
     assert started_at == stamp  # the same instant, to the millisecond (the clock reads whole seconds)
+
+
+# 7. YAML habits: x- keys hold anchors, merge keys work ---------------------------
+
+ANCHORS = """
+    name: Anchored
+    x-defaults: &task_defaults
+      plugin: shell
+      retries: 1
+    x-env: &env {LANG: C}
+    tasks:
+      - id: a
+        <<: *task_defaults
+        config: {command: "true", env: {<<: *env, EXTRA: "1"}}
+      - id: b
+        <<: *task_defaults
+        retries: 2
+        config: {command: "true"}
+        depends_on: [a]
+"""
+
+
+def test_x_keys_and_merge_keys_are_accepted(here, write_workflow):
+    flow = write_workflow(ANCHORS)
+    result = invoke("validate", flow)
+    assert result.exit_code == 0, result.output
+    workflow, _ = load(flow)
+    a, b = workflow.task("a"), workflow.task("b")
+    assert (a.plugin, a.retries, b.plugin, b.retries) == ("shell", 1, "shell", 2)  # the task's own key wins
+    assert a.config == {"command": "true", "env": {"LANG": "C", "EXTRA": "1"}}
+    assert (a.line, b.line) == (7, 10)
+    assert invoke("run", flow, "--executor", "inline").exit_code == 0
+
+
+def test_a_problem_in_merged_keys_names_the_anchor_line_and_the_task(here, write_workflow):
+    flow = write_workflow(ANCHORS.replace("retries: 1", "retries: lots"))
+    result = invoke("validate", flow)
+    assert result.exit_code == 2
+    assert "flow.yaml:4: task 'a': 'retries' must be a number, got 'lots'" in result.output
+    assert "constructor" not in result.output
+
+
+def test_a_bad_merge_key_is_one_problem_without_follow_ons(here, write_workflow):
+    flow = write_workflow("""
+        name: Bad merge
+        tasks:
+          - id: a
+            <<: 5
+            config: {command: "true"}
+    """)
+    result = invoke("validate", flow)
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [
+        f"{flow}:4: task 'a': merge key '<<' needs a mapping or a list of mappings, such as <<: *defaults "
+        "(an alias of an anchored mapping)",
+        "opflow: 1 problem found; nothing was run",
+    ]
+
+
+def test_other_unknown_top_level_keys_are_still_errors(here, write_workflow):
+    flow = write_workflow("""
+        name: Typo
+        xdefaults: {}
+        tasks:
+          - {id: a, plugin: shell, config: {command: "true"}}
+    """)
+    result = invoke("validate", flow)
+    assert result.exit_code == 2
+    assert "flow.yaml:2: unknown key 'xdefaults'" in result.output
