@@ -232,6 +232,8 @@ def plugins(file):
     """List available plugins: built-ins, entry points, and workers/*.py (here, or beside FILE)."""
     from .plugins import discover_plugins, worker_dirs
 
+    if file is not None and not file.is_file():
+        _fail(UsageError(f"{file}: no such file" if not file.exists() else f"{file}: not a workflow file"))
     refs, warnings = discover_plugins(worker_dirs(file.resolve().parent if file else None), describe=True)
     width = max(len(n) for n in refs)
     for name in sorted(refs):

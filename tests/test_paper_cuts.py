@@ -240,3 +240,68 @@ def test_other_unknown_top_level_keys_are_still_errors(here, write_workflow):
     result = invoke("validate", flow)
     assert result.exit_code == 2
     assert "flow.yaml:2: unknown key 'xdefaults'" in result.output
+
+
+# 3. opflow plugins -----------------------------------------------------------
+
+DUCK_MODULE = '''
+class Duck:
+    """Quack config 'times' times (no Plugin base class)."""
+
+    name = "duck"
+
+    def run(self, config, context):
+        return "quack " * config.get("times", 1)
+
+
+class NotAPlugin:
+    """Has no run method."""
+'''
+
+
+@pytest.fixture
+def entry_points(monkeypatch, tmp_path):
+    """Fake entry points in the `opflow.plugins` group (as in test_plugins.py); returns the list to fill."""
+    import importlib.metadata
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "opflow_duck_plugin.py").write_text(DUCK_MODULE)
+    monkeypatch.syspath_prepend(str(site))
+    installed: list = []
+    real = importlib.metadata.entry_points
+
+    def fake(**kwargs):
+        if kwargs.get("group") == "opflow.plugins":
+            return importlib.metadata.EntryPoints(installed)
+        return real(**kwargs)
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", fake)
+    return installed
+
+
+def test_plugins_describes_an_entry_point_class_without_the_plugin_base(here, entry_points, write_workflow):
+    import importlib.metadata
+
+    entry_points.append(importlib.metadata.EntryPoint("duck", "opflow_duck_plugin:Duck", "opflow.plugins"))
+    entry_points.append(importlib.metadata.EntryPoint("odd", "opflow_duck_plugin:NotAPlugin", "opflow.plugins"))
+    listing = invoke("plugins")
+    assert listing.exit_code == 0
+    lines = {line.split()[0]: line for line in listing.output.splitlines()}
+    assert "Quack config 'times' times (no Plugin base class)." in lines["duck"]
+    assert "cannot load" not in lines["duck"] and "[entry point]" in lines["duck"]
+    assert "(not a plugin: NotAPlugin needs a 'name' and a 'run' method)" in lines["odd"]
+    # ... and it runs, as before
+    flow = write_workflow("""
+        name: Ducks
+        tasks:
+          - {id: q, plugin: duck, config: {times: 2}}
+    """)
+    result = run(flow, executor="inline", log_dir=here / "logs")
+    assert records(result.run_dir)["q"]["result"] == "quack quack "
+
+
+def test_plugins_with_a_missing_file_says_so_exit_2(here):
+    result = invoke("plugins", "nope.yaml")
+    assert result.exit_code == 2
+    assert result.output == "opflow: error: nope.yaml: no such file\n"
