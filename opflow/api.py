@@ -5,7 +5,6 @@ __all__ = ["load", "run", "run_async", "resume", "RunResult"]
 
 import asyncio
 import json
-import multiprocessing
 import os
 import shutil
 import time
@@ -18,7 +17,8 @@ from .audit import AuditTrail, create_run_dir, slugify
 from .coordinator import RunOptions, RunSummary, run_async as _run_async
 from .errors import OpflowError, UsageError
 from .events import Reporter
-from .executors import EXECUTORS
+from .executors import EXECUTORS, start_method
+from .guard import GUARD_MESSAGE, refuse_in_starting_worker, unguarded_call_site
 from .history import WORKFLOW_COPY, latest_run, needs_file_tag, plan_resume, prune_runs
 from .lock import WorkflowLock
 from .results_log import RESULTS_FILE
@@ -59,7 +59,7 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
     recorded as succeeded (a path names the run directory instead); `lock` keeps
     two runs of one workflow from overlapping; `keep_runs` prunes older runs.
     """
-    _check_not_starting_a_worker()
+    _check_guard(executor, scheduler)
     if executor not in EXECUTORS:
         raise UsageError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
     if workers < 0:
@@ -110,18 +110,19 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
     return RunResult(summary, run_dir)
 
 
-def _check_not_starting_a_worker() -> None:
-    """A worker process re-imports the script that started the run: a call to run()
-    at its top level, unguarded, would start a run inside every worker, without end."""
-    if getattr(multiprocessing.current_process(), "_inheriting", False):  # what the stdlib checks too
-        raise UsageError(
-            "opflow.run() was called while a worker process was starting: worker processes import "
-            "the script that started the run, so call opflow.run() under `if __name__ == \"__main__\":`"
-        )
+def _check_guard(executor: str, scheduler: str | None) -> None:
+    """Refuse a run a script starts from its unguarded top level (see guard.py),
+    before it starts a process, when its workers would import the script."""
+    refuse_in_starting_worker()
+    if (executor == "process" and start_method() != "fork") or (executor == "dask" and not scheduler):
+        site = unguarded_call_site()
+        if site is not None:
+            raise UsageError(f"{site}: {GUARD_MESSAGE}")
 
 
 def run(path: str | Path, **kwargs) -> RunResult:
     """Run a workflow file to the end (see `run_async` for the options)."""
+    _check_guard(kwargs.get("executor", "process"), kwargs.get("scheduler"))  # here too: a short traceback
     return asyncio.run(run_async(path, **kwargs))
 
 

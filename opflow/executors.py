@@ -33,6 +33,7 @@ from typing import Callable
 
 from .context import ContextStore, ManagedStore
 from .procs import describe_exit, kill_tree
+from .guard import GUARD_MESSAGE, REFUSED_EXIT
 from .words import format_bytes
 from .worker import MEMORY_EXIT_CODE, NOT_STARTED, Outcome, TaskRequest, error_record, init_pool_worker, run_in_pool, run_in_thread
 
@@ -171,6 +172,7 @@ class ProcessBackend(Backend):
         self._resubmits: dict[int, int] = {}  # token -> times resubmitted after a broken pool
         self._pool_processes: dict[int, dict] = {}  # id(pool) -> its pid -> Process
         self._broken_pools: set[int] = set()
+        self._refused = False  # a worker would not run the script's unguarded opflow.run() (guard.py)
         self._closing = False
         # (pid, token) per worker; rows are reused round-robin across pool rebuilds.
         # Row 0 is for control: slots[0] != 0 tells workers to start nothing more.
@@ -300,6 +302,8 @@ class ProcessBackend(Backend):
                 self._resolve(token, crashed)
             elif self._closing:
                 self._resolve(token, error_record("Cancelled", "the run stopped while this task ran"))
+            elif self._refused and token in self._inflight:  # no worker will ever start: say why, once per task
+                self._resolve(token, error_record("UnguardedScript", GUARD_MESSAGE))
             elif token in self._inflight:
                 # Innocent: its worker was taken down with the pool. Run it again,
                 # on a new pool, as the same attempt (a bounded number of times).
@@ -328,6 +332,7 @@ class ProcessBackend(Backend):
                 self._slots[i + 1] = 0
         for pid, process in processes.items():
             exitcode = process.exitcode
+            self._refused = self._refused or exitcode == REFUSED_EXIT
             token = token_of.get(pid)
             if exitcode is None or token is None or token not in self._inflight or token in self._stopping:
                 continue

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from datetime import datetime, timezone
 
 import pytest
@@ -305,3 +307,57 @@ def test_plugins_with_a_missing_file_says_so_exit_2(here):
     result = invoke("plugins", "nope.yaml")
     assert result.exit_code == 2
     assert result.output == "opflow: error: nope.yaml: no such file\n"
+
+
+# 2. an unguarded script ------------------------------------------------------
+
+BACKSTOP = """\
+import sys
+import opflow.api
+opflow.api.unguarded_call_site = lambda: None  # as if the check before the run had missed it
+result = opflow.api.run(sys.argv[1], workers=2, log_dir="logs")
+print("status", result.status)
+"""
+
+
+@pytest.mark.parametrize("depends", [False, True], ids=["independent", "with-context"])
+def test_workers_refusing_an_unguarded_script_fail_the_run_with_one_reason(tmp_path, write_workflow, faults, depends):
+    flow = write_workflow(f"""
+        name: backstop
+        tasks:
+          - {{id: a, plugin: python, config: {{function: "faults:ok"}}}}
+          - {{id: b, plugin: python, config: {{function: "faults:ok"}}{", depends_on: [a]" if depends else ""}}}
+    """)
+    (tmp_path / "script.py").write_text(BACKSTOP)
+    done = subprocess.run([sys.executable, "script.py", str(flow)], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    reason = ('opflow.run() must be called under `if __name__ == "__main__":`: worker processes import the script '
+              "that started the run, and each would start the run again")
+    if not depends:
+        # The pool's workers exit at once, quietly; the run fails with the reason, once per task.
+        assert done.returncode == 0 and done.stdout == "status failed\n", done.stdout + done.stderr
+        assert done.stderr == ""
+        tasks = records(only_run_dir(tmp_path / "logs"))
+        assert {(t["status"], t["error"]["type"], t["error"]["message"]) for t in tasks.values()} == {
+            ("failed", "UnguardedScript", reason)}
+    else:
+        # The context store's process refuses: the run cannot start; one error says why.
+        assert done.returncode == 1
+        assert done.stderr.count("Traceback") == 1
+        assert done.stderr.splitlines()[-1] == f"opflow.errors.OpflowError: {reason}"
+
+
+def test_a_guarded_script_and_an_unguarded_thread_run_are_not_refused(tmp_path, write_workflow, faults):
+    write_workflow("""
+        name: fine
+        tasks:
+          - {id: a, plugin: python, config: {function: "faults:ok"}}
+    """)
+    (tmp_path / "guarded.py").write_text(
+        "import opflow\n\n\ndef main():\n    return opflow.run('flow.yaml', workers=1, log_dir='logs')\n\n\n"
+        "if __name__ == '__main__':\n    print(main().status)\n")
+    (tmp_path / "threads.py").write_text(
+        "import opflow\nprint(opflow.run('flow.yaml', executor='thread', log_dir='logs').status)\n")
+    for script in ("guarded.py", "threads.py"):
+        done = subprocess.run([sys.executable, script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert (done.returncode, done.stdout, done.stderr) == (0, "succeeded\n", ""), script
