@@ -361,3 +361,25 @@ def test_a_guarded_script_and_an_unguarded_thread_run_are_not_refused(tmp_path, 
     for script in ("guarded.py", "threads.py"):
         done = subprocess.run([sys.executable, script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
         assert (done.returncode, done.stdout, done.stderr) == (0, "succeeded\n", ""), script
+
+
+# 8. csv_ingest's fallback ----------------------------------------------------
+
+def test_csv_ingest_falls_back_to_the_current_folder_and_names_every_path_tried(here, tmp_path, write_workflow):
+    (tmp_path / "flows").mkdir()
+    (here / "data.csv").write_text("a,b\n1,2\n")
+    flow = write_workflow("""
+        name: csv
+        tasks:
+          - {id: here, plugin: csv_ingest, config: {path: data.csv}}
+          - {id: nowhere, plugin: csv_ingest, config: {path: gone.csv}}
+          - {id: absolute, plugin: csv_ingest, config: {path: /no/such/dir/x.csv}}
+    """, name="flows/flow.yaml")
+    result = run(flow, executor="inline", keep_going=True, log_dir=here / "logs")
+    tasks = records(result.run_dir)
+    assert tasks["here"]["status"] == "succeeded"  # not beside flows/flow.yaml, but in the current folder
+    assert tasks["nowhere"]["error"]["message"] == (
+        f"config 'path': no such file 'gone.csv'; looked for {tmp_path / 'flows' / 'gone.csv'} (beside the "
+        f"workflow file) and {here / 'gone.csv'} (in the current folder)")
+    assert tasks["absolute"]["error"]["message"] == (
+        "config 'path': no such file '/no/such/dir/x.csv'; looked for /no/such/dir/x.csv")
