@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Iterable
 
 from .audit import AuditTrail, create_run_dir, slugify
+from .capabilities import concurrency, unenforced_settings
 from .coordinator import RunOptions, RunSummary, run_async as _run_async
 from .errors import OpflowError, UsageError
-from .events import Reporter
+from .events import Reporter, iso_time
 from .executors import EXECUTORS, start_method
 from .guard import GUARD_MESSAGE, refuse_in_starting_worker, unguarded_call_site
 from .history import WORKFLOW_COPY, latest_run, needs_file_tag, plan_resume, prune_runs
@@ -80,7 +81,9 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
                 cleanup.enter_context(WorkflowLock(log_dir, workflow.path, slugify(workflow.name)))
             except OSError as exc:
                 raise UsageError(f"--log-dir {log_dir}: cannot use it: {exc.strerror or exc}") from None
-        options = RunOptions(workers=workers, executor=executor, keep_going=keep_going, scheduler=scheduler)
+        # The true concurrency (inline: 1), as the banner and run.json show it.
+        options = RunOptions(workers=concurrency(executor, workers), executor=executor, keep_going=keep_going,
+                             scheduler=scheduler)
         extra = {}
         if resume:
             source = latest_run(log_dir, workflow) if resume is True else Path(resume)
@@ -98,7 +101,9 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
         except OSError as exc:
             raise UsageError(f"--log-dir {log_dir}: cannot create a run directory there: {exc.strerror or exc}") from None
         options.results_path = str(run_dir / RESULTS_FILE)
-        audit = AuditTrail(run_dir, workflow, extra)
+        warnings = unenforced_settings(workflow, executor, workers)
+        audit = AuditTrail(run_dir, workflow, {**extra, "warnings": warnings})
+        _warn(reporters, warnings)
         try:
             summary = await _run_async(workflow, plugins, options, [audit, *reporters])
         except OpflowError:
@@ -108,6 +113,13 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
         if keep_runs:
             prune_runs(log_dir, workflow, keep_runs, protect=run_dir)
     return RunResult(summary, run_dir)
+
+
+def _warn(reporters: Iterable[Reporter], warnings: list[str]) -> None:
+    """Each setting the backend will not enforce, once, before the run starts (run.json has them too)."""
+    for text in warnings:
+        for reporter in reporters:
+            reporter.handle({"event": "warning", "time": iso_time(time.time()), "message": text})
 
 
 def _check_guard(executor: str, scheduler: str | None) -> None:

@@ -427,7 +427,8 @@ def test_python_m_opflow_invalid_file_exit_2_without_traceback(here, write_workf
 # run.json and the run directory ----------------------------------------------
 
 def test_run_json_has_the_contract_keys_and_provenance(here, ok_flow):
-    result = invoke("run", ok_flow, "--executor", "inline", "--workers", "3", "--param", "who=you")
+    # thread, not inline: inline records its true concurrency, 1 (test_paper_cuts.py)
+    result = invoke("run", ok_flow, "--executor", "thread", "--workers", "3", "--param", "who=you")
     assert result.exit_code == 0
     run_dir = latest_run_dir(here / "logs")
     doc = run_json(run_dir)
@@ -450,7 +451,7 @@ def test_run_json_has_the_contract_keys_and_provenance(here, ok_flow):
         assert isinstance(doc["packages"].get(name), str), name
     assert doc["params"] == {"who": "you"}
     assert doc["workers"] == 3
-    assert doc["executor"] == "inline"
+    assert doc["executor"] == "thread"
     for name in ("run.json", "summary.txt", "events.jsonl"):
         assert (run_dir / name).is_file(), name
     assert sorted(p.name for p in (run_dir / "tasks").iterdir()) == ["first.json", "second.json"]

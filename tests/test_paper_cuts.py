@@ -383,3 +383,57 @@ def test_csv_ingest_falls_back_to_the_current_folder_and_names_every_path_tried(
         f"workflow file) and {here / 'gone.csv'} (in the current folder)")
     assert tasks["absolute"]["error"]["message"] == (
         "config 'path': no such file '/no/such/dir/x.csv'; looked for /no/such/dir/x.csv")
+
+
+# 1. settings a backend cannot honour ---------------------------------------------
+
+LIMITS = """
+    name: Limits
+    tasks:
+      - {id: slow, plugin: shell, config: {command: "true"}, timeout: 2}
+      - {id: big, plugin: shell, config: {command: "true"}, max_memory: 200MB}
+"""
+
+
+def test_inline_says_once_what_it_will_not_enforce_and_its_true_concurrency(here, write_workflow):
+    flow = write_workflow(LIMITS)
+    result = invoke("run", flow, "--executor", "inline", "--workers", "4")
+    assert result.exit_code == 0, result.output
+    warnings = [
+        "--workers 4 is not used: the inline backend runs one task at a time",
+        "timeout is not enforced on the inline backend (each task runs inside opflow itself, to its end); "
+        "set on task 'slow'",
+        "max_memory is not enforced on the inline backend (each task runs inside opflow's own process); "
+        "set on task 'big'",
+    ]
+    lines = [re.sub(r"^\d\d:\d\d:\d\d ", "", line) for line in result.output.splitlines()]
+    assert lines[:4] == ["run 'Limits': 2 tasks, 1 worker (inline)", *(f"warning: {w}" for w in warnings)]
+    assert sum(line.startswith("warning:") for line in lines) == 3
+    doc = json.loads((only_run_dir(here / "logs") / "run.json").read_text())
+    assert doc["warnings"] == warnings
+    assert doc["workers"] == 1
+
+
+def test_thread_warns_of_max_memory_even_when_quiet(here, write_workflow):
+    flow = write_workflow(LIMITS.replace("timeout: 2", "retries: 0"))
+    result = invoke("run", flow, "--executor", "thread", "--workers", "2", "--quiet")
+    assert result.exit_code == 0
+    assert [line[9:] for line in result.output.splitlines()] == [  # after the time of day
+        "warning: max_memory is not enforced on the thread backend (tasks share opflow's own process, so no "
+        "task's memory can be told apart); set on task 'big'"]
+
+
+def test_the_process_backend_enforces_both_and_says_nothing(tmp_path, write_workflow):
+    flow = write_workflow(LIMITS)
+    result = run(flow, workers=1, log_dir=tmp_path / "logs")
+    assert json.loads((result.run_dir / "run.json").read_text())["warnings"] == []
+
+
+def test_dask_would_warn_of_max_memory_only(write_workflow):
+    from opflow.capabilities import concurrency, unenforced_settings
+
+    workflow, _ = load(write_workflow(LIMITS))
+    assert unenforced_settings(workflow, "dask", 4) == [
+        "max_memory is not enforced on the dask backend (a Dask worker's own memory limit "
+        "(dask worker --memory-limit) applies); set on task 'big'"]
+    assert (concurrency("dask", 4), concurrency("inline", 4), concurrency("inline", 0)) == (4, 1, 1)
