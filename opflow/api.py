@@ -5,18 +5,21 @@ __all__ = ["load", "run", "run_async", "resume", "RunResult"]
 
 import asyncio
 import dataclasses
-import multiprocessing
 import shutil
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
 from .audit import AuditTrail, create_run_dir, slugify, write_new_file
-from .backends import EXECUTORS
+from .backends import EXECUTORS, start_method
+from .capabilities import concurrency, unenforced_settings
 from .errors import OpflowError, UsageError
-from .events import Reporter
-from .history import WORKFLOW_COPY, latest_run, plan_resume, prune_runs, read_run_record, workflow_copy
+from .events import Reporter, iso_time
+from .guard import GUARD_MESSAGE, refuse_in_starting_worker, unguarded_call_site
+from .history import (WORKFLOW_COPY, latest_run, needs_file_tag, plan_resume, prune_runs, read_run_record,
+                      workflow_copy)
 from .lock import WorkflowLock
 from .results_log import RESULTS_FILE, create_results_log
 from .plugins import PluginRef, discover_plugins, worker_dirs
@@ -66,7 +69,7 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
     recorded as succeeded (a path names the run directory instead); `lock` keeps
     two runs of one workflow from overlapping; `keep_runs` prunes older runs.
     """
-    _check_not_starting_a_worker()
+    _check_guard(executor, scheduler)
     if executor not in EXECUTORS:
         raise UsageError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
     if workers < 0:
@@ -92,7 +95,9 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
                 cleanup.enter_context(WorkflowLock(log_dir, workflow.path, slugify(workflow.name)))
             except OSError as exc:
                 raise UsageError(f"--log-dir {log_dir}: cannot use it: {exc.strerror or exc}") from None
-        options = RunOptions(workers=workers, executor=executor, keep_going=keep_going, scheduler=scheduler)
+        # The true concurrency (inline: 1), as the banner and run.json show it.
+        options = RunOptions(workers=concurrency(executor, workers), executor=executor, keep_going=keep_going,
+                             scheduler=scheduler)
         extra = {}
         if resume:
             source = latest_run(log_dir, workflow) if resume is True else Path(resume)
@@ -102,13 +107,18 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
             options.reuse, options.reused_from = plan.reuse, str(source)
             extra = {"resumed_from": str(source), "resume_changes": plan.changes, "reused": sorted(plan.reuse)}
         try:
-            run_dir = create_run_dir(log_dir, workflow.name)
+            # One clock reading names the run dir and is run.json's started_at.
+            options.started_at = time.time()
+            run_dir = create_run_dir(log_dir, workflow.name, options.started_at,
+                                     workflow.path if needs_file_tag(log_dir, workflow) else None)
             write_new_file(run_dir / WORKFLOW_COPY, Path(_source or workflow.path).read_bytes())
             create_results_log(str(run_dir / RESULTS_FILE))
         except OSError as exc:
             raise UsageError(f"--log-dir {log_dir}: cannot create a run directory there: {exc.strerror or exc}") from None
         options.results_path = str(run_dir / RESULTS_FILE)
-        audit = AuditTrail(run_dir, workflow, extra)
+        warnings = unenforced_settings(workflow, executor, workers)
+        audit = AuditTrail(run_dir, workflow, {**extra, "warnings": warnings})
+        _warn(reporters, warnings)
         try:
             summary = await _run_async(workflow, plugins, options, [audit, *reporters])
         except OpflowError:
@@ -120,18 +130,26 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
     return RunResult(summary, run_dir)
 
 
-def _check_not_starting_a_worker() -> None:
-    """A worker process re-imports the script that started the run: a call to run()
-    at its top level, unguarded, would start a run inside every worker, without end."""
-    if getattr(multiprocessing.current_process(), "_inheriting", False):  # what the stdlib checks too
-        raise UsageError(
-            "opflow.run() was called while a worker process was starting: worker processes import "
-            "the script that started the run, so call opflow.run() under `if __name__ == \"__main__\":`"
-        )
+def _warn(reporters: Iterable[Reporter], warnings: list[str]) -> None:
+    """Each setting the backend will not enforce, once, before the run starts (run.json has them too)."""
+    for text in warnings:
+        for reporter in reporters:
+            reporter.handle({"event": "warning", "time": iso_time(time.time()), "message": text})
+
+
+def _check_guard(executor: str, scheduler: str | None) -> None:
+    """Refuse a run a script starts from its unguarded top level (see guard.py),
+    before it starts a process, when its workers would import the script."""
+    refuse_in_starting_worker()
+    if (executor == "process" and start_method() != "fork") or (executor == "dask" and not scheduler):
+        site = unguarded_call_site()
+        if site is not None:
+            raise UsageError(f"{site}: {GUARD_MESSAGE}")
 
 
 def run(path: str | Path, **kwargs) -> RunResult:
     """Run a workflow file to the end (see `run_async` for the options)."""
+    _check_guard(kwargs.get("executor", "process"), kwargs.get("scheduler"))  # here too: a short traceback
     return asyncio.run(run_async(path, **kwargs))
 
 

@@ -22,8 +22,9 @@ event reaches the OS within milliseconds of happening.
 """
 from __future__ import annotations
 
-__all__ = ["AuditTrail", "create_run_dir", "write_json_atomic", "write_new_file", "slugify", "provenance"]
+__all__ = ["AuditTrail", "create_run_dir", "write_json_atomic", "write_new_file", "slugify", "file_tag", "provenance"]
 
+import hashlib
 import itertools
 import json
 import os
@@ -34,6 +35,7 @@ import socket
 import sys
 import threading
 import time
+import unicodedata
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -42,20 +44,42 @@ from .errors import OpflowError
 from .events import Reporter
 from .spec import Workflow
 from .trust import DIR_MODE, open_nofollow
+from .words import plural
 
 PROVENANCE_PACKAGES = ("PyYAML", "networkx", "psutil", "click", "pandas")
 
 
 def slugify(name: str) -> str:
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()
-    return slug[:60] or "workflow"
+    """A workflow name as a folder name: "Données — été 2026 / v2" -> "donnees-ete-2026-v2".
+
+    Accents are taken off the letters that have them (NFKD, then the combining
+    marks dropped); letters with no plain form (ß, 日本) are kept as they are.
+    """
+    bare = "".join(c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c))
+    slug = re.sub(r"[\W_]+", "-", bare).strip("-").lower()
+    return slug[:60].rstrip("-") or "workflow"
 
 
-def create_run_dir(log_dir: Path, workflow_name: str, now: float | None = None) -> Path:
-    """Make a new, unique run directory: <UTC time>-<slug>, then -2, -3... on collision."""
+def file_tag(workflow_path: Path) -> str:
+    """A short hash of the workflow file's absolute path: tells apart the runs of two
+    files that share a workflow name in one log dir."""
+    return hashlib.sha1(str(Path(workflow_path).resolve()).encode()).hexdigest()[:6]
+
+
+def create_run_dir(log_dir: Path, workflow_name: str, now: float | None = None,
+                   workflow_path: Path | None = None) -> Path:
+    """Make a new, unique run directory: <UTC time>-<slug>, then -2, -3... on collision.
+
+    With `workflow_path`, the slug is followed by `-f<file tag>` (another file
+    with the same workflow name already runs under this log dir).
+
+    `now` is the run's one clock reading: the same instant is its run.json `started_at`.
+    """
     log_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.fromtimestamp(now or time.time(), timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     base = f"{stamp}-{slugify(workflow_name)}"
+    if workflow_path is not None:
+        base += f"-f{file_tag(workflow_path)}"
     for n in range(1, 10_000):
         candidate = log_dir / (base if n == 1 else f"{base}-{n}")
         try:
@@ -279,7 +303,7 @@ class AuditTrail(Reporter):
             f"Status:   {run['status']}" + (f" ({run['signal']})" if run.get("signal") else ""),
             f"Started:  {run['started_at']}",
             f"Finished: {run['finished_at']}  ({run['duration_s']:.2f}s)",
-            f"Executor: {run['executor']}, {run['workers']} workers",
+            f"Executor: {run['executor']}, {plural(run['workers'], 'worker')}",
             f"File:     {run['workflow_file']} (sha256 {run['workflow_sha256'][:12]})",
             "",
         ]
@@ -296,7 +320,7 @@ class AuditTrail(Reporter):
             attempts = record.get("attempts", 0)
             line = f"  {status:<9} {task_id:<{width}} {took}"
             if attempts > 1:
-                line += f"  ({attempts} attempts)"
+                line += f"  ({plural(attempts, 'attempt')})"
             lines.append(line)
             problem = run.get("problems", {}).get(task_id)
             if problem and problem["why"]:

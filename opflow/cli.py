@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import click
 
 from .backends import EXECUTORS
 from .errors import OpflowError, UsageError, WorkflowError
+from .words import plural, wrap_list
 
 
 
@@ -114,11 +116,23 @@ def _stdout_for_document_only() -> int | None:
     return original
 
 
-@main.command()
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0    every task succeeded
+  1    a task failed (or was skipped or cancelled because of a failure)
+  2    invalid workflow or usage: nothing ran
+  3    another run of this workflow holds the lock: nothing ran
+  130  interrupted by Ctrl-C (SIGINT)
+  143  terminated by SIGTERM"""
+
+
+@main.command(epilog=EXIT_CODES_HELP)
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("logs"), show_default=True,
               help="Each run makes a new directory under this one.")
-@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Override a workflow param (repeatable).")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Override a workflow param (repeatable). VALUE is read as a YAML scalar: 5 is a number, "
+                   "true a boolean, anything else a string ('\"5\"' keeps 5 a string).")
 @click.option("--resume", is_flag=True,
               help="Rerun only what did not succeed in the latest run of this workflow under --log-dir.")
 @_run_options
@@ -136,7 +150,7 @@ def run(file, log_dir, params, resume, workers, executor, scheduler, keep_going,
              keep_going=keep_going, lock=lock, keep_runs=keep_runs)
 
 
-@main.command()
+@main.command(epilog=EXIT_CODES_HELP)
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @_run_options
 def resume(run_dir, workers, executor, scheduler, keep_going, lock, keep_runs, as_json, quiet):
@@ -165,7 +179,8 @@ def validate(file):
     except OpflowError as error:
         _fail(error)
     layers = build_plan(workflow).layers
-    click.echo(f"{file}: ok: workflow '{workflow.name}', {len(workflow.tasks)} tasks in {len(layers)} layers")
+    click.echo(f"{file}: ok: workflow '{workflow.name}', {plural(len(workflow.tasks), 'task')} "
+               f"in {plural(len(layers), 'layer')}")
 
 
 @main.command()
@@ -182,9 +197,12 @@ def plan(file, log_dir):
     except OpflowError as error:
         _fail(error)
     the_plan = build_plan(workflow)
-    click.echo(f"workflow '{workflow.name}': {len(workflow.tasks)} tasks")
+    click.echo(f"workflow '{workflow.name}': {plural(len(workflow.tasks), 'task')}")
+    # A layer of hundreds of tasks is wrapped to the terminal, not one endless line.
+    width = shutil.get_terminal_size().columns
     for n, layer in enumerate(the_plan.layers, 1):
-        click.echo(f"layer {n}: {', '.join(layer)}")
+        for line in wrap_list(f"layer {n}: ", list(layer), width):
+            click.echo(line)
     durations = _last_durations(log_dir, workflow)
     if durations:
         path, total = the_plan.critical_path(durations)
@@ -215,6 +233,8 @@ def plugins(file):
     """List available plugins: built-ins, entry points, and workers/*.py (here, or beside FILE)."""
     from .plugins import discover_plugins, worker_dirs
 
+    if file is not None and not file.is_file():
+        _fail(UsageError(f"{file}: no such file" if not file.exists() else f"{file}: not a workflow file"))
     refs, warnings = discover_plugins(worker_dirs(file.resolve().parent if file else None), describe=True)
     width = max(len(n) for n in refs)
     for name in sorted(refs):

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from typing import Callable, Iterable
 
 from .errors import OpflowError
+from .guard import GUARD_MESSAGE, REFUSED_EXIT
 
 PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
 
@@ -89,6 +90,8 @@ class ManagedStore:
                 try:
                     manager.start(_manager_init, (os.getpid(),))
                 except (EOFError, OSError) as exc:  # the Manager process died while starting
+                    if _refused(manager):
+                        raise OpflowError(GUARD_MESSAGE) from None
                     raise OpflowError(
                         f"the context store (a multiprocessing Manager process) did not start ({exc!r}); "
                         "if a script calls opflow.run(), is the call under `if __name__ == \"__main__\":`?"
@@ -108,6 +111,14 @@ class ManagedStore:
             manager, self._manager, self._proxy = self._manager, None, None
         if manager is not None:
             manager.shutdown()
+
+
+def _refused(manager) -> bool:
+    """Whether the Manager's process exited refusing the script's unguarded opflow.run() (guard.py)."""
+    process = getattr(manager, "_process", None)
+    if process is not None:
+        process.join(timeout=5)
+    return process is not None and process.exitcode == REFUSED_EXIT
 
 
 _connections: dict[tuple, object] = {}

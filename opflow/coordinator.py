@@ -54,6 +54,9 @@ class RunOptions:
     reused_from: str = ""  # the earlier run's directory
     #: The run's results log (see results_log.py), or None to keep no results.
     results_path: str | None = None
+    #: When the run started (epoch seconds), if the caller already read the clock
+    #: for it (to name the run dir): run.json's started_at is that same instant.
+    started_at: float | None = None
 
     def pool_size(self) -> int:
         return self.workers if self.workers > 0 else (os.cpu_count() or 1)
@@ -149,7 +152,7 @@ class Coordinator:
         except BaseException:
             await self._loop.run_in_executor(None, self._backend.close, True)
             raise
-        started = time.time()
+        started = self.options.started_at or time.time()
         self.emit("run_started", workflow=self.workflow.name, workers=workers, executor=self.options.executor,
                   scheduler=self._backend.describe().get("scheduler"),
                   params=self.workflow.params, tasks=[t.id for t in self.workflow.tasks],

@@ -6,8 +6,8 @@ depends_on), the params, and (transitively) every upstream task's reuse.
 """
 from __future__ import annotations
 
-__all__ = ["find_runs", "runs_of_file", "latest_run", "prune_runs", "ResumePlan", "plan_resume", "WORKFLOW_COPY",
-           "run_state", "coordinator_alive", "journal_statuses", "read_run_record", "workflow_copy"]
+__all__ = ["find_runs", "needs_file_tag", "runs_of_file", "latest_run", "prune_runs", "ResumePlan", "plan_resume",
+           "WORKFLOW_COPY", "run_state", "coordinator_alive", "journal_statuses", "read_run_record", "workflow_copy"]
 
 import hashlib
 import json
@@ -88,15 +88,40 @@ def find_runs(log_dir: Path, workflow_name: str) -> list[Path]:
     """Run directories named for this workflow, oldest first."""
     if not log_dir.is_dir():
         return []
-    # <time>-<slug>, or <time>-<slug>-<n> for the n-th run in one second. The slug
-    # itself may end in -<digits> ("job 2"), so match it exactly, not loosely.
-    name = re.compile(r"(?P<stamp>\d{8}T\d{6}Z)-" + re.escape(slugify(workflow_name)) + r"(?:-(?P<n>\d+))?")
+    # <time>-<slug>, or <time>-<slug>-<n> for the n-th run in one second, with the
+    # file tag after the slug where two files share a name. The slug itself may end
+    # in -<digits> ("job 2"), so match it exactly, not loosely.
+    name = _run_dir_name(workflow_name)
     runs = []
     for path in log_dir.iterdir():
         match = name.fullmatch(path.name)
         if match and (path / "run.json").is_file():
             runs.append((match.group("stamp"), int(match.group("n") or 1), path))
     return [path for _, _, path in sorted(runs)]
+
+
+def _run_dir_name(workflow_name: str) -> re.Pattern:
+    return re.compile(r"(?P<stamp>\d{8}T\d{6}Z)-" + re.escape(slugify(workflow_name))
+                      + r"(?:-f(?P<tag>[0-9a-f]{6}))?(?:-(?P<n>\d+))?")
+
+
+def needs_file_tag(log_dir: Path, workflow: Workflow) -> bool:
+    """Whether this file's run dirs need the file tag to tell them apart.
+
+    The first file to run under a workflow name in a log dir keeps the plain
+    `<time>-<slug>` names; another file with the same name gets `-f<tag>` after
+    the slug. One run.json is read: the oldest plain-named run's.
+    """
+    pattern = _run_dir_name(workflow.name)
+    for run_dir in find_runs(log_dir, workflow.name):
+        if pattern.fullmatch(run_dir.name).group("tag"):
+            continue
+        try:
+            doc = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        return doc.get("workflow_file") != str(workflow.path)
+    return False
 
 
 def runs_of_file(log_dir: Path, workflow: Workflow) -> list[Path]:

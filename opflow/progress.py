@@ -13,6 +13,7 @@ import time
 from typing import TextIO
 
 from .events import Reporter
+from .words import plural
 
 _COLOURS = {"succeeded": "32", "failed": "31", "skipped": "33", "cancelled": "33", "retrying": "35"}
 
@@ -28,6 +29,7 @@ class ConsoleProgress(Reporter):
         self._failed = 0
         self._status_shown = False
         self._closed_stream = False
+        self._warnings: list[str] = []
 
     def handle(self, event: dict) -> None:
         if self._closed_stream:
@@ -44,10 +46,16 @@ class ConsoleProgress(Reporter):
 
     def _handle(self, event: dict) -> None:
         kind = event["event"]
-        if kind == "run_started":
+        if kind == "warning":
+            # Said before the run starts; shown under its banner, where a reader looks.
+            self._warnings.append(event["message"])
+        elif kind == "run_started":
             self._total = len(event["tasks"])
-            self._line(f"run '{event['workflow']}': {self._total} tasks, {event['workers']} workers ({event['executor']})",
+            self._line(f"run '{event['workflow']}': {plural(self._total, 'task')}, "
+                       f"{plural(event['workers'], 'worker')} ({event['executor']})",
                        important=False)
+            for message in self._warnings:
+                self._line(f"warning: {message}", status="retrying", important=True)
         elif kind == "task_started":
             self._running[event["task_id"]] = time.monotonic()
             if not self.tty:

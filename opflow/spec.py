@@ -22,6 +22,7 @@ from typing import Any, Iterable
 import yaml
 
 from .errors import Problem, UsageError, WorkflowError
+from .yaml_merge import flatten_merges
 
 TOP_KEYS = ("name", "description", "params", "defaults", "tasks")
 TASK_KEYS = ("id", "plugin", "config", "depends_on", "retries", "retry_delay", "timeout", "max_memory")
@@ -125,6 +126,9 @@ def _parse_and_check(text: str, raw: bytes, path: Path, shown: str, known_plugin
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         detail = " ".join(str(x) for x in (exc.context, exc.problem) if x)
+        tab = _tab_near(text, exc.problem_mark)
+        if tab is not None:  # libyaml says only "found character that cannot start any token"
+            line, detail = tab[0], f"a tab at column {tab[1]}: YAML indents with spaces only, never tabs"
         raise WorkflowError([Problem(shown, f"invalid YAML: {detail}", line)]) from None
     except yaml.YAMLError as exc:
         raise WorkflowError([Problem(shown, f"invalid YAML: {exc}")]) from None
@@ -133,6 +137,26 @@ def _parse_and_check(text: str, raw: bytes, path: Path, shown: str, known_plugin
     if checker.problems:
         raise WorkflowError(checker.problems)
     return workflow
+
+
+def _tab_near(text: str, mark) -> tuple[int, int] | None:
+    """(1-based line, 1-based column) of the tab that a YAML error points at, if it is one.
+
+    The parser reports a tab where it trips on it: at the mark, or (inside a
+    plain scalar) on the mark's line, in its leading whitespace.
+    """
+    if mark is None:
+        return None
+    lines = text.splitlines()
+    if mark.line >= len(lines):
+        return None
+    row = lines[mark.line]
+    if mark.column < len(row) and row[mark.column] == "\t":
+        return mark.line + 1, mark.column + 1
+    indent = row[: len(row) - len(row.lstrip(" \t"))]
+    if "\t" in indent:
+        return mark.line + 1, indent.index("\t") + 1
+    return None
 
 
 def parse_param_overrides(items: Iterable[str]) -> dict[str, Any]:
@@ -159,6 +183,8 @@ class _Checker:
         self.plugin_hint = plugin_hint
         self.problems: list[Problem] = []
         self._constructor = yaml.SafeLoader("")
+        self._broken_merges: dict[int, list] = {}
+        self._bad_merge_ids: set[int] = set()
 
     def problem(self, message: str, node=None, task_id: str | None = None, line: int | None = None):
         if line is None and node is not None:
@@ -176,6 +202,8 @@ class _Checker:
     def mapping(self, node, what: str, task_id: str | None = None) -> dict[str, tuple[Any, Any]]:
         """key -> (key node, value node) of a mapping node; duplicate keys are problems."""
         items: dict[str, tuple[Any, Any]] = {}
+        for message, merge_node in self._broken_merges.pop(id(node), ()):
+            self.problem(message, merge_node, task_id)
         for key_node, value_node in node.value:
             key = self.value(key_node)
             if not isinstance(key, str):
@@ -222,8 +250,19 @@ class _Checker:
         if not isinstance(root, yaml.MappingNode):
             self.problem("the top level must be a mapping with 'name' and 'tasks'", root)
             return None
+        self._broken_merges = flatten_merges(root)
+        self._bad_merge_ids = set(self._broken_merges)
+        try:
+            return self._check(root, path, sha256, overrides)
+        finally:
+            for problems in self._broken_merges.values():  # those no task-level check reported
+                for message, node in problems:
+                    self.problem(message, node)
+
+    def _check(self, root, path: Path, sha256: str, overrides: dict) -> Workflow | None:
         top = self.mapping(root, "workflow")
-        self.unknown_keys(top, TOP_KEYS, "workflow")
+        # `x-...` keys hold anchors for the rest of the file (as in docker-compose).
+        self.unknown_keys({k: v for k, v in top.items() if not k.startswith("x-")}, TOP_KEYS, "workflow")
         name = self.required_string(top, "name", root)
         description = ""
         if "description" in top:
@@ -249,7 +288,8 @@ class _Checker:
 
     def required_string(self, items, key, parent, task_id=None):
         if key not in items:
-            self.problem(f"missing required key '{key}'", parent, task_id)
+            if id(parent) not in self._bad_merge_ids:  # else the bad merge key is the problem
+                self.problem(f"missing required key '{key}'", parent, task_id)
             return None
         node = items[key][1]
         value = self.value(node)

@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 import opflow
+import opflow.api
 import opflow.audit
 from opflow.cli import main
 from opflow.plugins import PLUGINS
@@ -426,7 +427,8 @@ def test_python_m_opflow_invalid_file_exit_2_without_traceback(here, write_workf
 # run.json and the run directory ----------------------------------------------
 
 def test_run_json_has_the_contract_keys_and_provenance(here, ok_flow):
-    result = invoke("run", ok_flow, "--executor", "inline", "--workers", "3", "--param", "who=you")
+    # thread, not inline: inline records its true concurrency, 1 (test_paper_cuts.py)
+    result = invoke("run", ok_flow, "--executor", "thread", "--workers", "3", "--param", "who=you")
     assert result.exit_code == 0
     run_dir = latest_run_dir(here / "logs")
     doc = run_json(run_dir)
@@ -449,7 +451,7 @@ def test_run_json_has_the_contract_keys_and_provenance(here, ok_flow):
         assert isinstance(doc["packages"].get(name), str), name
     assert doc["params"] == {"who": "you"}
     assert doc["workers"] == 3
-    assert doc["executor"] == "inline"
+    assert doc["executor"] == "thread"
     for name in ("run.json", "summary.txt", "events.jsonl"):
         assert (run_dir / name).is_file(), name
     assert sorted(p.name for p in (run_dir / "tasks").iterdir()) == ["first.json", "second.json"]
@@ -471,9 +473,9 @@ def test_run_dir_name_is_utc_time_and_slug(here, ok_flow):
 
 
 def test_two_runs_in_the_same_second_get_a_suffix(here, ok_flow, monkeypatch):
-    # Pin the clock create_run_dir reads, so both runs fall in the same second.
+    # Pin the clock the run's start is read from, so all runs fall in the same second.
     fixed = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc).timestamp()
-    monkeypatch.setattr(opflow.audit, "time", types.SimpleNamespace(time=lambda: fixed))
+    monkeypatch.setattr(opflow.api, "time", types.SimpleNamespace(time=lambda: fixed))
     assert invoke("run", ok_flow, "--executor", "inline").exit_code == 0
     assert invoke("run", ok_flow, "--executor", "inline").exit_code == 0
     assert invoke("run", ok_flow, "--executor", "inline").exit_code == 0
@@ -485,7 +487,8 @@ def test_two_runs_in_the_same_second_get_a_suffix(here, ok_flow, monkeypatch):
 
 @pytest.mark.parametrize("name, slug", [
     ("Example Workflow", "example-workflow"),
-    ("  Ünïcode & stuff!! ", "n-code-stuff"),
+    ("  Ünïcode & stuff!! ", "unicode-stuff"),
+    ("Données — été 2026 / v2", "donnees-ete-2026-v2"),
     ("***", "workflow"),
     ("x" * 100, "x" * 60),
 ])

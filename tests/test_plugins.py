@@ -363,7 +363,8 @@ def test_csv_ingest_missing_file_names_the_resolved_path(flow_dir):
     result, tasks = run_flow(flow, keep_going=True)
     assert result.exit_code == 1
     message = failed_message(tasks, "ingest")
-    assert message == f"config 'path': no such file {flow.resolve().parent / 'missing.csv'}"
+    assert message == (f"config 'path': no such file 'missing.csv'; looked for {flow.resolve().parent / 'missing.csv'} "
+                       f"(beside the workflow file) and {Path.cwd() / 'missing.csv'} (in the current folder)")
     assert tasks["ingest"]["error"]["type"] == "PluginError"
     assert "config 'path' is required" in failed_message(tasks, "no_path")
     assert tasks["after"]["status"] == "skipped"

@@ -142,7 +142,8 @@ def test_an_unguarded_script_fails_clearly_instead_of_running_itself_in_every_wo
         second_depends_on_first, tmp_path, write_workflow, faults):
     # Worker (and Manager) processes re-import the script that started the run. Without
     # `if __name__ == "__main__":` each one used to start a run of its own: no end, and
-    # processes left behind. Now the nested call refuses, and the real run ends.
+    # processes left behind. Now the call is refused before any process starts, with one
+    # message naming the line (issue 13: not a traceback from every worker).
     depends = ", depends_on: [a]" if second_depends_on_first else ""
     write_workflow(f"""
         name: unguarded
@@ -155,14 +156,10 @@ def test_an_unguarded_script_fails_clearly_instead_of_running_itself_in_every_wo
         "result = opflow.run('flow.yaml', workers=2, log_dir='logs')\n"
         "print('exit code', result.exit_code)\n")
     done = subprocess.run([sys.executable, "script.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert 'under `if __name__ == "__main__":`' in done.stderr
-    if second_depends_on_first:
-        # The context store cannot start: the run fails before it starts, leaving no record.
-        assert done.returncode == 1 and "context store" in done.stderr
-        assert not list((tmp_path / "logs").glob("*-unguarded"))
-    else:
-        # No store needed: the tasks fail as their workers cannot start; the run ends.
-        assert done.returncode == 0 and "exit code 1" in done.stdout, done.stdout + done.stderr
-        tasks = records(latest_run_dir(tmp_path / "logs"))
-        assert {t["status"] for t in tasks.values()} == {"failed"}
-        assert "fail to start" in tasks["a"]["error"]["message"]
+    assert done.returncode == 1
+    assert done.stderr.count('under `if __name__ == "__main__":`') == 1, done.stderr
+    assert done.stderr.count("Traceback") == 1
+    assert done.stderr.splitlines()[-1] == (
+        'opflow.errors.UsageError: script.py:2: opflow.run() must be called under `if __name__ == "__main__":`: '
+        "worker processes import the script that started the run, and each would start the run again")
+    assert not (tmp_path / "logs").exists() or not list((tmp_path / "logs").glob("*-unguarded"))

@@ -7,8 +7,10 @@
 """
 from __future__ import annotations
 
-__all__ = ["EXECUTORS", "make_backend"]
+__all__ = ["EXECUTORS", "make_backend", "start_method"]
 
+import os
+import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the CLI imports EXECUTORS: keep this module light
@@ -31,3 +33,18 @@ def make_backend(kind: str, workers: int, on_start: OnStart | None = None, *, sc
     from .local import InlineBackend, ThreadBackend
 
     return {"thread": ThreadBackend, "inline": InlineBackend}[kind](workers, on_start)
+
+
+def start_method() -> str:
+    """The multiprocessing start method, overridable with OPFLOW_START_METHOD.
+
+    Never fork: the coordinator runs threads (the pool's manager thread, the
+    start-queue reader, the Manager's connections), and forking a process with
+    threads can copy a held lock into the child and deadlock it. forkserver
+    forks from a clean single-threaded server with opflow preloaded, so workers
+    start fast; spawn is the portable fallback (macOS, Windows).
+    """
+    chosen = os.environ.get("OPFLOW_START_METHOD")
+    if chosen:
+        return chosen
+    return "forkserver" if sys.platform.startswith("linux") else "spawn"

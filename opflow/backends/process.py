@@ -19,7 +19,6 @@ __all__ = ["ProcessBackend", "start_method", "init_pool_worker", "run_in_pool", 
 
 import multiprocessing
 import os
-import sys
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -27,25 +26,13 @@ from concurrent.futures.process import BrokenProcessPool
 
 from ..attempt import NOT_STARTED, Outcome, TaskRequest, error_record
 from ..context import ManagedStore, connect_store
+from ..guard import GUARD_MESSAGE, REFUSED_EXIT
 from ..monitor import set_limit_action
 from ..procs import describe_exit, kill_own_children, kill_tree, kill_trees, start_parent_watch
+from ..words import format_bytes
 from ..worker import execute
+from . import start_method
 from .base import Backend, OnStart
-
-
-def start_method() -> str:
-    """The multiprocessing start method, overridable with OPFLOW_START_METHOD.
-
-    Never fork: the coordinator runs threads (the pool's manager thread, the
-    start-queue reader, the Manager's connections), and forking a process with
-    threads can copy a held lock into the child and deadlock it. forkserver
-    forks from a clean single-threaded server with opflow preloaded, so workers
-    start fast; spawn is the portable fallback (macOS, Windows).
-    """
-    chosen = os.environ.get("OPFLOW_START_METHOD")
-    if chosen:
-        return chosen
-    return "forkserver" if sys.platform.startswith("linux") else "spawn"
 
 
 def _mp_context():
@@ -83,6 +70,7 @@ class ProcessBackend(Backend):
         self._resubmits: dict[int, int] = {}  # token -> times resubmitted after a broken pool
         self._pool_processes: dict[int, dict] = {}  # id(pool) -> its pid -> Process
         self._broken_pools: set[int] = set()
+        self._refused = False  # a worker would not run the script's unguarded opflow.run() (guard.py)
         self._closing = False
         # (pid, token) per worker; rows are reused round-robin across pool rebuilds.
         # Row 0 is for control: slots[0] != 0 tells workers to start nothing more.
@@ -225,6 +213,8 @@ class ProcessBackend(Backend):
                 self._resolve(token, crashed)
             elif self._closing:
                 self._resolve(token, error_record("Cancelled", "the run stopped while this task ran"))
+            elif self._refused and token in self._inflight:  # no worker will ever start: say why, once per task
+                self._resolve(token, error_record("UnguardedScript", GUARD_MESSAGE))
             elif token in self._inflight:
                 # Innocent: its worker was taken down with the pool. Run it again,
                 # on a new pool, as the same attempt (a bounded number of times).
@@ -253,16 +243,17 @@ class ProcessBackend(Backend):
                 self._slots[i + 1] = 0
         for pid, process in processes.items():
             exitcode = process.exitcode
+            self._refused = self._refused or exitcode == REFUSED_EXIT
             token = token_of.get(pid)
             if exitcode is None or token is None or token not in self._inflight or token in self._stopping:
                 continue
             if exitcode == MEMORY_EXIT_CODE:
                 limit = self._inflight[token][0].max_memory
-                message = f"the task exceeded max_memory ({limit} bytes) and its process tree was killed"
+                message = f"the task exceeded max_memory ({format_bytes(limit)}) and its process tree was killed"
                 self._blamed[token] = error_record("MemoryLimitExceeded", message)
             else:
                 self._blamed[token] = error_record(
-                    "WorkerCrashed", f"{describe_exit(exitcode)} (pid {pid}, exit code {exitcode})"
+                    "WorkerCrashed", f"{describe_exit(exitcode)} (pid {pid})"
                 )
 
     def _finish(self, token: int, outcome: Outcome) -> None:

@@ -8,7 +8,8 @@ process imports exactly the one plugin a task names (see `load_plugin_class`).
 """
 from __future__ import annotations
 
-__all__ = ["PLUGINS", "PluginRef", "discover_plugins", "load_plugin_class", "worker_dirs", "add_search_root"]
+__all__ = ["PLUGINS", "PluginRef", "add_search_root", "describe_class", "discover_plugins", "load_plugin_class",
+           "worker_dirs"]
 
 import ast
 import importlib
@@ -62,7 +63,7 @@ def discover_plugins(dirs: list[Path] = (), *, describe: bool = False) -> tuple[
         description = ""
         if describe:
             try:
-                description = ep.load().summary()
+                description = describe_class(ep.load())
             except Exception as exc:  # a broken third-party plugin must not hide the others
                 description = f"(cannot load: {type(exc).__name__}: {exc})"
         refs[ep.name] = PluginRef(ep.name, "entry point", ep.value, description)
@@ -81,6 +82,22 @@ def discover_plugins(dirs: list[Path] = (), *, describe: bool = False) -> tuple[
             for name, class_name, description in found:
                 refs[name] = PluginRef(name, "file", f"{path}:{class_name}", description)
     return refs, warnings
+
+
+def describe_class(cls) -> str:
+    """The one line `opflow plugins` shows for a plugin class.
+
+    Any class with a `name` and a `run` is a plugin (the worker needs no more),
+    whether or not it derives from `Plugin`: its `description`, else its
+    docstring's first line.
+    """
+    if not callable(getattr(cls, "run", None)) or not getattr(cls, "name", None):
+        return f"(not a plugin: {getattr(cls, '__qualname__', cls)!s} needs a 'name' and a 'run' method)"
+    description = getattr(cls, "description", "")
+    if isinstance(description, str) and description.strip():
+        return description.strip().splitlines()[0]
+    doc = (getattr(cls, "__doc__", None) or "").strip()
+    return doc.splitlines()[0] if doc else ""
 
 
 def _scan_plugin_file(path: Path) -> list[tuple[str, str, str]]:

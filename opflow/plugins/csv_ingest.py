@@ -8,7 +8,11 @@ from ..plugin_base import Plugin
 
 
 class CsvIngestPlugin(Plugin):
-    """Read a CSV file (config 'path') into a pandas DataFrame."""
+    """Read a CSV file (config 'path') into a pandas DataFrame.
+
+    A relative path is looked for beside the workflow file first, then in the
+    current folder; the error names every path looked at.
+    """
 
     name = "csv_ingest"
 
@@ -18,15 +22,16 @@ class CsvIngestPlugin(Plugin):
         raw = config.get("path")
         if not isinstance(raw, str) or not raw:
             raise PluginError("config 'path' is required: the CSV file to read")
-        path = self.resolve_path(raw)
-        if not path.is_file():
-            # The seed's example names its CSV relative to the project root; accept
-            # that when the path does not exist beside the workflow file.
-            fallback = Path(raw).expanduser().resolve()
-            if fallback.is_file():
-                path = fallback
-            else:
-                raise PluginError(f"config 'path': no such file {path}")
+        # A relative path is looked for beside the workflow file, then in the current
+        # folder (the seed's example names its CSV relative to the project root).
+        tried = [self.resolve_path(raw), Path(raw).expanduser().resolve()]
+        found = [p for p in tried if p.is_file()]
+        if not found:
+            where = [str(tried[0])]
+            if tried[1] != tried[0].resolve():
+                where = [f"{tried[0]} (beside the workflow file)", f"{tried[1]} (in the current folder)"]
+            raise PluginError(f"config 'path': no such file {raw!r}; looked for {' and '.join(where)}")
+        path = found[0]
         options = config.get("read_csv") or {}
         if not isinstance(options, dict):
             raise PluginError("config 'read_csv' must be a mapping of pandas.read_csv options")
