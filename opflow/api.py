@@ -41,10 +41,28 @@ class RunResult:
 
 def load(path: str | Path, params: dict | None = None) -> tuple[Workflow, dict[str, PluginRef]]:
     """Parse and check a workflow file; raise `WorkflowError` listing every problem."""
+    from .errors import Problem, WorkflowError
+    from .plugins import builtin_class, plugin_config_schema
+
     path = Path(path)
     plugins, warnings = discover_plugins(worker_dirs(path.resolve().parent))
-    hint = "".join(f"\n    note: {w}" for w in warnings)
-    workflow = load_workflow(path, plugins, param_overrides=params, plugin_hint=hint)
+    checks: dict = {}
+
+    def plugin_checks(name: str):
+        if name not in checks and name in plugins:
+            cls = builtin_class(plugins[name])
+            checks[name] = (plugin_config_schema(plugins[name]), cls.check_task if cls is not None else None)
+        return checks.get(name, (None, None))
+
+    hint = " (a plugin file could not be read: see the note)" if warnings else ""
+    try:
+        workflow = load_workflow(path, plugins, param_overrides=params, plugin_hint=hint, plugin_checks=plugin_checks)
+    except WorkflowError as error:
+        if not warnings or not any("unknown plugin" in p.message for p in error.problems):
+            raise
+        # Said once, where the file is broken, not once per task that names one of its plugins.
+        notes = [Problem(w.path, f"note: {w.message}", w.line) for w in warnings]
+        raise WorkflowError(error.problems + notes) from None
     return workflow, plugins
 
 

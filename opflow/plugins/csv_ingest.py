@@ -11,6 +11,15 @@ class CsvIngestPlugin(Plugin):
     """Read a CSV file (config 'path') into a pandas DataFrame."""
 
     name = "csv_ingest"
+    config_schema = {
+        "type": "object",
+        "properties": {
+            "path": {"type": "string", "minLength": 1, "description": "The CSV file (relative: to the workflow file)."},
+            "read_csv": {"type": "object", "description": "Options for pandas.read_csv."},
+        },
+        "required": ["path"],
+        "additionalProperties": False,
+    }
 
     def run(self, config: dict, context: dict):
         import pandas as pd  # imported here: only tasks that need pandas pay for it
