@@ -69,18 +69,22 @@ def load(path: str | Path, params: dict | None = None) -> tuple[Workflow, dict[s
 async def run_async(path: str | Path, *, workers: int = 0, executor: str = "process", log_dir: str | Path = "logs",
                     params: dict | None = None, keep_going: bool = False, scheduler: str | None = None,
                     lock: bool = True, keep_runs: int | None = None, resume: bool | str | Path = False,
+                    timeout: float | None = None, cache: bool = True,
                     reporters: Iterable[Reporter] = ()) -> RunResult:
     """Run a workflow file from inside an event loop; returns its summary and run directory.
 
     `resume=True` reuses what the latest run of this workflow under `log_dir`
     recorded as succeeded (a path names the run directory instead); `lock` keeps
     two runs of one workflow from overlapping; `keep_runs` prunes older runs.
+    `timeout` (seconds) stops the whole run; `cache=False` ignores `cache: true`.
     """
     _check_not_starting_a_worker()
     if executor not in EXECUTORS:
         raise UsageError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
     if workers < 0:
         raise UsageError(f"--workers {workers}: must be at least 1")
+    if timeout is not None and not timeout > 0:
+        raise UsageError(f"--timeout {timeout}: must be > 0")
     if keep_runs is not None and keep_runs < 1:
         raise UsageError(f"--keep-runs {keep_runs}: must be at least 1")
     if scheduler and executor != "dask":
@@ -97,7 +101,13 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
                 cleanup.enter_context(WorkflowLock(log_dir, workflow.path, slugify(workflow.name)))
             except OSError as exc:
                 raise UsageError(f"--log-dir {log_dir}: cannot use it: {exc.strerror or exc}") from None
-        options = RunOptions(workers=workers, executor=executor, keep_going=keep_going, scheduler=scheduler)
+        options = RunOptions(workers=workers, executor=executor, keep_going=keep_going, scheduler=scheduler,
+                             timeout=timeout)
+        if cache and any(t.cache for t in workflow.tasks):
+            from .cache import CacheStore
+            from .history import runs_of_file
+
+            options.cache = CacheStore(runs_of_file(log_dir, workflow))  # before this run's own directory exists
         extra = {}
         if resume:
             source = latest_run(log_dir, workflow) if resume is True else Path(resume)

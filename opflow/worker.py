@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = ["TaskRequest", "Outcome", "execute", "init_pool_worker", "run_in_pool"]
 
+import hashlib
 import os
 import pickle
 import threading
@@ -20,6 +21,7 @@ from typing import Any, Callable
 import psutil
 
 from .context import PICKLE_PROTOCOL, StoreAddress, build_context, connect_store
+from .context_extras import add_context_extras
 from .errors import PluginError
 from .plugins import PluginRef, load_plugin_class
 from .procs import has_child_groups
@@ -49,6 +51,9 @@ class TaskRequest:
     max_memory: int | None = None
     notify_start: bool = False  # does the coordinator need to know when it starts (timeouts)?
     halt_on_failure: bool = False  # fail fast and no retry left: a failure stops the pool's queue
+    groups: tuple = ()  # (foreach task id, instance ids): context[id] is the list of their results
+    upstream_failed: dict | None = None  # trigger all_done/one_failed: which upstream tasks failed, and why
+    ignore_halt: bool = False  # a trigger task runs after a fail-fast stop: the stop flag is not for it
 
 
 @dataclass
@@ -64,6 +69,7 @@ class Outcome:
     peak_rss: int = 0
     pid: int = 0
     extra: dict = field(default_factory=dict)
+    digest: str = ""  # sha256 of the pickled result (cache keys of downstream tasks)
 
 
 def error_record(kind: str, message: str, tb: str = "") -> dict:
@@ -79,6 +85,7 @@ def execute(request: TaskRequest) -> Outcome:
     try:
         value = _call_plugin(request)
         blob = _pickle_result(value)
+        outcome.digest = hashlib.sha256(blob).hexdigest()
         publish_result(request.store if request.publish else None, request.task_id, blob, request.persist_path)
         outcome.result = render(value)
         outcome.ok = True
@@ -115,7 +122,7 @@ def _call_plugin(request: TaskRequest):
     plugin.depends_on = request.depends_on
     plugin.workflow_dir = Path(request.workflow_dir)
     blobs = _store(request.store).snapshot(request.upstream) if request.upstream else {}
-    context = build_context(blobs, request.params)
+    context = add_context_extras(build_context(blobs, request.params), request.groups, request.upstream_failed)
     # Each attempt gets its own copy of config, so a plugin that edits it
     # cannot change what a retry sees.
     config = pickle.loads(pickle.dumps(request.config, PICKLE_PROTOCOL))
@@ -272,7 +279,7 @@ def init_pool_worker(coordinator_pid: int, slots, slot_counter) -> None:
 def run_in_pool(request: TaskRequest) -> Outcome:
     """The function the process pool runs: mark the slot busy with this token, run it."""
     slots = _pool_state["slots"]
-    if slots[0]:  # the run stopped (fail fast, interrupt) while this task waited in the queue
+    if slots[0] and not request.ignore_halt:  # the run stopped (fail fast, interrupt) while this task waited in the queue
         now = time.time()
         return Outcome(token=request.token, ok=False, started_at=now, finished_at=now, pid=os.getpid(),
                        error=error_record(NOT_STARTED, "the run stopped before this task started"))
