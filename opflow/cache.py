@@ -2,8 +2,9 @@
 
 The cache key of a task (sha256, recorded as `cache_key` in its record) covers:
 the plugin (its name, and the content of a workers/ file, or the installed
-version), the config after templating, the params (every task sees them, as
-context["params"] and a shell command's OPFLOW_PARAM_*), the results of its
+version), the config after templating, the params where the plugin may read
+them other than through its config (`Plugin.reads_params`: context["params"], a
+shell command's $OPFLOW_PARAM_*; not csv_ingest or metrics), the results of its
 direct upstream tasks (the sha256 of each pickled result), and the content of
 every file its `inputs:` name (paths or globs, relative to the workflow file).
 

@@ -476,13 +476,14 @@ class Coordinator:
         if not state.spec.cache or self.options.cache is None:
             return False
         from .cache import cache_key
-        from .plugins import plugin_source_digest
+        from .plugins import plugin_reads_params, plugin_source_digest
         from .worker import publish_result
 
         spec = state.spec
         ref = self.plugins[spec.plugin]
         upstream = [(d, self.states[d].outcome.digest if self.states[d].outcome else "") for d in spec.depends_on]
-        state.cache_key = cache_key(spec.plugin, plugin_source_digest(ref), spec.config, self.workflow.params,
+        params = self.workflow.params if plugin_reads_params(ref) else None
+        state.cache_key = cache_key(spec.plugin, plugin_source_digest(ref), spec.config, params,
                                     upstream, spec.inputs, self.workflow.directory)
         publish = bool(self._children[task_id])
         hit = self.options.cache.lookup(task_id, state.cache_key, need_blob=publish)
@@ -562,6 +563,7 @@ class Coordinator:
             "cache_key": state.cache_key,
             "result_sha256": outcome.digest or None if outcome is not None and outcome.ok else None,
             "trigger": state.spec.trigger,
+            "config": state.spec.config,  # after templating: what the plugin was given
             "depends_on": list(state.spec.depends_on),
             "attempt_log": attempts,
             "resources": None,

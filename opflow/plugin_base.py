@@ -30,6 +30,10 @@ class Plugin:
     #: keys, unknown keys with `additionalProperties: false`); `opflow schema`
     #: gives it to editors. For a plugin in workers/ it must be a literal dict.
     config_schema: dict | None = None
+    #: Whether `run` may read the params other than through `${params.X}` in its
+    #: config (context["params"], a shell command's $OPFLOW_PARAM_*): then the
+    #: params are part of its cache key. Built-ins that never do say False.
+    reads_params: bool = True
 
     #: Set by opflow before `run`: the task's id, its direct upstream task ids and
     #: the workflow file's folder.

@@ -106,7 +106,7 @@ class TriggerRules:
                 continue
             blockers = [d for d in deps if d.status in (TaskStatus.FAILED, TaskStatus.SKIPPED)]
             if blockers and all(b.spec.id in self.not_triggered for b in blockers):
-                self._skip(state, f"upstream '{blockers[0].spec.id}' was not triggered", not_triggered=True)
+                self._skip(state, f"not triggered: upstream '{blockers[0].spec.id}' was not triggered", not_triggered=True)
             elif blockers:
                 verb = "failed" if blockers[0].status is TaskStatus.FAILED else "was skipped"
                 self._skip(state, f"upstream '{blockers[0].spec.id}' {verb}")

@@ -9,7 +9,7 @@ process imports exactly the one plugin a task names (see `load_plugin_class`).
 from __future__ import annotations
 
 __all__ = ["PLUGINS", "PluginRef", "discover_plugins", "load_plugin_class", "worker_dirs", "plugin_config_schema",
-           "builtin_class", "plugin_source_digest", "PluginFileWarning"]
+           "builtin_class", "plugin_source_digest", "plugin_reads_params", "PluginFileWarning"]
 
 import ast
 import hashlib
@@ -166,6 +166,12 @@ def plugin_config_schema(ref: PluginRef) -> dict | None:
     except Exception:  # a broken third-party plugin fails its task at run time, with the reason
         return None
     return schema if isinstance(schema, dict) else None
+
+
+def plugin_reads_params(ref: PluginRef) -> bool:
+    """Whether the params belong in the plugin's cache key (see Plugin.reads_params)."""
+    cls = builtin_class(ref)
+    return True if cls is None else bool(cls.reads_params)
 
 
 def plugin_source_digest(ref: PluginRef) -> str:

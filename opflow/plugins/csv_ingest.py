@@ -11,6 +11,7 @@ class CsvIngestPlugin(Plugin):
     """Read a CSV file (config 'path') into a pandas DataFrame."""
 
     name = "csv_ingest"
+    reads_params = False  # its cache key needs only its config (params reach it through ${params.X})
     config_schema = {
         "type": "object",
         "properties": {

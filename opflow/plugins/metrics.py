@@ -11,6 +11,7 @@ class MetricsPlugin(Plugin):
     """Describe numeric columns of an upstream DataFrame (count, mean, std, quartiles)."""
 
     name = "metrics"
+    reads_params = False  # its cache key needs only its config (params reach it through ${params.X})
     config_schema = {
         "type": "object",
         "properties": {
