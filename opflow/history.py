@@ -81,7 +81,7 @@ def plan_resume(run_dir: Path, workflow: Workflow) -> ResumePlan:
     except ValueError as exc:
         raise UsageError(f"{run_json}: unreadable: {exc}") from None
     plan = ResumePlan(source=run_dir)
-    old = _old_workflow(run_dir)
+    old = _old_workflow(run_dir, doc.get("params"))
     if old is None:
         plan.changes.append(f"{run_dir / WORKFLOW_COPY} is missing, so no result can be trusted")
         plan.rerun = [t.id for t in workflow.tasks]
@@ -121,12 +121,13 @@ def plan_resume(run_dir: Path, workflow: Workflow) -> ResumePlan:
     return plan
 
 
-def _old_workflow(run_dir: Path) -> Workflow | None:
+def _old_workflow(run_dir: Path, params: dict | None = None) -> Workflow | None:
     copy = run_dir / WORKFLOW_COPY
     if not copy.is_file():
         return None
     try:
-        return load_workflow(copy, known_plugins=None)
+        # With the params that run had, so that templated configs compare as they ran.
+        return load_workflow(copy, known_plugins=None, param_overrides=params)
     except WorkflowError:
         return None
 

@@ -535,6 +535,9 @@ def test_schema_validates_the_shipped_examples_and_rejects_a_typo(here):
           - {id: a, plugin: shell, config: {command: ls}, dependson: [b]}
     """)
     assert list(validator.iter_errors(misplaced))
+    # The copy shipped for editors (the example's modeline names it) is up to date.
+    shipped = json.loads((REPO / "examples" / "workflow.schema.json").read_text())
+    assert shipped == schema, "regenerate: opflow schema examples/city_report.yaml > examples/workflow.schema.json"
 
 
 def test_the_shipped_example_runs(tmp_path):
