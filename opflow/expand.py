@@ -96,6 +96,27 @@ def config_lines(node, path: tuple = (), lines: dict | None = None) -> dict:
     return lines
 
 
+class _LazyLines(dict):
+    """config_lines of a node, worked out on first use (only a task with a problem needs them)."""
+
+    def __init__(self, node):
+        super().__init__()
+        self._node = node
+
+    def _fill(self):
+        if self._node is not None:
+            self.update(config_lines(self._node))
+            self._node = None
+
+    def __contains__(self, key):
+        self._fill()
+        return super().__contains__(key)
+
+    def get(self, key, default=None):
+        self._fill()
+        return super().get(key, default)
+
+
 def _line_of(lines: dict, path: tuple, fallback: int | None) -> int | None:
     while path:
         if path in lines:
@@ -111,9 +132,9 @@ def expand_tasks(checker, tasks: list, params: dict,
     out = []
     groups: dict[str, tuple[str, ...]] = {}
     for task in tasks:
-        lines = checker.config_lines.get(task.id, {})
         feature_lines = checker.feature_lines.get(task.id, {})
         reported: set = set()
+        lines = _LazyLines(checker.config_nodes.get(task.id))
 
         def report(message, line, task=task, reported=reported):
             if (line, message) not in reported:
@@ -141,8 +162,12 @@ def expand_tasks(checker, tasks: list, params: dict,
         schema, check_task = plugin_checks(task.plugin) if plugin_checks is not None else (None, None)
         if task.id in checker.bad_config:
             schema, check_task = None, None
+        plain = task.foreach is None and task.id in checker.plain_configs
         for instance_id, scope in variants:
-            config, problems = render_value(task.config, scope, quote_paths=SHELL_KEYS.get(task.plugin, ()))
+            if plain:
+                config, problems = task.config, []
+            else:
+                config, problems = render_value(task.config, scope, quote_paths=SHELL_KEYS.get(task.plugin, ()))
             for path, message in problems:
                 report(message, _line_of(lines, path, task.line))
             inputs, input_problems = render_value(list(task.inputs), scope)
@@ -154,6 +179,9 @@ def expand_tasks(checker, tasks: list, params: dict,
             if check_task is not None:
                 for message in check_task(config, task.depends_on):
                     report(message, lines.get(("source",), task.line))
+            if task.foreach is None and config is task.config and not task.inputs:
+                out.append(task)  # nothing to render: keep the spec (100,000-task files)
+                continue
             out.append(dataclasses.replace(task, id=instance_id, config=config,
                                            inputs=tuple(str(i) for i in inputs),
                                            group=task.id if task.foreach is not None else None))

@@ -23,7 +23,7 @@ import yaml
 
 from .durations import parse_duration
 from .errors import Problem, UsageError, WorkflowError
-from .expand import FEATURE_DEFAULT_KEYS, FEATURE_KEYS, config_lines, default_features, expand_tasks, task_features
+from .expand import FEATURE_DEFAULT_KEYS, FEATURE_KEYS, default_features, expand_tasks, task_features
 from .params import merge_params
 
 TOP_KEYS = ("name", "description", "params", "defaults", "tasks")
@@ -144,6 +144,7 @@ def _parse_and_check(text: str, raw: bytes, path: Path, shown: str, known_plugin
         raise WorkflowError([Problem(shown, f"invalid YAML: {exc}")]) from None
     checker = _Checker(shown, set(known_plugins) if known_plugins is not None else None, plugin_hint)
     checker.plugin_checks = plugin_checks
+    checker.text = text
     workflow = checker.check(root, path.resolve(), hashlib.sha256(raw).hexdigest(), param_overrides or {})
     if checker.problems:
         # In line order, whatever found them (problems with no line, such as a --param, first).
@@ -175,7 +176,9 @@ class _Checker:
         self.plugin_hint = plugin_hint
         self.problems: list[Problem] = []
         self._constructor = yaml.SafeLoader("")
-        self.config_lines: dict[str, dict] = {}  # task_id -> config key path -> line
+        self.config_nodes: dict = {}  # task_id -> its config node (lines of config keys, for messages)
+        self.plain_configs: set = set()  # task ids whose config text has no ${ (nothing to render)
+        self.text = ""
         self.feature_lines: dict[str, dict] = {}  # task_id -> key -> line (foreach, inputs)
         self.plugin_checks = None
         self.bad_config: set = set()
@@ -383,7 +386,12 @@ class _Checker:
         if task_id is None or plugin is None:
             return None
         if "config" in items:
-            self.config_lines[task_id] = config_lines(items["config"][1])
+            config_node = self.config_nodes[task_id] = items["config"][1]
+            source = self.text[config_node.start_mark.index:config_node.end_mark.index]
+            if "${" not in source and "*" not in source:  # (an alias may bring a ${ from elsewhere)
+                self.plain_configs.add(task_id)
+        else:
+            self.plain_configs.add(task_id)
         self.feature_lines[task_id] = {k: items[k][1].start_mark.line + 1 for k in ("foreach", "inputs") if k in items}
         return {
             "id": task_id,
@@ -449,7 +457,8 @@ class _Checker:
         from .plan import find_cycles
 
         lines = {t.id: t.line for t in tasks}
-        graph_tasks = [TaskSpec(id=t.id, plugin=t.plugin, line=t.line,
+        graph_tasks = [t if all(d in known and d != t.id for d in t.depends_on) else
+                       TaskSpec(id=t.id, plugin=t.plugin, line=t.line,
                                 depends_on=tuple(d for d in t.depends_on if d in known and d != t.id)) for t in tasks]
         for cycle in find_cycles(graph_tasks):
             path = " -> ".join([*cycle, cycle[0]])

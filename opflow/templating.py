@@ -65,10 +65,14 @@ def _walk(value, scope, quote_paths, path, problems):
         except TemplateError as exc:
             problems.append((path, str(exc)))
             return value
+    # A container comes back as the same object when nothing in it changed (most
+    # configs have no reference: no copy, and the caller can tell).
     if isinstance(value, dict):
-        return {k: _walk(v, scope, quote_paths, path + (k,), problems) for k, v in value.items()}
+        items = {k: _walk(v, scope, quote_paths, path + (k,), problems) for k, v in value.items()}
+        return value if all(items[k] is v for k, v in value.items()) else items
     if isinstance(value, list):
-        return [_walk(v, scope, quote_paths, path + (i,), problems) for i, v in enumerate(value)]
+        items = [_walk(v, scope, quote_paths, path + (i,), problems) for i, v in enumerate(value)]
+        return value if all(a is b for a, b in zip(items, value)) else items
     return value
 
 
