@@ -341,7 +341,8 @@ class _Checker:
             if not isinstance(raw_id, str) or not ID_PATTERN.fullmatch(raw_id):
                 self.problem(f"task id {self.value(items['id'][1])!r} must match [A-Za-z0-9_.-]+", items["id"][1])
             elif raw_id in RESERVED_IDS:
-                self.problem(f"task id '{raw_id}' is reserved (context['{raw_id}'] holds the workflow params)", items["id"][1])
+                what = "the workflow params" if raw_id == "params" else "what upstream tasks failed (trigger rules)"
+                self.problem(f"task id '{raw_id}' is reserved (context['{raw_id}'] holds {what})", items["id"][1])
             else:
                 task_id = raw_id
         else:

@@ -549,3 +549,34 @@ def test_the_shipped_example_runs(tmp_path):
     tasks = records(Path(json.loads(again.stdout)["run_dir"]))
     assert tasks["ingest"]["reused"] and tasks["stats"]["reused"]
     assert tasks["notify_failure"]["status"] == "skipped"
+
+
+def test_resume_compares_templated_configs_with_the_params_that_run_had(here):
+    write(here, "tools.py", '''
+import pathlib
+
+
+def count(path, word):
+    p = pathlib.Path(path)
+    p.write_text(p.read_text() + word if p.exists() else word)
+    return word
+
+
+def fail_once(path):
+    p = pathlib.Path(path)
+    if not p.exists():
+        p.write_text("failed once")
+        raise RuntimeError("first time")
+    return "ok"
+''')
+    flow = write(here, "flow.yaml", f"""
+        name: resume templated
+        params: {{word: a}}
+        tasks:
+          - {{id: t, plugin: python, config: {{function: "tools:count", args: ["{here / 'count.txt'}", "${{params.word}}"]}}}}
+          - {{id: u, plugin: python, config: {{function: "tools:fail_once", args: ["{here / 'flag'}"]}}, depends_on: [t]}}
+    """)
+    assert invoke("run", flow, "--executor", "inline", "--param", "word=b").exit_code == 1
+    again = invoke("resume", latest_run_dir(here / "logs"), "--executor", "inline")  # with that run's params
+    assert again.exit_code == 0, again.output
+    assert (here / "count.txt").read_text() == "b"  # t was reused, not run again
