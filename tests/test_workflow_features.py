@@ -580,3 +580,33 @@ def fail_once(path):
     again = invoke("resume", latest_run_dir(here / "logs"), "--executor", "inline")  # with that run's params
     assert again.exit_code == 0, again.output
     assert (here / "count.txt").read_text() == "b"  # t was reused, not run again
+
+
+def test_cache_key_covers_the_source_of_a_workers_plugin_and_upstream_results(here):
+    plugin = '''
+from opflow.plugin_base import Plugin
+
+
+class Stamp(Plugin):
+    name = "stamp"
+
+    def run(self, config, context):
+        return "VERSION"
+'''
+    write(here, "workers/stamp.py", plugin.replace("VERSION", "v1"))
+    flow = write(here, "flow.yaml", """
+        name: cache code
+        defaults: {cache: true}
+        tasks:
+          - {id: s, plugin: stamp}
+          - {id: echo, plugin: python, config: {function: "json:dumps", args: ["x"]}, depends_on: [s]}
+    """)
+    assert invoke("run", flow, "--executor", "inline").exit_code == 0
+    assert invoke("run", flow, "--executor", "inline").exit_code == 0
+    _, tasks = last_records(here)
+    assert tasks["s"]["reused"] and tasks["echo"]["reused"]
+    write(here, "workers/stamp.py", plugin.replace("VERSION", "v2"))
+    assert invoke("run", flow, "--executor", "process").exit_code == 0  # fresh workers import the new file
+    _, tasks = last_records(here)
+    assert not tasks["s"]["reused"] and tasks["s"]["result"] == "v2"
+    assert not tasks["echo"]["reused"]  # its upstream result changed
