@@ -49,10 +49,29 @@ def load(path: str | Path, params: dict | None = None, *, source: Path | None = 
     `source`: read the workflow from this file instead, as if it were at `path`
     (resume runs the copy kept in the run directory, from the original's folder).
     """
+    from .errors import Problem, WorkflowError
+    from .plugins import builtin_class, plugin_config_schema
+
     path = Path(path)
     plugins, warnings = discover_plugins(worker_dirs(path.resolve().parent))
-    hint = "".join(f"\n    note: {w}" for w in warnings)
-    workflow = load_workflow(source or path, plugins, param_overrides=params, plugin_hint=hint)
+    checks: dict = {}
+
+    def plugin_checks(name: str):
+        if name not in checks and name in plugins:
+            cls = builtin_class(plugins[name])
+            checks[name] = (plugin_config_schema(plugins[name]), cls.check_task if cls is not None else None)
+        return checks.get(name, (None, None))
+
+    hint = " (a plugin file could not be read: see the note)" if warnings else ""
+    try:
+        workflow = load_workflow(source or path, plugins, param_overrides=params, plugin_hint=hint,
+                                 plugin_checks=plugin_checks)
+    except WorkflowError as error:
+        if not warnings or not any("unknown plugin" in p.message for p in error.problems):
+            raise
+        # Said once, where the file is broken, not once per task that names one of its plugins.
+        notes = [Problem(w.path, f"note: {w.message}", w.line) for w in warnings]
+        raise WorkflowError(error.problems + notes) from None
     if source is not None:
         workflow = dataclasses.replace(workflow, path=path.resolve())
     return workflow, plugins
@@ -61,6 +80,7 @@ def load(path: str | Path, params: dict | None = None, *, source: Path | None = 
 async def run_async(path: str | Path, *, workers: int = 0, executor: str = "process", log_dir: str | Path = "logs",
                     params: dict | None = None, keep_going: bool = False, scheduler: str | None = None,
                     lock: bool = True, keep_runs: int | None = None, resume: bool | str | Path = False,
+                    timeout: float | None = None, cache: bool = True,
                     reporters: Iterable[Reporter] = (), _source: Path | None = None,
                     _source_sha256: str | None = None) -> RunResult:
     """Run a workflow file from inside an event loop; returns its summary and run directory.
@@ -68,12 +88,15 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
     `resume=True` reuses what the latest run of this workflow under `log_dir`
     recorded as succeeded (a path names the run directory instead); `lock` keeps
     two runs of one workflow from overlapping; `keep_runs` prunes older runs.
+    `timeout` (seconds) stops the whole run; `cache=False` ignores `cache: true`.
     """
     _check_guard(executor, scheduler)
     if executor not in EXECUTORS:
         raise UsageError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
     if workers < 0:
         raise UsageError(f"--workers {workers}: must be at least 1")
+    if timeout is not None and not timeout > 0:
+        raise UsageError(f"--timeout {timeout}: must be > 0")
     if keep_runs is not None and keep_runs < 1:
         raise UsageError(f"--keep-runs {keep_runs}: must be at least 1")
     if scheduler and executor != "dask":
@@ -97,7 +120,12 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
                 raise UsageError(f"--log-dir {log_dir}: cannot use it: {exc.strerror or exc}") from None
         # The true concurrency (inline: 1), as the banner and run.json show it.
         options = RunOptions(workers=concurrency(executor, workers), executor=executor, keep_going=keep_going,
-                             scheduler=scheduler)
+                             scheduler=scheduler, timeout=timeout)
+        if cache and any(t.cache for t in workflow.tasks):
+            from .cache import CacheStore
+            from .history import runs_of_file
+
+            options.cache = CacheStore(runs_of_file(log_dir, workflow))  # before this run's own directory exists
         extra = {}
         if resume:
             source = latest_run(log_dir, workflow) if resume is True else Path(resume)

@@ -34,6 +34,9 @@ class TaskRequest:
     max_memory: int | None = None
     notify_start: bool = False  # does the coordinator need to know when it starts (timeouts)?
     halt_on_failure: bool = False  # fail fast and no retry left: a failure stops the pool's queue
+    groups: tuple = ()  # (foreach task id, instance ids): context[id] is the list of their results
+    upstream_failed: dict | None = None  # trigger all_done/one_failed: which upstream tasks failed, and why
+    ignore_halt: bool = False  # a trigger task runs after a fail-fast stop: the stop flag is not for it
     #: Set by the backend, never by the coordinator: where upstream results are
     #: read and this one is published (a StoreAddress, a ContextStore, a snapshot).
     store: Any = None
@@ -65,6 +68,7 @@ class Outcome:
     blob: bytes | None = None
     #: Backend-private facts about the attempt; never read by the coordinator.
     extra: dict = field(default_factory=dict)
+    digest: str = ""  # sha256 of the pickled result (cache keys of downstream tasks)
 
 
 def error_record(kind: str, message: str, tb: str = "") -> dict:

@@ -38,11 +38,15 @@ def main() -> None:
 def _run_options(command):
     """The options `run` and `resume` share."""
     options = [
-        click.option("--workers", "-w", type=click.IntRange(min=1), default=None,
-                     help="Pool size (default: the CPU count)."),
-        click.option("--executor", type=click.Choice(EXECUTORS), default=None,
+        click.option("--workers", "-w", type=click.IntRange(min=1), default=None, envvar="OPFLOW_WORKERS",
+                     help="Pool size (default: $OPFLOW_WORKERS, else the CPU count)."),
+        click.option("--executor", type=click.Choice(EXECUTORS), default=None, envvar="OPFLOW_EXECUTOR",
                      help="Where tasks run: process pool (default), thread pool, inline in the coordinator "
-                          "(debugging), or a Dask cluster (pip install 'opflow[dask]')."),
+                          "(debugging), or a Dask cluster (pip install 'opflow[dask]'). Default: $OPFLOW_EXECUTOR."),
+        click.option("--timeout", "run_timeout", type=_Duration(), default=None, metavar="DURATION",
+                     help="Stop the whole run after this long (90, 90s, 5m, 1h): running tasks are killed, "
+                          "the rest cancelled; exit 1."),
+        click.option("--no-cache", is_flag=True, help="Run every task, even one whose cached result could be reused."),
         click.option("--scheduler", metavar="ADDRESS", default=None,
                      help="With --executor dask: a running scheduler (tcp://host:8786); default: a LocalCluster."),
         click.option("--keep-going", is_flag=True, help="After a failure, still run every task whose upstream succeeded."),
@@ -56,6 +60,20 @@ def _run_options(command):
     for option in reversed(options):
         command = option(command)
     return command
+
+
+class _Duration(click.ParamType):
+    name = "duration"
+
+    def convert(self, value, param, ctx):
+        from .durations import parse_duration
+
+        if isinstance(value, (int, float)):
+            return float(value)
+        seconds = parse_duration(value)
+        if seconds is None or seconds <= 0:
+            self.fail(f"{value!r} is not a duration > 0 (write 90, 90s, 5m or 1h)", param, ctx)
+        return seconds
 
 
 def _execute(start, *, as_json: bool, quiet: bool, **kwargs) -> None:
@@ -129,31 +147,33 @@ Exit codes:
 @main.command(epilog=EXIT_CODES_HELP)
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("logs"), show_default=True,
-              help="Each run makes a new directory under this one.")
+              envvar="OPFLOW_LOG_DIR", help="Each run makes a new directory under this one (default: $OPFLOW_LOG_DIR, else ./logs).")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
-              help="Override a workflow param (repeatable). VALUE is read as a YAML scalar: 5 is a number, "
-                   "true a boolean, anything else a string ('\"5\"' keeps 5 a string).")
+              help="Override a declared workflow param (repeatable). VALUE is read as a YAML scalar: 5 is a number, "
+                   "true a boolean; it must match the type of the param's default (a string param keeps 007 as "
+                   "written).")
 @click.option("--resume", is_flag=True,
               help="Rerun only what did not succeed in the latest run of this workflow under --log-dir.")
 @_run_options
-def run(file, log_dir, params, resume, workers, executor, scheduler, keep_going, lock, keep_runs, as_json, quiet):
+def run(file, log_dir, params, resume, workers, executor, run_timeout, no_cache, scheduler, keep_going, lock, keep_runs,
+        as_json, quiet):
     """Run the workflow in FILE."""
     from .api import run as run_workflow
-    from .spec import parse_param_overrides
+    from .params import parse_cli_params
 
     try:
-        overrides = parse_param_overrides(params)
+        overrides = parse_cli_params(params)
     except OpflowError as error:
         _fail(error)
     _execute(run_workflow, as_json=as_json, quiet=quiet, path=file, log_dir=log_dir, params=overrides,
              resume=resume, workers=workers or 0, executor=executor or "process", scheduler=scheduler,
-             keep_going=keep_going, lock=lock, keep_runs=keep_runs)
+             keep_going=keep_going, lock=lock, keep_runs=keep_runs, timeout=run_timeout, cache=not no_cache)
 
 
 @main.command(epilog=EXIT_CODES_HELP)
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @_run_options
-def resume(run_dir, workers, executor, scheduler, keep_going, lock, keep_runs, as_json, quiet):
+def resume(run_dir, workers, executor, run_timeout, no_cache, scheduler, keep_going, lock, keep_runs, as_json, quiet):
     """Rerun what did not succeed in RUN_DIR, reusing the results of what did.
 
     Runs that run's workflow (the copy kept in RUN_DIR, checked against its
@@ -164,7 +184,8 @@ def resume(run_dir, workers, executor, scheduler, keep_going, lock, keep_runs, a
     from .api import resume as resume_run
 
     _execute(resume_run, as_json=as_json, quiet=quiet, run_dir=run_dir, workers=workers, executor=executor,
-             scheduler=scheduler, keep_going=keep_going, lock=lock, keep_runs=keep_runs)
+             scheduler=scheduler, keep_going=keep_going, lock=lock, keep_runs=keep_runs, timeout=run_timeout,
+             cache=not no_cache)
 
 
 @main.command()
@@ -243,6 +264,18 @@ def plugins(file):
         click.echo(f"{name:<{width}}  {ref.description or '(no description)'}  [{where}]")
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
+
+
+@main.command()
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+def schema(file):
+    """Print a JSON Schema (draft 2020-12) of the workflow format, plugin configs included.
+
+    Plugins from workers/ beside FILE (or in the current folder) are included too.
+    """
+    from .schema import workflow_schema
+
+    click.echo(json.dumps(workflow_schema(file.resolve().parent if file else None), indent=2))
 
 
 @main.command()

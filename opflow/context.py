@@ -148,15 +148,24 @@ class TaskContext(Mapping):
     from the store if it did not travel with the request) and keeps it for the
     task's later reads; a task that reads one of its 500 ancestors pays for one.
     Iterating, `len` and `in` name every readable key without fetching anything.
+
+    Beyond upstream results and params: `context["<id>"]` for a foreach task
+    `<id>` this task depends on is the list of its instances' results, in order
+    (`groups`); a task with `trigger: all_done` or `one_failed` finds which
+    upstream tasks did not succeed, and why, in `context["upstream_failed"]`.
     """
 
     def __init__(self, upstream: Iterable[str], inline: dict[str, bytes] | None,
-                 fetch: Callable[[str], bytes | None], params: dict):
+                 fetch: Callable[[str], bytes | None], params: dict,
+                 groups: Iterable[tuple[str, Iterable[str]]] = (), upstream_failed: dict | None = None):
         self._upstream = frozenset(upstream)
         self._inline = inline or {}
         self._fetch = fetch
         self._params = params
+        self._groups = {group_id: tuple(members) for group_id, members in groups}
         self._values: dict = {}
+        if upstream_failed is not None:
+            self._values["upstream_failed"] = upstream_failed
 
     def __getitem__(self, key):
         try:
@@ -165,6 +174,8 @@ class TaskContext(Mapping):
             pass
         if key == "params":
             value = pickle.loads(pickle.dumps(self._params, PICKLE_PROTOCOL)) if self._params else {}
+        elif key in self._groups:
+            value = [self.get(member) for member in self._groups[key]]
         elif key in self._upstream:
             blob = self._inline.get(key)
             if blob is None:
@@ -177,15 +188,17 @@ class TaskContext(Mapping):
         self._values[key] = value
         return value
 
+    def _names(self) -> set:
+        return {*self._upstream, *self._groups, "params", *(["upstream_failed"] if "upstream_failed" in self._values else [])}
+
     def __contains__(self, key) -> bool:
-        return key == "params" or key in self._upstream
+        return key in self._upstream or key in self._groups or key == "params" or key in self._values
 
     def __iter__(self):
-        yield from sorted(self._upstream)
-        yield "params"
+        yield from sorted(self._names())
 
     def __len__(self) -> int:
-        return len(self._upstream) + 1
+        return len(self._names())
 
     def __repr__(self) -> str:
         return f"TaskContext({sorted(self)!r})"

@@ -33,6 +33,7 @@ from .backends import make_backend
 from .events import Reporter, RunStatus, TaskStatus, iso_time
 from .plan import build_plan
 from .results_log import append_result, close_results_logs
+from .triggers import TriggerRules
 
 if TYPE_CHECKING:
     from .plugins import PluginRef
@@ -57,6 +58,8 @@ class RunOptions:
     #: When the run started (epoch seconds), if the caller already read the clock
     #: for it (to name the run dir): run.json's started_at is that same instant.
     started_at: float | None = None
+    timeout: float | None = None  # seconds for the whole run (--timeout)
+    cache: object = None  # a cache.CacheStore of earlier runs (None: --no-cache, or no task caches)
 
     def pool_size(self) -> int:
         return self.workers if self.workers > 0 else (os.cpu_count() or 1)
@@ -76,7 +79,8 @@ class RunSummary:
 
 
 class _TaskState:
-    __slots__ = ("spec", "status", "waiting", "attempts", "reason", "outcome", "timer", "reused")
+    __slots__ = ("spec", "status", "waiting", "attempts", "reason", "outcome", "timer", "reused", "reused_from",
+                 "cache_key")
 
     def __init__(self, spec):
         self.spec = spec
@@ -87,6 +91,8 @@ class _TaskState:
         self.outcome: Outcome | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.reused = False
+        self.reused_from: str | None = None
+        self.cache_key: str | None = None
 
 
 class Coordinator:
@@ -116,6 +122,8 @@ class Coordinator:
         self._max_inflight = 1
         self._upstream_cache: dict[str, frozenset] = {}
         self._loop_thread: int | None = None
+        self._rules = TriggerRules(self)  # all_done / one_failed tasks (triggers.py)
+        self._timed_out: str | None = None  # --timeout: why the run stopped
 
     # -- events -------------------------------------------------------------
     def emit(self, kind: str, **fields) -> None:
@@ -158,16 +166,22 @@ class Coordinator:
                   params=self.workflow.params, tasks=[t.id for t in self.workflow.tasks],
                   layers=self.plan.layers, started_at=iso_time(started))
         handlers = self._install_signal_handlers()
+        deadline = self._loop.call_later(self.options.timeout, self._on_run_timeout) if self.options.timeout else None
         try:
             self._seed_reused_results()
             for task in self.workflow.tasks:
                 state = self.states[task.id]
                 if state.status is TaskStatus.PENDING and state.waiting == 0:
-                    self._ready.append(task.id)
+                    if task.trigger == "all_success":
+                        self._ready.append(task.id)
+                    else:
+                        self._rules.ready(task.id)
             self._pump()
             self._check_finished()
             await self._finished
         finally:
+            if deadline is not None:
+                deadline.cancel()
             self._remove_signal_handlers(handlers)
             backend, self._backend = self._backend, None
             # Closing a process pool joins processes: off the loop's thread.
@@ -194,6 +208,7 @@ class Coordinator:
                 self._backend.seed(task_id, blob)
             state.status = TaskStatus.SUCCEEDED
             state.reused = True
+            state.reused_from = self.options.reused_from or None
             state.reason = f"reused from {self.options.reused_from or 'an earlier run'}"
             for child in self._children[task_id]:
                 self.states[child].waiting -= 1
@@ -203,7 +218,10 @@ class Coordinator:
     def _pump(self) -> None:
         """Submit ready tasks while there is room in flight."""
         while self._ready and len(self._running) < self._max_inflight and self._stop_reason is None:
-            self._submit(self._ready.popleft())
+            task_id = self._ready.popleft()
+            if not self._reuse_cached(task_id):
+                self._submit(task_id)
+        self._rules.pump()
 
     def _submit(self, task_id: str) -> None:
         state = self.states[task_id]
@@ -219,9 +237,10 @@ class Coordinator:
             config=spec.config, depends_on=spec.depends_on, upstream=upstream,
             params=self.workflow.params, workflow_dir=str(self.workflow.directory), publish=publish,
             # Only a result some task reads is needed to resume: keep only those.
-            persist_path=self.options.results_path if publish else None,
+            persist_path=self.options.results_path if (publish or spec.cache) else None,
             max_memory=spec.max_memory, notify_start=spec.timeout is not None,
             halt_on_failure=not self.options.keep_going and attempt > spec.retries,
+            groups=spec.groups, **self._rules.request_fields(spec, upstream),
         )
         state.attempts.append({"attempt": attempt, "started": time.time(), "finished": None, "error": None, "pid": None})
         self._running[token] = task_id
@@ -321,9 +340,10 @@ class Coordinator:
         attempt["pid"] = outcome.pid or attempt["pid"]
         if outcome.ok:
             self._succeed(state)
-        elif self._signal is not None:
+        elif self._signal is not None or self._timed_out:
             state.status = TaskStatus.CANCELLED
-            state.reason = f"interrupted by {signal.Signals(self._signal).name} while running"
+            state.reason = (f"interrupted by {signal.Signals(self._signal).name} while running" if self._signal
+                            else f"{self._timed_out}: killed while running")
             self.emit("task_finished", record=self._record(state))
         elif len(state.attempts) <= state.spec.retries:
             if self._stop_reason is None:
@@ -344,11 +364,15 @@ class Coordinator:
             child_state = self.states[child]
             child_state.waiting -= 1
             if child_state.waiting == 0 and child_state.status is TaskStatus.PENDING:
-                self._ready.append(child)
+                if child_state.spec.trigger == "all_success":
+                    self._ready.append(child)
+                else:
+                    self._rules.ready(child)
 
     def _fail(self, state: _TaskState) -> None:
         state.status = TaskStatus.FAILED
         self.emit("task_finished", record=self._record(state))
+        self._rules.ended(state.spec.id)
         if not self.options.keep_going and self._stop_reason is None:
             self._stop_reason = f"the run stopped after '{state.spec.id}' failed (fail fast; --keep-going runs the rest)"
             self._cancel_retries()
@@ -377,7 +401,7 @@ class Coordinator:
 
     def _check_finished(self) -> None:
         idle = not self._running and not self._retry_timers and (not self._ready or self._stop_reason is not None)
-        if idle and not self._finished.done():
+        if idle and not self._finished.done() and not self._rules.go_on():
             self._finished.set_result(None)
 
     # -- interrupts ---------------------------------------------------------
@@ -429,6 +453,53 @@ class Coordinator:
             self._give_up_on_running(f"interrupted by {name}; the {backend.name} backend cannot stop it")
         self._check_finished()
 
+    def _on_run_timeout(self) -> None:
+        """--timeout: stop the run as an interrupt would, but it ends `failed` (exit 1)."""
+        if self._signal is not None or self._finished.done():
+            return
+        self._timed_out = f"the run timed out after {self.options.timeout:g}s (--timeout)"
+        self._stop_reason = self._timed_out
+        self._cancel_retries()
+        self.emit("run_timeout", reason=self._timed_out)
+        backend = self._backend
+        if backend is not None:
+            backend.halt_queued()
+            if backend.can_stop:
+                self._loop.run_in_executor(None, backend.interrupt)
+                self._loop.call_later(INTERRUPT_WAIT, self._give_up_on_running, "did not stop in time")
+            else:
+                self._give_up_on_running(f"{self._timed_out}; the {backend.name} backend cannot stop it")
+        self._check_finished()
+
+    def _reuse_cached(self, task_id: str) -> bool:
+        """`cache: true`: finish the task with an earlier run's result if its key matches (cache.py)."""
+        state = self.states[task_id]
+        if not state.spec.cache or self.options.cache is None:
+            return False
+        from .cache import cache_key
+        from .plugins import plugin_reads_params, plugin_source_digest
+
+        spec = state.spec
+        ref = self.plugins[spec.plugin]
+        upstream = [(d, self.states[d].outcome.digest if self.states[d].outcome else "") for d in spec.depends_on]
+        params = self.workflow.params if plugin_reads_params(ref) else None
+        state.cache_key = cache_key(spec.plugin, plugin_source_digest(ref), spec.config, params,
+                                    upstream, spec.inputs, self.workflow.directory)
+        publish = bool(self._children[task_id])
+        hit = self.options.cache.lookup(task_id, state.cache_key, need_blob=publish)
+        if hit is None:
+            return False
+        if publish:
+            if self.options.results_path:
+                append_result(self.options.results_path, task_id, hit.blob)
+            self._backend.seed(task_id, hit.blob)
+        now = time.time()
+        state.outcome = Outcome(token=0, ok=True, result=hit.result, digest=hit.digest, started_at=now, finished_at=now)
+        state.reused, state.reused_from = True, hit.run_dir
+        state.reason = f"cache: reused from {hit.run_dir}"
+        self._succeed(state)
+        return True
+
     def _give_up_on_running(self, why: str) -> None:
         for token in list(self._running):
             self._abandoned.add(token)
@@ -460,7 +531,7 @@ class Coordinator:
         statuses = {tid: s.status for tid, s in self.states.items()}
         if self._signal is not None:
             status = RunStatus.INTERRUPTED
-        elif all(s is TaskStatus.SUCCEEDED for s in statuses.values()):
+        elif all(s is TaskStatus.SUCCEEDED or tid in self._rules.not_triggered for tid, s in statuses.items()):
             status = RunStatus.SUCCEEDED
         else:
             status = RunStatus.FAILED
@@ -490,6 +561,11 @@ class Coordinator:
             "error": outcome.error if outcome is not None and state.status is TaskStatus.FAILED else None,
             "reason": state.reason,
             "reused": state.reused,
+            "reused_from": state.reused_from,
+            "cache_key": state.cache_key,
+            "result_sha256": outcome.digest or None if outcome is not None and outcome.ok else None,
+            "trigger": state.spec.trigger,
+            "config": state.spec.config,  # after templating: what the plugin was given
             "depends_on": list(state.spec.depends_on),
             "attempt_log": attempts,
             "resources": None,

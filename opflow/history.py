@@ -175,7 +175,7 @@ def plan_resume(run_dir: Path, workflow: Workflow) -> ResumePlan:
     if doc.get("status") == "running" and coordinator_alive(doc):
         raise UsageError(f"{run_dir}: that run is still in progress (pid {doc.get('pid')}); resume it once it ends")
     plan = ResumePlan(source=run_dir)
-    old = _old_workflow(run_dir)
+    old = _old_workflow(run_dir, doc.get("params"))
     if old is None:
         plan.changes.append(f"{run_dir / WORKFLOW_COPY} is missing, so no result can be trusted")
         plan.rerun = [t.id for t in workflow.tasks]
@@ -217,14 +217,15 @@ def plan_resume(run_dir: Path, workflow: Workflow) -> ResumePlan:
     return plan
 
 
-def _old_workflow(run_dir: Path) -> Workflow | None:
+def _old_workflow(run_dir: Path, params: dict | None = None) -> Workflow | None:
     copy = run_dir / WORKFLOW_COPY
     try:
         read_private(copy)
     except FileNotFoundError:
         return None
     try:
-        return load_workflow(copy, known_plugins=None)
+        # With the params that run had, so that templated configs compare as they ran.
+        return load_workflow(copy, known_plugins=None, param_overrides=params)
     except WorkflowError:
         return None
 

@@ -25,6 +25,15 @@ class Plugin:
     name: str = ""
     #: One line shown by `opflow plugins`; defaults to the docstring's first line.
     description: str = ""
+    #: The config this plugin takes, as a JSON Schema dict (or None: anything).
+    #: `opflow validate` checks each task's config against it (types, required
+    #: keys, unknown keys with `additionalProperties: false`); `opflow schema`
+    #: gives it to editors. For a plugin in workers/ it must be a literal dict.
+    config_schema: dict | None = None
+    #: Whether `run` may read the params other than through `${params.X}` in its
+    #: config (context["params"], a shell command's $OPFLOW_PARAM_*): then the
+    #: params are part of its cache key. Built-ins that never do say False.
+    reads_params: bool = True
 
     #: Set by opflow before `run`: the task's id, its direct upstream task ids and
     #: the workflow file's folder.
@@ -39,6 +48,11 @@ class Plugin:
 
     def run(self, config: dict, context: dict) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError(f"plugin {self.name!r} does not implement run()")
+
+    @classmethod
+    def check_task(cls, config: dict, depends_on: tuple) -> list[str]:
+        """Problems a schema cannot express, found before the run (built-ins only)."""
+        return []
 
     @classmethod
     def summary(cls) -> str:

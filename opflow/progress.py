@@ -81,7 +81,9 @@ class ConsoleProgress(Reporter):
                 self._line(f"FAILED    {record['id']}: {error.get('type')}: {_first_line(error.get('message'))}",
                            status=status, important=True)
             else:
-                self._line(f"{status:<9} {record['id']}: {record.get('reason') or ''}", status=status, important=True)
+                # A trigger rule not met (one_failed, nothing failed) is no news for --quiet (cron mail).
+                news = not (record.get("reason") or "").startswith("not triggered")
+                self._line(f"{status:<9} {record['id']}: {record.get('reason') or ''}", status=status, important=news)
         elif kind == "interrupt":
             hard = " again: killing everything now" if event.get("hard") else ": stopping running tasks"
             self._line(f"{event['signal']} received{hard}", status="failed", important=True)

@@ -21,15 +21,18 @@ from typing import Any, Iterable
 
 import yaml
 
+from .durations import parse_duration
 from .errors import Problem, UsageError, WorkflowError
+from .expand import FEATURE_DEFAULT_KEYS, FEATURE_KEYS, default_features, expand_tasks, task_features
+from .params import merge_params
 from .yaml_merge import flatten_merges
 
 TOP_KEYS = ("name", "description", "params", "defaults", "tasks")
-TASK_KEYS = ("id", "plugin", "config", "depends_on", "retries", "retry_delay", "timeout", "max_memory")
+TASK_KEYS = ("id", "plugin", "config", "depends_on", "retries", "retry_delay", "timeout", "max_memory") + FEATURE_KEYS
 #: Keys a workflow-level `defaults:` block may set for every task.
 DEFAULT_KEYS = ("retries", "retry_delay", "timeout", "max_memory")
 ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
-RESERVED_IDS = ("params",)  # context["params"] holds the params
+RESERVED_IDS = ("params", "upstream_failed")  # context keys opflow fills itself
 # libyaml's parser when PyYAML was built with it: ~10x faster on large workflows,
 # and its nodes carry the same line marks. Both only build plain data (safe).
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -46,6 +49,13 @@ class TaskSpec:
     timeout: float | None = None
     max_memory: int | None = None  # bytes
     line: int | None = None
+    trigger: str = "all_success"  # | "all_done" | "one_failed"
+    cache: bool = False
+    inputs: tuple[str, ...] = ()  # paths or globs whose content is part of the cache key
+    foreach: Any = field(default=None, hash=False, compare=False)  # as written (instances have it too)
+    group: str | None = None  # a foreach instance: the id of the task it came from
+    #: (foreach task id, its instance ids) for each foreach task this task depends on
+    groups: tuple = field(default=(), hash=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,8 @@ class Workflow:
     description: str = ""
     params: dict = field(default_factory=dict, hash=False, compare=False)
     sha256: str = ""
+    #: foreach task id -> its instance ids (`<id>[0]`, ...), in order
+    groups: dict = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def directory(self) -> Path:
@@ -79,12 +91,14 @@ def load_workflow(
     *,
     param_overrides: dict[str, Any] | None = None,
     plugin_hint: str = "",
+    plugin_checks=None,
 ) -> Workflow:
     """Read, parse and check a workflow file; raise `WorkflowError` listing every problem.
 
     `known_plugins=None` skips the plugin-name check (for callers that only need
     the graph). `plugin_hint` is appended to unknown-plugin messages (e.g. why a
-    plugin file could not be read).
+    plugin file could not be read). `plugin_checks(name) -> (config schema, check_task)`
+    checks each task's config (after templating) before anything runs.
     """
     path = Path(path)
     shown = str(path)
@@ -101,7 +115,7 @@ def load_workflow(
     except UnicodeDecodeError as exc:
         raise WorkflowError([Problem(shown, f"not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
     with _gc_paused():
-        return _parse_and_check(text, raw, path, shown, known_plugins, param_overrides, plugin_hint)
+        return _parse_and_check(text, raw, path, shown, known_plugins, param_overrides, plugin_hint, plugin_checks)
 
 
 @contextlib.contextmanager
@@ -119,7 +133,7 @@ def _gc_paused():
 
 
 def _parse_and_check(text: str, raw: bytes, path: Path, shown: str, known_plugins: Iterable[str] | None,
-                     param_overrides: dict[str, Any] | None, plugin_hint: str) -> Workflow:
+                     param_overrides: dict[str, Any] | None, plugin_hint: str, plugin_checks=None) -> Workflow:
     try:
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
@@ -133,9 +147,12 @@ def _parse_and_check(text: str, raw: bytes, path: Path, shown: str, known_plugin
     except yaml.YAMLError as exc:
         raise WorkflowError([Problem(shown, f"invalid YAML: {exc}")]) from None
     checker = _Checker(shown, set(known_plugins) if known_plugins is not None else None, plugin_hint)
+    checker.plugin_checks = plugin_checks
+    checker.text = text
     workflow = checker.check(root, path.resolve(), hashlib.sha256(raw).hexdigest(), param_overrides or {})
     if checker.problems:
-        raise WorkflowError(checker.problems)
+        # In line order, whatever found them (problems with no line, such as a --param, first).
+        raise WorkflowError(sorted(checker.problems, key=lambda p: p.line or 0))
     return workflow
 
 
@@ -185,6 +202,12 @@ class _Checker:
         self._constructor = yaml.SafeLoader("")
         self._broken_merges: dict[int, list] = {}
         self._bad_merge_ids: set[int] = set()
+        self.config_nodes: dict = {}  # task_id -> its config node (lines of config keys, for messages)
+        self.plain_configs: set = set()  # task ids whose config text has no ${ (nothing to render)
+        self.text = ""
+        self.feature_lines: dict[str, dict] = {}  # task_id -> key -> line (foreach, inputs)
+        self.plugin_checks = None
+        self.bad_config: set = set()
 
     def problem(self, message: str, node=None, task_id: str | None = None, line: int | None = None):
         if line is None and node is not None:
@@ -279,12 +302,14 @@ class _Checker:
             elif not isinstance(params, dict):
                 self.problem("'params' must be a mapping", top["params"][1])
                 params = {}
-        params = {**params, **overrides}
+        params = merge_params(params, overrides, self.problem)
         defaults = self.defaults(top)
         tasks = self.tasks(top, root, defaults)
         if tasks is None or name is None:
             return None
-        return Workflow(name=name, tasks=tuple(tasks), path=path, description=description, params=params, sha256=sha256)
+        tasks, groups = expand_tasks(self, tasks, params, self.plugin_checks)
+        return Workflow(name=name, tasks=tuple(tasks), path=path, description=description, params=params,
+                        sha256=sha256, groups=groups)
 
     def required_string(self, items, key, parent, task_id=None):
         if key not in items:
@@ -306,8 +331,9 @@ class _Checker:
             self.problem("'defaults' must be a mapping", node)
             return {}
         items = self.mapping(node, "defaults")
-        self.unknown_keys(items, DEFAULT_KEYS, "defaults")
-        return {k: self.number_setting(k, v[1], None) for k, v in items.items() if k in DEFAULT_KEYS}
+        self.unknown_keys(items, DEFAULT_KEYS + FEATURE_DEFAULT_KEYS, "defaults")
+        found = {k: self.number_setting(k, v[1], None) for k, v in items.items() if k in DEFAULT_KEYS}
+        return {**found, **default_features(self, items)}
 
     def tasks(self, top, root, defaults) -> list[TaskSpec] | None:
         if "tasks" not in top:
@@ -339,8 +365,7 @@ class _Checker:
                     hint = f"did you mean '{close[0]}'?" if close else "known: " + ", ".join(known)
                     self.problem(f"depends_on '{dep}' is not a task id ({hint})", dep_node, draft["id"])
         tasks = [TaskSpec(**d) for d in drafts]
-        if not self.problems:
-            self.cycles(tasks)
+        self.cycles(tasks, set(first_line))
         return tasks
 
     def task(self, node, defaults) -> dict | None:
@@ -356,7 +381,8 @@ class _Checker:
             if not isinstance(raw_id, str) or not ID_PATTERN.fullmatch(raw_id):
                 self.problem(f"task id {self.value(items['id'][1])!r} must match [A-Za-z0-9_.-]+", items["id"][1])
             elif raw_id in RESERVED_IDS:
-                self.problem(f"task id '{raw_id}' is reserved (context['{raw_id}'] holds the workflow params)", items["id"][1])
+                what = "the workflow params" if raw_id == "params" else "what upstream tasks failed (trigger rules)"
+                self.problem(f"task id '{raw_id}' is reserved (context['{raw_id}'] holds {what})", items["id"][1])
             else:
                 task_id = raw_id
         else:
@@ -376,6 +402,7 @@ class _Checker:
             elif not isinstance(config, dict):
                 self.problem(f"'config' must be a mapping, got {type(config).__name__}", items["config"][1], task_id)
                 config = {}
+                self.bad_config.add(task_id)  # said once: its plugin's schema is not checked against {}
         dep_nodes = []
         if "depends_on" in items:
             deps_node = items["depends_on"][1]
@@ -396,8 +423,17 @@ class _Checker:
         for key in DEFAULT_KEYS:
             if key in items:
                 settings[key] = self.number_setting(key, items[key][1], task_id)
+        features = task_features(self, items, task_id, defaults)
         if task_id is None or plugin is None:
             return None
+        if "config" in items:
+            config_node = self.config_nodes[task_id] = items["config"][1]
+            source = self.text[config_node.start_mark.index:config_node.end_mark.index]
+            if "${" not in source and "*" not in source:  # (an alias may bring a ${ from elsewhere)
+                self.plain_configs.add(task_id)
+        else:
+            self.plain_configs.add(task_id)
+        self.feature_lines[task_id] = {k: items[k][1].start_mark.line + 1 for k in ("foreach", "inputs") if k in items}
         return {
             "id": task_id,
             "plugin": plugin,
@@ -409,6 +445,7 @@ class _Checker:
             "timeout": settings.get("timeout"),
             "max_memory": settings.get("max_memory"),
             "line": node.start_mark.line + 1,
+            **features,
         }
 
     def _peek_id(self, node) -> str | None:
@@ -424,6 +461,12 @@ class _Checker:
         value = self.value(node)
         if value is None:
             return None
+        if key in ("timeout", "retry_delay") and isinstance(value, str):
+            seconds = parse_duration(value)
+            if seconds is None:
+                self.problem(f"'{key}' must be a duration like 90, 90s, 5m or 1h, got {value!r}"[:200], node, task_id)
+                return None
+            value = seconds
         if key == "max_memory" and isinstance(value, str):
             parsed = _parse_bytes(value)
             if parsed is None:
@@ -449,11 +492,14 @@ class _Checker:
             return None
         return int(value) if key == "max_memory" else value
 
-    def cycles(self, tasks: list[TaskSpec]) -> None:
-        from .plan import find_cycles  # networkx is only needed once the file is otherwise valid
+    def cycles(self, tasks: list[TaskSpec], known: set[str]) -> None:
+        """Every cycle, found in the same pass as the other problems: over the
+        dependencies that name real tasks (a self-dependency is already reported)."""
+        from .plan import find_cycles
 
         lines = {t.id: t.line for t in tasks}
-        for cycle in find_cycles({t.id: t.depends_on for t in tasks}):
+        graph = {t.id: tuple(d for d in t.depends_on if d in known and d != t.id) for t in tasks}
+        for cycle in find_cycles(graph):
             path = " -> ".join([*cycle, cycle[0]])
             self.problem(f"dependency cycle: {path}", task_id=cycle[0], line=lines[cycle[0]])
 

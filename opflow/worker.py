@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = ["execute"]
 
+import hashlib
 import os
 import pickle
 import time
@@ -32,6 +33,7 @@ def execute(request: TaskRequest) -> Outcome:
     try:
         value = _call_plugin(request)
         blob = _pickle_result(value)
+        outcome.digest = hashlib.sha256(blob).hexdigest()  # cache keys of downstream tasks
         if request.persist_path:
             append_result(request.persist_path, request.task_id, blob)
         if request.publish:
@@ -75,7 +77,7 @@ def _call_plugin(request: TaskRequest):
     plugin.workflow_dir = Path(request.workflow_dir)
     add_search_root(request.workflow_dir)  # upstream results may be of classes defined there
     context = TaskContext(request.upstream, request.inline, lambda task_id: _fetch(request.store, task_id),
-                          request.params)
+                          request.params, groups=request.groups, upstream_failed=request.upstream_failed)
     # Each attempt gets its own copy of config, so a plugin that edits it
     # cannot change what a retry sees.
     config = pickle.loads(pickle.dumps(request.config, PICKLE_PROTOCOL))

@@ -114,6 +114,7 @@ CASES = [
         tasks:
           - id: ../escape
             plugin: shell
+            config: {command: "true"}
      """, 3, None, "'../escape' must match"),
     ("duplicate-id", """
         name: x
@@ -187,9 +188,10 @@ CASES = [
           - {id: clean, plugin: shell, config: {command: "true"}}
           - id: stats
             plugin: shell
+            config: {command: "true"}
             depends_on:
               - qqqqqq
-     """, 8, "stats", "depends_on 'qqqqqq' is not a task id (known: load, clean, stats)"),
+     """, 9, "stats", "depends_on 'qqqqqq' is not a task id (known: load, clean, stats)"),
     ("depends-on-twice", """
         name: x
         tasks:
@@ -201,8 +203,9 @@ CASES = [
         tasks:
           - id: a
             plugin: shell
+            config: {command: "true"}
             depends_on: [a]
-     """, 5, "a", "a task cannot depend on itself (cycle a -> a)"),
+     """, 6, "a", "a task cannot depend on itself (cycle a -> a)"),
     ("cycle", """
         name: x
         tasks:
@@ -223,15 +226,17 @@ CASES = [
           - {id: a, plugin: shell, config: {command: "true"}}
           - id: b
             plugin: shell
+            config: {command: "true"}
             dependson: [a]
-     """, 6, "b", "unknown key 'dependson' (did you mean 'depends_on'?)"),
+     """, 7, "b", "unknown key 'dependson' (did you mean 'depends_on'?)"),
     ("unknown-task-key-no-close-match", """
         name: x
         tasks:
           - id: b
             plugin: shell
+            config: {command: "true"}
             colour: blue
-     """, 5, "b", "unknown key 'colour' (allowed: id, plugin, config, depends_on"),
+     """, 6, "b", "unknown key 'colour' (allowed: id, plugin, config, depends_on"),
     ("unknown-top-key", """
         name: x
         taks: []
@@ -256,9 +261,10 @@ CASES = [
         name: x
         tasks:
           - plugin: shell
+            config: {command: "true"}
             plugin: python
             id: a
-     """, 4, "a", "key 'plugin' appears twice (first on line 3)"),
+     """, 5, "a", "key 'plugin' appears twice (first on line 3)"),
     ("duplicate-config-key", """
         name: x
         tasks:
@@ -276,7 +282,7 @@ CASES = [
             config:
               command: echo
               env:
-                - {X: 1, X: 2}
+                {X: 1, X: 2}
      """, 8, "a", "config: key 'X' appears twice (first on line 8)"),
     ("duplicate-params-key", """
         name: x
@@ -284,7 +290,7 @@ CASES = [
           region: north
           region: south
         tasks:
-          - {id: a, plugin: shell}
+          - {id: a, plugin: shell, config: {command: "true"}}
      """, 4, None, "params: key 'region' appears twice (first on line 3)"),
     ("retries-negative", """
         name: x
@@ -296,64 +302,73 @@ CASES = [
         tasks:
           - id: a
             plugin: shell
+            config: {command: "true"}
             retries: 1.5
-     """, 5, "a", "'retries' must be a whole number >= 0, got 1.5"),
+     """, 6, "a", "'retries' must be a whole number >= 0, got 1.5"),
     ("retries-text", """
         name: x
         tasks:
           - id: a
             plugin: shell
+            config: {command: "true"}
             retries: twice
-     """, 5, "a", "'retries' must be a number, got 'twice'"),
+     """, 6, "a", "'retries' must be a number, got 'twice'"),
     ("retries-bool", """
         name: x
         tasks:
           - id: a
             plugin: shell
+            config: {command: "true"}
             retries: true
-     """, 5, "a", "'retries' must be a number, got True"),
+     """, 6, "a", "'retries' must be a number, got True"),
     ("retry-delay-negative", """
         name: x
         tasks:
           - id: a
             plugin: shell
+            config: {command: "true"}
             retry_delay: -0.5
-     """, 5, "a", "'retry_delay' must be >= 0 seconds, got -0.5"),
+     """, 6, "a", "'retry_delay' must be >= 0 seconds, got -0.5"),
     ("timeout-zero", """
         name: x
         tasks:
           - id: a
             plugin: shell
+            config: {command: "true"}
             timeout: 0
-     """, 5, "a", "'timeout' must be > 0, got 0"),
+     """, 6, "a", "'timeout' must be > 0, got 0"),
     ("timeout-text", """
         name: x
         tasks:
           - id: a
             plugin: shell
-            timeout: 10s
-     """, 5, "a", "'timeout' must be a number, got '10s'"),
+            config: {command: "true"}
+            timeout: 10 parsecs
+     """, 6, "a", "'timeout' must be a duration like 90, 90s, 5m or 1h, got '10 parsecs'"),
     ("timeout-nan", """
         name: x
         tasks:
           - id: a
             plugin: shell
+            config: {command: "true"}
             timeout: .nan
-     """, 5, "a", "'timeout' must be a number, got nan"),
+     """, 6, "a", "'timeout' must be a number, got nan"),
     ("max-memory-bad", """
         name: x
         tasks:
           - id: a
             plugin: shell
+            config: {command: "true"}
             max_memory: lots
-     """, 5, "a", "'max_memory' must be a size like 512MB or 2GB, got 'lots'"),
+     """, 6, "a", "'max_memory' must be a size like 512MB or 2GB, got 'lots'"),
     ("max-memory-negative", """
         name: x
         tasks:
           - id: a
             plugin: shell
+            config: {command: "true"}
             max_memory: -5
-     """, 5, "a", "'max_memory' must be > 0, got -5"),
+     """, 6, "a", "'max_memory' must be > 0, got -5"),
     ("defaults-bad-value", """
         name: x
         defaults:
@@ -443,17 +458,20 @@ def test_every_problem_is_reported_at_once_and_nothing_runs(tmp_path, write_work
             plugin: shel
           - id: bad_retries
             plugin: shell
+            config: {{command: "true"}}
             retries: -3
           - id: unknown_dep
             plugin: shell
+            config: {{command: "true"}}
             depends_on: [ghost]
           - id: misspelt_key
             plugin: shell
+            config: {{command: "true"}}
             dependson: [would_run]
     """)
     problems = problems_of(path)
     located = {(p.line, p.task_id) for p in problems}
-    assert located == {(7, "typo"), (10, "bad_retries"), (13, "unknown_dep"), (16, "misspelt_key")}, [str(p) for p in problems]
+    assert located == {(7, "typo"), (11, "bad_retries"), (15, "unknown_dep"), (19, "misspelt_key")}, [str(p) for p in problems]
     stderr = run_invalid(path, tmp_path)
     assert "4 problems found; nothing was run" in stderr
     for line, task_id in located:
@@ -621,8 +639,8 @@ def test_param_overrides_replace_file_params(write_workflow):
         tasks:
           - {id: a, plugin: shell}
     """)
-    workflow = load_workflow(path, KNOWN, param_overrides=parse_param_overrides(["n=7", "extra=yes"]))
-    assert workflow.params == {"region": "north", "n": 7, "extra": True}
+    workflow = load_workflow(path, KNOWN, param_overrides=parse_param_overrides(["n=7"]))
+    assert workflow.params == {"region": "north", "n": 7}
 
 
 def test_malformed_param_on_the_command_line_is_exit_2_and_runs_nothing(tmp_path, write_workflow):

@@ -436,7 +436,7 @@ def init_pool_worker(coordinator_pid: int, slots, slot_counter) -> None:
 def run_in_pool(request: TaskRequest) -> Outcome:
     """The function the process pool runs: mark the slot busy with this token, run it."""
     slots = _pool_state["slots"]
-    if slots[0]:  # the run stopped (fail fast, interrupt) while this task waited in the queue
+    if slots[0] and not request.ignore_halt:  # the run stopped (fail fast, interrupt) while this task waited
         now = time.time()
         return Outcome(token=request.token, ok=False, started_at=now, finished_at=now, pid=os.getpid(),
                        error=error_record(NOT_STARTED, "the run stopped before this task started"))

@@ -9,9 +9,11 @@ process imports exactly the one plugin a task names (see `load_plugin_class`).
 from __future__ import annotations
 
 __all__ = ["PLUGINS", "PluginRef", "add_search_root", "describe_class", "discover_plugins", "load_plugin_class",
-           "worker_dirs"]
+           "worker_dirs", "plugin_config_schema", "builtin_class", "plugin_source_digest", "plugin_reads_params",
+           "PluginFileWarning"]
 
 import ast
+import hashlib
 import importlib
 import importlib.metadata
 from dataclasses import dataclass
@@ -76,8 +78,7 @@ def discover_plugins(dirs: list[Path] = (), *, describe: bool = False) -> tuple[
                 found = _scan_plugin_file(path)
             except (OSError, SyntaxError, ValueError) as exc:
                 line = getattr(exc, "lineno", None)
-                where = f"{path}:{line}" if line else str(path)
-                warnings.append(f"{where}: cannot read plugin file: {exc}")
+                warnings.append(PluginFileWarning(path, line, f"cannot read plugin file: {exc}"))
                 continue
             for name, class_name, description in found:
                 refs[name] = PluginRef(name, "file", f"{path}:{class_name}", description)
@@ -100,18 +101,36 @@ def describe_class(cls) -> str:
     return doc.splitlines()[0] if doc else ""
 
 
-def _scan_plugin_file(path: Path) -> list[tuple[str, str, str]]:
-    """(plugin name, class name, description) for each plugin class in a file, by `ast`.
+class PluginFileWarning(str):
+    """'path:line: what' about a workers/ file that could not be read, with its parts."""
 
-    A plugin class sets `name = "..."` in its body and either derives from a base
-    called `Plugin` or defines `run`.
+    def __new__(cls, path: Path, line: int | None, message: str):
+        self = super().__new__(cls, f"{path}:{line}: {message}" if line else f"{path}: {message}")
+        self.path, self.line, self.message = str(path), line, message
+        return self
+
+
+def _scan_plugin_file(path: Path) -> list[tuple[str, str, str]]:
+    """(plugin name, class name, description) for each plugin class in a file, by `ast`."""
+    return [(c["name"], c["class"], c["description"]) for c in _scan_classes(path)]
+
+
+def _scan_classes(path: Path) -> list[dict]:
+    """Each plugin class in a file, read by `ast` (no user code runs).
+
+    A plugin class sets `name = "..."` in its own body and derives from a base
+    called `Plugin`, defines `run`, or derives from a class of the same file that
+    does (a base class shared by several plugins). `config_schema`, when a
+    literal dict, is read too, and inherited from such a base.
     """
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    classes: dict[str, dict] = {}
     found = []
     for node in tree.body:
         if not isinstance(node, ast.ClassDef):
             continue
         attrs: dict[str, str] = {}
+        schema = None
         has_run = False
         for item in node.body:
             if isinstance(item, ast.Assign) and isinstance(item.value, ast.Constant) and isinstance(item.value.value, str):
@@ -123,12 +142,72 @@ def _scan_plugin_file(path: Path) -> list[tuple[str, str, str]]:
                     attrs[item.target.id] = item.value.value
             elif isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name == "run":
                 has_run = True
+            target = item.targets[0] if isinstance(item, ast.Assign) and len(item.targets) == 1 else getattr(item, "target", None)
+            if isinstance(target, ast.Name) and target.id == "config_schema" and getattr(item, "value", None) is not None:
+                try:
+                    schema = ast.literal_eval(item.value)
+                except ValueError:
+                    schema = None  # not a literal: cannot be known without running the file
         base_names = {b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in node.bases}
-        if attrs.get("name") and (has_run or "Plugin" in base_names):
-            doc = (ast.get_docstring(node) or "").strip()
-            description = attrs.get("description") or (doc.splitlines()[0] if doc else "")
-            found.append((attrs["name"], node.name, description))
+        local_bases = [classes[b] for b in base_names if b in classes]
+        is_plugin = has_run or "Plugin" in base_names or any(b["is_plugin"] for b in local_bases)
+        if schema is None:
+            schema = next((b["schema"] for b in local_bases if b["schema"] is not None), None)
+        doc = (ast.get_docstring(node) or "").strip()
+        info = {"name": attrs.get("name"), "class": node.name, "is_plugin": is_plugin, "schema": schema,
+                "description": attrs.get("description") or (doc.splitlines()[0] if doc else "")}
+        classes[node.name] = info
+        if info["name"] and is_plugin:
+            found.append(info)
     return found
+
+
+def builtin_class(ref: PluginRef) -> type | None:
+    """The class of a built-in plugin (already imported), else None: user code is not imported to check."""
+    return PLUGINS.get(ref.name) if ref.source == "builtin" else None
+
+
+def plugin_config_schema(ref: PluginRef) -> dict | None:
+    """The plugin's `config_schema`, without running user code for a workers/ file."""
+    if ref.source == "builtin":
+        return PLUGINS[ref.name].config_schema
+    if ref.source == "file":
+        path, _, class_name = ref.target.rpartition(":")
+        try:
+            classes = _scan_classes(Path(path))
+        except (OSError, SyntaxError, ValueError):
+            return None
+        return next((c["schema"] for c in classes if c["class"] == class_name), None)
+    try:  # an entry point: an installed package, imported like any library
+        schema = getattr(load_plugin_class(ref), "config_schema", None)
+    except Exception:  # a broken third-party plugin fails its task at run time, with the reason
+        return None
+    return schema if isinstance(schema, dict) else None
+
+
+def plugin_reads_params(ref: PluginRef) -> bool:
+    """Whether the params belong in the plugin's cache key (see Plugin.reads_params)."""
+    cls = builtin_class(ref)
+    return True if cls is None else bool(cls.reads_params)
+
+
+def plugin_source_digest(ref: PluginRef) -> str:
+    """What identifies the plugin's code, for cache keys: a workers/ file's content
+    hash, else the target and opflow's version (an installed package's code changes with its version)."""
+    if ref.source == "file":
+        try:
+            return hashlib.sha256(Path(ref.target.rpartition(":")[0]).read_bytes()).hexdigest()
+        except OSError:
+            return "unreadable"
+    from .. import __version__
+
+    version = ""
+    if ref.source == "entry point":
+        try:
+            version = importlib.metadata.version(ref.target.split(".")[0].split(":")[0])
+        except Exception:  # not a distribution name: the target alone then
+            version = ""
+    return f"{ref.target}@{__version__}/{version}"
 
 
 def load_plugin_class(ref: PluginRef) -> type:

@@ -15,6 +15,16 @@ class CsvIngestPlugin(Plugin):
     """
 
     name = "csv_ingest"
+    reads_params = False  # its cache key needs only its config (params reach it through ${params.X})
+    config_schema = {
+        "type": "object",
+        "properties": {
+            "path": {"type": "string", "minLength": 1, "description": "The CSV file (relative: to the workflow file)."},
+            "read_csv": {"type": "object", "description": "Options for pandas.read_csv."},
+        },
+        "required": ["path"],
+        "additionalProperties": False,
+    }
 
     def run(self, config: dict, context: dict):
         import pandas as pd  # imported here: only tasks that need pandas pay for it

@@ -11,6 +11,23 @@ class MetricsPlugin(Plugin):
     """Describe numeric columns of an upstream DataFrame (count, mean, std, quartiles)."""
 
     name = "metrics"
+    reads_params = False  # its cache key needs only its config (params reach it through ${params.X})
+    config_schema = {
+        "type": "object",
+        "properties": {
+            "numeric_columns": {"type": ["array", "string", "null"], "items": {"type": "string"},
+                                "description": "Columns to describe (default: every numeric one)."},
+            "source": {"type": "string", "description": "The upstream task whose DataFrame to describe."},
+        },
+        "additionalProperties": False,
+    }
+
+    @classmethod
+    def check_task(cls, config: dict, depends_on: tuple) -> list[str]:
+        if "source" not in config and len(depends_on) != 1:
+            return [f"config 'source' is required when the task has {len(depends_on)} upstream tasks "
+                    f"({', '.join(depends_on) or 'none'}): which one's DataFrame?"]
+        return []
 
     def run(self, config: dict, context: dict) -> dict:
         import pandas as pd

@@ -18,6 +18,16 @@ class PythonPlugin(Plugin):
     """Call a Python function ("module:attr"); its return value is the result."""
 
     name = "python"
+    config_schema = {
+        "type": "object",
+        "properties": {
+            "function": {"type": "string", "minLength": 1, "description": '"module:attr"'},
+            "args": {"type": "array", "description": "Positional arguments."},
+            "kwargs": {"type": "object", "description": "Keyword arguments."},
+        },
+        "required": ["function"],
+        "additionalProperties": False,
+    }
 
     def run(self, config: dict, context: dict):
         spec = config.get("function")

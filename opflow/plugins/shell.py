@@ -15,6 +15,17 @@ class ShellPlugin(Plugin):
     """Run a shell command; fails on a non-zero exit status."""
 
     name = "shell"
+    config_schema = {
+        "type": "object",
+        "properties": {
+            "command": {"type": "string", "minLength": 1, "description": "Run by /bin/sh; ${params.X} values are shell-quoted."},
+            "env": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]},
+                    "description": "Extra environment variables."},
+            "cwd": {"type": "string", "description": "Working directory (relative: to the workflow file)."},
+        },
+        "required": ["command"],
+        "additionalProperties": False,
+    }
 
     def run(self, config: dict, context: dict) -> dict:
         command = config.get("command")
