@@ -94,6 +94,10 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
         except OSError as exc:
             raise UsageError(f"--log-dir {log_dir}: cannot create a run directory there: {exc.strerror or exc}") from None
         options.results_path = str(run_dir / RESULTS_FILE)
+        options.task_logs_dir = str(run_dir / "tasks")
+        # What tasks/<id>.log catches (task_output.py): all of the worker's fds 1/2,
+        # or, sharing opflow's own process, only what goes through sys.stdout/stderr.
+        extra["task_output"] = "python" if executor in ("thread", "inline") else "fd"
         audit = AuditTrail(run_dir, workflow, extra)
         try:
             summary = await _run_async(workflow, plugins, options, [audit, *reporters])

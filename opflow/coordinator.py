@@ -52,6 +52,8 @@ class RunOptions:
     reused_from: str = ""  # the earlier run's directory
     #: The run's results log (see results_log.py), or None to keep no results.
     results_path: str | None = None
+    #: The run's tasks/ folder: each task's output goes to <id>.log there (None: not kept).
+    task_logs_dir: str | None = None
 
     def pool_size(self) -> int:
         return self.workers if self.workers > 0 else (os.cpu_count() or 1)
@@ -221,6 +223,7 @@ class Coordinator:
             persist_path=self.options.results_path if publish else None,
             max_memory=spec.max_memory, notify_start=spec.timeout is not None,
             halt_on_failure=not self.options.keep_going and attempt > spec.retries,
+            log_path=os.path.join(self.options.task_logs_dir, f"{task_id}.log") if self.options.task_logs_dir else None,
         )
         state.attempts.append({"attempt": attempt, "started": time.time(), "finished": None, "error": None, "pid": None})
         self._running[token] = task_id
@@ -492,6 +495,7 @@ class Coordinator:
             "depends_on": list(state.spec.depends_on),
             "attempt_log": attempts,
             "resources": None,
+            "log": f"tasks/{state.spec.id}.log" if self.options.task_logs_dir and state.attempts else None,
         }
         if outcome is not None and outcome.pid:
             record["resources"] = {

@@ -25,6 +25,7 @@ from .plugins import PluginRef, load_plugin_class
 from .procs import has_child_groups
 from .render import render
 from .results_log import append_result
+from .task_output import capture, fd_level_here, repair_std_fds
 
 MONITOR_INTERVAL = 0.1  # seconds between RSS samples of a running task's process tree
 CHILD_SCAN_EVERY = 10  # samples between looks for child processes (unless a shell command runs)
@@ -49,6 +50,7 @@ class TaskRequest:
     max_memory: int | None = None
     notify_start: bool = False  # does the coordinator need to know when it starts (timeouts)?
     halt_on_failure: bool = False  # fail fast and no retry left: a failure stops the pool's queue
+    log_path: str | None = None  # tasks/<id>.log: where the attempt's stdout/stderr go (task_output.py)
 
 
 @dataclass
@@ -71,13 +73,22 @@ def error_record(kind: str, message: str, tb: str = "") -> dict:
 
 
 def execute(request: TaskRequest) -> Outcome:
-    """Run one attempt of one task in this process. Never raises for task errors."""
+    """Run one attempt of one task in this process, its output sent to its log. Never raises for task errors."""
+    with capture(request.log_path, request.attempt, fd_level=fd_level_here(bool(_pool_state.get("in_pool")))) as log:
+        outcome = _execute(request)
+    if log is not None and outcome.error is not None:
+        outcome.error["log_tail"] = log.tail()
+    return outcome
+
+
+def _execute(request: TaskRequest) -> Outcome:
     started = time.time()
     cpu_before = os.times()
     _monitor.begin(request.max_memory)
     outcome = Outcome(token=request.token, ok=False, started_at=started, pid=os.getpid())
     try:
         value = _call_plugin(request)
+        repair_std_fds()  # before anything of ours opens a file: fds 0-2 the task closed must not be reused
         blob = _pickle_result(value)
         publish_result(request.store if request.publish else None, request.task_id, blob, request.persist_path)
         outcome.result = render(value)
