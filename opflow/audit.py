@@ -35,6 +35,7 @@ from pathlib import Path
 from . import __version__
 from .errors import OpflowError
 from .events import Reporter
+from .failure_text import detail_lines
 from .spec import Workflow
 
 PROVENANCE_PACKAGES = ("PyYAML", "networkx", "psutil", "click", "pandas")
@@ -247,4 +248,6 @@ class AuditTrail(Reporter):
             if problem and problem["why"]:
                 first_line = problem["why"].splitlines()[0]
                 lines.append(f"            {' ' * width} why: {first_line}")
+                for detail in detail_lines(record.get("error")):  # the end of its stderr or traceback
+                    lines.append(f"            {' ' * width}    | {detail}")
         return "\n".join(lines) + "\n"

@@ -34,6 +34,7 @@ from .spec import Workflow
 from .worker import Outcome, TaskRequest, error_record
 
 from .results_log import close_results_logs
+from .failure_text import add_log_tail
 from .worker import NOT_STARTED
 
 RETRY_DELAY_CAP = 300.0  # seconds: backoff never waits longer than this
@@ -350,6 +351,8 @@ class Coordinator:
 
     def _fail(self, state: _TaskState) -> None:
         state.status = TaskStatus.FAILED
+        if self.options.task_logs_dir and state.outcome is not None:  # (a timeout's tail: from its log)
+            add_log_tail(state.outcome.error, os.path.join(self.options.task_logs_dir, f"{state.spec.id}.log"))
         self.emit("task_finished", record=self._record(state))
         if not self.options.keep_going and self._stop_reason is None:
             self._stop_reason = f"the run stopped after '{state.spec.id}' failed (fail fast; --keep-going runs the rest)"

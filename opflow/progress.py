@@ -13,6 +13,7 @@ import time
 from typing import TextIO
 
 from .events import Reporter
+from .failure_text import detail_lines, headline
 
 _COLOURS = {"succeeded": "32", "failed": "31", "skipped": "33", "cancelled": "33", "retrying": "35"}
 
@@ -70,8 +71,9 @@ class ConsoleProgress(Reporter):
             elif status == "failed":
                 self._failed += 1
                 error = record.get("error") or {}
-                self._line(f"FAILED    {record['id']}: {error.get('type')}: {_first_line(error.get('message'))}",
-                           status=status, important=True)
+                self._line(f"FAILED    {record['id']}: {headline(error)}", status=status, important=True)
+                for line in detail_lines(error):
+                    self._line(f"    | {line}", important=True)
             else:
                 self._line(f"{status:<9} {record['id']}: {record.get('reason') or ''}", status=status, important=True)
         elif kind == "interrupt":
