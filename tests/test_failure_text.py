@@ -68,7 +68,7 @@ def test_console_failed_lines_show_the_end_of_stderr_or_traceback(failing, quiet
         head, _, rest = out.partition(f"FAILED    {task_id}:")
         assert line in rest.split("FAILED")[0], (task_id, out)
     # opflow's own frames are left out: the user's are what explains it
-    assert "python_call.py" not in out and "tools.py\", line 4, in helper" in out
+    assert "python_call.py" not in out and "tools.py\", line 5, in helper" in out
     if quiet:
         assert "ok " not in out
 
