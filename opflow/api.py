@@ -9,7 +9,7 @@ import multiprocessing
 import os
 import shutil
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
@@ -27,8 +27,16 @@ from .spec import Workflow, load_workflow
 
 @dataclass
 class RunResult:
+    """What a run left: its summary, run directory, duration and every task's record.
+
+    `records[task_id]` is the same dict as `run_dir/tasks/<task_id>.json` (status,
+    result, error, attempts, resources, log, ...).
+    """
+
     summary: RunSummary
     run_dir: Path
+    records: dict = field(default_factory=dict)
+    duration_s: float | None = None
 
     @property
     def exit_code(self) -> int:
@@ -37,6 +45,25 @@ class RunResult:
     @property
     def status(self) -> str:
         return self.summary.status.value
+
+    @property
+    def tasks(self) -> dict[str, str]:
+        """task_id -> status string."""
+        return {task_id: status.value for task_id, status in self.summary.tasks.items()}
+
+
+class _Collector(Reporter):
+    """Keeps each task's final record and the run's duration, for the RunResult."""
+
+    def __init__(self):
+        self.records: dict = {}
+        self.duration_s: float | None = None
+
+    def handle(self, event: dict) -> None:
+        if event["event"] == "task_finished":
+            self.records[event["record"]["id"]] = event["record"]
+        elif event["event"] == "run_finished":
+            self.duration_s = event["duration_s"]
 
 
 def load(path: str | Path, params: dict | None = None) -> tuple[Workflow, dict[str, PluginRef]]:
@@ -52,7 +79,7 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
                     params: dict | None = None, keep_going: bool = False, scheduler: str | None = None,
                     lock: bool = True, keep_runs: int | None = None, resume: bool | str | Path = False,
                     reporters: Iterable[Reporter] = ()) -> RunResult:
-    """Run a workflow file from inside an event loop; returns its summary and run directory.
+    """Run a workflow file from inside an event loop; see `run` for the options.
 
     `resume=True` reuses what the latest run of this workflow under `log_dir`
     recorded as succeeded (a path names the run directory instead); `lock` keeps
@@ -99,15 +126,16 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
         # or, sharing opflow's own process, only what goes through sys.stdout/stderr.
         extra["task_output"] = "python" if executor in ("thread", "inline") else "fd"
         audit = AuditTrail(run_dir, workflow, extra)
+        collector = _Collector()
         try:
-            summary = await _run_async(workflow, plugins, options, [audit, *reporters])
+            summary = await _run_async(workflow, plugins, options, [audit, collector, *reporters])
         except OpflowError:
             if not (run_dir / "run.json").exists():
                 shutil.rmtree(run_dir, ignore_errors=True)  # it never started: leave no half a record
             raise
         if keep_runs:
             prune_runs(log_dir, workflow, keep_runs, protect=run_dir)
-    return RunResult(summary, run_dir)
+    return RunResult(summary, run_dir, collector.records, collector.duration_s)
 
 
 def _check_not_starting_a_worker() -> None:
@@ -120,13 +148,41 @@ def _check_not_starting_a_worker() -> None:
         )
 
 
-def run(path: str | Path, **kwargs) -> RunResult:
-    """Run a workflow file to the end (see `run_async` for the options)."""
-    return asyncio.run(run_async(path, **kwargs))
+def run(path: str | Path, *, workers: int = 0, executor: str = "process", log_dir: str | Path = "logs",
+        params: dict | None = None, keep_going: bool = False, scheduler: str | None = None,
+        lock: bool = True, keep_runs: int | None = None, resume: bool | str | Path = False,
+        reporters: Iterable[Reporter] = ()) -> RunResult:
+    """Run the workflow file at `path` to the end; returns a `RunResult`.
+
+    Options (the `opflow run` options of the same names):
+      workers     pool size; 0 means the CPU count
+      executor    "process" (default), "thread", "inline" or "dask"
+      log_dir     each run makes a new directory under it (default "logs")
+      params      overrides of the workflow's declared params
+      keep_going  after a failure, still run every task whose upstream succeeded
+      scheduler   with executor="dask": a scheduler address (default: a LocalCluster)
+      lock        refuse to start while another run of this workflow (same log_dir) runs
+      keep_runs   afterwards, delete all but the newest N run directories of this workflow
+      resume      True: reuse what the latest run under log_dir recorded as succeeded;
+                  a path: that run directory instead
+      reporters   extra `opflow.events.Reporter`s that receive every event
+
+    The result: `.status` ("succeeded", "failed", "interrupted"), `.exit_code`,
+    `.run_dir`, `.duration_s`, `.tasks` (id -> status) and `.records` (id -> the
+    task's record, as in `run_dir/tasks/<id>.json`). Bad input raises
+    `opflow.errors.WorkflowError`; a failing task does not raise.
+    """
+    return asyncio.run(run_async(path, workers=workers, executor=executor, log_dir=log_dir, params=params,
+                                 keep_going=keep_going, scheduler=scheduler, lock=lock, keep_runs=keep_runs,
+                                 resume=resume, reporters=reporters))
 
 
 def resume(run_dir: str | Path, **kwargs) -> RunResult:
-    """Rerun what did not succeed in `run_dir`, with that run's file, params and settings."""
+    """Rerun what did not succeed in `run_dir`, with that run's file, params and settings.
+
+    Takes the options of `run` (workers, executor, ...) to override the earlier
+    run's; returns a `RunResult` whose records mark the reused tasks (`reused`).
+    """
     run_dir = Path(run_dir)
     try:
         doc = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
