@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from . import __version__
 from .errors import OpflowError, UsageError, WorkflowError
 
 EXECUTOR_CHOICES = ("process", "thread", "inline", "dask")
@@ -28,7 +29,7 @@ def _fail(error: OpflowError) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="opflow", prog_name="opflow")
+@click.version_option(version=__version__, prog_name="opflow")
 def main() -> None:
     """Run YAML workflows of tasks on a process pool, with an audit trail."""
 
@@ -40,7 +41,7 @@ def _run_options(command):
                      help="Pool size (default: the CPU count)."),
         click.option("--executor", type=click.Choice(EXECUTOR_CHOICES), default=None,
                      help="Where tasks run: process pool (default), thread pool, inline in the coordinator "
-                          "(debugging), or a Dask cluster (pip install 'opflow[dask]')."),
+                          "(debugging), or a Dask cluster (pip install 'opflow-runner[dask]')."),
         click.option("--scheduler", metavar="ADDRESS", default=None,
                      help="With --executor dask: a running scheduler (tcp://host:8786); default: a LocalCluster."),
         click.option("--keep-going", is_flag=True, help="After a failure, still run every task whose upstream succeeded."),
@@ -242,10 +243,10 @@ def init(directory, force):
     click.echo(f"next: opflow run {written[0]}")
 
 
-def entry() -> None:
+def entry(prog_name: str | None = None) -> None:
     """Console-script entry point: Ctrl-C outside a run still exits 130, quietly."""
     try:
-        main()
+        main(prog_name=prog_name)
     except KeyboardInterrupt:
         click.echo("opflow: interrupted", err=True)
         sys.exit(130)

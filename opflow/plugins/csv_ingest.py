@@ -20,11 +20,14 @@ class CsvIngestPlugin(Plugin):
             raise PluginError("config 'path' is required: the CSV file to read")
         path = self.resolve_path(raw)
         if not path.is_file():
-            # The seed's example names its CSV relative to the project root; accept
-            # that when the path does not exist beside the workflow file.
-            fallback = Path(raw).expanduser().resolve()
-            if fallback.is_file():
-                path = fallback
+            # The seed's example names its CSV relative to the project root
+            # (examples/sample_data.csv): accept that from the current folder, and a
+            # file of that name beside the workflow file, so the example runs both
+            # where it is and copied to the project root.
+            for fallback in (Path(raw).expanduser().resolve(), self.workflow_dir / Path(raw).name):
+                if fallback.is_file():
+                    path = fallback
+                    break
             else:
                 raise PluginError(f"config 'path': no such file {path}")
         options = config.get("read_csv") or {}
