@@ -153,9 +153,14 @@ def resume(run_dir, workers, executor, scheduler, keep_going, lock, keep_runs, a
              scheduler=scheduler, keep_going=keep_going, lock=lock, keep_runs=keep_runs)
 
 
+def _echo_json(document) -> None:
+    click.echo(json.dumps(document, indent=2, default=str))
+
+
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-def validate(file):
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON document (problems too, still exit 2).")
+def validate(file, as_json):
     """Check FILE; run nothing. Exit 0 when valid, 2 with every problem otherwise."""
     from .api import load
     from .plan import build_plan
@@ -163,8 +168,17 @@ def validate(file):
     try:
         workflow, _ = load(file)
     except OpflowError as error:
+        if as_json:
+            problems = [{"path": p.path, "line": p.line, "task_id": p.task_id, "message": p.message}
+                        for p in getattr(error, "problems", [])] or [{"message": str(error)}]
+            _echo_json({"file": str(file), "ok": False, "problems": problems})
+            sys.exit(error.exit_code)
         _fail(error)
     layers = build_plan(workflow).layers
+    if as_json:
+        _echo_json({"file": str(file), "ok": True, "workflow": workflow.name, "tasks": len(workflow.tasks),
+                    "layers": len(layers)})
+        return
     click.echo(f"{file}: ok: workflow '{workflow.name}', {len(workflow.tasks)} tasks in {len(layers)} layers")
 
 
@@ -172,7 +186,8 @@ def validate(file):
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("logs"), show_default=True,
               help="Where to look for the last run's durations (critical path).")
-def plan(file, log_dir):
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON document: layers and critical path.")
+def plan(file, log_dir, as_json):
     """Print the topological layers of FILE (tasks in one layer can run at once)."""
     from .api import load
     from .plan import build_plan
@@ -182,6 +197,15 @@ def plan(file, log_dir):
     except OpflowError as error:
         _fail(error)
     the_plan = build_plan(workflow)
+    if as_json:
+        durations = _last_durations(log_dir, workflow)
+        critical = None
+        if durations:
+            path, total = the_plan.critical_path(durations)
+            critical = {"tasks": list(path), "seconds": round(total, 6)}
+        _echo_json({"workflow": workflow.name, "tasks": len(workflow.tasks),
+                    "layers": [list(layer) for layer in the_plan.layers], "critical_path": critical})
+        return
     click.echo(f"workflow '{workflow.name}': {len(workflow.tasks)} tasks")
     for n, layer in enumerate(the_plan.layers, 1):
         click.echo(f"layer {n}: {', '.join(layer)}")
@@ -211,11 +235,18 @@ def _last_durations(log_dir: Path, workflow) -> dict[str, float]:
 
 @main.command()
 @click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
-def plugins(file):
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of plugins.")
+def plugins(file, as_json):
     """List available plugins: built-ins, entry points, and workers/*.py (here, or beside FILE)."""
     from .plugins import discover_plugins, worker_dirs
 
     refs, warnings = discover_plugins(worker_dirs(file.resolve().parent if file else None), describe=True)
+    if as_json:
+        _echo_json([{"name": name, "description": refs[name].description, "source": refs[name].source,
+                     "target": refs[name].target} for name in sorted(refs)])
+        for warning in warnings:
+            click.echo(f"warning: {warning}", err=True)
+        return
     width = max(len(n) for n in refs)
     for name in sorted(refs):
         ref = refs[name]
@@ -241,6 +272,51 @@ def init(directory, force):
     for path in written:
         click.echo(f"wrote {path}")
     click.echo(f"next: opflow run {written[0]}")
+
+
+@main.command()
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("logs"), show_default=True,
+              help="Where the runs are.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def runs(file, log_dir, as_json):
+    """List past runs (of FILE, if given), newest first: run dir, workflow, status,
+    started, duration, task counts. A run whose coordinator died shows as crashed."""
+    from .run_index import format_row, list_runs
+
+    rows = list_runs(log_dir, file)
+    if as_json:
+        _echo_json(rows)
+        return
+    if not rows:
+        click.echo(f"no runs under {log_dir}" + (f" of {file}" if file else ""))
+    for row in rows:
+        click.echo(format_row(row))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("task_id", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print run.json (or the task's record, with log_tail).")
+def show(run_dir, task_id, as_json):
+    """Show a run's summary, or one task's record with the end of its log and its result."""
+    from .run_index import format_run, format_task, read_run, read_task
+
+    try:
+        if task_id is None:
+            doc = read_run(run_dir)
+            if as_json:
+                _echo_json(doc)
+            else:
+                click.echo(format_run(run_dir, doc), nl=False)
+            return
+        record = read_task(run_dir, task_id)
+    except OpflowError as error:
+        _fail(error)
+    if as_json:
+        _echo_json(record)
+    else:
+        click.echo(format_task(record), nl=False)
 
 
 def entry(prog_name: str | None = None) -> None:
