@@ -21,6 +21,7 @@ from .executors import EXECUTORS
 from .history import WORKFLOW_COPY, latest_run, plan_resume, prune_runs
 from .lock import WorkflowLock
 from .results_log import RESULTS_FILE
+from .reused import load_reused_records
 from .plugins import PluginRef, discover_plugins, worker_dirs
 from .spec import Workflow, load_workflow
 
@@ -114,6 +115,7 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
                 raise UsageError(f"--resume: no earlier run of '{workflow.name}' ({workflow.path}) under {log_dir}")
             plan = plan_resume(source, workflow)
             options.reuse, options.reused_from = plan.reuse, str(source)
+            options.reused_records = load_reused_records(source, plan.reuse)
             extra = {"resumed_from": str(source), "resume_changes": plan.changes, "reused": sorted(plan.reuse)}
         try:
             run_dir = create_run_dir(log_dir, workflow.name)

@@ -243,6 +243,8 @@ class AuditTrail(Reporter):
             line = f"  {status:<9} {task_id:<{width}} {took}"
             if attempts > 1:
                 line += f"  ({attempts} attempts)"
+            if record.get("reused"):
+                line += "  (reused)"
             lines.append(line)
             problem = run.get("problems", {}).get(task_id)
             if problem and problem["why"]:

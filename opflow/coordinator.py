@@ -35,6 +35,7 @@ from .worker import Outcome, TaskRequest, error_record
 
 from .results_log import close_results_logs
 from .failure_text import add_log_tail
+from .reused import reused_record
 from .worker import NOT_STARTED
 
 RETRY_DELAY_CAP = 300.0  # seconds: backoff never waits longer than this
@@ -55,6 +56,8 @@ class RunOptions:
     results_path: str | None = None
     #: The run's tasks/ folder: each task's output goes to <id>.log there (None: not kept).
     task_logs_dir: str | None = None
+    #: Resume: task_id -> its record in the earlier run (reused tasks keep its result and times).
+    reused_records: dict = field(default_factory=dict)
 
     def pool_size(self) -> int:
         return self.workers if self.workers > 0 else (os.cpu_count() or 1)
@@ -198,7 +201,8 @@ class Coordinator:
             state.reason = f"reused from {self.options.reused_from or 'an earlier run'}"
             for child in self._children[task_id]:
                 self.states[child].waiting -= 1
-            self.emit("task_finished", record=self._record(state))
+            self.emit("task_finished", record=reused_record(self._record(state), self.options.reused_records.get(task_id),
+                                                            self.options.reused_from))
 
     # -- dispatch -----------------------------------------------------------
     def _pump(self) -> None:
