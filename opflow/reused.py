@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 #: Kept from the earlier record: what the task produced and what it cost then.
-KEPT = ("result", "started_at", "finished_at", "duration_s", "resources", "attempts", "attempt_log")
+KEPT = ("result", "started_at", "finished_at", "duration_s", "resources")  # attempts: this run made none
 
 
 def load_reused_records(source: Path, task_ids) -> dict[str, dict]:
