@@ -226,13 +226,13 @@ class Coordinator:
             store=self._backend.store() if (upstream or publish) else None, publish=publish,
             # Only a result some task reads is needed to resume: keep only those.
             persist_path=self.options.results_path if publish else None,
-            max_memory=spec.max_memory, notify_start=spec.timeout is not None,
+            max_memory=spec.max_memory, notify_start=True,  # every start: task_started means started in a worker
             halt_on_failure=not self.options.keep_going and attempt > spec.retries,
             log_path=os.path.join(self.options.task_logs_dir, f"{task_id}.log") if self.options.task_logs_dir else None,
         )
         state.attempts.append({"attempt": attempt, "started": time.time(), "finished": None, "error": None, "pid": None})
         self._running[token] = task_id
-        self.emit("task_started", task_id=task_id, attempt=attempt, plugin=spec.plugin)
+        self.emit("task_queued", task_id=task_id, attempt=attempt, plugin=spec.plugin)
         future = self._backend.submit(request)
         future.add_done_callback(lambda f: self._deliver(token, f))
 
@@ -277,10 +277,17 @@ class Coordinator:
         state = self.states[task_id]
         state.attempts[-1]["pid"] = pid
         state.attempts[-1]["started"] = time.time()
+        self._announce_start(state, pid)
         if state.spec.timeout:
             if state.timer is not None:
                 state.timer.cancel()  # resubmitted after a pool rebuild: the clock restarts
             state.timer = self._loop.call_later(state.spec.timeout, self._on_timeout, token)
+
+    def _announce_start(self, state: _TaskState, pid: int) -> None:
+        attempt = state.attempts[-1]
+        if not attempt.get("announced"):
+            attempt["announced"] = True
+            self.emit("task_started", task_id=state.spec.id, attempt=attempt["attempt"], plugin=state.spec.plugin, pid=pid)
 
     def _on_timeout(self, token: int) -> None:
         task_id = self._running.get(token)
@@ -320,6 +327,8 @@ class Coordinator:
             self._check_finished()
             return
         state.outcome = outcome
+        if outcome.pid:  # it ran, even if it ended before its start was noticed
+            self._announce_start(state, outcome.pid)
         attempt = state.attempts[-1]
         attempt["finished"] = outcome.finished_at or time.time()
         if outcome.started_at and outcome.pid:
