@@ -319,6 +319,22 @@ def show(run_dir, task_id, as_json):
         click.echo(format_task(record), nl=False)
 
 
+@main.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the HTML (default: report.html in the first run directory).")
+def report(run_dirs, output):
+    """Write one self-contained HTML report of RUN_DIRS (several runs are compared):
+    timeline per worker, task graph, per-task wall/CPU/memory, failures."""
+    from .report import write_report
+
+    try:
+        path = write_report(list(run_dirs), output)
+    except OpflowError as error:
+        _fail(error)
+    click.echo(f"report: {path}")
+
+
 def entry(prog_name: str | None = None) -> None:
     """Console-script entry point: Ctrl-C outside a run still exits 130, quietly."""
     try:
