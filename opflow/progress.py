@@ -25,7 +25,7 @@ from .events import Reporter
 from .failure_text import detail_lines, headline
 
 _COLOURS = {"succeeded": "32", "failed": "31", "skipped": "33", "cancelled": "33", "retrying": "35"}
-TICK_SECONDS = 1.0  # the status line's clock is redrawn this often
+TICK_SECONDS = 1.0  # the status line's clock is redrawn at least this often
 REDRAW_EVERY = 0.1  # seconds: events come faster than a person reads; redraw at most this often
 _ANSI = re.compile(r"\033\[[0-9;]*[A-Za-z]")
 
@@ -44,6 +44,7 @@ class ConsoleProgress(Reporter):
         self._started_at: float | None = None
         self._status_shown = False
         self._last_draw = 0.0
+        self._dirty = False
         self._closed_stream = False
         self._lock = threading.Lock()  # the ticker thread redraws too
         self._stop = threading.Event()
@@ -185,9 +186,14 @@ class ConsoleProgress(Reporter):
         if not self.tty or self.quiet or self._started_at is None:
             return
         now = time.monotonic()
-        if self._status_shown and not force and not self._stop.is_set() and now - self._last_draw < REDRAW_EVERY:
-            return  # a line is shown and was drawn a moment ago
+        if not force and not self._stop.is_set() and now - self._last_draw < REDRAW_EVERY:
+            # Drawn a moment ago: the ticker draws it again shortly. (Drawing after
+            # every event would mostly show the instant after a task ended.)
+            self._dirty = True
+            if self._status_shown or self._ticker is not None:
+                return
         self._last_draw = now
+        self._dirty = False
         self._clear_status()
         if not self._stop.is_set():
             self.stream.write(self.status_text(self._width()))
@@ -195,10 +201,12 @@ class ConsoleProgress(Reporter):
         self.stream.flush()
 
     def _tick(self) -> None:
-        while not self._stop.wait(TICK_SECONDS):
+        while not self._stop.wait(REDRAW_EVERY):
             with self._lock:
                 if self._closed_stream:
                     return
+                if not self._dirty and time.monotonic() - self._last_draw < TICK_SECONDS:
+                    continue
                 try:
                     self._redraw(force=True)
                 except (OSError, ValueError):
