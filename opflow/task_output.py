@@ -29,7 +29,6 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from datetime import datetime, timezone
 
 LOG_TAIL_LINES = 20  # lines of a failed attempt's output kept in its error record
 _TAIL_BYTES = 16384
@@ -122,7 +121,8 @@ def capture(log_path: str | None, attempt: int, *, fd_level: bool):
     except OSError:
         yield None
         return
-    stamp = datetime.fromtimestamp(time.time(), timezone.utc).isoformat(timespec="milliseconds")
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
     try:
         size = os.fstat(fd).st_size
         separator = b"\n" if size and os.pread(fd, 1, size - 1) != b"\n" else b""
@@ -189,8 +189,7 @@ def _fds_redirected(fd: int):
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     # Line-buffered streams over fds 1/2: a print is in the file when it returns.
-    out = _text_stream(1)
-    err = _text_stream(2)
+    out, err = _std_streams()
     sys.stdout, sys.stderr = out, err
     try:
         yield
@@ -226,6 +225,15 @@ def _restore(n: int, copy: int | None) -> None:
             os.close(null)
     except OSError:
         pass  # nothing more we can do; the next attempt dup2()s over it anyway
+
+
+_cached_streams: list = []  # [pid, stdout, stderr]: made once per worker process, reused by every attempt
+
+
+def _std_streams():
+    if not _cached_streams or _cached_streams[0] != os.getpid() or _cached_streams[1].closed or _cached_streams[2].closed:
+        _cached_streams[:] = [os.getpid(), _text_stream(1), _text_stream(2)]
+    return _cached_streams[1], _cached_streams[2]
 
 
 def _text_stream(fd: int):
@@ -267,6 +275,9 @@ class _ThreadRouter(io.TextIOBase):
 
     def writable(self):
         return True
+
+    def close(self):
+        pass  # a task closing "its" stdout must not close opflow's, or another thread's log
 
     @property
     def encoding(self):

@@ -46,6 +46,10 @@ def close_std_fds():
     os.close(0); os.close(1); os.close(2)
     return 1
 
+def close_sys_streams():
+    sys.stdout.close(); sys.stderr.close()
+    return 1
+
 def after_close():
     print("STILL-PRINTS")
     sys.stderr.write("STILL-STDERR\\n")
@@ -194,3 +198,18 @@ def test_a_task_that_closes_fds_0_to_2_does_not_break_the_next_task_on_its_worke
     assert len(pids) == 1  # the same worker process
     assert "STILL-PRINTS" in (run_dir / "tasks" / "after.log").read_text()
     assert "STILL-STDERR" in (run_dir / "tasks" / "after.log").read_text()
+
+
+def test_a_task_that_closes_sys_stdout_does_not_break_the_next_task_on_its_worker(here):
+    flow = _flow(here, """
+    - id: closer
+      plugin: python
+      config: {function: "tools:close_sys_streams"}
+    - id: after
+      plugin: python
+      depends_on: [closer]
+      config: {function: "tools:after_close"}
+    """)
+    proc = run_cli("run", str(flow), "--workers", "1", cwd=here)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "STILL-PRINTS" in (latest_run_dir(here / "logs") / "tasks" / "after.log").read_text()
