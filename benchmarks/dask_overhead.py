@@ -7,7 +7,7 @@
 
 Each repetition runs both variants, alternating which goes first; the table shows
 medians, and per-task overhead = span / N. The ratio dask/process is over span
-medians measured in this one run. Needs the dask extra (pip install 'opflow[dask]').
+medians measured in this one run. Needs the dask extra (pip install 'opflow-runner[dask]').
 
     python benchmarks/dask_overhead.py [--tasks 200] [--reps 5] [--workers 2] [--out DIR] [--quick]
 """

@@ -13,6 +13,15 @@ Prints a markdown table, writes OUT/pool_sizes.csv, and OUT/pool_sizes.png when
 matplotlib is installed (`pip install -e .[bench]`). Needs no TTY (cron-safe).
 
     python benchmarks/pool_sizes.py [--reps 5] [--tasks 8] [--iterations 8000000] [--rows 400000]
+
+With `--workflow FILE`, it times YOUR workflow instead: `opflow run FILE` at each
+pool size (--sizes 1,2,4; default 1, 2, 4, ... up to the CPU count), repetitions
+alternating, prints wall/speedup/efficiency, and ends with `opflow report` of all
+those runs (OUT/pool_sizes_report.html: stacked timelines, where the pool sat
+idle, the critical path). It recommends a size only when the difference is larger
+than the run-to-run spread; the workflow's tasks really run, each time.
+
+    python benchmarks/pool_sizes.py --workflow my_workflow.yaml --sizes 1,2,4 --reps 3
 """
 from __future__ import annotations
 
@@ -113,8 +122,72 @@ def draw_chart(path: Path, sizes: list[int], rows_by: dict) -> bool:
     return True
 
 
+def sweep_user_workflow(args) -> int:
+    """Time the user's own workflow at each pool size, then write a report of the runs."""
+    import json
+    import subprocess
+
+    flow = Path(args.workflow).resolve()
+    if not flow.is_file():
+        print(f"--workflow {args.workflow}: no such file", file=sys.stderr)
+        return 2
+    cpus = _bench.machine_info()["cores"] or 1
+    sizes = sorted({int(n) for n in args.sizes.split(",")}) if args.sizes else [n for n in pool_sizes(cpus) if n <= cpus]
+    log_dir = args.log_dir or (args.out / "logs")
+    walls: dict[int, list[float]] = {n: [] for n in sizes}
+    run_dirs: list[str] = []
+    for rep in range(args.reps):
+        for n in (sizes if rep % 2 == 0 else list(reversed(sizes))):  # alternate: drift hits every size alike
+            _bench.say(f"{flow.name}, {n} workers, rep {rep + 1}/{args.reps}")
+            proc = subprocess.run([sys.executable, "-m", "opflow", "run", str(flow), "--workers", str(n),
+                                   "--log-dir", str(log_dir), "--no-lock", "--json", "--quiet"],
+                                  cwd=flow.parent, capture_output=True, text=True)
+            try:
+                doc = json.loads(proc.stdout)
+            except ValueError:
+                print(f"opflow run failed to start (exit {proc.returncode}):\n{proc.stderr}", file=sys.stderr)
+                return proc.returncode or 1
+            if doc.get("status") != "succeeded":
+                print(f"note: the run at {n} workers {doc.get('status')} ({doc.get('run_dir')})", file=sys.stderr)
+            walls[n].append(float(doc["duration_s"]))
+            run_dirs.append(doc["run_dir"])
+    base = _bench.median(walls[sizes[0]])
+    headers = ["workers", "wall s (median)", "wall min–max", "speedup", "efficiency"]
+    rows = [[n, _bench.median(walls[n]), _bench.spread(walls[n]), round(base / _bench.median(walls[n]), 3),
+             round(base / _bench.median(walls[n]) / (n / sizes[0]), 3)] for n in sizes]
+    _bench.print_machine()
+    print(f"Workflow {flow}; pool sizes {sizes}, medians of {args.reps} alternating reps; speedup = wall({sizes[0]}) / wall(N)\n")
+    print(_bench.markdown_table(headers, rows))
+    print()
+    print(user_verdict(walls, sizes))
+    _bench.write_csv(args.out / "pool_sizes.csv", headers, rows)
+    report = args.out / "pool_sizes_report.html"
+    proc = subprocess.run([sys.executable, "-m", "opflow", "report", *run_dirs, "-o", str(report)],
+                          capture_output=True, text=True)
+    print(f"Report: {report}" if proc.returncode == 0 else f"Report: failed: {proc.stderr.strip()}")
+    return 0
+
+
+def user_verdict(walls: dict[int, list[float]], sizes: list[int]) -> str:
+    """A size is worth recommending only if it beats every smaller size beyond the noise:
+    its slowest run faster than the other's fastest."""
+    if any(len(walls[n]) < 2 for n in sizes):
+        return "No recommendation: one run per size cannot tell a difference from noise (use --reps 3 or more)."
+    best = sizes[0]
+    for n in sizes[1:]:
+        if max(walls[n]) < min(walls[best]):
+            best = n
+    if best == sizes[0] and len(sizes) > 1:
+        return (f"No recommendation: no larger pool was faster than {sizes[0]} worker(s) beyond the run-to-run "
+                "spread; the report shows where the pool sat idle.")
+    return (f"{best} workers was faster than every smaller pool in every repetition (slowest run at {best} < "
+            f"fastest at the smaller sizes); check the report before relying on it.")
+
+
 def main(argv=None) -> int:
     parser = _bench.base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--workflow", default=None, metavar="FILE", help="time this workflow file instead of the built-in workloads")
+    parser.add_argument("--sizes", default=None, help="with --workflow: comma-separated pool sizes (default: 1, 2, 4, ... up to the CPU count)")
     parser.add_argument("--tasks", type=int, default=8, help="spin tasks in the cpu workload (default: %(default)s)")
     parser.add_argument("--iterations", type=int, default=8_000_000, help="spin steps per task (default: %(default)s)")
     parser.add_argument("--rows", type=int, default=400_000, help="CSV rows of the metrics workload (default: %(default)s)")
@@ -122,6 +195,11 @@ def main(argv=None) -> int:
     parser.add_argument("--max-workers", type=int, default=0, help="largest pool (default: twice the CPU count)")
     parser.add_argument("--only", default="cpu,metrics", help="comma-separated workloads (default: %(default)s)")
     args = parser.parse_args(argv)
+    if args.workflow:
+        _bench.prepare(args)
+        if args.quick:
+            args.reps = max(1, min(args.reps, 1))
+        return sweep_user_workflow(args)
     if args.quick:
         args.tasks, args.iterations, args.rows, args.columns = 4, 20_000, 2_000, 2
     work = _bench.prepare(args)

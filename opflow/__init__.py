@@ -1,15 +1,16 @@
 """opflow: run YAML workflows of tasks on a multi-core machine, with an audit trail.
 
-    result = opflow.run("flow.yaml", workers=4)   # -> RunResult(summary, run_dir)
+    result = opflow.run("flow.yaml", workers=4)   # -> RunResult: .status, .records, .run_dir, .duration_s
     await opflow.run_async("flow.yaml")           # inside an event loop
+    opflow.resume("logs/20261124T031500Z-nightly")
 """
 __version__ = "0.1.0"
-__all__ = ["run", "run_async", "load", "Plugin", "__version__"]
+__all__ = ["run", "run_async", "resume", "load", "RunResult", "Plugin", "__version__"]
 
 
 def __getattr__(name):
     # Lazy, so `import opflow` (and `opflow validate`) stays cheap.
-    if name in ("run", "run_async", "load"):
+    if name in ("run", "run_async", "resume", "load", "RunResult"):
         from . import api
 
         return getattr(api, name)

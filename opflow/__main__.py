@@ -9,5 +9,4 @@ if __name__ == "__main__":
     # the group's own --help/--version) is what was asked for.
     if args and not any(a in main.commands for a in args) and not {"-h", "--help", "--version"} & set(args):
         sys.argv.insert(1, "run")
-    sys.argv[0] = "python -m opflow"
-    entry()
+    entry(prog_name="python -m opflow")

@@ -8,7 +8,7 @@ import dataclasses
 import shutil
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
@@ -22,6 +22,7 @@ from .history import (WORKFLOW_COPY, latest_run, needs_file_tag, plan_resume, pr
                       workflow_copy)
 from .lock import WorkflowLock
 from .results_log import RESULTS_FILE, create_results_log
+from .reused import load_reused_records
 from .plugins import PluginRef, discover_plugins, worker_dirs
 from .spec import Workflow, load_workflow
 
@@ -31,8 +32,16 @@ if TYPE_CHECKING:
 
 @dataclass
 class RunResult:
+    """What a run left: its summary, run directory, duration and every task's record.
+
+    `records[task_id]` is the same dict as `run_dir/tasks/<task_id>.json` (status,
+    result, error, attempts, resources, log, ...).
+    """
+
     summary: RunSummary
     run_dir: Path
+    records: dict = field(default_factory=dict)
+    duration_s: float | None = None
 
     @property
     def exit_code(self) -> int:
@@ -41,6 +50,25 @@ class RunResult:
     @property
     def status(self) -> str:
         return self.summary.status.value
+
+    @property
+    def tasks(self) -> dict[str, str]:
+        """task_id -> status string."""
+        return {task_id: status.value for task_id, status in self.summary.tasks.items()}
+
+
+class _Collector(Reporter):
+    """Keeps each task's final record and the run's duration, for the RunResult."""
+
+    def __init__(self):
+        self.records: dict = {}
+        self.duration_s: float | None = None
+
+    def handle(self, event: dict) -> None:
+        if event["event"] == "task_finished":
+            self.records[event["record"]["id"]] = event["record"]
+        elif event["event"] == "run_finished":
+            self.duration_s = event["duration_s"]
 
 
 def load(path: str | Path, params: dict | None = None, *, source: Path | None = None) -> tuple[Workflow, dict[str, PluginRef]]:
@@ -83,7 +111,7 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
                     timeout: float | None = None, cache: bool = True,
                     reporters: Iterable[Reporter] = (), _source: Path | None = None,
                     _source_sha256: str | None = None) -> RunResult:
-    """Run a workflow file from inside an event loop; returns its summary and run directory.
+    """Run a workflow file from inside an event loop; see `run` for the options.
 
     `resume=True` reuses what the latest run of this workflow under `log_dir`
     recorded as succeeded (a path names the run directory instead); `lock` keeps
@@ -133,6 +161,7 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
                 raise UsageError(f"--resume: no earlier run of '{workflow.name}' ({workflow.path}) under {log_dir}")
             plan = plan_resume(source, workflow)
             options.reuse, options.reused_from = plan.reuse, str(source)
+            options.reused_records = load_reused_records(source, plan.reuse)
             extra = {"resumed_from": str(source), "resume_changes": plan.changes, "reused": sorted(plan.reuse)}
         try:
             # One clock reading names the run dir and is run.json's started_at.
@@ -144,18 +173,23 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
         except OSError as exc:
             raise UsageError(f"--log-dir {log_dir}: cannot create a run directory there: {exc.strerror or exc}") from None
         options.results_path = str(run_dir / RESULTS_FILE)
+        options.task_logs_dir = str(run_dir / "tasks")
+        # What tasks/<id>.log catches (task_output.py): all of the worker's fds 1/2,
+        # or, sharing opflow's own process, only what goes through sys.stdout/stderr.
+        extra["task_output"] = "python" if executor in ("thread", "inline") else "fd"
         warnings = unenforced_settings(workflow, executor, workers)
         audit = AuditTrail(run_dir, workflow, {**extra, "warnings": warnings})
         _warn(reporters, warnings)
+        collector = _Collector()
         try:
-            summary = await _run_async(workflow, plugins, options, [audit, *reporters])
+            summary = await _run_async(workflow, plugins, options, [audit, collector, *reporters])
         except OpflowError:
             if not (run_dir / "run.json").exists():
                 shutil.rmtree(run_dir, ignore_errors=True)  # it never started: leave no half a record
             raise
         if keep_runs:
             prune_runs(log_dir, workflow, keep_runs, protect=run_dir)
-    return RunResult(summary, run_dir)
+    return RunResult(summary, run_dir, collector.records, collector.duration_s)
 
 
 def _warn(reporters: Iterable[Reporter], warnings: list[str]) -> None:
@@ -175,14 +209,43 @@ def _check_guard(executor: str, scheduler: str | None) -> None:
             raise UsageError(f"{site}: {GUARD_MESSAGE}")
 
 
-def run(path: str | Path, **kwargs) -> RunResult:
-    """Run a workflow file to the end (see `run_async` for the options)."""
-    _check_guard(kwargs.get("executor", "process"), kwargs.get("scheduler"))  # here too: a short traceback
-    return asyncio.run(run_async(path, **kwargs))
+def run(path: str | Path, *, workers: int = 0, executor: str = "process", log_dir: str | Path = "logs",
+        params: dict | None = None, keep_going: bool = False, scheduler: str | None = None,
+        lock: bool = True, keep_runs: int | None = None, resume: bool | str | Path = False,
+        timeout: float | None = None, cache: bool = True, reporters: Iterable[Reporter] = ()) -> RunResult:
+    """Run the workflow file at `path` to the end; returns a `RunResult`.
+
+    Options (the `opflow run` options of the same names):
+      workers     pool size; 0 means the CPU count
+      executor    "process" (default), "thread", "inline" or "dask"
+      log_dir     each run makes a new directory under it (default "logs")
+      params      overrides of the workflow's declared params
+      keep_going  after a failure, still run every task whose upstream succeeded
+      scheduler   with executor="dask": a scheduler address (default: a LocalCluster)
+      lock        refuse to start while another run of this workflow (same log_dir) runs
+      keep_runs   afterwards, delete all but the newest N run directories of this workflow
+      resume      True: reuse what the latest run under log_dir recorded as succeeded;
+                  a path: that run directory instead
+      timeout     seconds for the whole run: then running tasks are killed, the rest cancelled
+      cache       False: ignore `cache: true` (run every task, as --no-cache does)
+      reporters   extra `opflow.events.Reporter`s that receive every event
+
+    The result: `.status` ("succeeded", "failed", "interrupted"), `.exit_code`,
+    `.run_dir`, `.duration_s`, `.tasks` (id -> status) and `.records` (id -> the
+    task's record, as in `run_dir/tasks/<id>.json`). Bad input raises
+    `opflow.errors.WorkflowError`; a failing task does not raise.
+    """
+    _check_guard(executor, scheduler)  # here too: a short traceback
+    return asyncio.run(run_async(path, workers=workers, executor=executor, log_dir=log_dir, params=params,
+                                 keep_going=keep_going, scheduler=scheduler, lock=lock, keep_runs=keep_runs,
+                                 resume=resume, timeout=timeout, cache=cache, reporters=reporters))
 
 
 def resume(run_dir: str | Path, **kwargs) -> RunResult:
     """Rerun what did not succeed in `run_dir`, with that run's workflow, params and settings.
+
+    Takes the options of `run` (workers, executor, ...) to override the earlier
+    run's; returns a `RunResult` whose records mark the reused tasks (`reused`).
 
     Trusts the run directory only if it is this user's and no one else may write to
     it (history.read_run_record), and runs the copy of the workflow kept in it,
@@ -202,5 +265,6 @@ def resume(run_dir: str | Path, **kwargs) -> RunResult:
     original = Path(doc.get("workflow_file") or run_dir / WORKFLOW_COPY)
     if not original.parent.is_dir():
         original = run_dir / WORKFLOW_COPY
-    return run(original, resume=run_dir, _source=run_dir / WORKFLOW_COPY,
-               _source_sha256=doc["workflow_sha256"], **kwargs)
+    _check_guard(kwargs["executor"], kwargs.get("scheduler"))
+    return asyncio.run(run_async(original, resume=run_dir, _source=run_dir / WORKFLOW_COPY,
+                                 _source_sha256=doc["workflow_sha256"], **kwargs))

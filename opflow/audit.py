@@ -42,6 +42,7 @@ from pathlib import Path
 from . import __version__
 from .errors import OpflowError
 from .events import Reporter
+from .failure_text import detail_lines
 from .spec import Workflow
 from .trust import DIR_MODE, open_nofollow
 from .words import plural
@@ -321,9 +322,13 @@ class AuditTrail(Reporter):
             line = f"  {status:<9} {task_id:<{width}} {took}"
             if attempts > 1:
                 line += f"  ({plural(attempts, 'attempt')})"
+            if record.get("reused"):
+                line += "  (reused)"
             lines.append(line)
             problem = run.get("problems", {}).get(task_id)
             if problem and problem["why"]:
                 first_line = problem["why"].splitlines()[0]
                 lines.append(f"            {' ' * width} why: {first_line}")
+                for detail in detail_lines(record.get("error")):  # the end of its stderr or traceback
+                    lines.append(f"            {' ' * width}    | {detail}")
         return "\n".join(lines) + "\n"

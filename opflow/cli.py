@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from . import __version__
 from .backends import EXECUTORS
 from .errors import OpflowError, UsageError, WorkflowError
 from .words import plural, wrap_list
@@ -30,7 +31,7 @@ def _fail(error: OpflowError) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="opflow", prog_name="opflow")
+@click.version_option(version=__version__, prog_name="opflow")
 def main() -> None:
     """Run YAML workflows of tasks on a process pool, with an audit trail."""
 
@@ -42,7 +43,7 @@ def _run_options(command):
                      help="Pool size (default: $OPFLOW_WORKERS, else the CPU count)."),
         click.option("--executor", type=click.Choice(EXECUTORS), default=None, envvar="OPFLOW_EXECUTOR",
                      help="Where tasks run: process pool (default), thread pool, inline in the coordinator "
-                          "(debugging), or a Dask cluster (pip install 'opflow[dask]'). Default: $OPFLOW_EXECUTOR."),
+                          "(debugging), or a Dask cluster (pip install 'opflow-runner[dask]'). Default: $OPFLOW_EXECUTOR."),
         click.option("--timeout", "run_timeout", type=_Duration(), default=None, metavar="DURATION",
                      help="Stop the whole run after this long (90, 90s, 5m, 1h): running tasks are killed, "
                           "the rest cancelled; exit 1."),
@@ -188,9 +189,14 @@ def resume(run_dir, workers, executor, run_timeout, no_cache, scheduler, keep_go
              cache=not no_cache)
 
 
+def _echo_json(document) -> None:
+    click.echo(json.dumps(document, indent=2, default=str))
+
+
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-def validate(file):
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON document (problems too, still exit 2).")
+def validate(file, as_json):
     """Check FILE; run nothing. Exit 0 when valid, 2 with every problem otherwise."""
     from .api import load
     from .plan import build_plan
@@ -198,8 +204,17 @@ def validate(file):
     try:
         workflow, _ = load(file)
     except OpflowError as error:
+        if as_json:
+            problems = [{"path": p.path, "line": p.line, "task_id": p.task_id, "message": p.message}
+                        for p in getattr(error, "problems", [])] or [{"message": str(error)}]
+            _echo_json({"file": str(file), "ok": False, "problems": problems})
+            sys.exit(error.exit_code)
         _fail(error)
     layers = build_plan(workflow).layers
+    if as_json:
+        _echo_json({"file": str(file), "ok": True, "workflow": workflow.name, "tasks": len(workflow.tasks),
+                    "layers": len(layers)})
+        return
     click.echo(f"{file}: ok: workflow '{workflow.name}', {plural(len(workflow.tasks), 'task')} "
                f"in {plural(len(layers), 'layer')}")
 
@@ -208,7 +223,8 @@ def validate(file):
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("logs"), show_default=True,
               help="Where to look for the last run's durations (critical path).")
-def plan(file, log_dir):
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON document: layers and critical path.")
+def plan(file, log_dir, as_json):
     """Print the topological layers of FILE (tasks in one layer can run at once)."""
     from .api import load
     from .plan import build_plan
@@ -218,6 +234,15 @@ def plan(file, log_dir):
     except OpflowError as error:
         _fail(error)
     the_plan = build_plan(workflow)
+    if as_json:
+        durations = _last_durations(log_dir, workflow)
+        critical = None
+        if durations:
+            path, total = the_plan.critical_path(durations)
+            critical = {"tasks": list(path), "seconds": round(total, 6)}
+        _echo_json({"workflow": workflow.name, "tasks": len(workflow.tasks),
+                    "layers": [list(layer) for layer in the_plan.layers], "critical_path": critical})
+        return
     click.echo(f"workflow '{workflow.name}': {plural(len(workflow.tasks), 'task')}")
     # A layer of hundreds of tasks is wrapped to the terminal, not one endless line.
     width = shutil.get_terminal_size().columns
@@ -250,13 +275,20 @@ def _last_durations(log_dir: Path, workflow) -> dict[str, float]:
 
 @main.command()
 @click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
-def plugins(file):
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of plugins.")
+def plugins(file, as_json):
     """List available plugins: built-ins, entry points, and workers/*.py (here, or beside FILE)."""
     from .plugins import discover_plugins, worker_dirs
 
     if file is not None and not file.is_file():
         _fail(UsageError(f"{file}: no such file" if not file.exists() else f"{file}: not a workflow file"))
     refs, warnings = discover_plugins(worker_dirs(file.resolve().parent if file else None), describe=True)
+    if as_json:
+        _echo_json([{"name": name, "description": refs[name].description, "source": refs[name].source,
+                     "target": refs[name].target} for name in sorted(refs)])
+        for warning in warnings:
+            click.echo(f"warning: {warning}", err=True)
+        return
     width = max(len(n) for n in refs)
     for name in sorted(refs):
         ref = refs[name]
@@ -296,10 +328,71 @@ def init(directory, force):
     click.echo(f"next: opflow run {written[0]}")
 
 
-def entry() -> None:
+@main.command()
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("logs"), show_default=True,
+              help="Where the runs are.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def runs(file, log_dir, as_json):
+    """List past runs (of FILE, if given), newest first: run dir, workflow, status,
+    started, duration, task counts. A run whose coordinator died shows as crashed."""
+    from .run_index import format_row, list_runs
+
+    rows = list_runs(log_dir, file)
+    if as_json:
+        _echo_json(rows)
+        return
+    if not rows:
+        click.echo(f"no runs under {log_dir}" + (f" of {file}" if file else ""))
+    for row in rows:
+        click.echo(format_row(row))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("task_id", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print run.json (or the task's record, with log_tail).")
+def show(run_dir, task_id, as_json):
+    """Show a run's summary, or one task's record with the end of its log and its result."""
+    from .run_index import format_run, format_task, read_run, read_task
+
+    try:
+        if task_id is None:
+            doc = read_run(run_dir)
+            if as_json:
+                _echo_json(doc)
+            else:
+                click.echo(format_run(run_dir, doc), nl=False)
+            return
+        record = read_task(run_dir, task_id)
+    except OpflowError as error:
+        _fail(error)
+    if as_json:
+        _echo_json(record)
+    else:
+        click.echo(format_task(record), nl=False)
+
+
+@main.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the HTML (default: report.html in the first run directory).")
+def report(run_dirs, output):
+    """Write one self-contained HTML report of RUN_DIRS (several runs are compared):
+    timeline per worker, task graph, per-task wall/CPU/memory, failures."""
+    from .report import write_report
+
+    try:
+        path = write_report(list(run_dirs), output)
+    except OpflowError as error:
+        _fail(error)
+    click.echo(f"report: {path}")
+
+
+def entry(prog_name: str | None = None) -> None:
     """Console-script entry point: Ctrl-C outside a run still exits 130, quietly."""
     try:
-        main()
+        main(prog_name=prog_name)
     except KeyboardInterrupt:
         click.echo("opflow: interrupted", err=True)
         sys.exit(130)

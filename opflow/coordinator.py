@@ -30,9 +30,11 @@ from typing import TYPE_CHECKING
 
 from .attempt import NOT_STARTED, Outcome, TaskRequest, error_record
 from .backends import make_backend
+from .failure_text import add_log_tail
 from .events import Reporter, RunStatus, TaskStatus, iso_time
 from .plan import build_plan
 from .results_log import append_result, close_results_logs
+from .reused import reused_record
 from .triggers import TriggerRules
 
 if TYPE_CHECKING:
@@ -60,6 +62,10 @@ class RunOptions:
     started_at: float | None = None
     timeout: float | None = None  # seconds for the whole run (--timeout)
     cache: object = None  # a cache.CacheStore of earlier runs (None: --no-cache, or no task caches)
+    #: The run's tasks/ folder: each task's output goes to <id>.log there (None: not kept).
+    task_logs_dir: str | None = None
+    #: Resume: task_id -> its record in the earlier run (reused tasks keep its result and times).
+    reused_records: dict = field(default_factory=dict)
 
     def pool_size(self) -> int:
         return self.workers if self.workers > 0 else (os.cpu_count() or 1)
@@ -212,7 +218,8 @@ class Coordinator:
             state.reason = f"reused from {self.options.reused_from or 'an earlier run'}"
             for child in self._children[task_id]:
                 self.states[child].waiting -= 1
-            self.emit("task_finished", record=self._record(state))
+            self.emit("task_finished", record=reused_record(self._record(state), self.options.reused_records.get(task_id),
+                                                            self.options.reused_from))
 
     # -- dispatch -----------------------------------------------------------
     def _pump(self) -> None:
@@ -238,13 +245,14 @@ class Coordinator:
             params=self.workflow.params, workflow_dir=str(self.workflow.directory), publish=publish,
             # Only a result some task reads is needed to resume: keep only those.
             persist_path=self.options.results_path if (publish or spec.cache) else None,
-            max_memory=spec.max_memory, notify_start=spec.timeout is not None,
+            max_memory=spec.max_memory, notify_start=True,  # every start: task_started means started in a worker
             halt_on_failure=not self.options.keep_going and attempt > spec.retries,
             groups=spec.groups, **self._rules.request_fields(spec, upstream),
+            log_path=os.path.join(self.options.task_logs_dir, f"{task_id}.log") if self.options.task_logs_dir else None,
         )
         state.attempts.append({"attempt": attempt, "started": time.time(), "finished": None, "error": None, "pid": None})
         self._running[token] = task_id
-        self.emit("task_started", task_id=task_id, attempt=attempt, plugin=spec.plugin)
+        self.emit("task_queued", task_id=task_id, attempt=attempt, plugin=spec.plugin)
         future = self._backend.submit(request)
         future.add_done_callback(lambda f: self._deliver(token, f))
 
@@ -289,10 +297,17 @@ class Coordinator:
         state = self.states[task_id]
         state.attempts[-1]["pid"] = pid
         state.attempts[-1]["started"] = time.time()
+        self._announce_start(state, pid)
         if state.spec.timeout:
             if state.timer is not None:
                 state.timer.cancel()  # resubmitted after a pool rebuild: the clock restarts
             state.timer = self._loop.call_later(state.spec.timeout, self._on_timeout, token)
+
+    def _announce_start(self, state: _TaskState, pid: int) -> None:
+        attempt = state.attempts[-1]
+        if not attempt.get("announced"):
+            attempt["announced"] = True
+            self.emit("task_started", task_id=state.spec.id, attempt=attempt["attempt"], plugin=state.spec.plugin, pid=pid)
 
     def _on_timeout(self, token: int) -> None:
         task_id = self._running.get(token)
@@ -332,6 +347,8 @@ class Coordinator:
             self._check_finished()
             return
         state.outcome = outcome
+        if outcome.pid:  # it ran, even if it ended before its start was noticed
+            self._announce_start(state, outcome.pid)
         attempt = state.attempts[-1]
         attempt["finished"] = outcome.finished_at or time.time()
         if outcome.started_at and outcome.pid:
@@ -371,6 +388,8 @@ class Coordinator:
 
     def _fail(self, state: _TaskState) -> None:
         state.status = TaskStatus.FAILED
+        if self.options.task_logs_dir and state.outcome is not None:  # (a timeout's tail: from its log)
+            add_log_tail(state.outcome.error, os.path.join(self.options.task_logs_dir, f"{state.spec.id}.log"))
         self.emit("task_finished", record=self._record(state))
         self._rules.ended(state.spec.id)
         if not self.options.keep_going and self._stop_reason is None:
@@ -569,6 +588,7 @@ class Coordinator:
             "depends_on": list(state.spec.depends_on),
             "attempt_log": attempts,
             "resources": None,
+            "log": f"tasks/{state.spec.id}.log" if self.options.task_logs_dir and state.attempts else None,
         }
         if outcome is not None and outcome.pid:
             record["resources"] = {

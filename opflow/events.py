@@ -2,7 +2,8 @@
 
 The coordinator never calls the audit trail or the console directly: it emits
 events (plain dicts, JSON-ready) to every reporter, and each reporter does its
-one job. Event names: run_started, task_started, task_retrying, task_finished,
+one job. Event names: run_started, task_queued (submitted to the backend),
+task_started (began in a worker), task_retrying, task_finished,
 run_finished.
 """
 from __future__ import annotations

@@ -22,16 +22,26 @@ from .plugins import add_search_root, load_plugin_class
 from .monitor import monitor
 from .render import render
 from .results_log import append_result
+from .task_output import capture, fd_level_here, repair_std_fds
 
 
-def execute(request: TaskRequest) -> Outcome:
-    """Run one attempt of one task in this process. Never raises for task errors."""
+def execute(request: TaskRequest, *, own_process: bool = False) -> Outcome:
+    """Run one attempt of one task in this process, its output sent to its log. Never raises for task errors."""
+    with capture(request.log_path, request.attempt, fd_level=fd_level_here(own_process)) as log:
+        outcome = _execute(request)
+    if log is not None and outcome.error is not None:
+        outcome.error["log_tail"] = log.tail()
+    return outcome
+
+
+def _execute(request: TaskRequest) -> Outcome:
     started = time.time()
     cpu_before = os.times()
     monitor.begin(request.max_memory)
     outcome = Outcome(token=request.token, ok=False, started_at=started, pid=os.getpid())
     try:
         value = _call_plugin(request)
+        repair_std_fds()  # before anything of ours opens a file: fds 0-2 the task closed must not be reused
         blob = _pickle_result(value)
         outcome.digest = hashlib.sha256(blob).hexdigest()  # cache keys of downstream tasks
         if request.persist_path:

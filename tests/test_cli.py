@@ -454,7 +454,7 @@ def test_run_json_has_the_contract_keys_and_provenance(here, ok_flow):
     assert doc["executor"] == "thread"
     for name in ("run.json", "summary.txt", "events.jsonl"):
         assert (run_dir / name).is_file(), name
-    assert sorted(p.name for p in (run_dir / "tasks").iterdir()) == ["first.json", "second.json"]
+    assert sorted(p.name for p in (run_dir / "tasks").glob("*.json")) == ["first.json", "second.json"]
     summary = (run_dir / "summary.txt").read_text()
     assert "Two Steps" in summary and "succeeded" in summary
 

@@ -23,7 +23,7 @@ import pytest
 
 from opflow.results_log import RESULTS_FILE, read_results
 
-distributed = pytest.importorskip("distributed", reason="the dask extra is not installed: pip install 'opflow[dask]'")
+distributed = pytest.importorskip("distributed", reason="the dask extra is not installed: pip install 'opflow-runner[dask]'")
 
 from conftest import REPO, gone, latest_run_dir, records, run_cli, wait_for  # noqa: E402
 
@@ -51,7 +51,7 @@ def test_missing_distributed_is_a_usage_error_naming_the_extra(monkeypatch, tmp_
     from opflow.cli import main
 
     monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` now raises ImportError
-    with pytest.raises(UsageError, match=r"pip install 'opflow\[dask\]'"):
+    with pytest.raises(UsageError, match=r"pip install 'opflow-runner\[dask\]'"):
         dask_cluster_module.check_available()
     flow = write_workflow("""
         name: nodask
@@ -60,7 +60,7 @@ def test_missing_distributed_is_a_usage_error_naming_the_extra(monkeypatch, tmp_
     """)
     result = CliRunner().invoke(main, ["run", str(flow), "--executor", "dask", "--log-dir", str(tmp_path / "logs")])
     assert result.exit_code == 2, result.output
-    assert "pip install 'opflow[dask]'" in result.output
+    assert "pip install 'opflow-runner[dask]'" in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "logs").exists() or not any((tmp_path / "logs").iterdir())
 

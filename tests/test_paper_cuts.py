@@ -395,6 +395,11 @@ LIMITS = """
 """
 
 
+def _after_the_time(line: str) -> str:
+    """A console line without its leading date and time of day (plain lines off a terminal)."""
+    return re.sub(r"^(\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d ", "", line)
+
+
 def test_inline_says_once_what_it_will_not_enforce_and_its_true_concurrency(here, write_workflow):
     flow = write_workflow(LIMITS)
     result = invoke("run", flow, "--executor", "inline", "--workers", "4")
@@ -406,7 +411,7 @@ def test_inline_says_once_what_it_will_not_enforce_and_its_true_concurrency(here
         "max_memory is not enforced on the inline backend (each task runs inside opflow's own process); "
         "set on task 'big'",
     ]
-    lines = [re.sub(r"^\d\d:\d\d:\d\d ", "", line) for line in result.output.splitlines()]
+    lines = [_after_the_time(line) for line in result.output.splitlines()]
     assert lines[:4] == ["run 'Limits': 2 tasks, 1 worker (inline)", *(f"warning: {w}" for w in warnings)]
     assert sum(line.startswith("warning:") for line in lines) == 3
     doc = json.loads((only_run_dir(here / "logs") / "run.json").read_text())
@@ -418,7 +423,7 @@ def test_thread_warns_of_max_memory_even_when_quiet(here, write_workflow):
     flow = write_workflow(LIMITS.replace("timeout: 2", "retries: 0"))
     result = invoke("run", flow, "--executor", "thread", "--workers", "2", "--quiet")
     assert result.exit_code == 0
-    assert [line[9:] for line in result.output.splitlines()] == [  # after the time of day
+    assert [_after_the_time(line) for line in result.output.splitlines()] == [
         "warning: max_memory is not enforced on the thread backend (tasks share opflow's own process, so no "
         "task's memory can be told apart); set on task 'big'"]
 

@@ -443,7 +443,7 @@ def run_in_pool(request: TaskRequest) -> Outcome:
     index = _pool_state["token_index"]
     slots[index] = request.token
     try:
-        outcome = execute(request)
+        outcome = execute(request, own_process=True)  # a pool worker runs one task at a time: fds 1/2 are its
     finally:
         slots[index] = 0
     if request.halt_on_failure and not outcome.ok:

@@ -33,13 +33,21 @@ class CsvIngestPlugin(Plugin):
         if not isinstance(raw, str) or not raw:
             raise PluginError("config 'path' is required: the CSV file to read")
         # A relative path is looked for beside the workflow file, then in the current
-        # folder (the seed's example names its CSV relative to the project root).
-        tried = [self.resolve_path(raw), Path(raw).expanduser().resolve()]
-        found = [p for p in tried if p.is_file()]
+        # folder, then (its file name alone) beside the workflow file: the seed's
+        # example names its CSV relative to the project root (examples/sample_data.csv),
+        # so it runs both where it is and copied to the project root.
+        tried = [(self.resolve_path(raw), "beside the workflow file"),
+                 (Path(raw).expanduser().resolve(), "in the current folder")]
+        if not Path(raw).is_absolute() and Path(raw).parent != Path("."):
+            tried.append((self.workflow_dir / Path(raw).name, "its name beside the workflow file"))
+        unique, seen = [], set()
+        for place, label in tried:  # the same place twice is looked at (and named) once
+            if place.resolve() not in seen:
+                seen.add(place.resolve())
+                unique.append((place, label))
+        found = [place for place, _ in unique if place.is_file()]
         if not found:
-            where = [str(tried[0])]
-            if tried[1] != tried[0].resolve():
-                where = [f"{tried[0]} (beside the workflow file)", f"{tried[1]} (in the current folder)"]
+            where = [f"{place} ({label})" for place, label in unique] if len(unique) > 1 else [str(unique[0][0])]
             raise PluginError(f"config 'path': no such file {raw!r}; looked for {' and '.join(where)}")
         path = found[0]
         options = config.get("read_csv") or {}

@@ -3,12 +3,16 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 
 from ..errors import PluginError
 from ..plugin_base import Plugin
 from ..procs import track_child_group, untrack_child_group
+from ..task_output import current_sink
 
 STDERR_TAIL_LINES = 20
+KEEP_BYTES = 4 * 1024 * 1024  # of each stream, in the result; the task's log keeps all of it
+TAIL_BYTES = 16384  # of stderr, for the error message of a failure
 
 
 class ShellPlugin(Plugin):
@@ -49,17 +53,65 @@ class ShellPlugin(Plugin):
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
         )
         track_child_group(proc.pid)
+        sink = current_sink()
+        out, err = _Kept(), _Kept()
         try:
-            out, err = proc.communicate()
+            # Each pipe is copied to the task's log as it comes, and only a bounded
+            # part kept in memory, whatever the command writes.
+            readers = [threading.Thread(target=_pump, args=(pipe, kept, sink), daemon=True)
+                       for pipe, kept in ((proc.stdout, out), (proc.stderr, err))]
+            for reader in readers:
+                reader.start()
+            for reader in readers:
+                reader.join()
+            proc.wait()
         finally:
             untrack_child_group(proc.pid)
-        stdout = out.decode("utf-8", errors="replace")
-        stderr = err.decode("utf-8", errors="replace")
         if proc.returncode != 0:
-            tail = "\n".join(stderr.rstrip().splitlines()[-STDERR_TAIL_LINES:])
+            tail = "\n".join(err.tail_text().rstrip().splitlines()[-STDERR_TAIL_LINES:])
             how = _describe_returncode(proc.returncode)
             raise PluginError(f"command {how}" + (f"; stderr ends with:\n{tail}" if tail else "; stderr was empty"))
-        return {"returncode": proc.returncode, "stdout": stdout, "stderr": stderr}
+        result = {"returncode": proc.returncode, "stdout": out.text(), "stderr": err.text()}
+        truncated = [name for name, kept in (("stdout", out), ("stderr", err)) if kept.truncated]
+        if truncated:
+            result["truncated"] = truncated  # the result keeps KEEP_BYTES of each; the log has everything
+        return result
+
+
+class _Kept:
+    """The first KEEP_BYTES of a stream, and its last TAIL_BYTES."""
+
+    def __init__(self):
+        self.head = bytearray()
+        self.last = bytearray()
+        self.truncated = False
+
+    def add(self, chunk: bytes) -> None:
+        room = KEEP_BYTES - len(self.head)
+        if room > 0:
+            self.head += chunk[:room]
+        if len(chunk) > room:
+            self.truncated = True
+        self.last += chunk
+        if len(self.last) > 2 * TAIL_BYTES:
+            del self.last[:-TAIL_BYTES]
+
+    def text(self) -> str:
+        return self.head.decode("utf-8", errors="replace")
+
+    def tail_text(self) -> str:
+        return bytes(self.last[-TAIL_BYTES:]).decode("utf-8", errors="replace")
+
+
+def _pump(pipe, kept: _Kept, sink) -> None:
+    with pipe:
+        while True:
+            chunk = os.read(pipe.fileno(), 65536)
+            if not chunk:
+                return
+            kept.add(chunk)
+            if sink is not None:
+                sink.write(chunk)
 
 
 def _describe_returncode(code: int) -> str:

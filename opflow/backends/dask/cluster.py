@@ -15,11 +15,11 @@ def check_available() -> None:
     try:
         import distributed
     except ImportError:
-        raise UsageError("--executor dask needs the 'distributed' package: pip install 'opflow[dask]'") from None
+        raise UsageError("--executor dask needs the 'distributed' package: pip install 'opflow-runner[dask]'") from None
     version = tuple(int(p) for p in distributed.__version__.split(".")[:2] if p.isdigit())
     if version < MIN_DISTRIBUTED:
         raise UsageError(f"--executor dask needs distributed>={MIN_DISTRIBUTED[0]}.{MIN_DISTRIBUTED[1]} "
-                         f"(found {distributed.__version__}): pip install -U 'opflow[dask]'")
+                         f"(found {distributed.__version__}): pip install -U 'opflow-runner[dask]'")
 
 
 def connect(scheduler: str):
@@ -43,7 +43,7 @@ def connect(scheduler: str):
     if missing:
         client.close()
         raise UsageError(f"--scheduler {scheduler}: opflow cannot be imported on worker(s) {', '.join(missing)}; "
-                         f"install opflow (pip install 'opflow[dask]') on every worker")
+                         f"install opflow (pip install 'opflow-runner[dask]') on every worker")
     return client
 
 

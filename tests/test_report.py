@@ -1,0 +1,122 @@
+"""`opflow report`: one self-contained HTML file, checked in a real headless
+browser (Debian's chromium; skipped where it is not installed) (issue 10 item 5).
+
+Set OPFLOW_DOCS_SCREENSHOT=PATH to keep the screenshot (docs/report.png is made so).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import struct
+import subprocess
+import textwrap
+import zlib
+from pathlib import Path
+
+import pytest
+
+from conftest import latest_run_dir, run_cli
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+FLOW = """
+name: report demo
+tasks:
+  - id: extract
+    plugin: shell
+    config: {command: "sleep 0.3; echo extracted"}
+  - id: clean_a
+    plugin: shell
+    depends_on: [extract]
+    config: {command: "sleep 0.4"}
+  - id: clean_b
+    plugin: shell
+    depends_on: [extract]
+    config: {command: "sleep 0.2"}
+  - id: clean_c
+    plugin: shell
+    depends_on: [extract]
+    config: {command: "sleep 0.2"}
+  - id: load_warehouse
+    plugin: shell
+    depends_on: [clean_a, clean_b]
+    config: {command: "echo 'connection refused: warehouse:5432' >&2; exit 2"}
+  - id: publish
+    plugin: shell
+    depends_on: [clean_c]
+    config: {command: "sleep 0.1"}
+"""
+
+
+@pytest.fixture
+def runs(tmp_path):
+    (tmp_path / "flow.yaml").write_text(textwrap.dedent(FLOW))
+    dirs = []
+    for workers in (1, 2, 4):
+        proc = run_cli("run", "flow.yaml", "--workers", str(workers), "--keep-going", cwd=tmp_path)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        dirs.append(latest_run_dir(tmp_path / "logs"))
+    return dirs
+
+
+def test_report_is_one_self_contained_file_that_compares_runs(runs, tmp_path):
+    proc = run_cli("report", *map(str, runs), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = runs[0] / "report.html"  # the default place
+    assert str(out) in proc.stdout
+    text = out.read_text()
+    assert "<script" not in text.lower()
+    fetched = re.findall(r"""(?:src|href)\s*=\s*["'](?!#)([^"']+)|url\(|@import""", text)
+    assert not fetched, fetched  # nothing to fetch: only in-page links
+    for task_id in ("extract", "clean_a", "load_warehouse", "publish"):
+        assert task_id in text
+    assert "Runs compared" in text and "speedup" in text and "efficiency" in text
+    assert text.count('class="bar"') >= 3 * 6  # a timeline bar per attempt, in each run (twice: stacked too)
+    assert "connection refused: warehouse:5432" in text  # the failure's stderr tail
+    assert "Critical path" in text and "extract → clean_a → load_warehouse" in text
+    custom = tmp_path / "out.html"
+    assert run_cli("report", str(runs[0]), "-o", str(custom), cwd=tmp_path).returncode == 0
+    assert custom.is_file() and "Runs compared" not in custom.read_text()  # one run: nothing to compare
+    bad = run_cli("report", str(tmp_path), cwd=tmp_path)
+    assert bad.returncode == 2 and "not a run directory" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def _png_pixels_vary(path: Path) -> int:
+    """How many distinct byte values the PNG's decoded rows hold (1-2: a blank page)."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat = 8, b""
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        if kind == b"IDAT":
+            idat += data[pos + 8:pos + 8 + length]
+        pos += 12 + length
+    return len(set(zlib.decompress(idat)))
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)")
+def test_the_report_renders_in_a_headless_browser(runs, tmp_path):
+    out = tmp_path / "report.html"
+    assert run_cli("report", *map(str, runs), "-o", str(out), cwd=tmp_path).returncode == 0
+    profile = tmp_path / "chromium-profile"
+    env = {**os.environ, "HOME": str(tmp_path)}
+    common = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars",
+              f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0"]
+    dom = subprocess.run(common + ["--dump-dom", out.as_uri()], capture_output=True, text=True, timeout=120, env=env)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    for task_id in ("extract", "clean_a", "load_warehouse", "publish"):
+        assert task_id in dom.stdout
+    assert dom.stdout.count("<svg") >= 6
+    console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line
+               or "Failed to load resource" in line]
+    assert not console, console
+    shot = tmp_path / "report.png"
+    screenshot = subprocess.run(common + ["--window-size=1300,1100", f"--screenshot={shot}", out.as_uri()],
+                                capture_output=True, text=True, timeout=120, env=env)
+    assert screenshot.returncode == 0 and shot.is_file(), screenshot.stderr[-2000:]
+    assert shot.stat().st_size > 20_000
+    assert _png_pixels_vary(shot) > 20  # text, bars and colours: not a blank page
+    keep = os.environ.get("OPFLOW_DOCS_SCREENSHOT")
+    if keep:
+        shutil.copy(shot, keep)
