@@ -64,7 +64,8 @@ class ConsoleProgress(Reporter):
         elif kind == "task_retrying":
             self._running.pop(event["task_id"], None)
             error = event.get("error") or {}
-            self._line(f"retrying  {event['task_id']} in {event['delay_s']:.1f}s after attempt {event['attempt']}: "
+            when = f"in {event['delay_s']:.1f}s" if event["delay_s"] >= 0.05 else "now"
+            self._line(f"retrying  {event['task_id']} {when} after attempt {event['attempt']}: "
                        f"{error.get('type')}: {_first_line(error.get('message'))}", status="retrying", important=True)
         elif kind == "task_finished":
             record = event["record"]

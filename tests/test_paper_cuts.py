@@ -466,3 +466,15 @@ def test_a_local_cluster_binds_no_fixed_port_and_warns_of_none(tmp_path, write_w
     assert "8787" not in done.stdout + done.stderr
     assert "Warning" not in done.stdout + done.stderr
     assert done.stderr == ""
+
+
+def test_a_retry_without_delay_says_now_not_in_0_0s(here, write_workflow):
+    flow = write_workflow("""
+        name: Retry
+        tasks:
+          - {id: flaky, plugin: shell, config: {command: "exit 3"}, retries: 1}
+    """)
+    result = invoke("run", flow, "--executor", "thread", "--workers", "1")
+    assert result.exit_code == 1
+    assert "retrying  flaky now after attempt 1: PluginError: command exited with status 3" in result.output
+    assert "in 0.0s" not in result.output
