@@ -434,8 +434,8 @@ def test_dask_would_warn_of_max_memory_only(write_workflow):
 
     workflow, _ = load(write_workflow(LIMITS))
     assert unenforced_settings(workflow, "dask", 4) == [
-        "max_memory is not enforced on the dask backend (a Dask worker's own memory limit "
-        "(dask worker --memory-limit) applies); set on task 'big'"]
+        "max_memory is not enforced on the dask backend (a Dask worker's own --memory-limit applies instead); "
+        "set on task 'big'"]
     assert (concurrency("dask", 4), concurrency("inline", 4), concurrency("inline", 0)) == (4, 1, 1)
 
 
