@@ -478,3 +478,12 @@ def test_a_retry_without_delay_says_now_not_in_0_0s(here, write_workflow):
     assert result.exit_code == 1
     assert "retrying  flaky now after attempt 1: PluginError: command exited with status 3" in result.output
     assert "in 0.0s" not in result.output
+
+
+def test_a_character_yaml_cannot_start_a_token_with_is_named(here, tmp_path):
+    flow = tmp_path / "at.yaml"
+    flow.write_text("name: T\ntasks:\n  - {id: a, plugin: shell, config: {command: @x}}\n")
+    result = invoke("validate", flow)
+    assert result.exit_code == 2
+    assert "at.yaml:3: invalid YAML: while scanning for the next token found '@', a character that cannot start " \
+           "any token" in result.output
