@@ -37,7 +37,7 @@ CAPABILITIES: dict[str, Capabilities] = {
                            why_no_timeout="each task runs inside opflow itself, to its end",
                            why_no_max_memory="each task runs inside opflow's own process"),
     "dask": Capabilities(parallel=True, timeout="kills", max_memory=False,
-                         why_no_max_memory="a Dask worker's own memory limit (dask worker --memory-limit) applies"),
+                         why_no_max_memory="a Dask worker's own --memory-limit applies instead"),
 }
 
 _SHOWN = 5  # task ids named in a warning before "and N more"

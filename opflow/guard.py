@@ -48,7 +48,11 @@ def unguarded_call_site() -> str | None:
     for node in ast.walk(tree):
         if isinstance(node, ast.If) and _names_main(node.test) and node.lineno <= line <= (node.end_lineno or 0):
             return None
-    return f"{os.path.relpath(frame.f_code.co_filename)}:{line}"
+    try:
+        shown = os.path.relpath(frame.f_code.co_filename)
+    except ValueError:  # another drive (Windows)
+        shown = frame.f_code.co_filename
+    return f"{shown}:{line}"
 
 
 def _names_main(test: ast.expr) -> bool:

@@ -101,7 +101,8 @@ class ConsoleProgress(Reporter):
         elif kind == "task_retrying":
             self._forget(event["task_id"])
             error = event.get("error") or {}
-            self._line(f"retrying  {event['task_id']} in {event['delay_s']:.1f}s after attempt {event['attempt']}: "
+            when = f"in {event['delay_s']:.1f}s" if event["delay_s"] >= 0.05 else "now"
+            self._line(f"retrying  {event['task_id']} {when} after attempt {event['attempt']}: "
                        f"{headline(error)}", status="retrying", important=True)
         elif kind == "task_finished":
             record = event["record"]

@@ -143,6 +143,8 @@ def _parse_and_check(text: str, raw: bytes, path: Path, shown: str, known_plugin
         tab = _tab_near(text, exc.problem_mark)
         if tab is not None:  # libyaml says only "found character that cannot start any token"
             line, detail = tab[0], f"a tab at column {tab[1]}: YAML indents with spaces only, never tabs"
+        elif "found character that cannot start any token" in detail and exc.problem_mark is not None:
+            detail = detail.replace("found character", f"found {_char_at(text, exc.problem_mark)!r}, a character")
         raise WorkflowError([Problem(shown, f"invalid YAML: {detail}", line)]) from None
     except yaml.YAMLError as exc:
         raise WorkflowError([Problem(shown, f"invalid YAML: {exc}")]) from None
@@ -174,6 +176,12 @@ def _tab_near(text: str, mark) -> tuple[int, int] | None:
     if "\t" in indent:
         return mark.line + 1, indent.index("\t") + 1
     return None
+
+
+def _char_at(text: str, mark) -> str:
+    lines = text.splitlines()
+    row = lines[mark.line] if mark.line < len(lines) else ""
+    return row[mark.column] if mark.column < len(row) else ""
 
 
 def parse_param_overrides(items: Iterable[str]) -> dict[str, Any]:

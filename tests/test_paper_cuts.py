@@ -439,6 +439,56 @@ def test_dask_would_warn_of_max_memory_only(write_workflow):
 
     workflow, _ = load(write_workflow(LIMITS))
     assert unenforced_settings(workflow, "dask", 4) == [
-        "max_memory is not enforced on the dask backend (a Dask worker's own memory limit "
-        "(dask worker --memory-limit) applies); set on task 'big'"]
+        "max_memory is not enforced on the dask backend (a Dask worker's own --memory-limit applies instead); "
+        "set on task 'big'"]
     assert (concurrency("dask", 4), concurrency("inline", 4), concurrency("inline", 0)) == (4, 1, 1)
+
+
+# 4. Dask: no dashboard, no port 8787 ---------------------------------------------
+
+def test_a_local_cluster_binds_no_fixed_port_and_warns_of_none(tmp_path, write_workflow, faults):
+    pytest.importorskip("distributed", reason="the dask extra is not installed")
+    import socket
+
+    flow = write_workflow("""
+        name: dask ports
+        tasks:
+          - {id: a, plugin: python, config: {function: "faults:ok"}}
+    """)
+    holder = socket.socket()
+    try:
+        try:
+            holder.bind(("127.0.0.1", 8787))  # as another program would (or one already does)
+            holder.listen()
+        except OSError:
+            pass  # someone else holds it: the same situation
+        done = subprocess.run([sys.executable, "-m", "opflow", "run", str(flow), "--executor", "dask", "--workers", "1",
+                               "--log-dir", str(tmp_path / "logs")], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=180)
+    finally:
+        holder.close()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "8787" not in done.stdout + done.stderr
+    assert "Warning" not in done.stdout + done.stderr
+    assert done.stderr == ""
+
+
+def test_a_retry_without_delay_says_now_not_in_0_0s(here, write_workflow):
+    flow = write_workflow("""
+        name: Retry
+        tasks:
+          - {id: flaky, plugin: shell, config: {command: "exit 3"}, retries: 1}
+    """)
+    result = invoke("run", flow, "--executor", "thread", "--workers", "1")
+    assert result.exit_code == 1
+    assert "retrying  flaky now after attempt 1: PluginError: command exited with status 3" in result.output
+    assert "in 0.0s" not in result.output
+
+
+def test_a_character_yaml_cannot_start_a_token_with_is_named(here, tmp_path):
+    flow = tmp_path / "at.yaml"
+    flow.write_text("name: T\ntasks:\n  - {id: a, plugin: shell, config: {command: @x}}\n")
+    result = invoke("validate", flow)
+    assert result.exit_code == 2
+    assert "at.yaml:3: invalid YAML: while scanning for the next token found '@', a character that cannot start " \
+           "any token" in result.output

@@ -71,10 +71,15 @@ def start_local_cluster(workers: int):
     # worker-saturation 1.0: a worker is assigned only the task it runs, none
     # queued behind it, so a worker's death fails no bystander (Dask fails every
     # task assigned to a worker that dies).
+    # No dashboard, and no fixed port: a Dask scheduler opens an HTTP server even
+    # without a dashboard (on 8787, warning when another holds it); give it a free
+    # port on 127.0.0.1 and no pages, and the workers none either.
     with dask.config.set({"distributed.scheduler.allowed-failures": 0,
-                          "distributed.scheduler.worker-saturation": 1.0}):
+                          "distributed.scheduler.worker-saturation": 1.0,
+                          "distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []}):
         return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                            dashboard_address=None, silence_logs=logging.CRITICAL)
+                            dashboard_address=None, worker_dashboard_address=None, silence_logs=logging.CRITICAL,
+                            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
 
 
 def cluster_pids(cluster) -> list[int]:
