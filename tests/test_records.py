@@ -301,3 +301,17 @@ def test_resume_refuses_a_run_still_in_progress(tmp_path, write_workflow, faults
             live.kill()
             live.communicate()
     assert run_state(run_dir) == "succeeded"
+
+
+@pytest.mark.parametrize("edit, refused", [({"host": "elsewhere.example"}, True), ({"pid": None}, False)],
+                         ids=["running-on-another-host", "no-pid-recorded"])
+def test_a_running_record_resume_cannot_judge(edit, refused, tmp_path, write_workflow, faults):
+    _, run_dir = _failed_run(write_workflow, tmp_path)
+    doc = json.loads((run_dir / "run.json").read_text())
+    doc.update(status="running", **edit)
+    (run_dir / "run.json").write_text(json.dumps(doc))
+    again = run_cli("resume", str(run_dir), cwd=tmp_path)
+    if refused:
+        assert again.returncode == 2 and "on host elsewhere.example" in again.stderr
+    else:  # a record from before opflow kept the pid: resumable, as before
+        assert again.returncode == 0, again.stderr
