@@ -11,6 +11,7 @@ unrecorded, and whether every rerun task's result is right.
 """
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import sys
@@ -30,12 +31,23 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     work = _bench.prepare(args)
+    # A killed coordinator leaves multiprocessing's pymp-* folders in TMPDIR: one of our own,
+    # removed at the end, and short (a socket's path must fit in 108 bytes).
+    scratch = tempfile.mkdtemp(prefix="opflow-crash-", dir="/tmp" if os.path.isdir("/tmp") else None)
+    os.environ["TMPDIR"] = scratch
+    try:
+        trials(args, work)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def trials(args, work: Path) -> None:
     rng = random.Random(args.seed)
-    trials = 2 if args.quick else args.trials
+    count = 2 if args.quick else args.trials
     headers = ["trial", "tasks", "started before kill", "not succeeded", "resume reran", "same set",
                "started, unrecorded", "wrong results", "crashed run reads as"]
     rows = []
-    for n in range(1, trials + 1):
+    for n in range(1, count + 1):
         n_tasks = 30 if args.quick else rng.randint(100, 300)
         kill_after = rng.randint(1, n_tasks - 10)
         root = Path(tempfile.mkdtemp(prefix=f"trial{n}-", dir=work))

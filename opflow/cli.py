@@ -321,6 +321,8 @@ def init(directory, force):
         written = write_example(directory, force=force)
     except FileExistsError as exc:
         _fail(UsageError(f"{exc} already exist(s); use --force to overwrite"))
+    except OpflowError as error:  # a symlink where a file goes
+        _fail(error)
     except OSError as exc:
         _fail(UsageError(f"{directory}: cannot write there: {exc.strerror or exc}"))
     for path in written:

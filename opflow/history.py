@@ -172,8 +172,13 @@ class ResumePlan:
 def plan_resume(run_dir: Path, workflow: Workflow) -> ResumePlan:
     """What an earlier run's record lets us reuse for `workflow` (already loaded and valid)."""
     doc = read_run_record(run_dir)  # refuses a run dir that is not this user's alone
-    if doc.get("status") == "running" and coordinator_alive(doc):
-        raise UsageError(f"{run_dir}: that run is still in progress (pid {doc.get('pid')}); resume it once it ends")
+    if doc.get("status") == "running":
+        alive = coordinator_alive(doc)
+        if alive:
+            raise UsageError(f"{run_dir}: that run is still in progress (pid {doc.get('pid')}); resume it once it ends")
+        if alive is None and doc.get("pid") is not None:
+            raise UsageError(f"{run_dir}: that run says running, on host {doc.get('host')}: only there can opflow "
+                             "tell whether it crashed; resume it there")
     plan = ResumePlan(source=run_dir)
     old = _old_workflow(run_dir, doc.get("params"))
     if old is None:

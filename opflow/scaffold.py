@@ -3,7 +3,10 @@ from __future__ import annotations
 
 __all__ = ["FILES", "write_example"]
 
+import os
 from pathlib import Path
+
+from .trust import open_nofollow
 
 WORKFLOW = """\
 name: Example Workflow
@@ -49,5 +52,7 @@ def write_example(directory: Path, force: bool = False) -> list[Path]:
     if existing and not force:
         raise FileExistsError(", ".join(str(p) for p in existing))
     for path in targets:
-        path.write_text(FILES[path.name], encoding="utf-8")
+        # Never through a symlink at the name (--force would truncate its target).
+        with open(open_nofollow(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), "w", encoding="utf-8") as out:
+            out.write(FILES[path.name])
     return targets

@@ -69,7 +69,7 @@ def run_trial(root: Path, n_tasks: int, kill_after: int, workers: int = 2, delay
     flow = write_flow(root, n_tasks, delay)
     shutil.copy(REPO / "tests" / "faults.py", root / "faults.py")
     marks = root / "marks"
-    env = {**os.environ, "TMPDIR": str(root)}
+    env = dict(os.environ)  # TMPDIR: the caller's (a short path: sockets live there)
     proc = _cli("run", str(flow), "--workers", str(workers), "--quiet", cwd=root, env=env)
     try:
         deadline = time.monotonic() + 120
@@ -80,7 +80,7 @@ def run_trial(root: Path, n_tasks: int, kill_after: int, workers: int = 2, delay
         time.sleep(kill_delay)
         descendants = psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []
         proc.kill()
-        proc.communicate(timeout=30)
+        _, run_err = proc.communicate(timeout=30)
         killed = proc.returncode == -9
         _, alive = psutil.wait_procs(descendants, timeout=30)  # workers follow their coordinator
         assert not alive, f"left behind: {alive}"
@@ -88,7 +88,10 @@ def run_trial(root: Path, n_tasks: int, kill_after: int, workers: int = 2, delay
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    run_dir = sorted(p for p in (root / "logs").iterdir() if not p.name.startswith("."))[-1]
+    runs = sorted(p for p in (root / "logs").iterdir() if not p.name.startswith(".")) if (root / "logs").is_dir() else []
+    if not runs:
+        raise AssertionError(f"the run left no run directory (exit {proc.returncode}):\n{run_err}")
+    run_dir = runs[-1]
     done_before = {name for name in os.listdir(marks)}
     journal = []
     for line in (run_dir / "events.jsonl").read_text().splitlines():

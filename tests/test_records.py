@@ -13,7 +13,7 @@ import zlib
 
 import pytest
 
-from conftest import latest_run_dir, records, run_cli, wait_for
+from conftest import REPO, latest_run_dir, records, run_cli, wait_for
 
 HEADER = struct.Struct("<4sHQI")  # results_log's record header
 
@@ -301,3 +301,36 @@ def test_resume_refuses_a_run_still_in_progress(tmp_path, write_workflow, faults
             live.kill()
             live.communicate()
     assert run_state(run_dir) == "succeeded"
+
+
+@pytest.mark.parametrize("edit, refused", [({"host": "elsewhere.example"}, True), ({"pid": None}, False)],
+                         ids=["running-on-another-host", "no-pid-recorded"])
+def test_a_running_record_resume_cannot_judge(edit, refused, tmp_path, write_workflow, faults):
+    _, run_dir = _failed_run(write_workflow, tmp_path)
+    doc = json.loads((run_dir / "run.json").read_text())
+    doc.update(status="running", **edit)
+    (run_dir / "run.json").write_text(json.dumps(doc))
+    again = run_cli("resume", str(run_dir), cwd=tmp_path)
+    if refused:
+        assert again.returncode == 2 and "on host elsewhere.example" in again.stderr
+    else:  # a record from before opflow kept the pid: resumable, as before
+        assert again.returncode == 0, again.stderr
+
+
+def test_init_force_never_writes_through_a_symlink(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "proj" / "workflow.yaml").symlink_to(victim)
+    done = run_cli("init", "proj", "--force", cwd=tmp_path)
+    assert done.returncode == 2 and "is a symlink" in done.stderr and "Traceback" not in done.stderr
+    assert victim.read_text() == "precious"
+
+
+def test_the_crash_benchmark_runs(tmp_path):
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "resume_after_crash.py"), "--quick",
+                           "--out", str(out)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "| --- |" in done.stdout and "Machine: " in done.stdout
+    assert "2/2 trials: resume reran exactly the tasks that had not succeeded; 0 wrong results" in done.stdout
