@@ -5,11 +5,13 @@ __all__ = ["load", "run", "run_async", "resume", "RunResult"]
 
 import asyncio
 import dataclasses
+import json
 import shutil
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Iterable
 
 from .audit import AuditTrail, create_run_dir, slugify, write_new_file
@@ -40,8 +42,13 @@ class RunResult:
 
     summary: RunSummary
     run_dir: Path
-    records: dict = field(default_factory=dict)
     duration_s: float | None = None
+
+    @property
+    def records(self) -> Mapping[str, dict]:
+        """task_id -> its record, read from `run_dir/tasks/<task_id>.json` when asked for:
+        a run of 100,000 tasks keeps none of them in the caller's memory."""
+        return _TaskRecords(self.run_dir, tuple(self.summary.tasks))
 
     @property
     def exit_code(self) -> int:
@@ -57,17 +64,39 @@ class RunResult:
         return {task_id: status.value for task_id, status in self.summary.tasks.items()}
 
 
+class _TaskRecords(Mapping):
+    """The task records of a finished run, each read from its file on first use."""
+
+    def __init__(self, run_dir: Path, task_ids: tuple[str, ...]):
+        self._run_dir = run_dir
+        self._ids = task_ids
+        self._known = frozenset(task_ids)
+        self._read: dict[str, dict] = {}
+
+    def __getitem__(self, task_id: str) -> dict:
+        if task_id not in self._known:
+            raise KeyError(task_id)
+        record = self._read.get(task_id)
+        if record is None:
+            path = self._run_dir / "tasks" / f"{task_id}.json"
+            record = self._read[task_id] = json.loads(path.read_text(encoding="utf-8"))
+        return record
+
+    def __iter__(self):
+        return iter(self._ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
 class _Collector(Reporter):
-    """Keeps each task's final record and the run's duration, for the RunResult."""
+    """Keeps the run's duration, for the RunResult."""
 
     def __init__(self):
-        self.records: dict = {}
         self.duration_s: float | None = None
 
     def handle(self, event: dict) -> None:
-        if event["event"] == "task_finished":
-            self.records[event["record"]["id"]] = event["record"]
-        elif event["event"] == "run_finished":
+        if event["event"] == "run_finished":
             self.duration_s = event["duration_s"]
 
 
@@ -189,7 +218,7 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
             raise
         if keep_runs:
             prune_runs(log_dir, workflow, keep_runs, protect=run_dir)
-    return RunResult(summary, run_dir, collector.records, collector.duration_s)
+    return RunResult(summary, run_dir, collector.duration_s)
 
 
 def _warn(reporters: Iterable[Reporter], warnings: list[str]) -> None:

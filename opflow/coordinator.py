@@ -153,6 +153,8 @@ class Coordinator:
         # to hand it its next task. Queued tasks cost nothing when the run stops:
         # the backend's halt_queued() keeps them from starting.
         self._loop_thread = threading.get_ident()
+        self._outcomes = _Mailbox(self._loop, self._on_outcome)
+        self._starts = _Mailbox(self._loop, self._on_started)
         # The backend first: one that cannot start (no such scheduler) fails the
         # run before anything is recorded as started.
         self._backend = make_backend(self.options.executor, workers, self._on_worker_start,
@@ -268,13 +270,7 @@ class Coordinator:
                               error=error_record(type(exc).__name__, f"the task's outcome was lost: {exc}"))
         else:
             outcome = future.result()
-        try:
-            if threading.get_ident() == self._loop_thread:
-                self._loop.call_soon(self._on_outcome, token, outcome)  # inline: no self-pipe wakeup needed
-            else:
-                self._loop.call_soon_threadsafe(self._on_outcome, token, outcome)
-        except RuntimeError:  # the loop is closed: the run ended (interrupted) without this task
-            pass
+        self._outcomes.post(token, outcome)
 
     def _upstream(self, task_id: str) -> frozenset:
         """Every task `task_id` transitively depends on; memoised (its upstream is
@@ -288,7 +284,7 @@ class Coordinator:
 
     def _on_worker_start(self, token: int, pid: int) -> None:
         """Called from a backend thread when a worker picks up a task."""
-        self._loop.call_soon_threadsafe(self._on_started, token, pid)
+        self._starts.post(token, pid)
 
     def _on_started(self, token: int, pid: int) -> None:
         task_id = self._running.get(token)
@@ -600,6 +596,40 @@ class Coordinator:
             }
             record["resources"].update(outcome.where)
         return record
+
+
+class _Mailbox:
+    """Hands calls from backend threads to the loop in batches: one wake-up of the
+    loop (a self-pipe write) for a burst of outcomes or starts, not one each."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, handler):
+        self._loop = loop
+        self._handler = handler
+        self._loop_thread = threading.get_ident()
+        self._items: list[tuple] = []
+        self._lock = threading.Lock()
+        self._pending = False
+
+    def post(self, *args) -> None:
+        with self._lock:
+            self._items.append(args)
+            if self._pending:
+                return  # a drain is already on its way: it takes this one too
+            self._pending = True
+        try:
+            if threading.get_ident() == self._loop_thread:
+                self._loop.call_soon(self._drain)  # inline: no self-pipe wake-up needed
+            else:
+                self._loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:  # the loop is closed: the run ended (interrupted) without these
+            pass
+
+    def _drain(self) -> None:
+        with self._lock:
+            items, self._items = self._items, []
+            self._pending = False
+        for args in items:
+            self._handler(*args)
 
 
 def _seconds(start: float | None, end: float | None) -> float | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, latest_run_dir, records, run_cli
+from conftest import REPO, latest_run_dir, records, run_cli, wait_for
 
 OPFLOW = REPO / "opflow"
 
@@ -188,3 +188,23 @@ def test_every_upstream_result_is_readable_small_or_large_near_or_far(tmp_path, 
     recs = records(latest_run_dir(tmp_path / "logs"))
     assert recs["reader"]["result"] == {task_id: [task_id, size] for task_id, size in steps}
     assert recs["lister"]["result"] == ["params", "s0"]  # exactly its upstream tasks, and params
+
+
+def test_a_killed_coordinator_gets_no_leaked_semaphore_warning(tmp_path):
+    """The resource tracker cleans up after a SIGKILLed coordinator, silently (issue 13 item 9)."""
+    (tmp_path / "flow.yaml").write_text(textwrap.dedent("""
+        name: killed
+        tasks:
+          - {id: slow, plugin: shell, config: {command: "sleep 30"}}
+          - {id: after, plugin: shell, config: {command: "true"}, depends_on: [slow]}
+    """))
+    proc = subprocess.Popen([sys.executable, "-m", "opflow", "run", "flow.yaml", "--workers", "2"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: any((tmp_path / "logs").glob("*/events.jsonl"))
+                 and "task_started" in next((tmp_path / "logs").glob("*/events.jsonl")).read_text(),
+                 timeout=60, what="the task to start")
+    finally:
+        proc.kill()
+    out, err = proc.communicate(timeout=60)  # EOF once the workers and helpers have gone too
+    assert "leaked" not in err and "resource_tracker" not in err, err
