@@ -21,7 +21,8 @@ from typing import Any, Iterable
 
 import yaml
 
-from .errors import Problem, UsageError, WorkflowError
+from .errors import OpflowError, Problem, UsageError, WorkflowError
+from .input_limits import MAX_FILE_BYTES, MAX_ID_LENGTH, check_node_tree
 
 TOP_KEYS = ("name", "description", "params", "defaults", "tasks")
 TASK_KEYS = ("id", "plugin", "config", "depends_on", "retries", "retry_delay", "timeout", "max_memory")
@@ -88,6 +89,8 @@ def load_workflow(
     path = Path(path)
     shown = str(path)
     try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise WorkflowError([Problem(shown, f"larger than {MAX_FILE_BYTES // 2**20} MB: split it, or generate fewer tasks")])
         raw = path.read_bytes()
     except FileNotFoundError:
         raise WorkflowError([Problem(shown, "no such file")]) from None
@@ -99,8 +102,11 @@ def load_workflow(
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise WorkflowError([Problem(shown, f"not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
-    with _gc_paused():
-        return _parse_and_check(text, raw, path, shown, known_plugins, param_overrides, plugin_hint)
+    try:
+        with _gc_paused():
+            return _parse_and_check(text, raw, path, shown, known_plugins, param_overrides, plugin_hint)
+    except MemoryError:
+        raise OpflowError(f"{shown}: out of memory while reading the workflow ({len(raw):,} bytes); nothing was run") from None
 
 
 @contextlib.contextmanager
@@ -128,6 +134,11 @@ def _parse_and_check(text: str, raw: bytes, path: Path, shown: str, known_plugin
         raise WorkflowError([Problem(shown, f"invalid YAML: {detail}", line)]) from None
     except yaml.YAMLError as exc:
         raise WorkflowError([Problem(shown, f"invalid YAML: {exc}")]) from None
+    except RecursionError:
+        raise WorkflowError([Problem(shown, "values nested too deeply to read")]) from None
+    too_much = check_node_tree(root)  # before any value is built from the nodes
+    if too_much is not None:
+        raise WorkflowError([Problem(shown, too_much[0], too_much[1])])
     checker = _Checker(shown, set(known_plugins) if known_plugins is not None else None, plugin_hint)
     workflow = checker.check(root, path.resolve(), hashlib.sha256(raw).hexdigest(), param_overrides or {})
     if checker.problems:
@@ -315,6 +326,9 @@ class _Checker:
                 raw_id = None
             if not isinstance(raw_id, str) or not ID_PATTERN.fullmatch(raw_id):
                 self.problem(f"task id {self.value(items['id'][1])!r} must match [A-Za-z0-9_.-]+", items["id"][1])
+            elif len(raw_id) > MAX_ID_LENGTH:  # ids become file names
+                self.problem(f"task id '{raw_id[:40]}...' is {len(raw_id)} characters long; at most {MAX_ID_LENGTH}",
+                             items["id"][1])
             elif raw_id in RESERVED_IDS:
                 self.problem(f"task id '{raw_id}' is reserved (context['{raw_id}'] holds the workflow params)", items["id"][1])
             else:
