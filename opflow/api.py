@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from . import interrupts
 from .audit import AuditTrail, create_run_dir, slugify
 from .coordinator import RunOptions, RunSummary, run_async as _run_async
 from .errors import OpflowError, UsageError
 from .events import Reporter
 from .executors import EXECUTORS
+from .input_limits import MAX_WORKERS
 from .history import WORKFLOW_COPY, latest_run, plan_resume, prune_runs
 from .lock import WorkflowLock
 from .results_log import RESULTS_FILE
@@ -63,6 +65,8 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
         raise UsageError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
     if workers < 0:
         raise UsageError(f"--workers {workers}: must be at least 1")
+    if workers > MAX_WORKERS:
+        raise UsageError(f"--workers {workers}: at most {MAX_WORKERS}")
     if keep_runs is not None and keep_runs < 1:
         raise UsageError(f"--keep-runs {keep_runs}: must be at least 1")
     if scheduler and executor != "dask":
@@ -71,7 +75,15 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
         from .dask_backend import check_available
 
         check_available()  # raises UsageError naming the extra to install
-    workflow, plugins = load(path, params)
+    with interrupts.attach():  # under the CLI, a signal from here on cancels this coroutine
+        return await _prepare_and_run(path, workers, executor, log_dir, params, keep_going, scheduler,
+                                      lock, keep_runs, resume, reporters)
+
+
+async def _prepare_and_run(path, workers, executor, log_dir, params, keep_going, scheduler, lock, keep_runs,
+                           resume, reporters) -> RunResult:
+    # Parsing a large file takes seconds: off the caller's loop.
+    workflow, plugins = await interrupts.call_off_loop(load, path, params)
     log_dir = Path(log_dir)
     with ExitStack() as cleanup:
         if lock:
@@ -85,7 +97,7 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
             source = latest_run(log_dir, workflow) if resume is True else Path(resume)
             if source is None:
                 raise UsageError(f"--resume: no earlier run of '{workflow.name}' ({workflow.path}) under {log_dir}")
-            plan = plan_resume(source, workflow)
+            plan = await interrupts.call_off_loop(plan_resume, source, workflow)
             options.reuse, options.reused_from = plan.reuse, str(source)
             extra = {"resumed_from": str(source), "resume_changes": plan.changes, "reused": sorted(plan.reuse)}
         try:
@@ -97,7 +109,7 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
         audit = AuditTrail(run_dir, workflow, extra)
         try:
             summary = await _run_async(workflow, plugins, options, [audit, *reporters])
-        except OpflowError:
+        except (OpflowError, asyncio.CancelledError):  # cancelled: a signal, or the caller's wait_for
             if not (run_dir / "run.json").exists():
                 shutil.rmtree(run_dir, ignore_errors=True)  # it never started: leave no half a record
             raise

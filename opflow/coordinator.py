@@ -33,6 +33,7 @@ from .plugins import PluginRef
 from .spec import Workflow
 from .worker import Outcome, TaskRequest, error_record
 
+from .interrupts import await_despite_cancel, call_off_loop
 from .results_log import close_results_logs
 from .worker import NOT_STARTED
 
@@ -139,20 +140,23 @@ class Coordinator:
         # run before anything is recorded as started.
         self._backend = make_backend(self.options.executor, workers, self._on_worker_start,
                                      scheduler=self.options.scheduler)
-        if any(t.depends_on for t in self.workflow.tasks):
-            # Results will travel: start the context store now, so that a store that
-            # cannot start fails the run here, cleanly, not in the middle of dispatch.
-            try:
+        try:
+            if any(t.depends_on for t in self.workflow.tasks):
+                # Results will travel: start the context store now, so that a store that
+                # cannot start fails the run here, cleanly, not in the middle of dispatch.
                 await self._loop.run_in_executor(None, self._backend.store)
-            except BaseException:
-                await self._loop.run_in_executor(None, self._backend.close, True)
-                raise
+            # Workers too, off the loop (a caller's loop must not wait seconds for a forkserver).
+            await self._loop.run_in_executor(None, self._backend.warm_up, min(workers, len(self.workflow.tasks)))
+        except BaseException:  # also cancelled (a signal, the caller's wait_for): nothing was recorded yet
+            await self._loop.run_in_executor(None, self._backend.close, True)
+            raise
         started = time.time()
         self.emit("run_started", workflow=self.workflow.name, workers=workers, executor=self.options.executor,
                   scheduler=getattr(self._backend, "scheduler_address", None),
                   params=self.workflow.params, tasks=[t.id for t in self.workflow.tasks],
                   layers=self.plan.layers, started_at=iso_time(started))
         handlers = self._install_signal_handlers()
+        cancelled = False
         try:
             self._seed_reused_results()
             for task in self.workflow.tasks:
@@ -161,12 +165,15 @@ class Coordinator:
                     self._ready.append(task.id)
             self._pump()
             self._check_finished()
-            await self._finished
+            # Cancelled (the caller's wait_for, or a signal the CLI routes here)? Stop as
+            # for SIGINT, record it all, then raise CancelledError (at the end).
+            cancelled = await await_despite_cancel(self._finished, self._on_cancel)
         finally:
             self._remove_signal_handlers(handlers)
             backend, self._backend = self._backend, None
             # Closing a process pool joins processes: off the loop's thread.
-            await self._loop.run_in_executor(None, backend.close, self._signal is not None)
+            closing = self._loop.run_in_executor(None, backend.close, self._signal is not None)
+            cancelled = await await_despite_cancel(closing) or cancelled
             close_results_logs()
         self._settle_unrun()
         summary = self._summary()
@@ -175,7 +182,15 @@ class Coordinator:
                   finished_at=iso_time(finished), duration_s=round(finished - started, 6),
                   tasks={tid: s.status.value for tid, s in self.states.items()},
                   signal=signal.Signals(self._signal).name if self._signal else None)
+        if cancelled:
+            raise asyncio.CancelledError
         return summary
+
+    def _on_cancel(self) -> None:
+        """The run's task was cancelled: the first time an interrupt, then a hard one."""
+        if self._finished.done():  # it had ended already; only the clean-up was cut short
+            return
+        self._on_signal(self._signal or signal.SIGINT)
 
     def _seed_reused_results(self) -> None:
         """Resume: tasks that succeeded before count as succeeded, their results in the store."""
@@ -518,7 +533,9 @@ async def run_async(workflow: Workflow, plugins: dict[str, PluginRef], options: 
     """Run a workflow from inside an event loop."""
     reporters = list(reporters)
     try:
-        return await Coordinator(workflow, plugins, options or RunOptions(), reporters).run()
+        # Building the plan of a large workflow takes a while: off the caller's loop.
+        coordinator = await call_off_loop(Coordinator, workflow, plugins, options or RunOptions(), reporters)
+        return await coordinator.run()
     finally:
         for reporter in reporters:
             reporter.close()

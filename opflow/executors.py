@@ -22,6 +22,7 @@ from __future__ import annotations
 
 __all__ = ["Backend", "ProcessBackend", "ThreadBackend", "InlineBackend", "make_backend", "EXECUTORS", "start_method"]
 
+import concurrent.futures
 import multiprocessing
 import os
 import sys
@@ -78,6 +79,9 @@ class Backend:
 
     def halt_queued(self) -> None:
         """Start no more of the submitted tasks: those not yet started resolve as Cancelled."""
+
+    def warm_up(self, count: int) -> None:
+        """Start up to `count` workers now; called off the event loop (see ProcessBackend)."""
 
     def store(self):
         raise NotImplementedError
@@ -230,6 +234,21 @@ class ProcessBackend(Backend):
 
     def store(self):
         return self._store.address()
+
+    def warm_up(self, count: int) -> None:
+        """Start `count` workers (and the forkserver) before the first task, off the loop.
+
+        Else the first submits start them, on the coordinator's loop thread: the
+        forkserver's start alone blocks it for a second or more under load.
+        """
+        with self._lock:
+            pool = self._ensure_pool()
+        try:
+            futures = [pool.submit(os.getpid) for _ in range(max(1, count))]
+        except (BrokenProcessPool, RuntimeError):
+            return  # the first real submit meets this again and handles it
+        # A worker that cannot start is reported by the tasks' own submits, later.
+        concurrent.futures.wait(futures, timeout=120)
 
     # -- submitting ----------------------------------------------------------
     def submit(self, request: TaskRequest) -> Future:
