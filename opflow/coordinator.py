@@ -236,6 +236,7 @@ class Coordinator:
             persist_path=self.options.results_path if publish else None,
             max_memory=spec.max_memory, notify_start=spec.timeout is not None,
             halt_on_failure=not self.options.keep_going and attempt > spec.retries,
+            keep_children=spec.keep_children,
         )
         state.attempts.append({"attempt": attempt, "started": time.time(), "finished": None, "error": None, "pid": None})
         self._running[token] = task_id

@@ -25,7 +25,8 @@ from .errors import OpflowError, Problem, UsageError, WorkflowError
 from .input_limits import MAX_FILE_BYTES, MAX_ID_LENGTH, check_node_tree
 
 TOP_KEYS = ("name", "description", "params", "defaults", "tasks")
-TASK_KEYS = ("id", "plugin", "config", "depends_on", "retries", "retry_delay", "timeout", "max_memory")
+TASK_KEYS = ("id", "plugin", "config", "depends_on", "retries", "retry_delay", "timeout", "max_memory",
+             "keep_children")
 #: Keys a workflow-level `defaults:` block may set for every task.
 DEFAULT_KEYS = ("retries", "retry_delay", "timeout", "max_memory")
 ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
@@ -45,6 +46,7 @@ class TaskSpec:
     retry_delay: float = 0.0
     timeout: float | None = None
     max_memory: int | None = None  # bytes
+    keep_children: bool = False  # may processes the task started outlive it? (reaper.py)
     line: int | None = None
 
 
@@ -366,6 +368,13 @@ class _Checker:
                         dep_nodes.append((dep, dep_node))
             elif self.value(deps_node) is not None:
                 self.problem("'depends_on' must be a list of task ids, e.g. [ingest]", deps_node, task_id)
+        keep_children = False
+        if "keep_children" in items:
+            keep_children = self.value(items["keep_children"][1])
+            if not isinstance(keep_children, bool):
+                self.problem(f"'keep_children' must be true or false, got {keep_children!r}"[:200],
+                             items["keep_children"][1], task_id)
+                keep_children = False
         settings = dict(defaults)
         for key in DEFAULT_KEYS:
             if key in items:
@@ -382,6 +391,7 @@ class _Checker:
             "retry_delay": float(settings.get("retry_delay") or 0.0),
             "timeout": settings.get("timeout"),
             "max_memory": settings.get("max_memory"),
+            "keep_children": keep_children,
             "line": node.start_mark.line + 1,
         }
 

@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import psutil
 
+from . import reaper
 from .context import PICKLE_PROTOCOL, StoreAddress, build_context, connect_store
 from .errors import PluginError
 from .plugins import PluginRef, load_plugin_class
@@ -49,6 +50,7 @@ class TaskRequest:
     max_memory: int | None = None
     notify_start: bool = False  # does the coordinator need to know when it starts (timeouts)?
     halt_on_failure: bool = False  # fail fast and no retry left: a failure stops the pool's queue
+    keep_children: bool = False  # the task's processes may outlive it (see reaper.py)
 
 
 @dataclass
@@ -261,6 +263,7 @@ def init_pool_worker(coordinator_pid: int, slots, slot_counter) -> None:
     from .procs import start_parent_watch
 
     start_parent_watch(coordinator_pid)
+    reaper.become_subreaper()  # orphans of tasks (daemons) re-parent to this worker, to be killed
     with slot_counter.get_lock():
         row = 1 + slot_counter.value % (len(slots) // 2 - 1)  # row 0 is the stop flag
         slot_counter.value += 1
@@ -278,9 +281,11 @@ def run_in_pool(request: TaskRequest) -> Outcome:
                        error=error_record(NOT_STARTED, "the run stopped before this task started"))
     index = _pool_state["token_index"]
     slots[index] = request.token
+    reaper.begin_task(request.keep_children)
     try:
         outcome = execute(request)
     finally:
+        reaper.end_task()  # what the task left running dies with it
         slots[index] = 0
     if request.halt_on_failure and not outcome.ok:
         slots[0] = 1  # fail fast: this worker must not take the next queued task
@@ -290,4 +295,5 @@ def run_in_pool(request: TaskRequest) -> Outcome:
 def run_in_thread(request: TaskRequest, on_start: Callable[[int, int], None] | None) -> Outcome:
     if on_start is not None and request.notify_start:
         on_start(request.token, os.getpid())
+    reaper.begin_task(request.keep_children)
     return execute(request)

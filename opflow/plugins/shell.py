@@ -2,13 +2,20 @@
 from __future__ import annotations
 
 import os
+import selectors
+import signal
 import subprocess
+import time
 
 from ..errors import PluginError
 from ..plugin_base import Plugin
 from ..procs import track_child_group, untrack_child_group
+from ..reaper import is_subreaper, keeping_children, kill_leftovers
 
 STDERR_TAIL_LINES = 20
+#: With keep_children, how long output is still read after the command exits
+#: (a kept background process may hold the pipes open for good).
+DRAIN_SECONDS = 0.5
 
 
 class ShellPlugin(Plugin):
@@ -39,7 +46,7 @@ class ShellPlugin(Plugin):
         )
         track_child_group(proc.pid)
         try:
-            out, err = proc.communicate()
+            out, err = _communicate(proc, keeping_children())
         finally:
             untrack_child_group(proc.pid)
         stdout = out.decode("utf-8", errors="replace")
@@ -51,10 +58,56 @@ class ShellPlugin(Plugin):
         return {"returncode": proc.returncode, "stdout": stdout, "stderr": stderr}
 
 
+def _communicate(proc: subprocess.Popen, keep_children: bool) -> tuple[bytes, bytes]:
+    """Read the command's output until it exits; then end what it left behind.
+
+    Not `proc.communicate()`: that reads until every writer of the pipes is gone,
+    so a background process the command started (`daemon &`) would hold the task
+    until it ends. Once the command exits, what it left running is killed (its
+    process group; in a pool worker every descendant, daemons included), unless
+    the task keeps its children: then output is read for DRAIN_SECONDS more.
+    """
+    out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
+    chunks: dict[int, list[bytes]] = {out_fd: [], err_fd: []}
+    selector = selectors.DefaultSelector()
+    for stream in (proc.stdout, proc.stderr):
+        selector.register(stream, selectors.EVENT_READ)
+    exited_at = None
+    try:
+        while selector.get_map():
+            if exited_at is None and proc.poll() is not None:
+                exited_at = time.monotonic()
+                if not keep_children:
+                    _kill_leftovers(proc.pid)
+            if exited_at is not None and keep_children and time.monotonic() - exited_at > DRAIN_SECONDS:
+                break
+            for key, _ in selector.select(timeout=0.05):
+                data = os.read(key.fd, 65536)
+                if data:
+                    chunks[key.fd].append(data)
+                else:
+                    selector.unregister(key.fileobj)
+    finally:
+        selector.close()
+        proc.stdout.close()
+        proc.stderr.close()
+    proc.wait()
+    if exited_at is None and not keep_children:  # the pipes closed first; the command has exited now
+        _kill_leftovers(proc.pid)
+    return b"".join(chunks[out_fd]), b"".join(chunks[err_fd])
+
+
+def _kill_leftovers(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)  # the command's own group: `sleep 100 &` and the like
+    except (ProcessLookupError, PermissionError):
+        pass
+    if is_subreaper():  # a pool worker runs one task: every descendant is this task's (setsid daemons too)
+        kill_leftovers()
+
+
 def _describe_returncode(code: int) -> str:
     if code < 0:
-        import signal
-
         try:
             return f"was killed by {signal.Signals(-code).name}"
         except ValueError:
