@@ -1,7 +1,12 @@
 """`python -m opflow FILE` runs FILE, as `opflow run FILE` does; subcommands work too."""
 import sys
 
-from .cli import entry, main
+if __name__ == "__main__":
+    from . import interrupts
+
+    interrupts.install()  # first: a signal during the imports below exits 130/143, quietly
+
+from .cli import entry, main  # noqa: E402
 
 if __name__ == "__main__":
     args = sys.argv[1:]

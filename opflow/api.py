@@ -5,6 +5,7 @@ __all__ = ["load", "run", "run_async", "resume", "RunResult"]
 
 import asyncio
 import dataclasses
+import functools
 import json
 import shutil
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Iterable
 
+from . import interrupts
 from .audit import AuditTrail, create_run_dir, slugify, write_new_file
 from .backends import EXECUTORS, start_method
 from .capabilities import concurrency, unenforced_settings
@@ -22,6 +24,7 @@ from .events import Reporter, iso_time
 from .guard import GUARD_MESSAGE, refuse_in_starting_worker, unguarded_call_site
 from .history import (WORKFLOW_COPY, latest_run, needs_file_tag, plan_resume, prune_runs, read_run_record,
                       workflow_copy)
+from .input_limits import MAX_WORKERS
 from .lock import WorkflowLock
 from .results_log import RESULTS_FILE, create_results_log
 from .reused import load_reused_records
@@ -154,6 +157,8 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
         raise UsageError(f"--workers {workers}: must be at least 1")
     if timeout is not None and not timeout > 0:
         raise UsageError(f"--timeout {timeout}: must be > 0")
+    if workers > MAX_WORKERS:
+        raise UsageError(f"--workers {workers}: at most {MAX_WORKERS}")
     if keep_runs is not None and keep_runs < 1:
         raise UsageError(f"--keep-runs {keep_runs}: must be at least 1")
     if scheduler and executor != "dask":
@@ -162,7 +167,15 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
         from .backends.dask import check_available
 
         check_available()  # raises UsageError naming the extra to install
-    workflow, plugins = load(path, params, source=_source)
+    with interrupts.attach():  # under the CLI, a signal from here on cancels this coroutine
+        return await _prepare_and_run(path, workers, executor, log_dir, params, keep_going, scheduler,
+                                      lock, keep_runs, resume, timeout, cache, reporters, _source, _source_sha256)
+
+
+async def _prepare_and_run(path, workers, executor, log_dir, params, keep_going, scheduler, lock, keep_runs,
+                           resume, timeout, cache, reporters, _source, _source_sha256) -> RunResult:
+    # Parsing a large file takes seconds: off the caller's loop.
+    workflow, plugins = await interrupts.call_off_loop(functools.partial(load, path, params, source=_source))
     if _source_sha256 and workflow.sha256 != _source_sha256:  # changed since resume checked it
         raise UsageError(f"{_source}: does not match the sha256 recorded in run.json; refusing to run it")
     # The run machinery (asyncio, networkx, the backends) only once there is a run.
@@ -188,7 +201,7 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
             source = latest_run(log_dir, workflow) if resume is True else Path(resume)
             if source is None:
                 raise UsageError(f"--resume: no earlier run of '{workflow.name}' ({workflow.path}) under {log_dir}")
-            plan = plan_resume(source, workflow)
+            plan = await interrupts.call_off_loop(plan_resume, source, workflow)
             options.reuse, options.reused_from = plan.reuse, str(source)
             options.reused_records = load_reused_records(source, plan.reuse)
             extra = {"resumed_from": str(source), "resume_changes": plan.changes, "reused": sorted(plan.reuse)}
@@ -212,7 +225,7 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
         collector = _Collector()
         try:
             summary = await _run_async(workflow, plugins, options, [audit, collector, *reporters])
-        except OpflowError:
+        except (OpflowError, asyncio.CancelledError):  # cancelled: a signal, or the caller's wait_for
             if not (run_dir / "run.json").exists():
                 shutil.rmtree(run_dir, ignore_errors=True)  # it never started: leave no half a record
             raise

@@ -5,6 +5,7 @@ Exit codes: 0 all tasks succeeded; 1 a task failed; 2 invalid workflow or usage;
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -14,9 +15,10 @@ from pathlib import Path
 
 import click
 
-from . import __version__
+from . import __version__, interrupts
 from .backends import EXECUTORS
 from .errors import OpflowError, UsageError, WorkflowError
+from .input_limits import MAX_WORKERS
 from .words import plural, wrap_list
 
 
@@ -39,8 +41,8 @@ def main() -> None:
 def _run_options(command):
     """The options `run` and `resume` share."""
     options = [
-        click.option("--workers", "-w", type=click.IntRange(min=1), default=None, envvar="OPFLOW_WORKERS",
-                     help="Pool size (default: $OPFLOW_WORKERS, else the CPU count)."),
+        click.option("--workers", "-w", type=click.IntRange(min=1, max=MAX_WORKERS), default=None,
+                     envvar="OPFLOW_WORKERS", help="Pool size (default: $OPFLOW_WORKERS, else the CPU count)."),
         click.option("--executor", type=click.Choice(EXECUTORS), default=None, envvar="OPFLOW_EXECUTOR",
                      help="Where tasks run: process pool (default), thread pool, inline in the coordinator "
                           "(debugging), or a Dask cluster (pip install 'opflow-runner[dask]'). Default: $OPFLOW_EXECUTOR."),
@@ -81,7 +83,7 @@ def _execute(start, *, as_json: bool, quiet: bool, **kwargs) -> None:
     """Run with console progress, print the outcome, exit with the run's code."""
     from .progress import ConsoleProgress
 
-    _exit_at_once_on_signals()
+    interrupts.install()  # already, under the console script; again for CliRunner and python -m
     document_fd = _stdout_for_document_only() if as_json else None
     stream = sys.stderr if as_json else sys.stdout
     progress = ConsoleProgress(stream, tty=stream.isatty() and os.environ.get("TERM") != "dumb", quiet=quiet)
@@ -90,6 +92,12 @@ def _execute(start, *, as_json: bool, quiet: bool, **kwargs) -> None:
         result = start(reporters=[progress], **kwargs)
     except OpflowError as error:
         _fail(error)
+    except asyncio.CancelledError:
+        # A signal while the run was being prepared (or finishing): it left either
+        # no run directory or a complete one; say so in the exit code.
+        signum = interrupts.received() or signal.SIGINT
+        click.echo(f"opflow: {signal.Signals(signum).name}: interrupted; nothing more was run", err=True)
+        sys.exit(128 + signum)
     if as_json:
         document = (result.run_dir / "run.json").read_bytes()
         if document_fd is None:
@@ -102,18 +110,6 @@ def _execute(start, *, as_json: bool, quiet: bool, **kwargs) -> None:
     elif result.exit_code != 0:
         click.echo(f"record: {result.run_dir}", err=True)
     sys.exit(result.exit_code)
-
-
-def _exit_at_once_on_signals() -> None:
-    """Outside the run loop (which handles them itself while tasks run), SIGINT and
-    SIGTERM end the process at once with 130 / 143: before the run starts there is
-    nothing to clean up, and after an interrupt a second Ctrl-C means now."""
-    def exit_now(signum, frame):
-        sys.stderr.write(f"opflow: {signal.Signals(signum).name}: exiting\n")
-        os._exit(128 + signum)
-
-    signal.signal(signal.SIGINT, exit_now)
-    signal.signal(signal.SIGTERM, exit_now)
 
 
 def _stdout_for_document_only() -> int | None:

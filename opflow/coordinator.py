@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 from .attempt import NOT_STARTED, Outcome, TaskRequest, error_record
 from .backends import make_backend
 from .failure_text import add_log_tail
+from .interrupts import await_despite_cancel, call_off_loop
 from .events import Reporter, RunStatus, TaskStatus, iso_time
 from .plan import build_plan
 from .results_log import append_result, close_results_logs
@@ -162,10 +163,12 @@ class Coordinator:
         self._max_inflight = self._backend.max_inflight(workers)
         # Results will travel: let the backend start what carries them now, so
         # that one that cannot start fails the run here, not in the middle of dispatch.
+        # Workers too, off the loop (a caller's loop must not wait seconds for a forkserver).
         needs_results = any(t.depends_on for t in self.workflow.tasks)
         try:
             await self._loop.run_in_executor(None, self._backend.start, needs_results)
-        except BaseException:
+            await self._loop.run_in_executor(None, self._backend.warm_up, min(workers, len(self.workflow.tasks)))
+        except BaseException:  # also cancelled (a signal, the caller's wait_for): nothing was recorded yet
             await self._loop.run_in_executor(None, self._backend.close, True)
             raise
         started = self.options.started_at or time.time()
@@ -175,6 +178,7 @@ class Coordinator:
                   layers=self.plan.layers, started_at=iso_time(started))
         handlers = self._install_signal_handlers()
         deadline = self._loop.call_later(self.options.timeout, self._on_run_timeout) if self.options.timeout else None
+        cancelled = False
         try:
             self._seed_reused_results()
             for task in self.workflow.tasks:
@@ -186,14 +190,17 @@ class Coordinator:
                         self._rules.ready(task.id)
             self._pump()
             self._check_finished()
-            await self._finished
+            # Cancelled (the caller's wait_for, or a signal the CLI routes here)? Stop as
+            # for SIGINT, record it all, then raise CancelledError (at the end).
+            cancelled = await await_despite_cancel(self._finished, self._on_cancel)
         finally:
             if deadline is not None:
                 deadline.cancel()
             self._remove_signal_handlers(handlers)
             backend, self._backend = self._backend, None
             # Closing a process pool joins processes: off the loop's thread.
-            await self._loop.run_in_executor(None, backend.close, self._signal is not None)
+            closing = self._loop.run_in_executor(None, backend.close, self._signal is not None)
+            cancelled = await await_despite_cancel(closing) or cancelled
             close_results_logs()
         self._settle_unrun()
         summary = self._summary()
@@ -202,7 +209,15 @@ class Coordinator:
                   finished_at=iso_time(finished), duration_s=round(finished - started, 6),
                   tasks={tid: s.status.value for tid, s in self.states.items()},
                   signal=signal.Signals(self._signal).name if self._signal else None)
+        if cancelled:
+            raise asyncio.CancelledError
         return summary
+
+    def _on_cancel(self) -> None:
+        """The run's task was cancelled: the first time an interrupt, then a hard one."""
+        if self._finished.done():  # it had ended already; only the clean-up was cut short
+            return
+        self._on_signal(self._signal or signal.SIGINT)
 
     def _seed_reused_results(self) -> None:
         """Resume: tasks that succeeded before count as succeeded, their results in the store."""
@@ -251,6 +266,7 @@ class Coordinator:
             halt_on_failure=not self.options.keep_going and attempt > spec.retries,
             groups=spec.groups, **self._rules.request_fields(spec, upstream),
             log_path=os.path.join(self.options.task_logs_dir, f"{task_id}.log") if self.options.task_logs_dir else None,
+            keep_children=spec.keep_children,
         )
         state.attempts.append({"attempt": attempt, "started": time.time(), "finished": None, "error": None, "pid": None})
         self._running[token] = task_id
@@ -643,7 +659,9 @@ async def run_async(workflow: Workflow, plugins: dict[str, PluginRef], options: 
     """Run a workflow from inside an event loop."""
     reporters = list(reporters)
     try:
-        return await Coordinator(workflow, plugins, options or RunOptions(), reporters).run()
+        # Building the plan of a large workflow takes a while: off the caller's loop.
+        coordinator = await call_off_loop(Coordinator, workflow, plugins, options or RunOptions(), reporters)
+        return await coordinator.run()
     finally:
         for reporter in reporters:
             reporter.close()

@@ -46,6 +46,7 @@ def workflow_schema(workflow_dir: Path | None = None) -> dict:
             "cache": {"type": "boolean"},
             "inputs": {"type": ["array", "string"], "items": {"type": "string"}},
             "foreach": {"anyOf": [{"type": "array"}, _REFERENCE]},
+            "keep_children": {"type": "boolean", "description": "processes the task starts may outlive it"},
         },
         "allOf": by_plugin,
     }
@@ -67,6 +68,7 @@ def workflow_schema(workflow_dir: Path | None = None) -> dict:
             },
             "tasks": {"type": "array", "minItems": 1, "items": task},
         },
+        "patternProperties": {"^x-": {"description": "a place for YAML anchors, ignored by opflow"}},
     }
 
 

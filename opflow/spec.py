@@ -22,13 +22,15 @@ from typing import Any, Iterable
 import yaml
 
 from .durations import parse_duration
-from .errors import Problem, UsageError, WorkflowError
+from .errors import OpflowError, Problem, UsageError, WorkflowError
 from .expand import FEATURE_DEFAULT_KEYS, FEATURE_KEYS, default_features, expand_tasks, task_features
+from .input_limits import MAX_FILE_BYTES, MAX_ID_LENGTH, check_node_tree
 from .params import merge_params
 from .yaml_merge import flatten_merges
 
 TOP_KEYS = ("name", "description", "params", "defaults", "tasks")
-TASK_KEYS = ("id", "plugin", "config", "depends_on", "retries", "retry_delay", "timeout", "max_memory") + FEATURE_KEYS
+TASK_KEYS = ("id", "plugin", "config", "depends_on", "retries", "retry_delay", "timeout", "max_memory",
+             "keep_children") + FEATURE_KEYS
 #: Keys a workflow-level `defaults:` block may set for every task.
 DEFAULT_KEYS = ("retries", "retry_delay", "timeout", "max_memory")
 ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
@@ -48,6 +50,7 @@ class TaskSpec:
     retry_delay: float = 0.0
     timeout: float | None = None
     max_memory: int | None = None  # bytes
+    keep_children: bool = False  # may processes the task started outlive it? (reaper.py)
     line: int | None = None
     trigger: str = "all_success"  # | "all_done" | "one_failed"
     cache: bool = False
@@ -103,6 +106,8 @@ def load_workflow(
     path = Path(path)
     shown = str(path)
     try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise WorkflowError([Problem(shown, f"larger than {MAX_FILE_BYTES // 2**20} MB: split it, or generate fewer tasks")])
         raw = path.read_bytes()
     except FileNotFoundError:
         raise WorkflowError([Problem(shown, "no such file")]) from None
@@ -114,8 +119,11 @@ def load_workflow(
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise WorkflowError([Problem(shown, f"not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
-    with _gc_paused():
-        return _parse_and_check(text, raw, path, shown, known_plugins, param_overrides, plugin_hint, plugin_checks)
+    try:
+        with _gc_paused():
+            return _parse_and_check(text, raw, path, shown, known_plugins, param_overrides, plugin_hint, plugin_checks)
+    except MemoryError:
+        raise OpflowError(f"{shown}: out of memory while reading the workflow ({len(raw):,} bytes); nothing was run") from None
 
 
 @contextlib.contextmanager
@@ -148,6 +156,11 @@ def _parse_and_check(text: str, raw: bytes, path: Path, shown: str, known_plugin
         raise WorkflowError([Problem(shown, f"invalid YAML: {detail}", line)]) from None
     except yaml.YAMLError as exc:
         raise WorkflowError([Problem(shown, f"invalid YAML: {exc}")]) from None
+    except RecursionError:
+        raise WorkflowError([Problem(shown, "values nested too deeply to read")]) from None
+    too_much = check_node_tree(root)  # before any value is built from the nodes
+    if too_much is not None:
+        raise WorkflowError([Problem(shown, too_much[0], too_much[1])])
     checker = _Checker(shown, set(known_plugins) if known_plugins is not None else None, plugin_hint)
     checker.plugin_checks = plugin_checks
     checker.text = text
@@ -388,6 +401,9 @@ class _Checker:
                 raw_id = None
             if not isinstance(raw_id, str) or not ID_PATTERN.fullmatch(raw_id):
                 self.problem(f"task id {self.value(items['id'][1])!r} must match [A-Za-z0-9_.-]+", items["id"][1])
+            elif len(raw_id) > MAX_ID_LENGTH:  # ids become file names
+                self.problem(f"task id '{raw_id[:40]}...' is {len(raw_id)} characters long; at most {MAX_ID_LENGTH}",
+                             items["id"][1])
             elif raw_id in RESERVED_IDS:
                 what = "the workflow params" if raw_id == "params" else "what upstream tasks failed (trigger rules)"
                 self.problem(f"task id '{raw_id}' is reserved (context['{raw_id}'] holds {what})", items["id"][1])
@@ -427,6 +443,13 @@ class _Checker:
                         dep_nodes.append((dep, dep_node))
             elif self.value(deps_node) is not None:
                 self.problem("'depends_on' must be a list of task ids, e.g. [ingest]", deps_node, task_id)
+        keep_children = False
+        if "keep_children" in items:
+            keep_children = self.value(items["keep_children"][1])
+            if not isinstance(keep_children, bool):
+                self.problem(f"'keep_children' must be true or false, got {keep_children!r}"[:200],
+                             items["keep_children"][1], task_id)
+                keep_children = False
         settings = dict(defaults)
         for key in DEFAULT_KEYS:
             if key in items:
@@ -452,6 +475,7 @@ class _Checker:
             "retry_delay": float(settings.get("retry_delay") or 0.0),
             "timeout": settings.get("timeout"),
             "max_memory": settings.get("max_memory"),
+            "keep_children": keep_children,
             "line": node.start_mark.line + 1,
             **features,
         }

@@ -216,6 +216,10 @@ def test_coordinator_killed_with_sigkill_takes_its_workers_down(tmp_path, write_
     proc = _start_cli(flow, tmp_path)
     try:
         wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 60, "the task to start")
+        # The journal is written by the audit trail's writer thread: let it catch up
+        # (a loaded machine can lag it) before the kill, whose point is the workers.
+        wait_for(lambda: any((tmp_path / "logs").glob("*/events.jsonl")) and '"task_started"' in
+                 latest_run_dir(tmp_path / "logs").joinpath("events.jsonl").read_text(), 60, "the journal")
         descendants = psutil.Process(proc.pid).children(recursive=True)
         proc.kill()
         proc.communicate(timeout=10)

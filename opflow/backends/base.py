@@ -5,6 +5,7 @@
     seed(task_id, blob)                  # resume: an earlier run's result, for readers
     stop(token, error)                   # stop one attempt's work (timeout)
     halt_queued()                        # start none of the submitted tasks not yet started
+    warm_up(count)                       # start workers before the first task (off the loop)
     interrupt(grace)                     # stop all running work (Ctrl-C, SIGTERM)
     close(kill)                          # reap everything; kill=True stops running work
     max_inflight(workers), describe()    # how much to queue; facts for run.json
@@ -48,6 +49,9 @@ class Backend:
 
     def halt_queued(self) -> None:
         """Start no more of the submitted tasks: those not yet started resolve as not started."""
+
+    def warm_up(self, count: int) -> None:
+        """Start up to `count` workers now, before the first task (called off the event loop)."""
 
     def max_inflight(self, workers: int) -> int:
         """How many tasks to keep submitted at once: enough that no worker waits for the loop."""

@@ -10,6 +10,7 @@ __all__ = ["InlineBackend", "ThreadBackend", "run_in_thread"]
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from .. import reaper
 from ..attempt import Outcome, TaskRequest
 from ..context import ContextStore
 from ..procs import kill_own_children
@@ -20,6 +21,7 @@ from .base import Backend, OnStart
 def run_in_thread(request: TaskRequest, on_start: OnStart | None) -> Outcome:
     if on_start is not None and request.notify_start:
         on_start(request.token, os.getpid())
+    reaper.begin_task(request.keep_children)
     return execute(request)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 __all__ = ["ProcessBackend", "start_method", "init_pool_worker", "run_in_pool", "MEMORY_EXIT_CODE"]
 
+import concurrent.futures
 import multiprocessing
 import os
 import threading
@@ -24,6 +25,7 @@ import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+from .. import reaper
 from ..attempt import NOT_STARTED, Outcome, TaskRequest, error_record
 from ..context import ManagedStore, connect_store
 from ..guard import GUARD_MESSAGE, REFUSED_EXIT
@@ -164,6 +166,21 @@ class ProcessBackend(Backend):
         if needs_results:
             self._address = self._store.address()  # starts the Manager
             self._relay = _ResultRelay(self._address)
+
+    def warm_up(self, count: int) -> None:
+        """Start `count` workers (and the forkserver) before the first task, off the loop.
+
+        Else the first submits start them, on the coordinator's loop thread: the
+        forkserver's start alone blocks it for a second or more under load.
+        """
+        with self._lock:
+            pool = self._ensure_pool()
+        try:
+            futures = [pool.submit(os.getpid) for _ in range(max(1, count))]
+        except (BrokenProcessPool, RuntimeError):
+            return  # the first real submit meets this again and handles it
+        # A worker that cannot start is reported by the tasks' own submits, later.
+        concurrent.futures.wait(futures, timeout=120)
 
     def seed(self, task_id: str, blob: bytes) -> None:
         self._store.address()
@@ -453,6 +470,7 @@ def init_pool_worker(coordinator_pid: int, slots, slot_counter) -> None:
     when it must (a worker died, a timeout fired, a start to watch for).
     """
     start_parent_watch(coordinator_pid)
+    reaper.become_subreaper()  # orphans of tasks (daemons) re-parent to this worker, to be killed
     set_limit_action(_exit_for_memory)
     with slot_counter.get_lock():
         row = 1 + slot_counter.value % (len(slots) // 2 - 1)  # row 0 is the stop flag
@@ -471,9 +489,11 @@ def run_in_pool(request: TaskRequest) -> Outcome:
                        error=error_record(NOT_STARTED, "the run stopped before this task started"))
     index = _pool_state["token_index"]
     slots[index] = request.token
+    reaper.begin_task(request.keep_children)
     try:
         outcome = execute(request, own_process=True)  # a pool worker runs one task at a time: fds 1/2 are its
     finally:
+        reaper.end_task()  # what the task left running dies with it
         slots[index] = 0
     if request.halt_on_failure and not outcome.ok:
         slots[0] = 1  # fail fast: this worker must not take the next queued task

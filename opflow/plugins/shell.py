@@ -2,17 +2,23 @@
 from __future__ import annotations
 
 import os
+import selectors
+import signal
 import subprocess
-import threading
+import time
 
 from ..errors import PluginError
 from ..plugin_base import Plugin
 from ..procs import track_child_group, untrack_child_group
+from ..reaper import is_subreaper, keeping_children, kill_leftovers
 from ..task_output import current_sink
 
 STDERR_TAIL_LINES = 20
 KEEP_BYTES = 4 * 1024 * 1024  # of each stream, in the result; the task's log keeps all of it
 TAIL_BYTES = 16384  # of stderr, for the error message of a failure
+#: With keep_children, how long output is still read after the command exits
+#: (a kept background process may hold the pipes open for good).
+DRAIN_SECONDS = 0.5
 
 
 class ShellPlugin(Plugin):
@@ -58,13 +64,7 @@ class ShellPlugin(Plugin):
         try:
             # Each pipe is copied to the task's log as it comes, and only a bounded
             # part kept in memory, whatever the command writes.
-            readers = [threading.Thread(target=_pump, args=(pipe, kept, sink), daemon=True)
-                       for pipe, kept in ((proc.stdout, out), (proc.stderr, err))]
-            for reader in readers:
-                reader.start()
-            for reader in readers:
-                reader.join()
-            proc.wait()
+            _communicate(proc, keeping_children(), out, err, sink)
         finally:
             untrack_child_group(proc.pid)
         if proc.returncode != 0:
@@ -103,21 +103,56 @@ class _Kept:
         return bytes(self.last[-TAIL_BYTES:]).decode("utf-8", errors="replace")
 
 
-def _pump(pipe, kept: _Kept, sink) -> None:
-    with pipe:
-        while True:
-            chunk = os.read(pipe.fileno(), 65536)
-            if not chunk:
-                return
-            kept.add(chunk)
-            if sink is not None:
-                sink.write(chunk)
+def _communicate(proc: subprocess.Popen, keep_children: bool, out: _Kept, err: _Kept, sink) -> None:
+    """Read the command's output until it exits; then end what it left behind.
+
+    Not `proc.communicate()`: that reads until every writer of the pipes is gone,
+    so a background process the command started (`daemon &`) would hold the task
+    until it ends. Once the command exits, what it left running is killed (its
+    process group; in a pool worker every descendant, daemons included), unless
+    the task keeps its children: then output is read for DRAIN_SECONDS more.
+    """
+    kept = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
+    selector = selectors.DefaultSelector()
+    for stream in (proc.stdout, proc.stderr):
+        selector.register(stream, selectors.EVENT_READ)
+    exited_at = None
+    try:
+        while selector.get_map():
+            if exited_at is None and proc.poll() is not None:
+                exited_at = time.monotonic()
+                if not keep_children:
+                    _kill_leftovers(proc.pid)
+            if exited_at is not None and keep_children and time.monotonic() - exited_at > DRAIN_SECONDS:
+                break
+            for key, _ in selector.select(timeout=0.05):
+                chunk = os.read(key.fd, 65536)
+                if chunk:
+                    kept[key.fd].add(chunk)
+                    if sink is not None:
+                        sink.write(chunk)
+                else:
+                    selector.unregister(key.fileobj)
+    finally:
+        selector.close()
+        proc.stdout.close()
+        proc.stderr.close()
+    proc.wait()
+    if exited_at is None and not keep_children:  # the pipes closed first; the command has exited now
+        _kill_leftovers(proc.pid)
+
+
+def _kill_leftovers(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)  # the command's own group: `sleep 100 &` and the like
+    except (ProcessLookupError, PermissionError):
+        pass
+    if is_subreaper():  # a pool worker runs one task: every descendant is this task's (setsid daemons too)
+        kill_leftovers()
 
 
 def _describe_returncode(code: int) -> str:
     if code < 0:
-        import signal
-
         try:
             return f"was killed by {signal.Signals(-code).name}"
         except ValueError:
