@@ -10,7 +10,7 @@ __all__ = ["headline", "detail_lines", "add_log_tail", "DETAIL_LINES"]
 
 import os
 
-from .task_output import LOG_TAIL_LINES, read_tail
+from .log_tail import LOG_TAIL_LINES, read_tail
 
 DETAIL_LINES = 10  # lines shown under a failure's headline
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from .errors import UsageError
 from .failure_text import detail_lines, headline
 from .run_index import effective_status, human_duration
-from .task_output import read_tail
+from .log_tail import read_tail
 
 GRAPH_LIMIT = 300  # tasks: above this the graph is drawn as tasks per layer
 GANTT_WIDTH = 1000  # px of the time axis

@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 
 from .errors import UsageError
-from .task_output import read_tail
+from .log_tail import read_tail
 
 RUN_DIR_NAME = re.compile(r"\d{8}T\d{6}Z-.+")
 

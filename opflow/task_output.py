@@ -21,7 +21,7 @@ Nothing is held in memory: bytes go to the file as they come.
 """
 from __future__ import annotations
 
-__all__ = ["capture", "current_sink", "fd_level_here", "read_tail", "repair_std_fds", "LogSink", "LOG_TAIL_LINES"]
+__all__ = ["capture", "current_sink", "fd_level_here", "repair_std_fds", "LogSink"]
 
 import io
 import os
@@ -30,8 +30,8 @@ import threading
 import time
 from contextlib import contextmanager
 
-LOG_TAIL_LINES = 20  # lines of a failed attempt's output kept in its error record
-_TAIL_BYTES = 16384
+from .log_tail import LOG_TAIL_LINES, read_tail
+
 
 _local = threading.local()
 _router_lock = threading.Lock()
@@ -64,19 +64,6 @@ class LogSink:
             return read_tail(self.path, lines, since=self.start)
         except OSError:
             return ""
-
-
-def read_tail(path, lines: int = LOG_TAIL_LINES, since: int = 0) -> str:
-    """The last `lines` lines of a file (from offset `since` on), reading at most 16 KiB."""
-    with open(path, "rb") as handle:
-        size = handle.seek(0, os.SEEK_END)
-        begin = max(since, size - _TAIL_BYTES)
-        handle.seek(begin)
-        data = handle.read()
-    text = data.decode("utf-8", errors="replace")
-    if begin > since:
-        text = text.partition("\n")[2]  # drop a partial first line
-    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
 
 
 def current_sink() -> LogSink | None:

@@ -96,7 +96,7 @@ def test_the_coordinator_loads_no_backend_and_nothing_that_runs_in_a_worker():
             "print(sorted(m for m in sys.modules if m.startswith('opflow')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     loaded = set(eval(out))  # a printed list of module names
-    for module in ("opflow.worker", "opflow.context", "opflow.monitor", "opflow.backends.process",
+    for module in ("opflow.worker", "opflow.context", "opflow.monitor", "opflow.task_output", "opflow.backends.process",
                    "opflow.backends.local", "opflow.backends.dask", "opflow.plugins"):
         assert module not in loaded, f"importing the coordinator loads {module}"
 
