@@ -11,7 +11,6 @@ __all__ = ["find_runs", "needs_file_tag", "runs_of_file", "latest_run", "prune_r
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import socket
@@ -22,7 +21,7 @@ from .audit import slugify
 from .errors import UsageError, WorkflowError
 from .results_log import RESULTS_FILE, read_results
 from .spec import Workflow, load_workflow
-from .trust import check_private_dir, check_private_fd, open_nofollow
+from .trust import check_private_dir, read_private
 
 WORKFLOW_COPY = "workflow.yaml"  # the workflow file as it was when the run started
 JOURNAL = "events.jsonl"
@@ -65,14 +64,10 @@ def journal_statuses(run_dir: Path) -> dict[str, str]:
     """task_id -> status from the journal's task_finished events (appended and flushed as
     each task ends, so it survives a crash of the coordinator). A line torn by the crash
     is ignored."""
-    path = Path(run_dir) / JOURNAL
     try:
-        fd = open_nofollow(path, os.O_RDONLY)
+        lines = read_private(Path(run_dir) / JOURNAL).splitlines()
     except FileNotFoundError:
         return {}
-    with open(fd, "rb") as handle:
-        check_private_fd(handle.fileno(), path)
-        lines = handle.read().splitlines()
     statuses = {}
     for line in lines:
         try:
@@ -233,14 +228,6 @@ def _old_workflow(run_dir: Path, params: dict | None = None) -> Workflow | None:
         return load_workflow(copy, known_plugins=None, param_overrides=params)
     except WorkflowError:
         return None
-
-
-def read_private(path: Path) -> bytes:
-    """A file's bytes, if it is a regular file of this user's that no one else may write."""
-    fd = open_nofollow(path, os.O_RDONLY)
-    with open(fd, "rb") as handle:
-        check_private_fd(handle.fileno(), path)
-        return handle.read()
 
 
 def read_run_record(run_dir: Path) -> dict:

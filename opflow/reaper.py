@@ -23,7 +23,7 @@ import os
 import sys
 import threading
 
-import psutil
+from .procs import kill_tree
 
 PR_SET_CHILD_SUBREAPER = 36
 GRACE_SECONDS = 0.5  # between SIGTERM and SIGKILL for what a task left behind
@@ -68,24 +68,9 @@ def end_task() -> None:
 
 def kill_leftovers(grace: float = GRACE_SECONDS) -> list[int]:
     """Kill every descendant of this process (SIGTERM, then SIGKILL); reap them."""
-    try:
-        procs = psutil.Process().children(recursive=True)
-    except psutil.Error:
-        return []
-    for proc in procs:
-        try:
-            proc.terminate()
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=grace)
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(alive, timeout=grace)
+    pids = kill_tree(os.getpid(), include_self=False, grace=grace)
     _reap_zombies()
-    return [p.pid for p in procs]
+    return pids
 
 
 def _reap_zombies() -> None:

@@ -24,7 +24,7 @@ import os
 import struct
 import zlib
 
-from .trust import check_private_fd, open_nofollow
+from .trust import open_nofollow, read_private
 
 RESULTS_FILE = "results.pickles"
 _MAGIC = b"OPR2"  # OPR1 (no checksum) records are not read: their tasks rerun
@@ -69,13 +69,9 @@ def read_results(path: str) -> dict[str, bytes]:
     Raises `UsageError` for a file that is not safe to unpickle (see trust.py).
     """
     try:
-        fd = open_nofollow(path, os.O_RDONLY)
+        return parse_records(read_private(path))
     except FileNotFoundError:
         return {}
-    with open(fd, "rb") as handle:
-        check_private_fd(handle.fileno(), path)
-        data = handle.read()
-    return parse_records(data)
 
 
 def parse_records(data: bytes) -> dict[str, bytes]:

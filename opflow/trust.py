@@ -12,7 +12,7 @@ and unpickling runs code.
 """
 from __future__ import annotations
 
-__all__ = ["UnsafePathError", "open_nofollow", "check_private_fd", "check_private_dir", "FILE_MODE", "DIR_MODE"]
+__all__ = ["UnsafePathError", "open_nofollow", "check_private_fd", "check_private_dir", "read_private", "FILE_MODE", "DIR_MODE"]
 
 import errno
 import os
@@ -70,3 +70,12 @@ def _check(info: os.stat_result, path, kind, kind_name: str) -> None:
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise UnsafePathError(f"{path}: writable by group or others (mode {stat.S_IMODE(info.st_mode):04o}); "
                               "refusing to trust it")
+
+
+def read_private(path) -> bytes:
+    """A file's bytes, if it is a regular file of this user's that no one else may
+    write (else UnsafePathError); FileNotFoundError if there is none."""
+    fd = open_nofollow(path, os.O_RDONLY)
+    with open(fd, "rb") as handle:
+        check_private_fd(handle.fileno(), path)
+        return handle.read()
