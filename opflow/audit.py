@@ -194,9 +194,10 @@ class AuditTrail(Reporter):
                                           dir_fd=self._dir_fd), "a", encoding="utf-8")
         self._tasks_dir = run_dir / "tasks"
         self._run: dict = {}
-        self._records: dict[str, dict] = {}
+        self._records: dict[str, dict] = {}  # task_id -> the parts of its record the summary shows
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._failure: BaseException | None = None
+        self._run_json_written = threading.Event()
         self._writer = threading.Thread(target=self._write_loop, name="opflow-audit-writer", daemon=True)
         self._writer.start()
 
@@ -204,6 +205,10 @@ class AuditTrail(Reporter):
         # Called on the coordinator's thread: hand over, return at once. The
         # coordinator never touches an event again after emitting it.
         self._queue.put(event)
+        if event["event"] == "run_started":
+            # Except once: run.json (with the coordinator's pid, for resume and
+            # `opflow runs`) is on disk before the first task can start.
+            self._run_json_written.wait(timeout=60)
 
     def close(self) -> None:
         self._queue.put(None)
@@ -236,6 +241,8 @@ class AuditTrail(Reporter):
                         self._write(event)
                     except (OSError, ValueError, TypeError, OpflowError) as exc:
                         self._failure = exc  # reported by close(); keep draining so the run can end
+                if event["event"] == "run_started":
+                    self._run_json_written.set()
             self._flush()
 
     def _flush(self) -> None:
@@ -249,7 +256,14 @@ class AuditTrail(Reporter):
         kind = event["event"]
         if kind == "task_finished":
             record = event["record"]
-            self._records[record["id"]] = record
+            # What summary.txt and run.json's problems need, no more: a run of
+            # 100,000 tasks keeps 100,000 of these, not their full records.
+            failed = record["status"] != "succeeded"
+            self._records[record["id"]] = {
+                "status": record["status"], "duration_s": record.get("duration_s"),
+                "attempts": record.get("attempts", 0), "reused": record.get("reused"),
+                **({"error": record.get("error"), "reason": record.get("reason")} if failed else {}),
+            }
             write_json_atomic(self._tasks_dir / f"{record['id']}.json", record, pretty=False, dir_fd=self._tasks_fd)
             slim = {k: v for k, v in record.items() if k not in ("result", "attempt_log")}
             self._append({"event": kind, "time": event["time"], "task_id": record["id"], **slim})
