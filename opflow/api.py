@@ -109,7 +109,7 @@ async def _prepare_and_run(path, workers, executor, log_dir, params, keep_going,
         audit = AuditTrail(run_dir, workflow, extra)
         try:
             summary = await _run_async(workflow, plugins, options, [audit, *reporters])
-        except (OpflowError, asyncio.CancelledError):  # cancelled: a signal, or the caller's wait_for
+        except BaseException:  # an error, a signal, the caller's wait_for: if it never started,
             if not (run_dir / "run.json").exists():
                 shutil.rmtree(run_dir, ignore_errors=True)  # it never started: leave no half a record
             raise
