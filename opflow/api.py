@@ -19,7 +19,7 @@ from . import interrupts
 from .audit import AuditTrail, create_run_dir, slugify, write_new_file
 from .backends import EXECUTORS, start_method
 from .capabilities import concurrency, unenforced_settings
-from .errors import OpflowError, UsageError
+from .errors import UsageError
 from .events import Reporter, iso_time
 from .guard import GUARD_MESSAGE, refuse_in_starting_worker, unguarded_call_site
 from .history import (WORKFLOW_COPY, latest_run, needs_file_tag, plan_resume, prune_runs, read_run_record,
@@ -225,7 +225,7 @@ async def _prepare_and_run(path, workers, executor, log_dir, params, keep_going,
         collector = _Collector()
         try:
             summary = await _run_async(workflow, plugins, options, [audit, collector, *reporters])
-        except (OpflowError, asyncio.CancelledError):  # cancelled: a signal, or the caller's wait_for
+        except BaseException:  # an error, a signal, the caller's wait_for: if it never started,
             if not (run_dir / "run.json").exists():
                 shutil.rmtree(run_dir, ignore_errors=True)  # it never started: leave no half a record
             raise

@@ -40,6 +40,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__
+from .disk_reserve import SpaceReserve, reserve_size
 from .errors import OpflowError
 from .events import Reporter
 from .failure_text import detail_lines
@@ -198,6 +199,7 @@ class AuditTrail(Reporter):
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._failure: BaseException | None = None
         self._run_json_written = threading.Event()
+        self._reserve = SpaceReserve(run_dir, reserve_size(len(workflow.tasks)))
         self._writer = threading.Thread(target=self._write_loop, name="opflow-audit-writer", daemon=True)
         self._writer.start()
 
@@ -214,7 +216,11 @@ class AuditTrail(Reporter):
         self._queue.put(None)
         self._writer.join()
         if not self._events.closed:
-            self._events.close()
+            try:
+                self._events.close()
+            except OSError as exc:  # its last buffered lines found no room
+                self._failure = self._failure or exc
+        self._reserve.release()
         for fd in (self._tasks_fd, self._dir_fd):
             try:
                 os.close(fd)
@@ -240,9 +246,11 @@ class AuditTrail(Reporter):
                     try:
                         self._write(event)
                     except (OSError, ValueError, TypeError, OpflowError) as exc:
-                        self._failure = exc  # reported by close(); keep draining so the run can end
+                        self._fail(exc)  # reported by close(); keep draining so the run can end
+                elif event["event"] == "run_finished":
+                    self._write_last_word(event)
                 if event["event"] == "run_started":
-                    self._run_json_written.set()
+                    self._run_json_written.set()  # written, or failed trying: the coordinator goes on
             self._flush()
 
     def _flush(self) -> None:
@@ -250,7 +258,30 @@ class AuditTrail(Reporter):
             try:
                 self._events.flush()
             except OSError as exc:
-                self._failure = exc
+                self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        """The record cannot be written (disk full): free the reserve, stop the run."""
+        self._failure = exc
+        self._reserve.release()
+        if self.abort is not None:
+            self.abort(f"the run record cannot be written in {self.run_dir}: {exc}")
+
+    def _write_last_word(self, event: dict) -> None:
+        """After a failed write: the final run.json, status failed and why, into the freed reserve."""
+        if not self._run:
+            return
+        self._run.update(
+            status="failed", finished_at=event["finished_at"], duration_s=event["duration_s"],
+            tasks=event["tasks"], exit_code=1, signal=event["signal"], problems=self._problems(),
+            record_error=f"the run record could not be written: {self._failure}; the run was stopped, and "
+                         "tasks/ and events.jsonl may be incomplete",
+        )
+        try:
+            write_json_atomic(self.run_dir / "run.json", self._run)
+            (self.run_dir / "summary.txt").write_text(self._summary_text(), encoding="utf-8")
+        except OSError:
+            pass  # not even the reserve sufficed: close() reports the first failure
 
     def _write(self, event: dict) -> None:
         kind = event["event"]

@@ -92,10 +92,14 @@ def _execute(start, *, as_json: bool, quiet: bool, **kwargs) -> None:
         result = start(reporters=[progress], **kwargs)
     except OpflowError as error:
         _fail(error)
-    except asyncio.CancelledError:
-        # A signal while the run was being prepared (or finishing): it left either
-        # no run directory or a complete one; say so in the exit code.
-        signum = interrupts.received() or signal.SIGINT
+    except (Exception, asyncio.CancelledError) as error:
+        # A signal while the run was being prepared (or finishing) cancels it, or
+        # breaks what was starting (a Dask worker that got the SIGTERM too): it
+        # left no run directory or a complete one; the exit code says why.
+        signum = interrupts.received()
+        if not isinstance(error, asyncio.CancelledError) and signum is None:
+            raise  # our bug: a traceback
+        signum = signum or signal.SIGINT
         click.echo(f"opflow: {signal.Signals(signum).name}: interrupted; nothing more was run", err=True)
         sys.exit(128 + signum)
     if as_json:

@@ -172,6 +172,8 @@ class Coordinator:
             await self._loop.run_in_executor(None, self._backend.close, True)
             raise
         started = self.options.started_at or time.time()
+        for reporter in self.reporters:
+            reporter.abort = self.abort
         self.emit("run_started", workflow=self.workflow.name, workers=workers, executor=self.options.executor,
                   scheduler=self._backend.describe().get("scheduler"),
                   params=self.workflow.params, tasks=[t.id for t in self.workflow.tasks],
@@ -530,6 +532,26 @@ class Coordinator:
         state.reason = f"cache: reused from {hit.run_dir}"
         self._succeed(state)
         return True
+
+    def abort(self, reason: str) -> None:
+        """Stop the run from any thread: dispatch nothing more, kill what runs (the run
+        record can no longer be written, say). The run ends failed; tasks cancelled."""
+        def stop():
+            if self._stop_reason is not None and self._stop_reason.startswith("aborted"):
+                return
+            self._stop_reason = f"aborted: {reason}"
+            self._cancel_retries()
+            backend = self._backend
+            if backend is not None:
+                backend.halt_queued()
+                if backend.can_stop:
+                    self._loop.run_in_executor(None, backend.interrupt)
+            self._check_finished()
+
+        try:
+            self._loop.call_soon_threadsafe(stop)
+        except RuntimeError:  # the loop is closed: the run is over anyway
+            pass
 
     def _give_up_on_running(self, why: str) -> None:
         for token in list(self._running):

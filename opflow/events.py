@@ -37,6 +37,10 @@ class RunStatus(str, enum.Enum):
 class Reporter:
     """Receives every event of a run, in order, on the coordinator's thread."""
 
+    #: Set by the coordinator when the run starts: `abort(reason)`, callable from
+    #: any thread, stops the run (a reporter that can no longer record it: disk full).
+    abort = None
+
     def handle(self, event: dict) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 

@@ -50,6 +50,8 @@ def attach():
     import asyncio
 
     entry = (asyncio.get_running_loop(), asyncio.current_task())
+    if not _attached:
+        _received.clear()  # a new run (in a long-lived process): an old signal is not its
     _attached.append(entry)
     try:
         yield

@@ -66,8 +66,23 @@ def end_task() -> None:
         kill_leftovers()
 
 
+def _has_children() -> bool:
+    """Whether this process has a child, cheaply: /proc/self/task/*/children costs
+    about 0.1 ms where a psutil scan of all of /proc costs 5-15 ms, once per task."""
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/children", "rb") as handle:
+                if handle.read().strip():
+                    return True
+        return False
+    except OSError:  # no such files (an old kernel, no /proc): look the slow way
+        return True
+
+
 def kill_leftovers(grace: float = GRACE_SECONDS) -> list[int]:
     """Kill every descendant of this process (SIGTERM, then SIGKILL); reap them."""
+    if not _has_children():
+        return []
     pids = kill_tree(os.getpid(), include_self=False, grace=grace)
     _reap_zombies()
     return pids

@@ -93,6 +93,7 @@ class DaskBackend(Backend):
         self._lock = threading.RLock()
         self._inflight: dict[int, _Inflight] = {}
         self._starts: dict[int, tuple[int, str]] = {}  # token -> (pid, worker address)
+        self._start_times: dict[int, float] = {}  # token -> when its start was heard of (timeout records)
         self._last_start: dict[str, int] = {}  # worker address -> the token that started there last
         self._ran_to_end: set[int] = set()  # tokens whose Dask task finished at least once
         self._stopping: dict[int, dict] = {}
@@ -200,6 +201,7 @@ class DaskBackend(Backend):
             late = token in self._stopped
             if known:
                 self._starts[token] = (pid, address)
+                self._start_times[token] = time.time()
                 self._last_start[address] = token
         if late:  # stopped while its start message was on the way: it must not run on
             threading.Thread(target=self._end_workers, args=([(pid, address)],), daemon=True).start()
@@ -297,6 +299,7 @@ class DaskBackend(Backend):
         with self._lock:
             entry = self._inflight.pop(token, None)
             self._starts.pop(token, None)
+            self._start_times.pop(token, None)
             self._stopping.pop(token, None)
         if entry is not None and not entry.future.done():
             entry.future.set_result(outcome)
@@ -304,8 +307,10 @@ class DaskBackend(Backend):
     def _resolve(self, token: int, error: dict) -> None:
         with self._lock:
             start = self._starts.get(token)
+            started_at = self._start_times.pop(token, None)
         now = time.time()
-        self._finish(token, Outcome(token=token, ok=False, error=error, started_at=now, finished_at=now,
+        # A stopped task (timeout) ran from its start until now: its record says so.
+        self._finish(token, Outcome(token=token, ok=False, error=error, started_at=started_at or now, finished_at=now,
                                     pid=start[0] if start else 0,
                                     where={"worker": start[1]} if start else {}))
 

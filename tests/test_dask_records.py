@@ -1,0 +1,77 @@
+"""Dask: the same record quality and the same clean exit as the process pool (issue 9, item 13)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("distributed", reason="the dask extra is not installed: pip install 'opflow[dask]'")
+
+from conftest import latest_run_dir, records, run_cli, wait_for  # noqa: E402
+
+OPFLOW = Path(sys.executable).with_name("opflow")
+
+
+def test_a_timed_out_dask_task_records_how_long_it_ran(tmp_path, write_workflow):
+    flow = write_workflow("""
+        name: dask timeout
+        tasks:
+          - {id: slow, plugin: shell, timeout: 2, config: {command: "sleep 60"}}
+    """)
+    done = run_cli("run", str(flow), "--executor", "dask", "--workers", "1", cwd=tmp_path, timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr
+    record = records(latest_run_dir(tmp_path / "logs"))["slow"]
+    assert record["error"]["type"] == "Timeout"
+    assert record["duration_s"] >= 1.9, record  # it ran for its 2 s, not 0.0
+    assert record["attempt_log"][0]["duration_s"] >= 1.9
+    assert record["resources"]["wall_s"] >= 1.9
+
+
+def catches(pid: int, signum: int) -> bool:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) & (1 << (signum - 1)))
+    except OSError:
+        pass
+    return False
+
+
+@pytest.mark.parametrize("moment", ["cluster starting", "task running"])
+def test_sigterm_to_a_dask_run_exits_cleanly(moment, tmp_path, write_workflow):
+    # SIGTERM to the whole process group, as `timeout`, systemd or a container
+    # stop send it: the Dask workers and nannies get it too.
+    flow = write_workflow("""
+        name: dask sigterm
+        tasks:
+          - {id: a, plugin: shell, config: {command: "sleep 60"}}
+          - {id: b, plugin: python, config: {function: "time:sleep", args: [60]}}
+          - {id: c, plugin: shell, config: {command: "true"}, depends_on: [a]}
+    """)
+    log = tmp_path / "out.txt"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([str(OPFLOW), "run", str(flow), "--executor", "dask", "--workers", "2"],
+                                cwd=tmp_path, stdout=out, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            if moment == "task running":
+                wait_for(lambda: "start" in log.read_text() or proc.poll() is not None, 180, "a task to start")
+            else:
+                wait_for(lambda: catches(proc.pid, signal.SIGTERM) or proc.poll() is not None, 60, "the handler")
+                time.sleep(1.0)  # imports done, LocalCluster starting (on a loaded machine, later)
+            os.killpg(proc.pid, signal.SIGTERM)
+            err = proc.communicate(timeout=120)[1]
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    assert proc.returncode == 143, f"{moment}: exit {proc.returncode}\n{err}"
+    assert "Traceback" not in err and "CommClosedError" not in err, err
+    logs = tmp_path / "logs"
+    for run_dir in [p for p in logs.iterdir() if p.is_dir() and not p.name.startswith(".")] if logs.exists() else []:
+        assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
