@@ -32,6 +32,7 @@ from .attempt import NOT_STARTED, Outcome, TaskRequest, error_record
 from .backends import make_backend
 from .events import Reporter, RunStatus, TaskStatus, iso_time
 from .plan import build_plan
+from .readers import ReaderCount
 from .results_log import append_result, close_results_logs
 
 if TYPE_CHECKING:
@@ -113,6 +114,7 @@ class Coordinator:
         self._max_inflight = 1
         self._upstream_cache: dict[str, frozenset] = {}
         self._loop_thread: int | None = None
+        self._readers = ReaderCount(self._children, lambda t: self.states[t].status.final)
 
     # -- events -------------------------------------------------------------
     def emit(self, kind: str, **fields) -> None:
@@ -337,6 +339,7 @@ class Coordinator:
     def _succeed(self, state: _TaskState) -> None:
         state.status = TaskStatus.SUCCEEDED
         self.emit("task_finished", record=self._record(state))
+        self._release_read(state.spec.id, held=state.outcome.shared)
         for child in self._children[state.spec.id]:
             child_state = self.states[child]
             child_state.waiting -= 1
@@ -346,10 +349,20 @@ class Coordinator:
     def _fail(self, state: _TaskState) -> None:
         state.status = TaskStatus.FAILED
         self.emit("task_finished", record=self._record(state))
+        self._release_read(state.spec.id)
         if not self.options.keep_going and self._stop_reason is None:
             self._stop_reason = f"the run stopped after '{state.spec.id}' failed (fail fast; --keep-going runs the rest)"
             self._cancel_retries()
             self._backend.halt_queued()
+
+    def _release_read(self, task_id: str, held: bool = False) -> None:
+        """Free the shared memory of results no remaining task reads (see readers.py)."""
+        done = self._readers.finished(task_id)
+        if held:
+            done += self._readers.held(task_id)
+        if self._backend is not None:  # None: closing, and the backend frees everything
+            for producer in done:
+                self._backend.release(producer)
 
     def _schedule_retry(self, state: _TaskState) -> None:
         n = len(state.attempts)

@@ -7,10 +7,15 @@ records from several worker processes never interleave; a record cut short by a
 crash fails its length check and is ignored on reading.
 
     record = MAGIC, len(task_id), len(blob) (little-endian u16, u64), task_id, blob
+
+A result whose buffers went to shared memory (shared_results.py) is kept as its
+pickle stream and its buffers, written from where they lie, without joining them:
+
+    record = MAGIC2, len(task_id), len(stream), n (u16, u64, u32), n x len(buffer) (u64), task_id, stream, buffers
 """
 from __future__ import annotations
 
-__all__ = ["append_result", "read_results", "close_results_logs", "RESULTS_FILE"]
+__all__ = ["append_result", "append_result_parts", "read_results", "close_results_logs", "RESULTS_FILE"]
 
 import os
 import struct
@@ -18,20 +23,51 @@ import struct
 RESULTS_FILE = "results.pickles"
 _MAGIC = b"OPR1"
 _HEADER = struct.Struct("<4sHQ")
+_MAGIC2 = b"OPR2"
+_HEADER2 = struct.Struct("<4sHQI")
 _descriptors: dict[str, int] = {}
 
 
-def append_result(path: str, task_id: str, blob: bytes) -> None:
+def _descriptor(path: str) -> int:
     fd = _descriptors.get(path)
     if fd is None:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # owner only
         _descriptors[path] = fd
+    return fd
+
+
+def append_result(path: str, task_id: str, blob: bytes) -> None:
+    fd = _descriptor(path)
     key = task_id.encode("utf-8")
     record = _HEADER.pack(_MAGIC, len(key), len(blob)) + key + blob
     view = memoryview(record)
     while view:  # a regular file takes it in one write; loop only for a short write
         written = os.write(fd, view)
         view = view[written:]
+
+
+def append_result_parts(path: str, task_id: str, stream: bytes, buffers: list) -> None:
+    """A result as a protocol-5 stream and its out-of-band buffers, in one `writev`."""
+    import fcntl
+
+    fd = _descriptor(path)
+    key = task_id.encode("utf-8")
+    lengths = [memoryview(b).nbytes for b in buffers]
+    header = _HEADER2.pack(_MAGIC2, len(key), len(stream), len(buffers)) + struct.pack(f"<{len(buffers)}Q", *lengths)
+    parts = [memoryview(header + key), memoryview(stream), *(memoryview(b).cast("B") for b in buffers)]
+    # One writev appends a whole record; a huge one may be written short, so the
+    # rest follows under a lock (other writers of large records take it too).
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        while parts:
+            written = os.writev(fd, parts[:1024])
+            while parts and written >= parts[0].nbytes:
+                written -= parts[0].nbytes
+                parts.pop(0)
+            if written:
+                parts[0] = parts[0][written:]
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def close_results_logs() -> None:
@@ -54,6 +90,11 @@ def read_results(path: str) -> dict[str, bytes]:
         return results
     offset = 0
     while offset + _HEADER.size <= len(data):
+        if data[offset:offset + 4] == _MAGIC2:
+            offset = _read_parts(data, offset, results)
+            if offset is None:
+                break
+            continue
         magic, key_len, blob_len = _HEADER.unpack_from(data, offset)
         start = offset + _HEADER.size
         end = start + key_len + blob_len
@@ -62,3 +103,47 @@ def read_results(path: str) -> dict[str, bytes]:
         results[data[start:start + key_len].decode("utf-8")] = data[start + key_len:end]
         offset = end
     return results
+
+
+def _read_parts(data: bytes, offset: int, results: dict) -> int | None:
+    """One MAGIC2 record into `results` as an ordinary pickle; the next offset, or None if torn."""
+    import pickle
+
+    if offset + _HEADER2.size > len(data):
+        return None
+    _, key_len, stream_len, count = _HEADER2.unpack_from(data, offset)
+    start = offset + _HEADER2.size
+    if start + 8 * count > len(data):
+        return None
+    lengths = struct.unpack_from(f"<{count}Q", data, start)
+    start += 8 * count
+    end = start + key_len + stream_len + sum(lengths)
+    if end > len(data):
+        return None
+    view = memoryview(data)
+    key = data[start:start + key_len].decode("utf-8")
+    start += key_len
+    stream = view[start:start + stream_len]
+    start += stream_len
+    buffers = []
+    for length in lengths:
+        buffers.append(view[start:start + length])
+        start += length
+    # An ordinary pickle that rebuilds the value where it is loaded (a worker),
+    # so that the coordinator never needs the classes of the user's result.
+    results[key] = pickle.dumps(_Parts(bytes(stream), [bytes(b) for b in buffers]), pickle.HIGHEST_PROTOCOL)
+    return end
+
+
+class _Parts:
+    def __init__(self, stream: bytes, buffers: list):
+        self.stream, self.buffers = stream, buffers
+
+    def __reduce__(self):
+        return _loads_parts, (self.stream, self.buffers)
+
+
+def _loads_parts(stream: bytes, buffers: list):
+    import pickle
+
+    return pickle.loads(stream, buffers=buffers)

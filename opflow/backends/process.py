@@ -28,6 +28,7 @@ from concurrent.futures.process import BrokenProcessPool
 from ..attempt import NOT_STARTED, Outcome, TaskRequest, error_record
 from ..context import ManagedStore, connect_store
 from ..monitor import set_limit_action
+from .. import shared_results
 from ..procs import describe_exit, kill_own_children, kill_tree, kill_trees, start_parent_watch
 from ..worker import execute
 from .base import Backend, OnStart
@@ -95,6 +96,8 @@ class ProcessBackend(Backend):
         self._address = None  # the store's, once started
         self._relay: _ResultRelay | None = None  # small results, once started
         self._hurry = threading.Event()  # set by a second interrupt: no more grace for anyone
+        self._shared_prefix: str | None = None  # the run's shared-memory files start with it
+        self._shared: dict[str, str] = {}  # task_id -> its result's file in shared memory
 
     # -- pool lifetime -------------------------------------------------------
     def _ensure_pool(self) -> ProcessPoolExecutor:
@@ -145,6 +148,12 @@ class ProcessBackend(Backend):
 
     def start(self, needs_results: bool) -> None:
         if needs_results:
+            # Large results go through shared memory (shared_results.py); first
+            # remove what runs killed outright left there.
+            self._shared_prefix = shared_results.new_prefix()
+            if self._shared_prefix:
+                shared_results.sweep_stale()
+            self._store.shared_prefix = self._shared_prefix
             self._address = self._store.address()  # starts the Manager
             self._relay = _ResultRelay(self._address)
 
@@ -158,6 +167,8 @@ class ProcessBackend(Backend):
         if request.upstream or request.publish:
             request.store = self._address
             request.inline_limit = INLINE_LIMIT
+            if request.publish:
+                request.shared_prefix = self._shared_prefix
             if request.upstream:
                 self._relay.attach(request)
         with self._lock:
@@ -253,6 +264,8 @@ class ProcessBackend(Backend):
                 self._slots[i + 1] = 0
         for pid, process in processes.items():
             exitcode = process.exitcode
+            if exitcode is not None and self._shared_prefix:  # what it was writing when it died
+                shared_results.sweep(f"{self._shared_prefix}{pid}-", keep=set(self._shared.values()))
             token = token_of.get(pid)
             if exitcode is None or token is None or token not in self._inflight or token in self._stopping:
                 continue
@@ -269,6 +282,12 @@ class ProcessBackend(Backend):
         with self._lock:
             entry = self._inflight.pop(token, None)
             self._watch.discard(token)
+        if outcome.shared:
+            path = outcome.extra.pop("shared_path", None)
+            if entry is not None and path:
+                self._shared[entry[0].task_id] = path
+            elif path:  # nobody will read it (its verdict was given already)
+                shared_results.remove(path)
         if outcome.blob is not None:
             if entry is not None and self._relay is not None:
                 self._relay.keep(entry[0].task_id, outcome.blob)
@@ -282,6 +301,13 @@ class ProcessBackend(Backend):
                 return
         now = time.time()
         self._finish(token, Outcome(token=token, ok=False, error=error, started_at=now, finished_at=now))
+
+    def release(self, task_id: str) -> None:
+        """No remaining task reads `task_id`'s result: free its shared memory."""
+        with self._lock:
+            path = self._shared.pop(task_id, None)
+        if path:
+            shared_results.remove(path)
 
     # -- stopping ------------------------------------------------------------
     def stop(self, token: int, error: dict) -> None:
@@ -345,6 +371,9 @@ class ProcessBackend(Backend):
         if self._relay is not None:
             self._relay.close()
         self._store.close()
+        if self._shared_prefix:  # every worker is gone: nothing of the run's stays in shared memory
+            self._shared.clear()
+            shared_results.sweep(self._shared_prefix)
 
 
 #: A result whose pickle is at most this many bytes travels in the outcome and in
@@ -421,6 +450,7 @@ _pool_state: dict = {}
 
 def _exit_for_memory(rss: int, limit: int) -> None:
     """Past `max_memory` in a pool worker: kill the task's children, die with a code we read."""
+    shared_results.forget_own_files()
     kill_own_children()
     os._exit(MEMORY_EXIT_CODE)
 
@@ -432,7 +462,7 @@ def init_pool_worker(coordinator_pid: int, slots, slot_counter) -> None:
     process runs which task without a message per task: it reads the table only
     when it must (a worker died, a timeout fired, a start to watch for).
     """
-    start_parent_watch(coordinator_pid)
+    start_parent_watch(coordinator_pid, shared_results.forget_own_files)
     set_limit_action(_exit_for_memory)
     with slot_counter.get_lock():
         row = 1 + slot_counter.value % (len(slots) // 2 - 1)  # row 0 is the stop flag
