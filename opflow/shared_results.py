@@ -107,6 +107,17 @@ class SharedRef:
         return pickle.loads(self.stream, buffers=[view[offset:offset + length] for offset, length in self.spans])
 
 
+    def parts(self) -> tuple[bytes, list[memoryview]]:
+        """The stream and read-only views of the buffers (to keep the result for resume)."""
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            mapping = mmap.mmap(fd, self.size, access=mmap.ACCESS_READ)
+        finally:
+            os.close(fd)
+        view = memoryview(mapping)
+        return self.stream, [view[offset:offset + length] for offset, length in self.spans]
+
+
 def load_result(blob: bytes):
     """Unpickle a published result, mapping it if it lies in shared memory."""
     value = pickle.loads(blob)
@@ -157,7 +168,8 @@ def publish(prefix: str, stream: bytes, buffers: list) -> tuple[SharedRef | None
     fd = None
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)  # owner only; never an existing file
-        os.posix_fallocate(fd, 0, size)  # claim the room now: ENOSPC here, not SIGBUS in a reader
+        # Written, never mapped for writing: a full /dev/shm is an ENOSPC from pwrite
+        # (caught below), never a SIGBUS. No fallocate: it would zero every page first.
         for (start, length), raw in zip(spans, buffers):
             view = raw.cast("B") if raw.format != "B" else raw
             done = 0

@@ -117,15 +117,16 @@ def _publish_shared(request: TaskRequest, value, outcome: Outcome) -> bytes | No
     elif sum(b.nbytes for b in buffers) < SHARED_MIN_BYTES:
         blob = _pickle_result(value)
     else:
-        if request.persist_path:
-            append_result_parts(request.persist_path, request.task_id, stream, buffers)
         ref, why_not = shared_publish(request.shared_prefix, stream, buffers)
         if ref is not None:
+            # Kept for resume by the backend, from the file, off this task's path.
             outcome.shared = True
             outcome.extra["shared_path"] = ref.path
             outcome.where["result_shared_bytes"] = ref.size
             return pickle.dumps(ref, PICKLE_PROTOCOL)
         outcome.where["result_note"] = f"sent through the context store, not shared memory: {why_not}"
+        if request.persist_path:
+            append_result_parts(request.persist_path, request.task_id, stream, buffers)
         return _pickle_result(value)
     if request.persist_path:
         append_result(request.persist_path, request.task_id, blob)

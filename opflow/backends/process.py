@@ -19,16 +19,18 @@ __all__ = ["ProcessBackend", "start_method", "init_pool_worker", "run_in_pool", 
 
 import multiprocessing
 import os
+import pickle
 import sys
 import threading
 import time
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from ..attempt import NOT_STARTED, Outcome, TaskRequest, error_record
 from ..context import ManagedStore, connect_store
 from ..monitor import set_limit_action
 from .. import shared_results
+from ..results_log import append_result_parts
 from ..procs import describe_exit, kill_own_children, kill_tree, kill_trees, start_parent_watch
 from ..worker import execute
 from .base import Backend, OnStart
@@ -98,6 +100,7 @@ class ProcessBackend(Backend):
         self._hurry = threading.Event()  # set by a second interrupt: no more grace for anyone
         self._shared_prefix: str | None = None  # the run's shared-memory files start with it
         self._shared: dict[str, str] = {}  # task_id -> its result's file in shared memory
+        self._persister: ThreadPoolExecutor | None = None  # keeps shared results for resume
 
     # -- pool lifetime -------------------------------------------------------
     def _ensure_pool(self) -> ProcessPoolExecutor:
@@ -286,6 +289,8 @@ class ProcessBackend(Backend):
             path = outcome.extra.pop("shared_path", None)
             if entry is not None and path:
                 self._shared[entry[0].task_id] = path
+                if entry[0].persist_path:
+                    self._keep_for_resume(entry[0], outcome.blob)
             elif path:  # nobody will read it (its verdict was given already)
                 shared_results.remove(path)
         if outcome.blob is not None:
@@ -301,6 +306,20 @@ class ProcessBackend(Backend):
                 return
         now = time.time()
         self._finish(token, Outcome(token=token, ok=False, error=error, started_at=now, finished_at=now))
+
+    def _keep_for_resume(self, request: TaskRequest, blob: bytes) -> None:
+        """Append a shared result to the results log from its file, on a thread of ours.
+
+        Mapped now, so that releasing the file (unlinking it) cannot race the copy.
+        """
+        try:
+            stream, buffers = pickle.loads(blob).parts()
+        except OSError:
+            return  # already swept (the run is ending)
+        with self._lock:
+            if self._persister is None:
+                self._persister = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opflow-keep-result")
+            self._persister.submit(append_result_parts, request.persist_path, request.task_id, stream, buffers)
 
     def release(self, task_id: str) -> None:
         """No remaining task reads `task_id`'s result: free its shared memory."""
@@ -371,6 +390,8 @@ class ProcessBackend(Backend):
         if self._relay is not None:
             self._relay.close()
         self._store.close()
+        if self._persister is not None:  # the results log is complete before the run ends
+            self._persister.shutdown(wait=True)
         if self._shared_prefix:  # every worker is gone: nothing of the run's stays in shared memory
             self._shared.clear()
             shared_results.sweep(self._shared_prefix)
