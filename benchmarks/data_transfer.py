@@ -158,7 +158,12 @@ def opflow_run(path: Path, stamp: Path, args, env: dict | None = None) -> dict:
     ready = float(stamp.read_text())
     last = max(_epoch(tasks[f"m_{c}"]["finished_at"]) for c in COLUMNS)
     readers = [tasks[f"m_{c}"] for c in COLUMNS]
+    made = _epoch(tasks["ingest"]["finished_at"])
+    first = min(_epoch(r["started_at"]) for r in readers)
     result = {"wall": last - ready, "run_wall": wall, "ingest_rss": tasks["ingest"]["resources"],
+              "publish": made - ready, "dispatch": first - made,
+              "reader_wall": sum(r["duration_s"] for r in readers) / len(readers),
+              "reader_cpu": sum(r["resources"]["cpu_user_s"] + r["resources"]["cpu_system_s"] for r in readers) / len(readers),
               "readers": [r["result"] for r in readers], "peaks": [r["resources"]["peak_rss_bytes"] for r in readers]}
     if not args.keep_logs:
         import shutil
@@ -315,6 +320,13 @@ def main(argv=None) -> int:
     ratio = _bench.med(results["opflow, shared memory"]) / sequential
     print(f"\n- hand-off through shared memory / one process: {ratio:.2f}x; goal <= 1: {'met' if ratio <= 1 else 'NOT met'}")
     opflow_samples = {k: v for k, v in results.items() if k.startswith("opflow")}
+    print("\nWhere the hand-off goes (medians; a reader's wall and CPU are the mean of the four):\n")
+    print(_bench.markdown_table(
+        ["variant", "frame ready -> its task's end (pickle, publish) s", "-> first reader starts s",
+         "a reader's wall s", "a reader's CPU s", "one describe in one process s"],
+        [[name, round(_bench.med(v, "publish"), 3), round(_bench.med(v, "dispatch"), 3),
+          round(_bench.med(v, "reader_wall"), 3), round(_bench.med(v, "reader_cpu"), 3), round(sequential / 4, 3)]
+         for name, v in opflow_samples.items()]))
     mem_headers = ["variant", "frame MB", "private after read MB", "RSS after read MB", "private after describe MB",
                    "RSS after describe MB", "peak RSS - start MB", "private after read / frame"]
     mem_rows = memory_rows(opflow_samples)

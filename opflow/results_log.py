@@ -15,8 +15,9 @@ pickle stream and its buffers, written from where they lie, without joining them
 """
 from __future__ import annotations
 
-__all__ = ["append_result", "append_result_parts", "read_results", "close_results_logs", "RESULTS_FILE"]
+__all__ = ["append_result", "append_result_parts", "append_result_from_file", "read_results", "close_results_logs", "RESULTS_FILE"]
 
+import fcntl
 import os
 import struct
 
@@ -41,24 +42,37 @@ def append_result(path: str, task_id: str, blob: bytes) -> None:
     key = task_id.encode("utf-8")
     record = _HEADER.pack(_MAGIC, len(key), len(blob)) + key + blob
     view = memoryview(record)
-    while view:  # a regular file takes it in one write; loop only for a short write
-        written = os.write(fd, view)
-        view = view[written:]
+    with _locked(fd):  # a large record may be written in several calls (below): never between them
+        while view:  # a regular file takes it in one write; loop only for a short write
+            written = os.write(fd, view)
+            view = view[written:]
+
+
+class _locked:
+    """flock on the log for one record: writers in other processes wait their turn."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def __enter__(self):
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+
+def _parts_header(task_id: str, stream: bytes, lengths: list[int]) -> bytes:
+    key = task_id.encode("utf-8")
+    return (_HEADER2.pack(_MAGIC2, len(key), len(stream), len(lengths)) + struct.pack(f"<{len(lengths)}Q", *lengths)
+            + key)
 
 
 def append_result_parts(path: str, task_id: str, stream: bytes, buffers: list) -> None:
-    """A result as a protocol-5 stream and its out-of-band buffers, in one `writev`."""
-    import fcntl
-
+    """A result as a protocol-5 stream and its out-of-band buffers, written from where they lie."""
     fd = _descriptor(path)
-    key = task_id.encode("utf-8")
-    lengths = [memoryview(b).nbytes for b in buffers]
-    header = _HEADER2.pack(_MAGIC2, len(key), len(stream), len(buffers)) + struct.pack(f"<{len(buffers)}Q", *lengths)
-    parts = [memoryview(header + key), memoryview(stream), *(memoryview(b).cast("B") for b in buffers)]
-    # One writev appends a whole record; a huge one may be written short, so the
-    # rest follows under a lock (other writers of large records take it too).
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    try:
+    buffers = [memoryview(b).cast("B") for b in buffers]
+    parts = [memoryview(_parts_header(task_id, stream, [b.nbytes for b in buffers])), memoryview(stream), *buffers]
+    with _locked(fd):  # a huge record may take several writev calls
         while parts:
             written = os.writev(fd, parts[:1024])
             while parts and written >= parts[0].nbytes:
@@ -66,8 +80,41 @@ def append_result_parts(path: str, task_id: str, stream: bytes, buffers: list) -
                 parts.pop(0)
             if written:
                 parts[0] = parts[0][written:]
+
+
+#: What append_result_from_file copies at a time: the coordinator's memory for it.
+COPY_CHUNK = 8 * 1024 * 1024
+
+
+def append_result_from_file(path: str, task_id: str, stream: bytes, source: str, spans: list[tuple[int, int]]) -> None:
+    """Like append_result_parts, the buffers read from `source` at `spans` (offset, length) a chunk at a time.
+
+    For the coordinator, keeping a shared result for resume: it never maps the
+    whole result, so its memory stays flat however large the result.
+    """
+    fd = _descriptor(path)
+    chunk = bytearray(min(COPY_CHUNK, max((n for _, n in spans), default=1)))
+    src = os.open(source, os.O_RDONLY)
+    try:
+        with _locked(fd):
+            _write_all(fd, _parts_header(task_id, stream, [n for _, n in spans]) + stream)
+            view = memoryview(chunk)
+            for offset, length in spans:
+                done = 0
+                while done < length:
+                    got = os.preadv(src, [view[:min(len(chunk), length - done)]], offset + done)
+                    if got <= 0:
+                        raise OSError(f"{source} ended early")
+                    _write_all(fd, view[:got])
+                    done += got
     finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(src)
+
+
+def _write_all(fd: int, data) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def close_results_logs() -> None:

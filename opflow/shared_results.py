@@ -107,17 +107,6 @@ class SharedRef:
         return pickle.loads(self.stream, buffers=[view[offset:offset + length] for offset, length in self.spans])
 
 
-    def parts(self) -> tuple[bytes, list[memoryview]]:
-        """The stream and read-only views of the buffers (to keep the result for resume)."""
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            mapping = mmap.mmap(fd, self.size, access=mmap.ACCESS_READ)
-        finally:
-            os.close(fd)
-        view = memoryview(mapping)
-        return self.stream, [view[offset:offset + length] for offset, length in self.spans]
-
-
 def load_result(blob: bytes):
     """Unpickle a published result, mapping it if it lies in shared memory."""
     value = pickle.loads(blob)

@@ -23,7 +23,8 @@ import pytest
 
 from conftest import gone, latest_run_dir, records, run_cli, wait_for
 from opflow import shared_results
-from opflow.results_log import append_result_parts, read_results
+from opflow import results_log
+from opflow.results_log import append_result, append_result_parts, read_results
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="needs /dev/shm")
 
@@ -130,13 +131,21 @@ def test_small_results_go_the_ordinary_way(shm):
     assert pickle.loads(stream)["a"] == list(range(100))
 
 
-def test_a_shared_result_is_kept_for_resume(tmp_path):
-    frame = pd.DataFrame({"x": np.arange(300_000, dtype=float)})
+def test_a_shared_result_is_kept_for_resume(tmp_path, shm, monkeypatch):
+    frame = pd.DataFrame({"x": np.arange(300_000, dtype=float), "y": np.ones(300_000)})
     stream, buffers = shared_results.dumps_out_of_band(frame)
     log = str(tmp_path / "results.pickles")
-    append_result_parts(log, "make", stream, buffers)
+    append_result(log, "small", pickle.dumps({"a": 1}))
+    append_result_parts(log, "make", stream, buffers)  # a fallback, from the worker's buffers
+    ref, _ = shared_results.publish(str(shm / "opflow-run-"), stream, buffers)
+    monkeypatch.setattr(results_log, "COPY_CHUNK", 100_000)  # several chunks per buffer
+    results_log.append_result_from_file(log, "shared", ref.stream, ref.path, ref.spans)  # the coordinator's copy
+    with open(log, "ab") as handle:
+        handle.write(b"OPR2\x01")  # a record torn by a crash: ignored
     kept = read_results(log)
+    assert pickle.loads(kept["small"]) == {"a": 1}
     pd.testing.assert_frame_equal(pickle.loads(kept["make"]), frame)
+    pd.testing.assert_frame_equal(pickle.loads(kept["shared"]), frame)
 
 
 # -- real runs ------------------------------------------------------------------

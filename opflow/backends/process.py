@@ -30,7 +30,7 @@ from ..attempt import NOT_STARTED, Outcome, TaskRequest, error_record
 from ..context import ManagedStore, connect_store
 from ..monitor import set_limit_action
 from .. import shared_results
-from ..results_log import append_result_parts
+from ..results_log import append_result_from_file
 from ..procs import describe_exit, kill_own_children, kill_tree, kill_trees, start_parent_watch
 from ..worker import execute
 from .base import Backend, OnStart
@@ -101,6 +101,8 @@ class ProcessBackend(Backend):
         self._shared_prefix: str | None = None  # the run's shared-memory files start with it
         self._shared: dict[str, str] = {}  # task_id -> its result's file in shared memory
         self._persister: ThreadPoolExecutor | None = None  # keeps shared results for resume
+        self._persisting: set[str] = set()  # task_ids being copied to the results log
+        self._release_after_copy: set[str] = set()
 
     # -- pool lifetime -------------------------------------------------------
     def _ensure_pool(self) -> ProcessPoolExecutor:
@@ -308,22 +310,34 @@ class ProcessBackend(Backend):
         self._finish(token, Outcome(token=token, ok=False, error=error, started_at=now, finished_at=now))
 
     def _keep_for_resume(self, request: TaskRequest, blob: bytes) -> None:
-        """Append a shared result to the results log from its file, on a thread of ours.
-
-        Mapped now, so that releasing the file (unlinking it) cannot race the copy.
-        """
-        try:
-            stream, buffers = pickle.loads(blob).parts()
-        except OSError:
-            return  # already swept (the run is ending)
+        """Append a shared result to the results log from its file, on a thread of ours
+        (off the producer's path: its readers need not wait for the disk)."""
+        ref = pickle.loads(blob)  # a SharedRef: opflow's own class
         with self._lock:
+            self._persisting.add(request.task_id)
             if self._persister is None:
                 self._persister = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opflow-keep-result")
-            self._persister.submit(append_result_parts, request.persist_path, request.task_id, stream, buffers)
+            self._persister.submit(self._copy_to_log, request.persist_path, request.task_id, ref)
+
+    def _copy_to_log(self, log: str, task_id: str, ref) -> None:
+        try:
+            append_result_from_file(log, task_id, ref.stream, ref.path, ref.spans)
+        except OSError:
+            pass  # swept already (the run was interrupted): it will not be resumable
+        finally:
+            with self._lock:
+                self._persisting.discard(task_id)
+                release = task_id in self._release_after_copy
+                self._release_after_copy.discard(task_id)
+            if release:
+                self.release(task_id)
 
     def release(self, task_id: str) -> None:
         """No remaining task reads `task_id`'s result: free its shared memory."""
         with self._lock:
+            if task_id in self._persisting:  # still being copied to the results log
+                self._release_after_copy.add(task_id)
+                return
             path = self._shared.pop(task_id, None)
         if path:
             shared_results.remove(path)
