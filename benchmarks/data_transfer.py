@@ -128,8 +128,8 @@ def _epoch(iso: str) -> float:
 
 
 def _cli(path: Path, args, workers: int, env: dict | None = None, sample=None) -> tuple[float, Path]:
-    log_dir = args.log_dir / path.stem
-    log_dir.mkdir(parents=True, exist_ok=True)
+    log_dir = args.log_dir
+    before = set(log_dir.iterdir())
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "opflow", "run", str(path), "--workers", str(workers),
                              "--log-dir", str(log_dir), "--quiet"], env={**os.environ, **(env or {})},
@@ -144,8 +144,8 @@ def _cli(path: Path, args, workers: int, env: dict | None = None, sample=None) -
         sampler.join()
     if proc.returncode != 0:
         raise SystemExit(f"opflow run of {path} ended with exit code {proc.returncode}:\n{output}")
-    runs = sorted(p for p in log_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
-    return wall, runs[-1]
+    [run_dir] = [p for p in set(log_dir.iterdir()) - before if p.is_dir() and not p.name.startswith(".")]
+    return wall, run_dir
 
 
 def _records(run_dir: Path) -> dict:
