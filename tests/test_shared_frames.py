@@ -68,6 +68,27 @@ def read_then_wait(marker, context):
     time.sleep(300)
 
 
+def die_while_publishing(folder, marker):
+    """Returns a large frame, and is killed while it is being written into shared memory."""
+    import threading
+
+    def killer():
+        while not os.listdir(folder):
+            time.sleep(0.0002)
+        Path(marker).write_text("")
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=killer, daemon=True).start()
+    return make()
+
+
+def wait_for_file(path):
+    deadline = time.monotonic() + 120
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return os.path.exists(path)
+
+
 def watch_release(folder):
     """Runs beside make -> reader: sees make's file appear, then go while the run goes on."""
     deadline = time.monotonic() + 120
@@ -196,6 +217,33 @@ def test_a_worker_that_dies_in_the_middle_of_a_read(tmp_path, write_workflow, fr
     assert tasks["dies"]["error"]["type"] == "WorkerCrashed"
     assert tasks["reads"]["status"] == "succeeded" and tasks["reads"]["result"] == _expected_sum()
     assert list(shm.iterdir()) == []
+
+
+def test_a_worker_that_dies_while_publishing_leaves_nothing(tmp_path, write_workflow, frames, shm):
+    killed, done = tmp_path / "killed", tmp_path / "done"
+    flow = _flow(write_workflow, f"""
+  - {{id: dies, plugin: python, config: {{function: "frames:die_while_publishing", args: ["{shm}", "{killed}"]}}}}
+  - {{id: reader, plugin: python, config: {{function: "frames:total"}}, depends_on: [dies]}}
+  - {{id: hold, plugin: python, config: {{function: "frames:wait_for_file", args: ["{done}"]}}}}
+""")
+    proc = subprocess.Popen([sys.executable, "-m", "opflow", "run", str(flow), "--log-dir", str(tmp_path / "logs"),
+                             "--keep-going"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(killed.exists, 120, "the producer to be killed while writing")
+        # Its unfinished file goes when the pool sees the death, not at the end of the run.
+        wait_for(lambda: not list(shm.iterdir()), 60, "the dead worker's file to be removed")
+        assert proc.poll() is None  # `hold` keeps the run going
+        done.write_text("")
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        done.write_text("")
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, output
+    tasks = records(latest_run_dir(tmp_path / "logs"))
+    assert tasks["dies"]["error"]["type"] == "WorkerCrashed"
+    assert tasks["reader"]["status"] == "skipped" and tasks["hold"]["status"] == "succeeded"
 
 
 def test_a_result_too_large_for_shared_memory_goes_through_the_store(tmp_path, write_workflow, frames, shm):

@@ -185,7 +185,13 @@ class ProcessBackend(Backend):
         for _ in range(2):
             pool = self._ensure_pool()
             try:
+                spawned = len(self._processes)
                 pool_future = pool.submit(run_in_pool, request)
+                if len(self._processes) != spawned:
+                    # CPython (3.11) wakes the pool's manager thread *before* it spawns
+                    # a worker on demand, so that thread may wait without watching the
+                    # new worker, and not see it die until something else wakes it.
+                    _wake_manager_thread(pool)
             except BrokenProcessPool:
                 self._retire(pool)  # broke before we heard of it: once more on a new pool
                 continue
@@ -409,6 +415,15 @@ class ProcessBackend(Backend):
         if self._shared_prefix:  # every worker is gone: nothing of the run's stays in shared memory
             self._shared.clear()
             shared_results.sweep(self._shared_prefix)
+
+
+def _wake_manager_thread(pool: ProcessPoolExecutor) -> None:
+    wakeup = getattr(pool, "_executor_manager_thread_wakeup", None)
+    try:
+        if wakeup is not None:
+            wakeup.wakeup()
+    except (OSError, ValueError):  # the pool is shutting down: nothing to watch
+        pass
 
 
 #: A result whose pickle is at most this many bytes travels in the outcome and in
