@@ -89,18 +89,26 @@ def wait_for_file(path):
     return os.path.exists(path)
 
 
-def watch_release(folder):
-    """Runs beside make -> reader: sees make's file appear, then go while the run goes on."""
-    deadline = time.monotonic() + 120
-    seen = False
-    while time.monotonic() < deadline:
-        names = os.listdir(folder)
-        if names:
-            seen = True
-        elif seen:
-            return "released"
+def total_and_mark(folder, marker, context):
+    """A reader that says what lay in shared memory while it read, and that it is done."""
+    value = float(context["make"]["a"].sum())
+    seen = os.listdir(folder)
+    Path(marker).write_text("")
+    return dict(total=value, seen=seen)
+
+
+def watch_release(folder, markers):
+    """Runs beside make -> readers: once both readers are done, sees make's file go while the run goes on."""
+    deadline = time.monotonic() + 100
+    while not all(os.path.exists(m) for m in markers):
+        if time.monotonic() > deadline:
+            return "readers never finished"
         time.sleep(0.01)
-    return "still there" if seen else "never seen"
+    while os.listdir(folder):
+        if time.monotonic() > deadline:
+            return "still there"
+        time.sleep(0.01)
+    return "released"
 '''
 
 
@@ -175,17 +183,20 @@ def _flow(write_workflow, body: str) -> Path:
 
 
 def test_readers_share_one_copy_and_it_is_released_when_read(tmp_path, write_workflow, frames, shm):
+    m1, m2 = tmp_path / "r1.done", tmp_path / "r2.done"
     flow = _flow(write_workflow, f"""
-  - {{id: watch, plugin: python, config: {{function: "frames:watch_release", args: ["{shm}"]}}}}
+  - {{id: watch, plugin: python, config: {{function: "frames:watch_release", args: ["{shm}", ["{m1}", "{m2}"]]}}}}
   - {{id: make, plugin: python, config: {{function: "frames:make"}}}}
-  - {{id: r1, plugin: python, config: {{function: "frames:total"}}, depends_on: [make]}}
-  - {{id: r2, plugin: python, config: {{function: "frames:total"}}, depends_on: [make]}}
+  - {{id: r1, plugin: python, config: {{function: "frames:total_and_mark", args: ["{shm}", "{m1}"]}}, depends_on: [make]}}
+  - {{id: r2, plugin: python, config: {{function: "frames:total_and_mark", args: ["{shm}", "{m2}"]}}, depends_on: [make]}}
 """)
     result = run_cli("run", str(flow), "--log-dir", "logs", "--workers", "2", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     tasks = records(latest_run_dir(tmp_path / "logs"))
     assert tasks["make"]["resources"]["result_shared_bytes"] >= ROWS * 4 * 8
-    assert tasks["r1"]["result"] == tasks["r2"]["result"] == _expected_sum()
+    assert tasks["r1"]["result"]["total"] == tasks["r2"]["result"]["total"] == _expected_sum()
+    assert len(tasks["r1"]["result"]["seen"]) == 1  # one file, read by both
+    assert tasks["r1"]["result"]["seen"] == tasks["r2"]["result"]["seen"]
     # Freed once r1 and r2 were done, while `watch` still ran: not at the end of the run.
     assert tasks["watch"]["result"] == "released"
     assert list(shm.iterdir()) == []
