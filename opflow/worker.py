@@ -120,10 +120,11 @@ def _publish_shared(request: TaskRequest, value, outcome: Outcome) -> bytes | No
         ref, why_not = shared_publish(request.shared_prefix, stream, buffers)
         if ref is not None:
             # Kept for resume by the backend, from the file, off this task's path.
+            blob = pickle.dumps(ref, PICKLE_PROTOCOL)
             outcome.shared = True
-            outcome.extra["shared_path"] = ref.path
+            outcome.extra["shared_ref"] = blob  # for the backend: release, and keep for resume
             outcome.where["result_shared_bytes"] = ref.size
-            return pickle.dumps(ref, PICKLE_PROTOCOL)
+            return blob
         outcome.where["result_note"] = f"sent through the context store, not shared memory: {why_not}"
         if request.persist_path:
             append_result_parts(request.persist_path, request.task_id, stream, buffers)

@@ -44,6 +44,13 @@ def make():
     return pd.DataFrame(np.arange(ROWS * 4, dtype=float).reshape(ROWS, 4), columns=list("abcd"))
 
 
+def make_mixed():
+    """Large numeric buffers and a large in-band part (strings): its small part is not small."""
+    frame = make()
+    frame["name"] = ["row " + str(i) for i in range(ROWS)]
+    return frame
+
+
 def total(context):
     return float(context["make"]["a"].sum())
 
@@ -199,6 +206,23 @@ def test_readers_share_one_copy_and_it_is_released_when_read(tmp_path, write_wor
     assert tasks["r1"]["result"]["seen"] == tasks["r2"]["result"]["seen"]
     # Freed once r1 and r2 were done, while `watch` still ran: not at the end of the run.
     assert tasks["watch"]["result"] == "released"
+    assert list(shm.iterdir()) == []
+
+
+def test_a_shared_result_with_a_large_pickle_stream(tmp_path, write_workflow, frames, shm):
+    # Its SharedRef (the stream) is over the 64 KiB that travel inline: it goes through the store.
+    flow = _flow(write_workflow, """
+  - {id: make, plugin: python, config: {function: "frames:make_mixed"}}
+  - {id: r1, plugin: python, config: {function: "frames:total"}, depends_on: [make]}
+""")
+    result = run_cli("run", str(flow), "--log-dir", "logs", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    run_dir = latest_run_dir(tmp_path / "logs")
+    tasks = records(run_dir)
+    assert tasks["make"]["resources"]["result_shared_bytes"] >= ROWS * 4 * 8
+    assert tasks["r1"]["result"] == _expected_sum()
+    kept = pickle.loads(read_results(str(run_dir / "results.pickles"))["make"])  # kept for resume
+    assert list(kept.columns) == ["a", "b", "c", "d", "name"] and kept["name"].iloc[-1] == f"row {ROWS - 1}"
     assert list(shm.iterdir()) == []
 
 

@@ -294,13 +294,13 @@ class ProcessBackend(Backend):
             entry = self._inflight.pop(token, None)
             self._watch.discard(token)
         if outcome.shared:
-            path = outcome.extra.pop("shared_path", None)
-            if entry is not None and path:
-                self._shared[entry[0].task_id] = path
+            ref = pickle.loads(outcome.extra.pop("shared_ref"))  # a SharedRef: opflow's own class
+            if entry is not None:
+                self._shared[entry[0].task_id] = ref.path
                 if entry[0].persist_path:
-                    self._keep_for_resume(entry[0], outcome.blob)
-            elif path:  # nobody will read it (its verdict was given already)
-                shared_results.remove(path)
+                    self._keep_for_resume(entry[0], ref)
+            else:  # nobody will read it (its verdict was given already)
+                shared_results.remove(ref.path)
         if outcome.blob is not None:
             if entry is not None and self._relay is not None:
                 self._relay.keep(entry[0].task_id, outcome.blob)
@@ -315,10 +315,9 @@ class ProcessBackend(Backend):
         now = time.time()
         self._finish(token, Outcome(token=token, ok=False, error=error, started_at=now, finished_at=now))
 
-    def _keep_for_resume(self, request: TaskRequest, blob: bytes) -> None:
+    def _keep_for_resume(self, request: TaskRequest, ref) -> None:
         """Append a shared result to the results log from its file, on a thread of ours
         (off the producer's path: its readers need not wait for the disk)."""
-        ref = pickle.loads(blob)  # a SharedRef: opflow's own class
         with self._lock:
             self._persisting.add(request.task_id)
             if self._persister is None:
