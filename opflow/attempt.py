@@ -48,6 +48,9 @@ class TaskRequest:
     #: Set by the backend: a result whose pickle is at most this many bytes
     #: travels back in the Outcome (`blob`) instead of into `store`.
     inline_limit: int = 0
+    #: Set by the backend: where a result with large buffers may be published in
+    #: shared memory (a path prefix owned by the run; see shared_results.py).
+    shared_prefix: str | None = None
 
 
 @dataclass
@@ -68,6 +71,9 @@ class Outcome:
     #: The pickled result, when it is small and some task reads it: it travels
     #: back here instead of through the shared store (see backends/process.py).
     blob: bytes | None = None
+    #: The result's buffers lie in shared memory that the backend holds for its
+    #: readers: the coordinator calls `backend.release(task_id)` once none is left.
+    shared: bool = False
     #: Backend-private facts about the attempt; never read by the coordinator.
     extra: dict = field(default_factory=dict)
     digest: str = ""  # sha256 of the pickled result (cache keys of downstream tasks)

@@ -28,6 +28,7 @@ from typing import Callable, Iterable
 
 from .errors import OpflowError
 from .guard import GUARD_MESSAGE, REFUSED_EXIT
+from .shared_results import load_result
 
 PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
 
@@ -59,10 +60,29 @@ class _StoreManager(BaseManager):
 _StoreManager.register("ContextStore", ContextStore)
 
 
-def _manager_init(coordinator_pid: int) -> None:  # pragma: no cover - runs in the Manager process
+def _manager_init(coordinator_pid: int, shared_prefix: str | None = None) -> None:  # pragma: no cover - runs in the Manager process
     from .procs import start_parent_watch
 
-    start_parent_watch(coordinator_pid)
+    start_parent_watch(coordinator_pid, _orphan_sweep(shared_prefix) if shared_prefix else None)
+
+
+def _orphan_sweep(prefix: str):
+    """The coordinator died without cleaning up: remove the run's shared results.
+
+    Twice, a little apart: a worker that was writing one when the coordinator
+    died stops (its own parent watch) within a poll or two.
+    """
+    def cleanup():  # pragma: no cover - runs in the Manager process
+        import time
+
+        from .procs import PARENT_POLL_SECONDS
+        from .shared_results import sweep
+
+        sweep(prefix)
+        time.sleep(3 * PARENT_POLL_SECONDS)
+        sweep(prefix)
+
+    return cleanup
 
 
 @dataclass(frozen=True)
@@ -82,13 +102,15 @@ class ManagedStore:
         self._manager: _StoreManager | None = None
         self._proxy = None
         self._lock = threading.Lock()
+        #: The run's shared-memory prefix: the Manager sweeps it if the coordinator dies.
+        self.shared_prefix: str | None = None
 
     def address(self) -> StoreAddress:
         with self._lock:
             if self._manager is None:
                 manager = _StoreManager(ctx=self._mp_context)
                 try:
-                    manager.start(_manager_init, (os.getpid(),))
+                    manager.start(_manager_init, (os.getpid(), self.shared_prefix))
                 except (EOFError, OSError) as exc:  # the Manager process died while starting
                     if _refused(manager):
                         raise OpflowError(GUARD_MESSAGE) from None
@@ -182,7 +204,7 @@ class TaskContext(Mapping):
                 blob = self._fetch(key)
             if blob is None:
                 raise KeyError(key)  # an upstream task that left no result (resumed, never read before)
-            value = pickle.loads(blob)
+            value = load_result(blob)  # a large one: mapped from shared memory
         else:
             raise KeyError(key)
         self._values[key] = value

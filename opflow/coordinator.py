@@ -34,6 +34,7 @@ from .failure_text import add_log_tail
 from .interrupts import await_despite_cancel, call_off_loop
 from .events import Reporter, RunStatus, TaskStatus, iso_time
 from .plan import build_plan
+from .readers import ReaderCount
 from .results_log import append_result, close_results_logs
 from .reused import reused_record
 from .triggers import TriggerRules
@@ -131,6 +132,7 @@ class Coordinator:
         self._loop_thread: int | None = None
         self._rules = TriggerRules(self)  # all_done / one_failed tasks (triggers.py)
         self._timed_out: str | None = None  # --timeout: why the run stopped
+        self._readers = ReaderCount(self._children, lambda t: self.states[t].status.final)
 
     # -- events -------------------------------------------------------------
     def emit(self, kind: str, **fields) -> None:
@@ -391,6 +393,7 @@ class Coordinator:
     def _succeed(self, state: _TaskState) -> None:
         state.status = TaskStatus.SUCCEEDED
         self.emit("task_finished", record=self._record(state))
+        self._release_read(state.spec.id, held=state.outcome.shared)
         for child in self._children[state.spec.id]:
             child_state = self.states[child]
             child_state.waiting -= 1
@@ -406,10 +409,20 @@ class Coordinator:
             add_log_tail(state.outcome.error, os.path.join(self.options.task_logs_dir, f"{state.spec.id}.log"))
         self.emit("task_finished", record=self._record(state))
         self._rules.ended(state.spec.id)
+        self._release_read(state.spec.id)
         if not self.options.keep_going and self._stop_reason is None:
             self._stop_reason = f"the run stopped after '{state.spec.id}' failed (fail fast; --keep-going runs the rest)"
             self._cancel_retries()
             self._backend.halt_queued()
+
+    def _release_read(self, task_id: str, held: bool = False) -> None:
+        """Free the shared memory of results no remaining task reads (see readers.py)."""
+        done = self._readers.finished(task_id)
+        if held:
+            done += self._readers.held(task_id)
+        if self._backend is not None:  # None: closing, and the backend frees everything
+            for producer in done:
+                self._backend.release(producer)
 
     def _schedule_retry(self, state: _TaskState) -> None:
         n = len(state.attempts)

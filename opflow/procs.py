@@ -91,21 +91,40 @@ def kill_own_children(grace: float = 0.5) -> None:
     kill_tree(os.getpid(), include_self=False, grace=grace)
 
 
+#: Called before a helper process dies by its parent watch or SIGTERM (removes
+#: what it was writing in shared memory); set by start_parent_watch.
+_cleanup = None
+
+
+def _run_cleanup() -> None:
+    if _cleanup is not None:
+        try:
+            _cleanup()
+        except Exception:
+            pass
+
+
 def _terminate_handler(signum, frame):  # pragma: no cover - runs in helper processes
     # A pool worker asked to stop (timeout, interrupt, broken pool) takes the
     # commands it started with it, then dies of the same signal.
+    _run_cleanup()
     kill_own_children()
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
 
 
-def start_parent_watch(coordinator_pid: int) -> None:
+def start_parent_watch(coordinator_pid: int, cleanup=None) -> None:
     """In a helper process: exit (children first) once the coordinator is gone.
+
+    `cleanup`, if given, runs first (then, and on SIGTERM): what the process
+    must not leave behind (shared memory).
 
     Also makes SIGTERM kill this process's children, and SIGINT ignored: Ctrl-C
     reaches the whole terminal process group, and only the coordinator decides
     what an interrupt means.
     """
+    global _cleanup
+    _cleanup = cleanup
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _terminate_handler)
     parent_at_start = os.getppid()
@@ -121,6 +140,7 @@ def start_parent_watch(coordinator_pid: int) -> None:
         # (killed, not yet reaped by its own parent) as dead.
         while True:
             if os.getppid() != parent_at_start or not _alive(coordinator):
+                _run_cleanup()
                 kill_own_children()
                 os._exit(1)
             threading.Event().wait(PARENT_POLL_SECONDS)

@@ -21,7 +21,8 @@ from .errors import PluginError
 from .plugins import add_search_root, load_plugin_class
 from .monitor import monitor
 from .render import render
-from .results_log import append_result
+from .results_log import append_result, append_result_parts
+from .shared_results import SHARED_MIN_BYTES, dumps_out_of_band, publish as shared_publish
 from .task_output import capture, fd_level_here, repair_std_fds
 
 
@@ -42,10 +43,12 @@ def _execute(request: TaskRequest) -> Outcome:
     try:
         value = _call_plugin(request)
         repair_std_fds()  # before anything of ours opens a file: fds 0-2 the task closed must not be reused
-        blob = _pickle_result(value)
+        blob = _publish_shared(request, value, outcome) if request.shared_prefix and request.publish else None
+        if blob is None:
+            blob = _pickle_result(value)
+            if request.persist_path:
+                append_result(request.persist_path, request.task_id, blob)
         outcome.digest = hashlib.sha256(blob).hexdigest()  # cache keys of downstream tasks
-        if request.persist_path:
-            append_result(request.persist_path, request.task_id, blob)
         if request.publish:
             if len(blob) <= request.inline_limit:
                 outcome.blob = blob  # small: travels back with the outcome
@@ -109,6 +112,38 @@ def _pickle_result(value) -> bytes:
             f"so no other task could receive it: {type(exc).__name__}: {exc}",
             traceback.format_exc(),
         ) from exc
+
+
+def _publish_shared(request: TaskRequest, value, outcome: Outcome) -> bytes | None:
+    """A result with large buffers: into shared memory, once (None: the ordinary way).
+
+    Returns the blob to publish (a pickled SharedRef), or the whole pickle when
+    the buffers do not fit in shared memory (with a note in the record).
+    """
+    try:
+        stream, buffers = dumps_out_of_band(value)
+    except Exception:
+        return None  # the ordinary pickle says what is wrong with it
+    if not buffers:
+        blob = stream  # no large buffer: this is the ordinary pickle already
+    elif sum(b.nbytes for b in buffers) < SHARED_MIN_BYTES:
+        blob = _pickle_result(value)
+    else:
+        ref, why_not = shared_publish(request.shared_prefix, stream, buffers)
+        if ref is not None:
+            # Kept for resume by the backend, from the file, off this task's path.
+            blob = pickle.dumps(ref, PICKLE_PROTOCOL)
+            outcome.shared = True
+            outcome.extra["shared_ref"] = blob  # for the backend: release, and keep for resume
+            outcome.where["result_shared_bytes"] = ref.size
+            return blob
+        outcome.where["result_note"] = f"sent through the context store, not shared memory: {why_not}"
+        if request.persist_path:
+            append_result_parts(request.persist_path, request.task_id, stream, buffers)
+        return _pickle_result(value)
+    if request.persist_path:
+        append_result(request.persist_path, request.task_id, blob)
+    return blob
 
 
 def _store(store):

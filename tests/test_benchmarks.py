@@ -46,10 +46,12 @@ def test_pool_sizes(tmp_path):
 
 def test_data_transfer(tmp_path):
     stdout = run_script("data_transfer.py", tmp_path)
-    for variant in ("opflow process", "raw pool", "sequential"):
+    for variant in ("opflow, shared memory", "opflow, store (OPFLOW_SHM_LIMIT=0)", "raw pool, frame as argument",
+                    "one process, 4 describes in turn"):
         assert f"| {variant} |" in stdout
-    assert "Manager put" in stdout
-    assert "- W4: opflow/raw pool" in stdout
+    assert "- hand-off through shared memory / one process:" in stdout
+    assert "A reader's memory growth" in stdout
+    assert "- 1 GB frame: peak total RSS" in stdout
 
 
 def test_startup(tmp_path):

@@ -4,6 +4,7 @@
     submit(request) -> Future[Outcome]   # the future always resolves to an Outcome
     seed(task_id, blob)                  # resume: an earlier run's result, for readers
     stop(token, error)                   # stop one attempt's work (timeout)
+    release(task_id)                     # no remaining task reads its result (Outcome.shared)
     halt_queued()                        # start none of the submitted tasks not yet started
     warm_up(count)                       # start workers before the first task (off the loop)
     interrupt(grace)                     # stop all running work (Ctrl-C, SIGTERM)
@@ -40,6 +41,9 @@ class Backend:
     def seed(self, task_id: str, blob: bytes) -> None:
         """Make an earlier run's pickled result readable by this run's tasks (resume)."""
         raise NotImplementedError
+
+    def release(self, task_id: str) -> None:
+        """No remaining task reads `task_id`'s result: free what holds it (shared memory)."""
 
     def stop(self, token: int, error: dict) -> None:
         """Stop one attempt's work; its future then resolves with `error`."""

@@ -20,9 +20,10 @@ __all__ = ["ProcessBackend", "start_method", "init_pool_worker", "run_in_pool", 
 import concurrent.futures
 import multiprocessing
 import os
+import pickle
 import threading
 import time
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from .. import reaper
@@ -30,6 +31,8 @@ from ..attempt import NOT_STARTED, Outcome, TaskRequest, error_record
 from ..context import ManagedStore, connect_store
 from ..guard import GUARD_MESSAGE, REFUSED_EXIT
 from ..monitor import set_limit_action
+from .. import shared_results
+from ..results_log import append_result_from_file
 from ..procs import describe_exit, kill_own_children, kill_tree, kill_trees, start_parent_watch
 from ..words import format_bytes
 from ..worker import execute
@@ -114,6 +117,11 @@ class ProcessBackend(Backend):
         self._address = None  # the store's, once started
         self._relay: _ResultRelay | None = None  # small results, once started
         self._hurry = threading.Event()  # set by a second interrupt: no more grace for anyone
+        self._shared_prefix: str | None = None  # the run's shared-memory files start with it
+        self._shared: dict[str, str] = {}  # task_id -> its result's file in shared memory
+        self._persister: ThreadPoolExecutor | None = None  # keeps shared results for resume
+        self._persisting: set[str] = set()  # task_ids being copied to the results log
+        self._release_after_copy: set[str] = set()
 
     # -- pool lifetime -------------------------------------------------------
     def _ensure_pool(self) -> ProcessPoolExecutor:
@@ -164,6 +172,12 @@ class ProcessBackend(Backend):
 
     def start(self, needs_results: bool) -> None:
         if needs_results:
+            # Large results go through shared memory (shared_results.py); first
+            # remove what runs killed outright left there.
+            self._shared_prefix = shared_results.new_prefix()
+            if self._shared_prefix:
+                shared_results.sweep_stale()
+            self._store.shared_prefix = self._shared_prefix
             self._address = self._store.address()  # starts the Manager
             self._relay = _ResultRelay(self._address)
 
@@ -192,6 +206,8 @@ class ProcessBackend(Backend):
         if request.upstream or request.publish:
             request.store = self._address
             request.inline_limit = INLINE_LIMIT
+            if request.publish:
+                request.shared_prefix = self._shared_prefix
             if request.upstream:
                 self._relay.attach(request)
         with self._lock:
@@ -203,7 +219,13 @@ class ProcessBackend(Backend):
         for _ in range(2):
             pool = self._ensure_pool()
             try:
+                spawned = len(self._processes)
                 pool_future = pool.submit(run_in_pool, request)
+                if len(self._processes) != spawned:
+                    # CPython (3.11) wakes the pool's manager thread *before* it spawns
+                    # a worker on demand, so that thread may wait without watching the
+                    # new worker, and not see it die until something else wakes it.
+                    _wake_manager_thread(pool)
             except BrokenProcessPool:
                 self._retire(pool)  # broke before we heard of it: once more on a new pool
                 continue
@@ -290,6 +312,8 @@ class ProcessBackend(Backend):
         for pid, process in processes.items():
             exitcode = process.exitcode
             self._refused = self._refused or exitcode == REFUSED_EXIT
+            if exitcode is not None and self._shared_prefix:  # what it was writing when it died
+                shared_results.sweep(f"{self._shared_prefix}{pid}-", keep=set(self._shared.values()))
             token = token_of.get(pid)
             if exitcode is None or token is None or token not in self._inflight or token in self._stopping:
                 continue
@@ -306,6 +330,14 @@ class ProcessBackend(Backend):
         with self._lock:
             entry = self._inflight.pop(token, None)
             self._watch.discard(token)
+        if outcome.shared:
+            ref = pickle.loads(outcome.extra.pop("shared_ref"))  # a SharedRef: opflow's own class
+            if entry is not None:
+                self._shared[entry[0].task_id] = ref.path
+                if entry[0].persist_path:
+                    self._keep_for_resume(entry[0], ref)
+            else:  # nobody will read it (its verdict was given already)
+                shared_results.remove(ref.path)
         if outcome.blob is not None:
             if entry is not None and self._relay is not None:
                 self._relay.keep(entry[0].task_id, outcome.blob)
@@ -319,6 +351,38 @@ class ProcessBackend(Backend):
                 return
         now = time.time()
         self._finish(token, Outcome(token=token, ok=False, error=error, started_at=now, finished_at=now))
+
+    def _keep_for_resume(self, request: TaskRequest, ref) -> None:
+        """Append a shared result to the results log from its file, on a thread of ours
+        (off the producer's path: its readers need not wait for the disk)."""
+        with self._lock:
+            self._persisting.add(request.task_id)
+            if self._persister is None:
+                self._persister = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opflow-keep-result")
+            self._persister.submit(self._copy_to_log, request.persist_path, request.task_id, ref)
+
+    def _copy_to_log(self, log: str, task_id: str, ref) -> None:
+        try:
+            append_result_from_file(log, task_id, ref.stream, ref.path, ref.spans)
+        except OSError:
+            pass  # swept already (the run was interrupted): it will not be resumable
+        finally:
+            with self._lock:
+                self._persisting.discard(task_id)
+                release = task_id in self._release_after_copy
+                self._release_after_copy.discard(task_id)
+            if release:
+                self.release(task_id)
+
+    def release(self, task_id: str) -> None:
+        """No remaining task reads `task_id`'s result: free its shared memory."""
+        with self._lock:
+            if task_id in self._persisting:  # still being copied to the results log
+                self._release_after_copy.add(task_id)
+                return
+            path = self._shared.pop(task_id, None)
+        if path:
+            shared_results.remove(path)
 
     # -- stopping ------------------------------------------------------------
     def stop(self, token: int, error: dict) -> None:
@@ -382,6 +446,20 @@ class ProcessBackend(Backend):
         if self._relay is not None:
             self._relay.close()
         self._store.close()
+        if self._persister is not None:  # the results log is complete before the run ends
+            self._persister.shutdown(wait=True)
+        if self._shared_prefix:  # every worker is gone: nothing of the run's stays in shared memory
+            self._shared.clear()
+            shared_results.sweep(self._shared_prefix)
+
+
+def _wake_manager_thread(pool: ProcessPoolExecutor) -> None:
+    wakeup = getattr(pool, "_executor_manager_thread_wakeup", None)
+    try:
+        if wakeup is not None:
+            wakeup.wakeup()
+    except (OSError, ValueError):  # the pool is shutting down: nothing to watch
+        pass
 
 
 #: A result whose pickle is at most this many bytes travels in the outcome and in
@@ -458,6 +536,7 @@ _pool_state: dict = {}
 
 def _exit_for_memory(rss: int, limit: int) -> None:
     """Past `max_memory` in a pool worker: kill the task's children, die with a code we read."""
+    shared_results.forget_own_files()
     kill_own_children()
     os._exit(MEMORY_EXIT_CODE)
 
@@ -469,7 +548,7 @@ def init_pool_worker(coordinator_pid: int, slots, slot_counter) -> None:
     process runs which task without a message per task: it reads the table only
     when it must (a worker died, a timeout fired, a start to watch for).
     """
-    start_parent_watch(coordinator_pid)
+    start_parent_watch(coordinator_pid, shared_results.forget_own_files)
     reaper.become_subreaper()  # orphans of tasks (daemons) re-parent to this worker, to be killed
     set_limit_action(_exit_for_memory)
     with slot_counter.get_lock():
