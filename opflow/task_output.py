@@ -110,11 +110,14 @@ def capture(log_path: str | None, attempt: int, *, fd_level: bool):
         return
     now = time.time()
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+    header = f"=== attempt {attempt} · started {stamp} · pid {os.getpid()} ===\n".encode()
     try:
-        size = os.fstat(fd).st_size
-        separator = b"\n" if size and os.pread(fd, 1, size - 1) != b"\n" else b""
-        os.write(fd, separator + f"=== attempt {attempt} · started {stamp} · pid {os.getpid()} ===\n".encode())
-        start = os.fstat(fd).st_size
+        separator = b""
+        if attempt > 1:  # end an earlier attempt's last line (a first attempt's log is new)
+            size = os.fstat(fd).st_size
+            separator = b"\n" if size and os.pread(fd, 1, size - 1) != b"\n" else b""
+        os.write(fd, separator + header)
+        start = os.lseek(fd, 0, os.SEEK_CUR)  # O_APPEND: the end, where this attempt's output begins
     except OSError:
         start = 0
     sink = LogSink(fd, log_path, start)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import weakref
 
 from ..errors import PluginError
 from ..plugin_base import Plugin
@@ -72,8 +73,20 @@ class PythonPlugin(Plugin):
 
 
 def _accepts_context(func) -> bool:
+    # inspect.signature costs ~40 µs; a worker calls the same few functions many times.
     try:
-        params = inspect.signature(func).parameters
+        return _takes_context[func]
+    except (KeyError, TypeError):  # not seen yet, or not hashable
+        pass
+    try:
+        answer = "context" in inspect.signature(func).parameters
     except (TypeError, ValueError):  # builtins without a signature
-        return False
-    return "context" in params
+        answer = False
+    try:
+        _takes_context[func] = answer
+    except TypeError:
+        pass
+    return answer
+
+
+_takes_context: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
