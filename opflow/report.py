@@ -23,6 +23,7 @@ from .errors import UsageError
 from .failure_text import detail_lines, headline
 from .run_index import effective_status, human_duration
 from .log_tail import read_tail
+from .words import plural
 
 GRAPH_LIMIT = 300  # tasks: above this the graph is drawn as tasks per layer
 GANTT_WIDTH = 1000  # px of the time axis
@@ -206,7 +207,7 @@ def _gantt(run: dict, span: float, critical: set, compact: bool = False) -> str:
     use = busy / (wall * max(1, workers)) if wall else 0
     if compact:
         return f'<div class="scroll">{"".join(out)}</div>'
-    return (f'<p class="muted">{len(pids)} worker processes ran tasks; the pool of {workers} was busy '
+    return (f'<p class="muted">{plural(len(pids), "worker process", "worker processes")} ran tasks; the pool of {workers} was busy '
             f'{use:.0%} of the run\'s {wall:.2f}s (gaps are idle workers).</p>'
             f'{_legend()}<div class="scroll">{"".join(out)}</div>')
 
@@ -307,7 +308,7 @@ def _run_section(run: dict, n: int, span: float) -> str:
     count_text = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
     shown_path = " → ".join(path) if len(path) <= 12 else " → ".join(path[:5] + ["…"] + path[-5:])
     return (f'<section id="run{n}"><h2>{_e(run["dir"].name)} {_badge(doc.get("status", "?"))}</h2>'
-            f'<p>{_e(doc.get("executor"))}, {_e(doc.get("workers"))} workers · started {_e(doc.get("started_at"))} · '
+            f'<p>{_e(doc.get("executor"))}, {_e(_workers(doc.get("workers")))} · started {_e(doc.get("started_at"))} · '
             f'wall {human_duration(_wall(run))} · {_e(count_text)}</p>'
             f'<p>Critical path ({total:.2f}s of task time): <span class="mono">{_e(shown_path)}</span></p>'
             f'<h3>Timeline per worker process</h3>{_gantt(run, span, critical)}'
@@ -340,7 +341,7 @@ def _comparison(runs: list[dict], span: float) -> str:
             '<table><tr><th>run</th><th>workers</th><th>executor</th><th>status</th><th>wall s</th><th>speedup</th>'
             f'<th>efficiency</th><th></th></tr>{"".join(rows)}</table>'
             '<h3>Timelines stacked (one time axis)</h3>' + _legend() + "".join(
-                f'<p class="mono" style="margin:8px 0 2px">{_e(run["dir"].name)}: {_e(run["doc"].get("workers"))} workers</p>'
+                f'<p class="mono" style="margin:8px 0 2px">{_e(run["dir"].name)}: {_e(_workers(run["doc"].get("workers")))}</p>'
                 + _gantt(run, span, set(critical_path(run)[0]), compact=True) for run in runs))
 
 
@@ -371,3 +372,7 @@ def write_report(run_dirs: list[Path], output: Path | None = None) -> Path:
     except OSError as exc:
         raise UsageError(f"-o {output}: cannot write it: {exc.strerror or exc}") from None
     return output
+
+
+def _workers(count) -> str:
+    return plural(count, "worker") if isinstance(count, int) else f"{count} workers"
