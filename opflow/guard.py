@@ -10,7 +10,7 @@ worker. Two checks, so that the user reads one message, once:
   call stack and the script's source; when in doubt, say nothing.)
 - in a worker that is being started, should the first check have missed it: exit
   at once, silently, with `REFUSED_EXIT`, which the backend turns into the same
-  message on the tasks it could not run (see executors.py, context.py).
+  message on the tasks it could not run (see backends/process.py, context.py).
 """
 from __future__ import annotations
 
