@@ -117,3 +117,11 @@ def latest_run_dir(log_dir: Path) -> Path:
     runs = sorted(p for p in log_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     assert runs, f"no run directory under {log_dir}"
     return runs[-1]
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    """A file `name` under `folder` (folders made), its text dedented."""
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return path

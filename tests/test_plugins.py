@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from conftest import write
 from click.testing import CliRunner
 
 from opflow.api import run
@@ -54,11 +56,6 @@ def flow_dir(tmp_path, monkeypatch) -> Path:
     return folder
 
 
-def write(folder: Path, name: str, text: str) -> Path:
-    path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
-    return path
 
 
 def run_flow(path: Path, executor: str = "inline", **options):

@@ -8,14 +8,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from conftest import REPO, latest_run_dir, records, run_cli
+from conftest import REPO, latest_run_dir, records, run_cli, write
 from opflow.cli import main
 
 
@@ -28,11 +27,6 @@ def here(tmp_path, monkeypatch) -> Path:
     return folder
 
 
-def write(folder: Path, name: str, text: str) -> Path:
-    path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
-    return path
 
 
 def invoke(*args, env=None):
