@@ -1,15 +1,26 @@
-"""The run loop: dependency-driven dispatch on asyncio, over a backend.
+"""The run loop: dependency-driven dispatch on asyncio, over a backend (backends/base.py).
 
-    workflow ─▶ Coordinator.run() ─ ready tasks ─▶ backend.submit(TaskRequest)
-                  ▲                                     │ (worker: plugin.run)
-                  └── loop.call_soon_threadsafe ◀── Outcome (result, timings, error)
-                  │
-                  └─ events ─▶ reporters (audit trail, console)
+Data lane (a task's request out, its outcome back, its result on to its readers):
 
-One thread owns all run state: the event loop's. Backends report back through
-`call_soon_threadsafe`, so no lock guards the state. A task is submitted the
-moment its last upstream task succeeds. Failures are values (`Outcome.ok`), never
-exceptions; the exit status is decided in one place (`RunSummary.exit_code`).
+    ready task ─▶ _submit: TaskRequest ─▶ backend.submit ─▶ worker: execute() ─▶ plugin.run(config, context)
+                                            │  attaches the store and the       │ context: TaskContext, reads
+                                            │  small upstream results (inline)  │ upstream results lazily
+    _on_outcome ◀── _Mailbox (one wake-up ◀─┴─ Outcome (rendering, timings, ◀───┘ result: small → in the Outcome,
+        │           per burst)                 error; small result to the        large → the store / shared memory
+        │                                      backend's relay, never here)
+        └─ task_finished ─▶ reporters (audit trail: tasks/<id>.json, events.jsonl; console)
+
+Control lane: a worker's start (slot table or Dask event) ─▶ _Mailbox ─▶ _on_started (arms
+the timeout) · timeout ─▶ backend.stop · failure under fail fast, SIGINT/SIGTERM, a cancelled
+run_async, --timeout, an unwritable record ─▶ stop dispatching, backend.halt_queued /
+backend.interrupt ─▶ what never ran ends cancelled or skipped, with its reason.
+
+One thread owns all run state: the event loop's. Backends report back through a
+mailbox (`call_soon_threadsafe` once per burst), so no lock guards the state. A task
+is submitted the moment its last upstream task succeeds (trigger rules: triggers.py;
+cached results: cache.py). Failures are values (`Outcome.ok`), never exceptions; the
+exit status is decided in one place (`RunSummary.exit_code`). The coordinator imports
+no backend module and nothing that runs in a worker (tests/test_backends.py).
 """
 from __future__ import annotations
 
