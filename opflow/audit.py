@@ -45,6 +45,7 @@ from .errors import OpflowError
 from .events import Reporter
 from .failure_text import detail_lines
 from .spec import Workflow
+from .log_tail import remove_spools
 from .trust import DIR_MODE, open_nofollow
 from .words import plural
 
@@ -221,6 +222,7 @@ class AuditTrail(Reporter):
             except OSError as exc:  # its last buffered lines found no room
                 self._failure = self._failure or exc
         self._reserve.release()
+        remove_spools(self._tasks_fd)  # workers' scratch files for output (task_output.py)
         for fd in (self._tasks_fd, self._dir_fd):
             try:
                 os.close(fd)

@@ -646,7 +646,9 @@ class Coordinator:
             "depends_on": list(state.spec.depends_on),
             "attempt_log": attempts,
             "resources": None,
-            "log": f"tasks/{state.spec.id}.log" if self.options.task_logs_dir and state.attempts else None,
+            # A task that wrote nothing has no log (task_output.py's spool).
+            "log": f"tasks/{state.spec.id}.log" if self.options.task_logs_dir and state.attempts
+            and os.path.exists(os.path.join(self.options.task_logs_dir, f"{state.spec.id}.log")) else None,
         }
         if outcome is not None and outcome.pid:
             record["resources"] = {

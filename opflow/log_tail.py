@@ -5,12 +5,14 @@ log: task_output.py), so this module imports nothing that runs a task.
 """
 from __future__ import annotations
 
-__all__ = ["read_tail", "LOG_TAIL_LINES"]
+__all__ = ["read_tail", "remove_spools", "LOG_TAIL_LINES", "SPOOL_PREFIX"]
 
 import os
 
 LOG_TAIL_LINES = 20  # lines of a failed attempt's output kept in its error record
 TAIL_BYTES = 16384
+#: Names of the workers' scratch files in tasks/ (task_output.py): not logs until renamed.
+SPOOL_PREFIX = ".spool-"
 
 
 def read_tail(path, lines: int = LOG_TAIL_LINES, since: int = 0) -> str:
@@ -24,3 +26,17 @@ def read_tail(path, lines: int = LOG_TAIL_LINES, since: int = 0) -> str:
     if begin > since:
         text = text.partition("\n")[2]  # drop a partial first line
     return "\n".join(text.rstrip("\n").splitlines()[-lines:])
+
+
+def remove_spools(tasks_dir_fd: int) -> None:
+    """Remove the spools workers left in a run's tasks/ folder (the audit trail, at the end)."""
+    try:
+        names = os.listdir(tasks_dir_fd)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(SPOOL_PREFIX):
+            try:
+                os.unlink(name, dir_fd=tasks_dir_fd)
+            except OSError:
+                pass

@@ -7,7 +7,7 @@ action is installed (thread, inline), the limit is not enforced.
 """
 from __future__ import annotations
 
-__all__ = ["monitor", "set_limit_action", "own_rss"]
+__all__ = ["monitor", "set_limit_action", "add_tick_action", "own_rss"]
 
 import os
 import threading
@@ -22,6 +22,12 @@ MONITOR_INTERVAL = 0.1  # seconds between RSS samples of a running task's proces
 CHILD_SCAN_EVERY = 10  # samples between looks for child processes (unless a shell command runs)
 
 _limit_action: list = []  # [callable(rss, limit)], set once per process by its backend
+_tick_actions: list = []  # callables run at each sample while a task runs (task_output's spool)
+
+
+def add_tick_action(action: Callable[[], None]) -> None:
+    """Something to do every MONITOR_INTERVAL while a task runs in this process."""
+    _tick_actions.append(action)
 
 
 def set_limit_action(action: Callable[[int, int], None]) -> None:
@@ -75,6 +81,11 @@ class _Monitor:
                 # while a shell command runs, else once a second (a python task
                 # may start processes too), so CPU-bound tasks keep their CPU.
                 self._sample(children=has_child_groups() or ticks % CHILD_SCAN_EVERY == 0)
+                for action in list(_tick_actions):
+                    try:
+                        action()
+                    except Exception:  # a hook's failure must not stop the memory watch
+                        pass
 
     def _sample(self, children: bool) -> None:
         rss = own_rss()

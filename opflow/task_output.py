@@ -30,7 +30,7 @@ import threading
 import time
 from contextlib import contextmanager
 
-from .log_tail import LOG_TAIL_LINES, read_tail
+from .log_tail import LOG_TAIL_LINES, SPOOL_PREFIX, read_tail
 
 
 _local = threading.local()
@@ -103,23 +103,32 @@ def capture(log_path: str | None, attempt: int, *, fd_level: bool):
     if not log_path:
         yield None
         return
-    try:
-        fd = os.open(log_path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    except OSError:
-        yield None
-        return
+    spool = None
+    if fd_level and attempt == 1 and not os.path.exists(log_path):
+        # A first attempt in a worker of its own: write into the worker's spool,
+        # which becomes tasks/<id>.log only once the task has written something.
+        spool = _spool_in(os.path.dirname(log_path))
     now = time.time()
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
     header = f"=== attempt {attempt} · started {stamp} · pid {os.getpid()} ===\n".encode()
-    try:
-        separator = b""
-        if attempt > 1:  # end an earlier attempt's last line (a first attempt's log is new)
-            size = os.fstat(fd).st_size
-            separator = b"\n" if size and os.pread(fd, 1, size - 1) != b"\n" else b""
-        os.write(fd, separator + header)
-        start = os.lseek(fd, 0, os.SEEK_CUR)  # O_APPEND: the end, where this attempt's output begins
-    except OSError:
-        start = 0
+    if spool is not None:
+        fd, start = spool.begin(log_path, header)
+    else:
+        try:
+            fd = os.open(log_path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0),
+                         0o600)
+        except OSError:
+            yield None
+            return
+        try:
+            separator = b""
+            if attempt > 1:  # end an earlier attempt's last line
+                size = os.fstat(fd).st_size
+                separator = b"\n" if size and os.pread(fd, 1, size - 1) != b"\n" else b""
+            os.write(fd, separator + header)
+            start = os.lseek(fd, 0, os.SEEK_CUR)  # O_APPEND: the end, where this attempt's output begins
+        except OSError:
+            start = 0
     sink = LogSink(fd, log_path, start)
     _local.sink = sink
     try:
@@ -133,10 +142,106 @@ def capture(log_path: str | None, attempt: int, *, fd_level: bool):
     finally:
         _local.sink = None
         _local.fd_level = False
+        if spool is not None:
+            spool.end()
+        else:
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # the task closed it already
+
+
+# -- the spool: a log file only for tasks that write ---------------------------
+class _Spool:
+    """One worker's scratch file in a run's tasks/ folder, reused by every first attempt.
+
+    Creating a file per task costs far more than the task's other syscalls: it
+    changes the tasks/ directory, which the audit trail changes for every task
+    too. Most tasks print nothing. So an attempt writes into this file; once it
+    has written anything (checked at the monitor's ticks, every 0.1 s, and at its
+    end), the file is renamed to tasks/<id>.log, where it goes on growing, and
+    the next attempt gets a new spool. A silent task leaves no log and costs no
+    change of the directory. The audit trail removes spools left at the run's end.
+    """
+
+    def __init__(self, folder: str):
+        self.folder = folder
+        self.path = os.path.join(folder, f"{SPOOL_PREFIX}{os.getpid()}-{threading.get_ident()}")
+        self.fd = -1
+        self._lock = threading.Lock()
+        self._target: str | None = None
+        self._header = 0
+        self._promoted_fd = -1  # the renamed spool's descriptor, closed when its attempt ends
+
+    def begin(self, log_path: str, header: bytes) -> tuple[int, int]:
+        with self._lock:
+            if not self._usable():
+                self._create()
+            os.ftruncate(self.fd, 0)
+            os.lseek(self.fd, 0, os.SEEK_SET)
+            os.write(self.fd, header)
+            self._target, self._header = log_path, len(header)
+            return self.fd, len(header)
+
+    def promote_if_written(self) -> None:
+        """Rename the spool to the task's log if the attempt has written anything."""
+        with self._lock:
+            if self._target is None:
+                return
+            try:
+                written = os.fstat(self.fd).st_size > self._header
+            except OSError:
+                return
+            if written:
+                try:
+                    os.rename(self.path, self._target)
+                except OSError:
+                    return  # the run directory is gone or read-only: the output stays unread
+                self._target = None
+                self._promoted_fd, self.fd = self.fd, -1  # the task writes on there; the next attempt gets a new spool
+
+    def end(self) -> None:
+        self.promote_if_written()
+        with self._lock:
+            self._target = None
+            promoted, self._promoted_fd = self._promoted_fd, -1
+        if promoted >= 0:
+            try:
+                os.close(promoted)
+            except OSError:
+                pass  # the task closed it already
+
+    def _usable(self) -> bool:
+        if self.fd < 0:
+            return False
         try:
-            os.close(fd)
+            os.fstat(self.fd)
+            return os.path.exists(self.path)
         except OSError:
-            pass  # the task closed it already
+            return False
+
+    def _create(self) -> None:
+        if self.fd >= 0:
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+        self.fd = os.open(self.path, flags, 0o600)
+
+
+_spools: dict[tuple[int, str], _Spool] = {}  # (pid, tasks folder) -> this process's spool there
+
+
+def _spool_in(folder: str) -> _Spool:
+    key = (os.getpid(), folder)
+    spool = _spools.get(key)
+    if spool is None:
+        spool = _spools[key] = _Spool(folder)
+        from .monitor import add_tick_action
+
+        add_tick_action(spool.promote_if_written)
+    return spool
 
 
 # -- fd level -----------------------------------------------------------------

@@ -111,7 +111,9 @@ def test_a_killed_coordinator_reads_as_crashed(here):
     coordinator = subprocess.Popen([sys.executable, "-m", "opflow", "run", "slow.yaml"], cwd=here,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(lambda: list((here / "logs").glob("*/tasks/wait.log")), timeout=60, what="the task to start")
+        # It prints nothing, so it has no log: its start is in the journal.
+        wait_for(lambda: any('"task_started"' in p.read_text() for p in (here / "logs").glob("*/events.jsonl")),
+                 timeout=60, what="the task to start")
         coordinator.send_signal(signal.SIGKILL)
         coordinator.wait(timeout=30)
     finally:
