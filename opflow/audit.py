@@ -208,10 +208,11 @@ class AuditTrail(Reporter):
         # Called on the coordinator's thread: hand over, return at once. The
         # coordinator never touches an event again after emitting it.
         self._queue.put(event)
-        if event["event"] == "run_started":
-            # Except once: run.json (with the coordinator's pid, for resume and
-            # `opflow runs`) is on disk before the first task can start.
-            self._run_json_written.wait(timeout=60)
+
+    def wait_recorded_start(self) -> None:
+        # run.json (with the coordinator's pid, for resume and `opflow runs`) is on
+        # disk before the first task can start.
+        self._run_json_written.wait(timeout=60)
 
     def close(self) -> None:
         self._queue.put(None)

@@ -146,6 +146,13 @@ class Coordinator:
         self._readers = ReaderCount(self._children, lambda t: self.states[t].status.final)
 
     # -- events -------------------------------------------------------------
+    def _wait_recorded_start(self) -> None:
+        for reporter in list(self.reporters):
+            try:
+                reporter.wait_recorded_start()
+            except Exception:  # a reporter that cannot say: the run goes on (emit drops broken ones)
+                pass
+
     def emit(self, kind: str, **fields) -> None:
         event = {"event": kind, "time": iso_time(time.time()), **fields}
         for reporter in list(self.reporters):
@@ -195,6 +202,10 @@ class Coordinator:
         deadline = self._loop.call_later(self.options.timeout, self._on_run_timeout) if self.options.timeout else None
         cancelled = False
         try:
+            # What run_started records (run.json) is on disk before any task starts;
+            # waited for off the loop, so a caller's loop (run_async) never stalls on a disk.
+            recorded = self._loop.run_in_executor(None, self._wait_recorded_start)
+            cancelled = await await_despite_cancel(recorded, self._on_cancel)
             self._seed_reused_results()
             for task in self.workflow.tasks:
                 state = self.states[task.id]
@@ -207,7 +218,7 @@ class Coordinator:
             self._check_finished()
             # Cancelled (the caller's wait_for, or a signal the CLI routes here)? Stop as
             # for SIGINT, record it all, then raise CancelledError (at the end).
-            cancelled = await await_despite_cancel(self._finished, self._on_cancel)
+            cancelled = await await_despite_cancel(self._finished, self._on_cancel) or cancelled
         finally:
             if deadline is not None:
                 deadline.cancel()

@@ -44,6 +44,10 @@ class Reporter:
     def handle(self, event: dict) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def wait_recorded_start(self) -> None:
+        """Return once what `run_started` asked to record is written (a blocking
+        call, made off the event loop, before the first task is submitted)."""
+
     def close(self) -> None:
         """The run is over (called even when it ends by an error)."""
 
