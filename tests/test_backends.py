@@ -208,3 +208,26 @@ def test_a_killed_coordinator_gets_no_leaked_semaphore_warning(tmp_path):
         proc.kill()
     out, err = proc.communicate(timeout=60)  # EOF once the workers and helpers have gone too
     assert "leaked" not in err and "resource_tracker" not in err, err
+
+
+def test_a_silent_task_has_no_log_and_no_scratch_file_is_left(tmp_path):
+    """Logs are made only for tasks that write (the worker's spool is renamed at the first byte)."""
+    (tmp_path / "talk.py").write_text("def say():\n    print('HELLO-FROM-TASK')\n    return 1\n")
+    (tmp_path / "flow.yaml").write_text(textwrap.dedent("""
+        name: quiet-and-loud
+        tasks:
+          - {id: silent, plugin: python, config: {function: "os:getpid"}}
+          - {id: loud, plugin: python, config: {function: "talk:say"}, depends_on: [silent]}
+          - {id: silent_again, plugin: python, config: {function: "os:getpid"}, depends_on: [loud]}
+          - {id: sh, plugin: shell, config: {command: "echo FROM-SHELL"}, depends_on: [silent_again]}
+    """))
+    result = run_cli("run", "flow.yaml", "--workers", "1", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    run_dir = latest_run_dir(tmp_path / "logs")
+    recs = records(run_dir)
+    assert recs["silent"]["log"] is None and not (run_dir / "tasks" / "silent.log").exists()
+    assert recs["silent_again"]["log"] is None and not (run_dir / "tasks" / "silent_again.log").exists()
+    loud = (run_dir / "tasks" / "loud.log").read_text()
+    assert recs["loud"]["log"] == "tasks/loud.log" and "=== attempt 1" in loud and "HELLO-FROM-TASK" in loud
+    assert "FROM-SHELL" in (run_dir / "tasks" / "sh.log").read_text()
+    assert [p.name for p in (run_dir / "tasks").iterdir() if p.name.startswith(".")] == []
