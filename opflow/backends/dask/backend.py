@@ -54,20 +54,11 @@ class _ClusterStore:
         future = self._client.scatter(Held(None, blob), hash=False)
         self.hold(task_id, future)
 
-    def snapshot(self, task_ids) -> dict[str, bytes]:
-        futures = self.futures(task_ids)
-        values = self._client.gather(list(futures.values())) if futures else []
-        return {t: v.blob for t, v in zip(futures, values)}
-
-    def drop(self, task_id: str) -> None:
-        with self._lock:
-            self._held.pop(task_id, None)
-
     def clear(self) -> None:
         with self._lock:
             self._held.clear()
 
-    def __reduce__(self):  # never travels: the backend strips it from each request
+    def __reduce__(self):  # never travels: tasks get their upstream results as futures
         raise TypeError("the Dask store does not travel; tasks get their upstream results as futures")
 
 
