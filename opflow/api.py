@@ -6,6 +6,7 @@ __all__ = ["load", "run", "run_async", "resume", "RunResult"]
 import asyncio
 import dataclasses
 import functools
+import importlib
 import json
 import shutil
 import time
@@ -178,8 +179,10 @@ async def _prepare_and_run(path, workers, executor, log_dir, params, keep_going,
     workflow, plugins = await interrupts.call_off_loop(functools.partial(load, path, params, source=_source))
     if _source_sha256 and workflow.sha256 != _source_sha256:  # changed since resume checked it
         raise UsageError(f"{_source}: does not match the sha256 recorded in run.json; refusing to run it")
-    # The run machinery (asyncio, networkx, the backends) only once there is a run.
-    from .coordinator import RunOptions, run_async as _run_async
+    # The run machinery (networkx, the backends) only once there is a run, and
+    # imported off the caller's loop (a cold import takes a few hundred ms).
+    coordinator = await interrupts.call_off_loop(importlib.import_module, "opflow.coordinator")
+    RunOptions, _run_async = coordinator.RunOptions, coordinator.run_async
 
     log_dir = Path(log_dir)
     with ExitStack() as cleanup:

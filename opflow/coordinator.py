@@ -722,8 +722,15 @@ async def run_async(workflow: Workflow, plugins: dict[str, PluginRef], options: 
         coordinator = await call_off_loop(Coordinator, workflow, plugins, options or RunOptions(), reporters)
         return await coordinator.run()
     finally:
-        for reporter in reporters:
-            reporter.close()
+        # Closing the audit trail waits for its writer thread to catch up (thousands
+        # of records at the end of a large run): off the caller's loop, and to its end.
+        closing = asyncio.get_running_loop().run_in_executor(None, _close_reporters, reporters)
+        await await_despite_cancel(closing)
+
+
+def _close_reporters(reporters: list) -> None:
+    for reporter in reporters:
+        reporter.close()
 
 
 def run(workflow: Workflow, plugins: dict[str, PluginRef], options: RunOptions | None = None,
