@@ -15,16 +15,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 import opflow
 import opflow.api
 import opflow.audit
-from opflow.cli import main
 from opflow.plugins import PLUGINS
 from opflow.scaffold import FILES
 
-from conftest import latest_run_dir, run_cli
+from conftest import invoke, latest_run_dir, run_cli
 
 RUN_DIR_NAME = re.compile(r"^(\d{8}T\d{6}Z)-([a-z0-9-]+)$")
 GREET = '''\
@@ -39,15 +37,6 @@ class GreetPlugin(Plugin):
     def run(self, config, context):
         return {"message": f"Hello, {config.get('name', 'world')}!"}
 '''
-
-
-@pytest.fixture
-def here(tmp_path, monkeypatch) -> Path:
-    """An empty current folder (so ./logs and ./workers are this test's own)."""
-    folder = tmp_path / "cwd"
-    folder.mkdir()
-    monkeypatch.chdir(folder)
-    return folder
 
 
 @pytest.fixture
@@ -69,13 +58,6 @@ def failing_flow(write_workflow):
           - {id: bad, plugin: shell, config: {command: "echo broken >&2; exit 5"}}
           - {id: after, plugin: shell, config: {command: "true"}, depends_on: [bad]}
     """, name="fails.yaml")
-
-
-def invoke(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result
 
 
 def run_dirs(log_dir: Path) -> list[Path]:

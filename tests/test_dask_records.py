@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("distributed", reason="the dask extra is not installed: pip install 'opflow[dask]'")
 
-from conftest import latest_run_dir, records, run_cli, wait_for  # noqa: E402
+from conftest import catches, latest_run_dir, records, run_cli, wait_for  # noqa: E402
 
 OPFLOW = Path(sys.executable).with_name("opflow")
 
@@ -31,16 +31,6 @@ def test_a_timed_out_dask_task_records_how_long_it_ran(tmp_path, write_workflow)
     assert record["duration_s"] >= 1.9, record  # it ran for its 2 s, not 0.0
     assert record["attempt_log"][0]["duration_s"] >= 1.9
     assert record["resources"]["wall_s"] >= 1.9
-
-
-def catches(pid: int, signum: int) -> bool:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("SigCgt:"):
-                return bool(int(line.split()[1], 16) & (1 << (signum - 1)))
-    except OSError:
-        pass
-    return False
 
 
 @pytest.mark.parametrize("moment", ["cluster starting", "task running"])

@@ -12,30 +12,13 @@ import sys
 from datetime import datetime, timezone
 
 import pytest
-from click.testing import CliRunner
 
 from opflow.api import load, run
 from opflow.audit import file_tag
 from opflow.history import latest_run
-from opflow.cli import main
 from opflow.words import format_bytes, plural
 
-from conftest import records
-
-
-@pytest.fixture
-def here(tmp_path, monkeypatch):
-    folder = tmp_path / "cwd"
-    folder.mkdir()
-    monkeypatch.chdir(folder)
-    return folder
-
-
-def invoke(*args, env=None):
-    result = CliRunner().invoke(main, [str(a) for a in args], env=env)
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result
+from conftest import invoke, records
 
 
 def only_run_dir(log_dir):

@@ -17,20 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_for
+from conftest import catches, wait_for
 
 OPFLOW = Path(sys.executable).with_name("opflow")
-
-
-def catches(pid: int, signum: int) -> bool:
-    """Whether the process has a handler for `signum` (its SigCgt mask in /proc)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("SigCgt:"):
-                return bool(int(line.split()[1], 16) & (1 << (signum - 1)))
-    except OSError:
-        pass
-    return False
 
 
 @pytest.fixture

@@ -12,28 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from conftest import REPO, latest_run_dir, records, run_cli, write
-from opflow.cli import main
-
-
-@pytest.fixture
-def here(tmp_path, monkeypatch) -> Path:
-    """The test's own current folder (./logs lands there); workflow files go there too."""
-    folder = tmp_path / "cwd"
-    folder.mkdir()
-    monkeypatch.chdir(folder)
-    return folder
-
-
-
-
-def invoke(*args, env=None):
-    result = CliRunner().invoke(main, [str(a) for a in args], env=env)
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result
+from conftest import REPO, invoke, latest_run_dir, records, run_cli, write
 
 
 def invalid(*args) -> list[str]:
