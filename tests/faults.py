@@ -141,13 +141,8 @@ def plant_symlink(log_dir, name, target):
     log_dir); "{pid}" in `name` is the coordinator's pid, read from run.json, "{n}" 0 to 99."""
     import json
 
-    import time
-
     run_dir = next(p for p in Path(log_dir).iterdir() if not p.name.startswith("."))
-    deadline = time.monotonic() + 30
-    while not (run_dir / "run.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.01)  # the audit trail's writer thread may not have written it yet
-    pid = json.loads((run_dir / "run.json").read_text()).get("pid")
+    pid = json.loads((run_dir / "run.json").read_text()).get("pid")  # on disk before any task starts
     for n in range(100) if "{n}" in name else [0]:  # "{n}": each of the next 100 temporary names
         link = run_dir / name.format(pid=pid, n=n)
         if link.exists():
