@@ -77,6 +77,8 @@ class Outcome:
     #: Backend-private facts about the attempt; never read by the coordinator.
     extra: dict = field(default_factory=dict)
     digest: str = ""  # sha256 of the pickled result (cache keys of downstream tasks)
+    #: Did the attempt leave tasks/<id>.log? None: not known (the attempt never reported).
+    log: bool | None = None
 
 
 def error_record(kind: str, message: str, tb: str = "") -> dict:

@@ -55,6 +55,12 @@ if TYPE_CHECKING:
     from .spec import Workflow
 
 RETRY_DELAY_CAP = 300.0  # seconds: backoff never waits longer than this
+#: A work item holds about this much work (by the recent mean task duration):
+#: its own cost (~0.3-1 ms on the process pool) is then paid once for many short
+#: tasks, and a worker finishes its item soon enough to keep the load even.
+BATCH_SECONDS = 0.02
+BATCH_MAX = 32  # ready tasks in one work item, at most
+CHAIN_MAX = 1000  # tasks of a chain sent after its head in the same work item, at most
 INTERRUPT_WAIT = 10.0  # seconds to wait for killed tasks to report back
 
 
@@ -99,7 +105,7 @@ class RunSummary:
 
 class _TaskState:
     __slots__ = ("spec", "status", "waiting", "attempts", "reason", "outcome", "timer", "reused", "reused_from",
-                 "cache_key")
+                 "cache_key", "log")
 
     def __init__(self, spec):
         self.spec = spec
@@ -112,6 +118,7 @@ class _TaskState:
         self.reused = False
         self.reused_from: str | None = None
         self.cache_key: str | None = None
+        self.log: bool | None = False  # has an attempt left tasks/<id>.log? (None: one could not say)
 
 
 class Coordinator:
@@ -138,7 +145,13 @@ class Coordinator:
         self._backend = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._finished: asyncio.Future | None = None
-        self._max_inflight = 1
+        self._max_inflight = 1  # work items
+        self._items: dict[object, int] = {}  # work item in flight -> its tasks without an outcome yet
+        self._item_of: dict[int, object] = {}  # token -> its work item
+        self._batches = False  # does the backend take several tasks per work item?
+        self._workers = 1
+        self._typical_task_s: float | None = None  # recent mean duration of a task (_next_batch)
+        self._batch_seconds = _batch_seconds()
         self._upstream_cache: dict[str, frozenset] = {}
         self._loop_thread: int | None = None
         self._rules = TriggerRules(self)  # all_done / one_failed tasks (triggers.py)
@@ -181,6 +194,8 @@ class Coordinator:
         self._backend = make_backend(self.options.executor, workers, self._on_worker_start,
                                      scheduler=self.options.scheduler)
         self._max_inflight = self._backend.max_inflight(workers)
+        self._batches = self._backend.takes_batches
+        self._workers = workers
         # Results will travel: let the backend start what carries them now, so
         # that one that cannot start fails the run here, not in the middle of dispatch.
         # Workers too, off the loop (a caller's loop must not wait seconds for a forkserver).
@@ -266,14 +281,78 @@ class Coordinator:
 
     # -- dispatch -----------------------------------------------------------
     def _pump(self) -> None:
-        """Submit ready tasks while there is room in flight."""
-        while self._ready and len(self._running) < self._max_inflight and self._stop_reason is None:
-            task_id = self._ready.popleft()
-            if not self._reuse_cached(task_id):
-                self._submit(task_id)
+        """Submit ready tasks while there is room in flight (several per work item: _next_batch)."""
+        while self._ready and self._has_room() and self._stop_reason is None:
+            batch = self._next_batch()
+            if batch:
+                self._submit_batch(batch)
         self._rules.pump()
 
+    def _has_room(self) -> bool:
+        return len(self._items) < self._max_inflight
+
+    def _next_batch(self) -> list[str]:
+        """Ready tasks for one work item: one, unless the backend takes batches and tasks are short.
+
+        A pool work item costs the pool's threads and pipes about as much as a
+        no-op task; sending several short tasks in one item pays that once. Only
+        short tasks are grouped, about BATCH_SECONDS of them by the recent mean
+        duration (none before a first task has ended), and no more than leaves
+        two items per worker: a long task must not keep its batch-mates waiting
+        while another worker idles. Each is followed by its chain (_chain_after),
+        which could run nowhere sooner.
+        """
+        size = 1
+        if self._batches and self._typical_task_s is not None:
+            size = min(BATCH_MAX, len(self._ready) // (2 * self._workers),
+                       int(self._batch_seconds / max(self._typical_task_s, 1e-6)))
+            size = max(1, size)
+        batch: list[str] = []
+        while self._ready and len(batch) < size:
+            task_id = self._ready.popleft()
+            if not self._reuse_cached(task_id):
+                batch.append(task_id)
+                if self._batches:
+                    batch.extend(self._chain_after(task_id))
+        return batch
+
+    def _chain_after(self, task_id: str) -> list[str]:
+        """The chain that hangs off `task_id`: each next task its predecessor's only reader,
+        reading only it (an all_success, uncached task, waiting for nothing else).
+
+        They go in the same work item, after it: the worker runs each as soon as
+        its predecessor succeeds (and never if it does not), so a chain pays no
+        round trip to the coordinator per hop. Each still reports its own outcome.
+        """
+        chain = []
+        while len(chain) < CHAIN_MAX:
+            children = self._children[task_id]
+            if len(children) != 1:
+                break
+            child = self.states[children[0]]
+            spec = child.spec
+            if (len(spec.depends_on) != 1 or spec.trigger != "all_success" or spec.cache
+                    or child.status is not TaskStatus.PENDING or child.waiting != 1):
+                break
+            task_id = spec.id
+            chain.append(task_id)
+        return chain
+
     def _submit(self, task_id: str) -> None:
+        self._submit_batch([task_id])
+
+    def _submit_batch(self, task_ids: list[str]) -> None:
+        requests = [self._request(task_id) for task_id in task_ids]
+        item = object()  # the work item: in flight until its last task's outcome is in
+        self._items[item] = len(requests)
+        for request in requests:
+            self._item_of[request.token] = item
+        futures = self._backend.submit_batch(requests) if len(requests) > 1 else [self._backend.submit(requests[0])]
+        for request, future in zip(requests, futures):
+            future.add_done_callback(lambda f, token=request.token: self._deliver(token, f))
+
+    def _request(self, task_id: str) -> TaskRequest:
+        """A new attempt of `task_id`, recorded as queued."""
         state = self.states[task_id]
         spec = state.spec
         self._next_token += 1
@@ -297,8 +376,7 @@ class Coordinator:
         state.attempts.append({"attempt": attempt, "started": time.time(), "finished": None, "error": None, "pid": None})
         self._running[token] = task_id
         self.emit("task_queued", task_id=task_id, attempt=attempt, plugin=spec.plugin)
-        future = self._backend.submit(request)
-        future.add_done_callback(lambda f: self._deliver(token, f))
+        return request
 
     def _deliver(self, token: int, future) -> None:
         """Hand a finished attempt to the loop (from whichever thread finished it)."""
@@ -370,6 +448,7 @@ class Coordinator:
         task_id = self._running.pop(token, None)
         if task_id is None:
             return
+        self._item_ended(token, outcome)
         state = self.states[task_id]
         if state.timer is not None:
             state.timer.cancel()
@@ -379,12 +458,16 @@ class Coordinator:
             # perhaps before we heard of the failure that raised it). Not an attempt.
             state.attempts.pop()
             state.status = TaskStatus.PENDING
-            if self._stop_reason is None:
+            # Waiting: a task of a chain whose predecessor in its work item did not
+            # succeed (or has not said so yet); it is queued again when that one succeeds.
+            if self._stop_reason is None and state.waiting == 0:
                 self._ready.appendleft(task_id)
                 self._pump()
             self._check_finished()
             return
         state.outcome = outcome
+        if state.log is not True and outcome.log is not False:
+            state.log = outcome.log
         if outcome.pid:  # it ran, even if it ended before its start was noticed
             self._announce_start(state, outcome.pid)
         attempt = state.attempts[-1]
@@ -411,6 +494,19 @@ class Coordinator:
             self._fail(state)
         self._pump()
         self._check_finished()
+
+    def _item_ended(self, token: int, outcome: Outcome) -> None:
+        """One task of a work item has its outcome: the item leaves the flight with its last."""
+        item = self._item_of.pop(token, None)
+        left = self._items.get(item, 0) - 1
+        if left > 0:
+            self._items[item] = left
+        else:
+            self._items.pop(item, None)
+        if outcome.pid and outcome.finished_at:  # it ran: how long tasks take now (batch sizes)
+            took = outcome.finished_at - outcome.started_at
+            typical = self._typical_task_s
+            self._typical_task_s = took if typical is None else 0.8 * typical + 0.2 * took
 
     def _succeed(self, state: _TaskState) -> None:
         state.status = TaskStatus.SUCCEEDED
@@ -658,8 +754,7 @@ class Coordinator:
             "attempt_log": attempts,
             "resources": None,
             # A task that wrote nothing has no log (task_output.py's spool).
-            "log": f"tasks/{state.spec.id}.log" if self.options.task_logs_dir and state.attempts
-            and os.path.exists(os.path.join(self.options.task_logs_dir, f"{state.spec.id}.log")) else None,
+            "log": f"tasks/{state.spec.id}.log" if self._has_log(state) else None,
         }
         if outcome is not None and outcome.pid:
             record["resources"] = {
@@ -671,6 +766,14 @@ class Coordinator:
             }
             record["resources"].update(outcome.where)
         return record
+
+
+    def _has_log(self, state: _TaskState) -> bool:
+        # An attempt that reported says whether it left a log; else (a crash, a
+        # timeout, a stop) look on disk.
+        if not self.options.task_logs_dir or not state.attempts or state.log is False:
+            return False
+        return state.log or os.path.exists(os.path.join(self.options.task_logs_dir, f"{state.spec.id}.log"))
 
 
 class _Mailbox:
@@ -705,6 +808,14 @@ class _Mailbox:
             self._pending = False
         for args in items:
             self._handler(*args)
+
+
+def _batch_seconds() -> float:
+    """BATCH_SECONDS, or OPFLOW_BATCH_SECONDS (0: one task per work item)."""
+    try:
+        return max(0.0, float(os.environ.get("OPFLOW_BATCH_SECONDS") or BATCH_SECONDS))
+    except ValueError:
+        return BATCH_SECONDS
 
 
 def _seconds(start: float | None, end: float | None) -> float | None:

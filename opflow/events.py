@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = ["TaskStatus", "RunStatus", "Reporter", "iso_time"]
 
 import enum
+import math
 from datetime import datetime, timezone
 
 
@@ -56,4 +57,17 @@ def iso_time(epoch: float | None) -> str | None:
     """ISO 8601 in UTC, milliseconds: 2026-11-24T13:27:12.123+00:00."""
     if epoch is None:
         return None
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds")
+    fraction, second = math.modf(epoch)  # as datetime rounds: the fraction alone, to microseconds
+    fraction, second = round(fraction * 1_000_000), int(second)
+    if fraction >= 1_000_000:
+        second, fraction = second + 1, fraction - 1_000_000
+    # Several records a second, several times each: format each second once.
+    prefix = _second_prefix.get(second)
+    if prefix is None:
+        if len(_second_prefix) > 64:
+            _second_prefix.clear()
+        prefix = _second_prefix[second] = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{prefix}.{fraction // 1000:03d}+00:00"
+
+
+_second_prefix: dict[int, str] = {}

@@ -46,6 +46,7 @@ class LogSink:
         self.fd = fd
         self.path = path
         self.start = start  # offset where this attempt's output begins
+        self.kept = True  # after the attempt: is there a tasks/<id>.log (a silent spooled attempt leaves none)?
         self._lock = threading.Lock()
 
     def write(self, data: bytes) -> None:
@@ -143,7 +144,7 @@ def capture(log_path: str | None, attempt: int, *, fd_level: bool):
         _local.sink = None
         _local.fd_level = False
         if spool is not None:
-            spool.end()
+            sink.kept = spool.end()
         else:
             try:
                 os.close(fd)
@@ -200,7 +201,8 @@ class _Spool:
                 self._target = None
                 self._promoted_fd, self.fd = self.fd, -1  # the task writes on there; the next attempt gets a new spool
 
-    def end(self) -> None:
+    def end(self) -> bool:
+        """The attempt is over; returns whether its output became tasks/<id>.log."""
         self.promote_if_written()
         with self._lock:
             self._target = None
@@ -210,13 +212,13 @@ class _Spool:
                 os.close(promoted)
             except OSError:
                 pass  # the task closed it already
+        return promoted >= 0
 
     def _usable(self) -> bool:
         if self.fd < 0:
             return False
         try:
-            os.fstat(self.fd)
-            return os.path.exists(self.path)
+            return os.fstat(self.fd).st_nlink > 0  # still named: not removed (only we rename it)
         except OSError:
             return False
 

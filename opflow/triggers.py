@@ -71,7 +71,7 @@ class TriggerRules:
 
     def pump(self) -> None:
         c = self.c
-        while self.queue and len(c._running) < c._max_inflight and c._signal is None and not c._timed_out:
+        while self.queue and c._has_room() and c._signal is None and not c._timed_out:
             task_id = self.queue.popleft()
             if c.states[task_id].status is TaskStatus.PENDING and not c._reuse_cached(task_id):
                 c._submit(task_id)

@@ -32,6 +32,7 @@ def execute(request: TaskRequest, *, own_process: bool = False) -> Outcome:
         outcome = _execute(request)
     if log is not None and outcome.error is not None:
         outcome.error["log_tail"] = log.tail()
+    outcome.log = log is not None and log.kept
     return outcome
 
 

@@ -159,3 +159,16 @@ def first_caller_waits(marker, go, timeout=60.0):
         return {"waited": False}
     wait_for_file(go, timeout)
     return {"waited": True}
+
+
+def value_of(*names, context):
+    """Returns the upstream results named, as the task read them."""
+    return {name: context[name] for name in names}
+
+
+def big_text(size=100_000):
+    return "x" * size
+
+
+def length_of(name, context):
+    return len(context[name])

@@ -2,6 +2,7 @@
 
     start(needs_results)                 # start what carries results (before any submit)
     submit(request) -> Future[Outcome]   # the future always resolves to an Outcome
+    submit_batch(requests) -> [Future]   # several in one work item, run in order (takes_batches)
     seed(task_id, blob)                  # resume: an earlier run's result, for readers
     stop(token, error)                   # stop one attempt's work (timeout)
     release(task_id)                     # no remaining task reads its result (Outcome.shared)
@@ -31,11 +32,20 @@ class Backend:
     name = "?"
     #: Whether `stop` really stops the work (a thread cannot be killed).
     can_stop = False
+    #: Whether `submit_batch` runs its requests in order in one place, each only
+    #: if those of its `depends_on` in the batch succeeded (a chain in one work item).
+    takes_batches = False
 
     def start(self, needs_results: bool) -> None:
         """Start what results travel through, if any task reads another's; raise if it cannot start."""
 
     def submit(self, request: TaskRequest) -> Future:
+        raise NotImplementedError
+
+    def submit_batch(self, requests: list[TaskRequest]) -> list[Future]:
+        """Run `requests` in order, in one work item; a request whose `depends_on` names an
+        earlier one runs only if that one succeeded, else resolves NOT_STARTED. Each
+        future resolves as its own task ends. Only called where `takes_batches`."""
         raise NotImplementedError
 
     def seed(self, task_id: str, blob: bytes) -> None:

@@ -15,12 +15,14 @@ without counting an attempt.
 """
 from __future__ import annotations
 
-__all__ = ["ProcessBackend", "start_method", "init_pool_worker", "run_in_pool", "MEMORY_EXIT_CODE"]
+__all__ = ["ProcessBackend", "start_method", "init_pool_worker", "run_in_pool", "run_batch", "MEMORY_EXIT_CODE"]
 
 import concurrent.futures
+from collections import ChainMap
 import multiprocessing
 import os
 import pickle
+import signal
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -36,8 +38,9 @@ from ..results_log import append_result_from_file
 from ..procs import describe_exit, kill_own_children, kill_tree, kill_trees, start_parent_watch
 from ..words import format_bytes
 from ..worker import execute
-from . import start_method
+from . import outcome_channel, start_method
 from .base import Backend, OnStart
+from .outcome_channel import OutcomeChannel
 
 
 def _mp_context():
@@ -82,6 +85,7 @@ class ProcessBackend(Backend):
 
     name = "process"
     can_stop = True
+    takes_batches = True
     #: How often the start watcher looks at the slot table (only while a task with
     #: a timeout is waiting to start): the precision of a timeout's start.
     START_POLL_SECONDS = 0.02
@@ -101,7 +105,11 @@ class ProcessBackend(Backend):
         self._inflight: dict[int, tuple[TaskRequest, Future]] = {}
         self._stopping: dict[int, dict] = {}
         self._blamed: dict[int, dict] = {}  # token -> crash error
-        self._resubmits: dict[int, int] = {}  # token -> times resubmitted after a broken pool
+        self._resubmits: dict[tuple, int] = {}  # (task_id, attempt) -> times sent again after a broken pool
+        self._was_running: set[int] = set()  # tokens an innocent worker was running when its pool broke
+        self._broken_processes: dict[int, dict] = {}  # id(pool) -> its pid -> Process, once broken
+        self._retiring: dict = {}  # pid -> Process: a broken pool's worker finishing its task
+        self._channel: OutcomeChannel | None = None  # batch members' outcomes (outcome_channel.py)
         self._pool_processes: dict[int, dict] = {}  # id(pool) -> its pid -> Process
         self._broken_pools: set[int] = set()
         self._refused = False  # a worker would not run the script's unguarded opflow.run() (guard.py)
@@ -130,9 +138,10 @@ class ProcessBackend(Backend):
                 rows = 1 + max(64, 8 * self._workers)
                 self._slots = self._ctx.Array("q", 2 * rows, lock=False)
                 self._slot_counter = self._ctx.Value("q", 0)
+                self._channel = OutcomeChannel(self._on_streamed)
             self._pool = ProcessPoolExecutor(
-                max_workers=self._workers, mp_context=self._ctx,
-                initializer=init_pool_worker, initargs=(os.getpid(), self._slots, self._slot_counter),
+                max_workers=self._workers, mp_context=self._ctx, initializer=init_pool_worker,
+                initargs=(os.getpid(), self._slots, self._slot_counter, self._channel.address),
             )
             self._processes = self._pool._processes  # pid -> Process; read to tell how a worker died
             self._pool_processes[id(self._pool)] = self._processes
@@ -143,7 +152,7 @@ class ProcessBackend(Backend):
         if self._slots is None:
             return {}
         table = self._slots[:]
-        return {table[i + 1]: table[i] for i in range(2, len(table), 2) if table[i + 1] and table[i]}
+        return {table[i + 1]: abs(table[i]) for i in range(2, len(table), 2) if table[i + 1] and table[i]}
 
     def _watch_starts(self) -> None:
         """Tell the coordinator when watched tasks start (they have timeouts)."""
@@ -202,25 +211,36 @@ class ProcessBackend(Backend):
 
     # -- submitting ----------------------------------------------------------
     def submit(self, request: TaskRequest) -> Future:
-        future: Future = Future()
-        if request.upstream or request.publish:
-            request.store = self._address
-            request.inline_limit = INLINE_LIMIT
-            if request.publish:
-                request.shared_prefix = self._shared_prefix
-            if request.upstream:
-                self._relay.attach(request)
-        with self._lock:
-            self._inflight[request.token] = (request, future)
-            self._submit_to_pool(request)
-        return future
+        return self.submit_batch([request])[0]
 
-    def _submit_to_pool(self, request: TaskRequest) -> None:
+    def submit_batch(self, requests: list[TaskRequest]) -> list[Future]:
+        """One pool work item for all of `requests` (run_batch): its cost is paid once."""
+        futures = []
+        for request in requests:
+            if request.upstream or request.publish:
+                request.store = self._address
+                request.inline_limit = INLINE_LIMIT
+                if request.publish:
+                    request.shared_prefix = self._shared_prefix
+                if request.upstream:
+                    self._relay.attach(request)
+            futures.append(Future())
+        with self._lock:
+            for request, future in zip(requests, futures):
+                self._inflight[request.token] = (request, future)
+            self._submit_to_pool(requests)
+        return futures
+
+    def _submit_to_pool(self, requests: list[TaskRequest]) -> None:
+        # One task: its outcome comes back with the work item. Several: each
+        # outcome comes down the worker's channel as its task ends.
+        function, argument = (run_in_pool, requests[0]) if len(requests) == 1 else (run_batch, requests)
+        tokens = tuple(r.token for r in requests)
         for _ in range(2):
             pool = self._ensure_pool()
             try:
                 spawned = len(self._processes)
-                pool_future = pool.submit(run_in_pool, request)
+                pool_future = pool.submit(function, argument)
                 if len(self._processes) != spawned:
                     # CPython (3.11) wakes the pool's manager thread *before* it spawns
                     # a worker on demand, so that thread may wait without watching the
@@ -230,15 +250,18 @@ class ProcessBackend(Backend):
                 self._retire(pool)  # broke before we heard of it: once more on a new pool
                 continue
             except RuntimeError as exc:
-                if self._closing:  # the pool is shut down because the run is stopping
-                    self._resolve(request.token, error_record(NOT_STARTED, "the run stopped before this task ran"))
-                else:  # it cannot start a worker: a failure, never "not started" (which is retried)
-                    self._resolve(request.token, error_record("PoolError", f"the process pool could not start a worker: {exc}"))
+                for token in tokens:
+                    if self._closing:  # the pool is shut down because the run is stopping
+                        self._resolve(token, error_record(NOT_STARTED, "the run stopped before this task ran"))
+                    else:  # it cannot start a worker: a failure, never "not started" (which is retried)
+                        self._resolve(token, error_record("PoolError", f"the process pool could not start a worker: {exc}"))
                 return
-            self._watch_for_start(request)
-            pool_future.add_done_callback(lambda f, t=request.token, p=pool: self._on_pool_done(t, p, f))
+            for request in requests:
+                self._watch_for_start(request)
+            pool_future.add_done_callback(lambda f, t=tokens, p=pool: self._on_pool_done(t, p, f))
             return
-        self._resolve(request.token, error_record("WorkerCrashed", "the process pool could not be started"))
+        for token in tokens:
+            self._resolve(token, error_record("WorkerCrashed", "the process pool could not be started"))
 
     def _retire(self, pool: ProcessPoolExecutor) -> None:
         if self._pool is pool:
@@ -246,69 +269,109 @@ class ProcessBackend(Backend):
             self._old_pools.append(pool)
 
     # -- results -------------------------------------------------------------
-    def _on_pool_done(self, token: int, pool: ProcessPoolExecutor, pool_future: Future) -> None:
+    def _on_pool_done(self, tokens: tuple, pool: ProcessPoolExecutor, pool_future: Future) -> None:
         if pool_future.cancelled():  # queued work dropped by shutdown(cancel_futures=True)
-            self._resolve(token, error_record(NOT_STARTED, "the run stopped before this task ran"))
+            for token in tokens:
+                self._resolve(token, error_record(NOT_STARTED, "the run stopped before this task ran"))
             return
         exc = pool_future.exception()
         if exc is None:
-            with self._lock:
-                stopped = self._stopping.pop(token, None)
-            if stopped is not None:
-                # It finished in the instant between the timeout and the kill: the
-                # verdict already given (timed out) stands.
-                self._resolve(token, stopped)
-            else:
-                self._finish(token, pool_future.result())
+            for outcome in pool_future.result():  # those the worker's channel could not carry
+                self._on_streamed(outcome)
             return
         if isinstance(exc, BrokenProcessPool):
-            self._on_broken(token, pool)
+            self._on_broken(tokens, pool)
             return
         # The request or the outcome failed to pickle, or the pool shut down.
-        self._resolve(token, error_record(type(exc).__name__, f"the process pool could not run the task: {exc}"))
+        for token in tokens:
+            self._resolve(token, error_record(type(exc).__name__, f"the process pool could not run the task: {exc}"))
 
-    def _on_broken(self, token: int, pool: ProcessPoolExecutor) -> None:
+    def _on_streamed(self, outcome: Outcome) -> None:
+        """An attempt's outcome, from the work item or the worker's channel."""
+        with self._lock:
+            stopped = self._stopping.pop(outcome.token, None)
+        if stopped is not None:
+            # It finished in the instant between the timeout and the kill: the
+            # verdict already given (timed out) stands.
+            self._resolve(outcome.token, stopped)
+        else:
+            self._finish(outcome.token, outcome)
+
+    def _on_broken(self, tokens: tuple, pool: ProcessPoolExecutor) -> None:
         with self._lock:
             if id(pool) not in self._broken_pools:
                 self._broken_pools.add(id(pool))
                 self._blame_dead_workers(pool)
                 self._retire(pool)
-            stopped = self._stopping.pop(token, None)
-            crashed = self._blamed.pop(token, None)
-            if stopped is not None:
-                self._resolve(token, stopped)
-            elif crashed is not None:
-                self._resolve(token, crashed)
-            elif self._closing:
-                self._resolve(token, error_record("Cancelled", "the run stopped while this task ran"))
-            elif self._refused and token in self._inflight:  # no worker will ever start: say why, once per task
-                self._resolve(token, error_record("UnguardedScript", GUARD_MESSAGE))
-            elif token in self._inflight:
-                # Innocent: its worker was taken down with the pool. Run it again,
-                # on a new pool, as the same attempt (a bounded number of times).
-                count = self._resubmits.get(token, 0) + 1
-                self._resubmits[token] = count
-                if count > self.MAX_INNOCENT_RESUBMITS:
-                    self._resolve(token, error_record(
-                        "BrokenPool", f"the process pool broke {count} times while this task was in it, with no worker "
-                        "to blame: did worker processes fail to start (their error is on stderr), or is the "
-                        "task's result or error unpicklable in the coordinator?"))
-                else:
-                    self._submit_to_pool(self._inflight[token][0])
+            processes = self._broken_processes.get(id(pool), {})
+        # What the pool's workers sent must be in before we can tell the tasks that
+        # ended from those that never started. The live workers finish their tasks
+        # first (they are retiring: init_pool_worker's SIGTERM handler), and the
+        # pool waits for them only after this callback: wait on another thread.
+        threading.Thread(target=self._settle_broken, args=(tokens, processes),
+                         name="opflow-broken-pool", daemon=True).start()
+
+    def _settle_broken(self, tokens: tuple, processes: dict) -> None:
+        """Decide the fate of the tasks of a work item lost with its pool, once its workers are gone."""
+        if self._channel is not None:
+            self._channel.wait_drained(processes, stop=self._hurry)
+        with self._lock:
+            for token in tokens:
+                self._settle_one(token)
+
+    def _settle_one(self, token: int) -> None:
+        stopped = self._stopping.pop(token, None)
+        crashed = self._blamed.pop(token, None)
+        entry = self._inflight.get(token)
+        if entry is None:
+            return  # it ended (its outcome came down the channel) or was resolved
+        request = entry[0]
+        key = (request.task_id, request.attempt)
+        count = self._resubmits[key] = self._resubmits.get(key, 0) + 1
+        if stopped is not None:
+            self._resolve(token, stopped)
+        elif crashed is not None:
+            self._resolve(token, crashed)
+        elif self._refused:  # no worker will ever start: say why, once per task
+            self._resolve(token, error_record("UnguardedScript", GUARD_MESSAGE))
+        elif self._closing:
+            self._resolve(token, error_record("Cancelled", "the run stopped while this task ran"))
+        elif count > self.MAX_INNOCENT_RESUBMITS:
+            self._resolve(token, error_record(
+                "BrokenPool", f"the process pool broke {count} times while this task was in it, with no worker "
+                "to blame: did worker processes fail to start (their error is on stderr), or is the "
+                "task's result or error unpicklable in the coordinator?"))
+        elif token in self._was_running:
+            # Its worker died while running it, without the blame (killed from
+            # outside while retiring): it runs again, as the same attempt.
+            self._submit_to_pool([request])
+        else:
+            # It never started: back to the coordinator, which queues it again
+            # once what it waits for has succeeded (no attempt counted).
+            self._resolve(token, error_record(NOT_STARTED, "its worker's pool broke before it started"))
 
     def _blame_dead_workers(self, pool: ProcessPoolExecutor) -> None:
         """Map each dead worker of `pool` to the task it was running, and record how it died.
 
         Runs when the pool reports itself broken: the worker that died is dead,
-        the others are still alive (the pool terminates them right after). Their
-        rows in the slot table are cleared: those processes run nothing more.
+        the others are still alive (the pool terminates them right after). A live
+        worker in the middle of a task is marked retiring (its pid negated in the
+        slot table): the pool's SIGTERM then lets it finish and report that task
+        (a sibling's crash must not kill it, nor make it run twice). The other
+        rows are cleared: those processes run nothing more.
         """
         table = self._slots[:] if self._slots is not None else []
         token_of = {table[i]: table[i + 1] for i in range(2, len(table), 2) if table[i + 1]}
         processes = dict(self._pool_processes.pop(id(pool), {}))
+        self._broken_processes[id(pool)] = processes
         for i in range(2, len(table), 2):
             if table[i] in processes:
-                self._slots[i + 1] = 0
+                if processes[table[i]].exitcode is None and table[i + 1]:
+                    self._slots[i] = -table[i]  # retiring: finishes its task
+                    self._retiring[table[i]] = processes[table[i]]
+                    self._was_running.add(table[i + 1])
+                else:
+                    self._slots[i + 1] = 0
         for pid, process in processes.items():
             exitcode = process.exitcode
             self._refused = self._refused or exitcode == REFUSED_EXIT
@@ -406,7 +469,13 @@ class ProcessBackend(Backend):
         with self._lock:
             if self._running_tokens().get(token) != pid:
                 return
+            self._unretire(pid)  # a retiring worker would finish the task first: it must die now
         kill_tree(pid, hurry=self._hurry)
+
+    def _unretire(self, pid: int) -> None:
+        for i in range(2, len(self._slots), 2):
+            if self._slots[i] == -pid:
+                self._slots[i] = pid
 
     def halt_queued(self) -> None:
         if self._slots is not None:
@@ -424,7 +493,7 @@ class ProcessBackend(Backend):
         with self._lock:
             self._closing = True
             self._watch_wakeup.notify_all()
-            pids = list(self._processes)
+            pids = [*self._processes, *self._retiring]  # halted: retiring workers die at once too
         kill_trees(pids, grace, self._hurry)
 
     def close(self, kill: bool = False) -> None:
@@ -437,6 +506,10 @@ class ProcessBackend(Backend):
             self._pool = None
         for pool in pools:
             pool.shutdown(wait=True, cancel_futures=True)
+        if self._channel is not None:  # every worker is gone: hand on what they sent last
+            everyone = {pid: p for procs in [*self._pool_processes.values(), *self._broken_processes.values()]
+                        for pid, p in procs.items()}
+            self._channel.wait_drained(everyone, timeout=5)
         with self._lock:
             leftover = list(self._inflight)
         for token in leftover:  # queued work the shutdown cancelled
@@ -445,6 +518,8 @@ class ProcessBackend(Backend):
             self._watcher.join(timeout=5)
         if self._relay is not None:
             self._relay.close()
+        if self._channel is not None:
+            self._channel.close()
         self._store.close()
         if self._persister is not None:  # the results log is complete before the run ends
             self._persister.shutdown(wait=True)
@@ -541,7 +616,7 @@ def _exit_for_memory(rss: int, limit: int) -> None:
     os._exit(MEMORY_EXIT_CODE)
 
 
-def init_pool_worker(coordinator_pid: int, slots, slot_counter) -> None:
+def init_pool_worker(coordinator_pid: int, slots, slot_counter, channel_address: str) -> None:
     """Pool initializer: watch the coordinator; claim a row in the shared slot table.
 
     The slot table (shared memory: pid, token per row) tells the coordinator which
@@ -556,24 +631,83 @@ def init_pool_worker(coordinator_pid: int, slots, slot_counter) -> None:
         slot_counter.value += 1
     slots[2 * row] = os.getpid()
     slots[2 * row + 1] = 0
-    _pool_state.update(in_pool=True, slots=slots, token_index=2 * row + 1)
+    _pool_state.update(in_pool=True, slots=slots, token_index=2 * row + 1, busy=False, retire=False)
+    outcome_channel.connect(channel_address)
+    signal.signal(signal.SIGTERM, _on_sigterm)
 
 
-def run_in_pool(request: TaskRequest) -> Outcome:
-    """The function the process pool runs: mark the slot busy with this token, run it."""
+def _on_sigterm(signum, frame) -> None:
+    """The pool terminates every worker when one dies. A worker the coordinator
+    marked retiring (slot table: its pid negated) finishes and reports its task
+    first; any other SIGTERM (a timeout, an interrupt: they set the stop flag
+    or un-retire it first, or anyone else's) kills it at once, as by default."""
+    slots = _pool_state["slots"]
+    if _pool_state["busy"] and slots[_pool_state["token_index"] - 1] < 0 and not slots[0]:
+        _pool_state["retire"] = True
+        return
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def run_in_pool(request: TaskRequest) -> list[Outcome]:
+    """The function the process pool runs for one task (run_batch for several)."""
+    return run_batch([request])
+
+
+def _run_one(request: TaskRequest) -> Outcome:
+    """Mark the slot busy with this token, run the task, send its outcome down the channel.
+
+    Busy until the outcome is sent: a retiring worker's SIGTERM in that time
+    waits for the send, so a task that ended is always reported (never rerun).
+    """
     slots = _pool_state["slots"]
     if slots[0] and not request.ignore_halt:  # the run stopped (fail fast, interrupt) while this task waited
-        now = time.time()
-        return Outcome(token=request.token, ok=False, started_at=now, finished_at=now, pid=os.getpid(),
-                       error=error_record(NOT_STARTED, "the run stopped before this task started"))
+        return _not_started(request, "the run stopped before this task started")
     index = _pool_state["token_index"]
+    _pool_state["busy"] = True
     slots[index] = request.token
     reaper.begin_task(request.keep_children)
     try:
         outcome = execute(request, own_process=True)  # a pool worker runs one task at a time: fds 1/2 are its
     finally:
         reaper.end_task()  # what the task left running dies with it
-        slots[index] = 0
     if request.halt_on_failure and not outcome.ok:
         slots[0] = 1  # fail fast: this worker must not take the next queued task
+    sent = outcome_channel.send(outcome)
+    slots[index] = 0
+    _pool_state["busy"] = False
+    if _pool_state["retire"]:  # its pool broke: the task is reported, the worker's work is done
+        os._exit(0)
+    outcome.extra["sent"] = sent
     return outcome
+
+
+def _not_started(request: TaskRequest, why: str) -> Outcome:
+    now = time.time()
+    return Outcome(token=request.token, ok=False, started_at=now, finished_at=now, pid=os.getpid(),
+                   error=error_record(NOT_STARTED, why))
+
+
+def run_batch(requests: list[TaskRequest]) -> list[Outcome]:
+    """Run a batch's tasks in order; send each outcome as its task ends.
+
+    A task that reads an earlier member (a chain) runs only if that member
+    succeeded, and gets its result from here when small. Returns the outcomes
+    the channel could not carry (they travel back with the work item).
+    """
+    members = {r.task_id for r in requests}
+    succeeded: dict[str, bytes | None] = {}  # member -> its small pickled result (None: in the store)
+    unsent = []
+    for request in requests:
+        blocked = [d for d in request.depends_on if d in members and d not in succeeded]
+        if blocked:
+            outcome = _not_started(request, f"'{blocked[0]}' did not succeed")
+        else:
+            if succeeded:  # earlier members' results: read from here (the context reads only its upstream)
+                request.inline = ChainMap(request.inline or {}, succeeded)
+            outcome = _run_one(request)
+            if outcome.ok:
+                succeeded[request.task_id] = outcome.blob
+        if not outcome.extra.pop("sent", None) and not outcome_channel.send(outcome):
+            unsent.append(outcome)
+    return unsent
