@@ -780,6 +780,8 @@ class _Mailbox:
     """Hands calls from backend threads to the loop in batches: one wake-up of the
     loop (a self-pipe write) for a burst of outcomes or starts, not one each."""
 
+    PER_TURN = 16  # calls handled per turn of the loop, at most
+
     def __init__(self, loop: asyncio.AbstractEventLoop, handler):
         self._loop = loop
         self._handler = handler
@@ -803,9 +805,14 @@ class _Mailbox:
             pass
 
     def _drain(self) -> None:
+        # A bounded share per turn of the loop: a burst of outcomes (a batch's)
+        # must not keep the caller's other coroutines waiting.
         with self._lock:
-            items, self._items = self._items, []
-            self._pending = False
+            items, self._items = self._items[:self.PER_TURN], self._items[self.PER_TURN:]
+            more = bool(self._items)
+            self._pending = more
+        if more:
+            self._loop.call_soon(self._drain)
         for args in items:
             self._handler(*args)
 
