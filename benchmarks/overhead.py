@@ -15,6 +15,7 @@ is the first task's start to the last task's end, which leaves fixed costs out.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import subprocess
 import sys
 import time
@@ -30,7 +31,10 @@ GOALS = {"W1": 1.3, "W2": 1.5, "W5": 1.2}
 def raw_process(deps: dict, workers: int) -> dict:
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=workers, mp_context=_bench.mp_context()) as pool:
-        first = time.perf_counter()  # workers start on the first submit, as in opflow's span
+        # Workers started first, as opflow's warm_up does before its first task:
+        # the span then holds the dispatch of the tasks alone, on both sides.
+        concurrent.futures.wait([pool.submit(time.sleep, 0.05) for _ in range(workers)])
+        first = time.perf_counter()
         _bench.run_ready_queue(pool, deps, lambda task_id, upstream: (_bench.noop, upstream))
         span = time.perf_counter() - first
     return {"wall": time.perf_counter() - started, "span": span}
@@ -110,11 +114,14 @@ def main(argv=None) -> int:
             rows.append([load["name"], variant, wall, _bench.spread([s["wall"] for s in samples]), span,
                          load["unit"], int(round(span / load["count"] * 1e6)),
                          round(wall / raw_wall, 3), round(span / raw_span, 3)])
-        ratio = _bench.med(results["opflow process"]) / raw_wall
+        # The goals are per task (per hop): judged on the span, which leaves out the
+        # fixed costs of a run (parse, run dir, pool start; benchmarks/startup.py).
+        ratio = _bench.med(results["opflow process"], "span") / raw_span
         goal = GOALS[load["name"]]
-        verdicts.append(f"- {load['name']} ({load['what']}): opflow/raw wall {ratio:.2f}x, span "
-                        f"{_bench.med(results['opflow process'], 'span') / raw_span:.2f}x; goal <= {goal}x: "
-                        f"{'met' if ratio <= goal else 'NOT met'}")
+        verdicts.append(f"- {load['name']} ({load['what']}): opflow/raw span {ratio:.2f}x "
+                        f"(raw {raw_span / load['count'] * 1e6:.0f} µs per {load['unit'].split('/')[1]}), wall "
+                        f"{_bench.med(results['opflow process']) / raw_wall:.2f}x; goal <= {goal}x per "
+                        f"{load['unit'].split('/')[1]}: {'met' if ratio <= goal else 'NOT met'}")
     _bench.print_machine()
     print(f"Dispatch overhead, {args.workers} workers, medians of {args.reps} alternating reps\n")
     print(_bench.markdown_table(headers, rows))
