@@ -335,7 +335,10 @@ class ProcessBackend(Backend):
         elif self._refused:  # no worker will ever start: say why, once per task
             self._resolve(token, error_record("UnguardedScript", GUARD_MESSAGE))
         elif self._closing:
-            self._resolve(token, error_record("Cancelled", "the run stopped while this task ran"))
+            if token in self._was_running:
+                self._resolve(token, error_record("Cancelled", "the run stopped while this task ran"))
+            else:  # the coordinator says why it never ran (the interrupt)
+                self._resolve(token, error_record(NOT_STARTED, "the run stopped before this task started"))
         elif count > self.MAX_INNOCENT_RESUBMITS:
             self._resolve(token, error_record(
                 "BrokenPool", f"the process pool broke {count} times while this task was in it, with no worker "
