@@ -172,3 +172,8 @@ def big_text(size=100_000):
 
 def length_of(name, context):
     return len(context[name])
+
+
+def touch_and_hang(path):
+    Path(path).write_text("here")
+    time.sleep(3600)

@@ -8,13 +8,17 @@ coordinator batches every ready task once a first one has ended.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import records, run_cli
+from conftest import records, run_cli, wait_for
 
 from opflow.api import load, run
 from opflow.attempt import NOT_STARTED, TaskRequest
@@ -174,3 +178,33 @@ def test_batched_results_small_and_large_reach_their_readers(tmp_path, write_wor
     assert outcomes["reader"].ok and outcomes["far"].ok, (outcomes["reader"].error, outcomes["far"].error)
     assert outcomes["reader"].result == {"small": {"value": 7}}
     assert outcomes["far"].result == 200000
+
+
+def test_an_interrupt_mid_batch_tells_running_tasks_from_those_never_started(tmp_path, write_workflow, faults):
+    """Ctrl-C while batches wait in the workers: what ran is cancelled 'while running',
+    what never started is cancelled by the interrupt, with no attempt."""
+    go = tmp_path / "started"
+    tasks = [{"id": f"quick{i}", "plugin": "python", "config": {"function": "faults:ok"}} for i in range(8)]
+    tasks += [{"id": f"slow{i}", "plugin": "python", "config": {"function": "faults:touch_and_hang", "args": [str(go)]},
+               "depends_on": ["quick0"]} for i in range(24)]
+    flow = write_workflow("name: interrupted\ntasks:\n" + "".join(f"  - {json.dumps(t)}\n" for t in tasks))
+    proc = subprocess.Popen([sys.executable, "-m", "opflow", "run", str(flow), "--workers", "2", "--log-dir",
+                             str(tmp_path / "logs")], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env={**os.environ, "OPFLOW_BATCH_SECONDS": "10"})
+    try:
+        wait_for(go.exists, 60, "a slow task to start")
+        time.sleep(0.3)  # the other worker starts its batch's first task too (or not: both cases are checked)
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, output
+    slow = {t: r for t, r in records(next((tmp_path / "logs").iterdir())).items() if t.startswith("slow")}
+    assert {r["status"] for r in slow.values()} == {"cancelled"}
+    ran = [r for r in slow.values() if r["attempts"]]
+    never = [r for r in slow.values() if not r["attempts"]]
+    assert 1 <= len(ran) <= 2 and len(never) >= 22  # one running task per worker, at most
+    assert all(r["reason"] == "interrupted by SIGINT while running" for r in ran)
+    assert all(r["reason"] == "interrupted by SIGINT" for r in never)
