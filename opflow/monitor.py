@@ -20,6 +20,7 @@ from .procs import has_child_groups
 
 MONITOR_INTERVAL = 0.1  # seconds between RSS samples of a running task's process tree
 CHILD_SCAN_EVERY = 10  # samples between looks for child processes (unless a shell command runs)
+IDLE_TICKS = 10  # intervals without a task before the thread sleeps until the next one
 
 _limit_action: list = []  # [callable(rss, limit)], set once per process by its backend
 _tick_actions: list = []  # callables run at each sample while a task runs (task_output's spool)
@@ -46,6 +47,7 @@ class _Monitor:
         self._lock = threading.Lock()
         self._running = threading.Event()
         self._thread: threading.Thread | None = None
+        self._thread_pid = 0  # the process the thread runs in (a fork has none)
         self._peak = 0
         self._limit: int | None = None
         self._process: psutil.Process | None = None
@@ -57,7 +59,8 @@ class _Monitor:
             if self._process is None or self._process.pid != os.getpid():
                 self._process = psutil.Process()
         self._running.set()
-        if self._thread is None or not self._thread.is_alive():
+        if self._thread_pid != os.getpid():
+            self._thread_pid = os.getpid()
             self._thread = threading.Thread(target=self._loop, name="opflow-task-monitor", daemon=True)
             self._thread.start()
 
@@ -71,11 +74,18 @@ class _Monitor:
         return self._peak
 
     def _loop(self):
-        ticks = 0
+        ticks = idle = 0
         while True:
-            self._running.wait()  # idle between tasks
+            if idle >= IDLE_TICKS:
+                # Sleep until a task begins. Not between every two tasks: waking this
+                # thread at each begin() costs a short task a thread switch.
+                self._running.wait()
+                idle = 0
             time.sleep(MONITOR_INTERVAL)  # a task shorter than this is measured at its end
-            if self._running.is_set():
+            if not self._running.is_set():
+                idle += 1
+            else:
+                idle = 0
                 ticks += 1
                 # Looking for children scans all of /proc: do it every tick only
                 # while a shell command runs, else once a second (a python task
