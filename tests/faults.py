@@ -177,3 +177,8 @@ def length_of(name, context):
 def touch_and_hang(path):
     Path(path).write_text("here")
     time.sleep(3600)
+
+
+def crash_after_file(path, timeout=30.0):
+    wait_for_file(path, timeout)
+    os.kill(os.getpid(), signal.SIGKILL)

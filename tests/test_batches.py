@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import records, run_cli, wait_for
+from conftest import latest_run_dir, records, run_cli, wait_for
 
 from opflow.api import load, run
 from opflow.attempt import NOT_STARTED, TaskRequest
@@ -108,7 +108,7 @@ def test_a_mid_batch_crash_in_a_run_loses_nothing_and_repeats_nothing(tmp_path, 
     proc = run_cli("run", str(flow), "--workers", "2", "--keep-going", "--log-dir", str(tmp_path / "logs"),
                    cwd=tmp_path, env={"OPFLOW_BATCH_SECONDS": "10"})
     assert proc.returncode == 1, proc.stderr
-    run_dir = next((tmp_path / "logs").iterdir())
+    run_dir = latest_run_dir(tmp_path / "logs")
     tasks_seen = records(run_dir)
     assert tasks_seen["victim"]["status"] == "failed"
     assert tasks_seen["victim"]["error"]["type"] == "WorkerCrashed"
@@ -201,10 +201,30 @@ def test_an_interrupt_mid_batch_tells_running_tasks_from_those_never_started(tmp
             proc.kill()
             proc.wait()
     assert proc.returncode == 130, output
-    slow = {t: r for t, r in records(next((tmp_path / "logs").iterdir())).items() if t.startswith("slow")}
+    slow = {t: r for t, r in records(latest_run_dir(tmp_path / "logs")).items() if t.startswith("slow")}
     assert {r["status"] for r in slow.values()} == {"cancelled"}
     ran = [r for r in slow.values() if r["attempts"]]
     never = [r for r in slow.values() if not r["attempts"]]
     assert 1 <= len(ran) <= 2 and len(never) >= 22  # one running task per worker, at most
     assert all(r["reason"] == "interrupted by SIGINT while running" for r in ran)
     assert all(r["reason"] == "interrupted by SIGINT" for r in never)
+
+
+def test_a_task_outliving_its_broken_pool_still_times_out(tmp_path, write_workflow, faults):
+    """A sibling's crash leaves `slow` running on its retiring worker: its timeout still kills it."""
+    go = tmp_path / "go"
+    flow = write_workflow(f"""
+        name: retiring
+        tasks:
+          - {{id: slow, plugin: python, config: {{function: "faults:touch_and_hang", args: ["{go}"]}}, timeout: 3}}
+          - {{id: crash, plugin: python, config: {{function: "faults:crash_after_file", args: ["{go}"]}}}}
+          - {{id: after, plugin: python, config: {{function: "faults:ok"}}, depends_on: [crash]}}
+    """)
+    started = time.monotonic()
+    result = run(flow, workers=2, log_dir=tmp_path / "logs", keep_going=True)
+    assert time.monotonic() - started < 60
+    tasks = records(result.run_dir)
+    assert tasks["crash"]["error"]["type"] == "WorkerCrashed"
+    assert tasks["slow"]["error"]["type"] == "Timeout"
+    assert tasks["slow"]["attempts"] == 1  # not rerun on the new pool: it ran on, and timed out
+    assert tasks["after"]["status"] == "skipped"

@@ -357,11 +357,11 @@ class ProcessBackend(Backend):
         """Map each dead worker of `pool` to the task it was running, and record how it died.
 
         Runs when the pool reports itself broken: the worker that died is dead,
-        the others are still alive (the pool terminates them right after). A live
-        worker in the middle of a task is marked retiring (its pid negated in the
-        slot table): the pool's SIGTERM then lets it finish and report that task
-        (a sibling's crash must not kill it, nor make it run twice). The other
-        rows are cleared: those processes run nothing more.
+        the others are still alive (the pool terminates them right after). Each
+        live worker is marked retiring (its pid negated in the slot table): it
+        starts no other task, and the pool's SIGTERM lets it finish and report the
+        one it runs (a sibling's crash must not kill it, nor make it run twice).
+        The dead workers' rows are cleared.
         """
         table = self._slots[:] if self._slots is not None else []
         token_of = {table[i]: table[i + 1] for i in range(2, len(table), 2) if table[i + 1]}
@@ -369,10 +369,11 @@ class ProcessBackend(Backend):
         self._broken_processes[id(pool)] = processes
         for i in range(2, len(table), 2):
             if table[i] in processes:
-                if processes[table[i]].exitcode is None and table[i + 1]:
-                    self._slots[i] = -table[i]  # retiring: finishes its task
+                if processes[table[i]].exitcode is None:
+                    self._slots[i] = -table[i]  # retiring: finishes its task, if any, starts none
                     self._retiring[table[i]] = processes[table[i]]
-                    self._was_running.add(table[i + 1])
+                    if table[i + 1]:
+                        self._was_running.add(table[i + 1])
                 else:
                     self._slots[i + 1] = 0
         for pid, process in processes.items():
@@ -667,7 +668,9 @@ def _run_one(request: TaskRequest) -> Outcome:
     if slots[0] and not request.ignore_halt:  # the run stopped (fail fast, interrupt) while this task waited
         return _not_started(request, "the run stopped before this task started")
     index = _pool_state["token_index"]
-    _pool_state["busy"] = True
+    _pool_state["busy"] = True  # before the check: a SIGTERM from now on waits for us
+    if slots[index - 1] < 0:  # retiring (the pool broke): start nothing more; the coordinator
+        os._exit(0)  # learns from our exit that this task and the rest never started
     slots[index] = request.token
     reaper.begin_task(request.keep_children)
     try:
