@@ -1,17 +1,21 @@
 """The process backend (the default): a `ProcessPoolExecutor` and what it lacks.
 
 Both sides of the slot-table protocol live here: the coordinator's
-(`ProcessBackend`) and the pool worker's (`init_pool_worker`, `run_in_pool`).
+(`ProcessBackend`) and the pool worker's (`init_pool_worker`, `run_batch`).
 
+    submit_batch([r1, r2, ...]) ──one pool work item──▶ worker: run_batch runs them in order
+    worker ──each outcome as its task ends──▶ outcome_channel ──▶ _on_streamed ──▶ backend futures
     worker ──writes (pid, token)──▶ slot table (shared memory, read only when needed)
-    pool future ──done──▶ _on_pool_done ──ok──────────────▶ backend future
-                                        └─BrokenProcessPool─▶ blame the dead worker's task,
-                                                              resubmit the innocent on a new pool
+    pool future ──BrokenProcessPool──▶ _on_broken: blame the dead worker's task; the live
+        workers retire (finish and report the task they run, start no other); once
+        all are gone, what never started goes back to the coordinator
 
-A dead worker breaks a ProcessPoolExecutor for every pending future (CPython's
-`_terminate_broken`). We know which process ran which task, so the task whose
-process died fails with how it died, and the others run again on a fresh pool
-without counting an attempt.
+A work item holds one task or several (a batch: short ready tasks, or a chain,
+each link run only if the one before it succeeded). A dead worker breaks a
+ProcessPoolExecutor for every pending work item (CPython's `_terminate_broken`).
+We know which process ran which task, so the task whose process died fails with
+how it died; no task that ended runs again, and those that never started run on
+a fresh pool without counting an attempt.
 """
 from __future__ import annotations
 
