@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -157,3 +158,18 @@ def catches(pid: int, signum: int) -> bool:
     except OSError:
         pass
     return False
+
+
+def signal_when(proc: subprocess.Popen, ready, what: str, signum: int = signal.SIGINT, *,
+                wait: float = 120, settle: float = 0.0, timeout: float = 60) -> str:
+    """Once `ready()` holds, send `proc` `signum` and return its output; the process is reaped whatever happens."""
+    try:
+        wait_for(ready, wait, what)
+        time.sleep(settle)
+        proc.send_signal(signum)
+        output, _ = proc.communicate(timeout=timeout)
+        return output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

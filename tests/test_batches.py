@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import latest_run_dir, records, run_cli, wait_for
+from conftest import latest_run_dir, records, run_cli, signal_when
 
 from opflow.api import load, run
 from opflow.attempt import NOT_STARTED, TaskRequest
@@ -191,15 +190,8 @@ def test_an_interrupt_mid_batch_tells_running_tasks_from_those_never_started(tmp
     proc = subprocess.Popen([sys.executable, "-m", "opflow", "run", str(flow), "--workers", "2", "--log-dir",
                              str(tmp_path / "logs")], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env={**os.environ, "OPFLOW_BATCH_SECONDS": "10"})
-    try:
-        wait_for(go.exists, 60, "a slow task to start")
-        time.sleep(0.3)  # the other worker starts its batch's first task too (or not: both cases are checked)
-        proc.send_signal(signal.SIGINT)
-        output, _ = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    # The other worker starts its batch's first task too, or not: both cases are checked.
+    output = signal_when(proc, go.exists, "a slow task to start", settle=0.3)
     assert proc.returncode == 130, output
     slow = {t: r for t, r in records(latest_run_dir(tmp_path / "logs")).items() if t.startswith("slow")}
     assert {r["status"] for r in slow.values()} == {"cancelled"}

@@ -20,7 +20,7 @@ import pandas as pd
 import psutil
 import pytest
 
-from conftest import gone, latest_run_dir, records, run_cli, wait_for
+from conftest import gone, latest_run_dir, records, run_cli, signal_when, wait_for
 from opflow import shared_results
 from opflow import results_log
 from opflow.results_log import append_result, append_result_parts, read_results
@@ -349,15 +349,8 @@ def test_coordinator_sigkill_leaves_nothing_in_shared_memory(real_shm, tmp_path,
 def test_sigint_leaves_nothing_in_shared_memory(tmp_path, write_workflow, frames, shm):
     marker = tmp_path / "reading.pid"
     proc = _start(_waiting_reader_flow(write_workflow, marker), tmp_path)
-    try:
-        wait_for(lambda: marker.exists() and marker.read_text(), 120, "the reader to hold the frame")
-        assert list(shm.iterdir())
-        proc.send_signal(signal.SIGINT)
-        output, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    output = signal_when(proc, lambda: marker.exists() and marker.read_text() and list(shm.iterdir()),
+                         "the reader to hold the frame")
     assert proc.returncode == 130, output
     assert list(shm.iterdir()) == []  # removed before the coordinator exited
 
