@@ -1,8 +1,11 @@
 """Start-up: `opflow validate` and a one-task shell `opflow run` as whole processes.
 
 Each command is a fresh interpreter, timed from spawn to exit, alternating with
-two floors measured in the same run: `python -c pass` and `python -c "import
-opflow.cli"`. Then `python -X importtime` names the imports that cost most.
+floors measured in the same run: `python -c pass`, `python -c "import
+opflow.cli"`, the libraries a run cannot do without (asyncio, PyYAML, click,
+networkx for the layers), and a raw pool: a ProcessPoolExecutor with opflow's
+start method running one `sh -c true` (the floor of "one task on a pool" as a
+whole process). Then `python -X importtime` names the imports that cost most.
 Goals (BENCHMARKS.md/issue): validate < 0.45 s, one-task run < 0.8 s wall.
 
     python benchmarks/startup.py [--reps 10]
@@ -18,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench  # noqa: E402
+from opflow.backends import start_method  # noqa: E402
 
 GOALS = {"opflow validate": 0.45, "opflow run (1 shell task)": 0.8}
 
@@ -40,6 +44,13 @@ def timed(command: list[str], cwd: Path) -> dict:
         raise SystemExit(f"{' '.join(command)} exited {proc.returncode}:\n{proc.stderr.decode(errors='replace')}")
     return {"wall": wall}
 
+
+RAW_POOL = """
+import multiprocessing, subprocess
+from concurrent.futures import ProcessPoolExecutor
+with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context({method!r})) as pool:
+    pool.submit(subprocess.run, ["sh", "-c", "true"], check=True).result()
+"""
 
 RUN_IMPORTS = "import opflow.cli, opflow.api, opflow.worker, opflow.backends.process"
 
@@ -79,6 +90,9 @@ def main(argv=None) -> int:
     commands = {
         "python -c pass": [sys.executable, "-c", "pass"],
         "python -c 'import opflow.cli'": [sys.executable, "-c", "import opflow.cli"],
+        "python -c 'import asyncio, yaml, click, networkx'": [sys.executable, "-c",
+                                                             "import asyncio, yaml, click, networkx"],
+        "raw pool (1 shell task)": [sys.executable, "-c", RAW_POOL.format(method=start_method())],
         "opflow validate": [*opflow, "validate", str(flow)],
         "opflow run (1 shell task)": [*opflow, "run", str(flow), "-q", "--log-dir", str(args.log_dir)],
     }

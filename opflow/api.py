@@ -168,6 +168,7 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
         from .backends.dask import check_available
 
         check_available()  # raises UsageError naming the extra to install
+    _start_pool_helpers(executor)
     with interrupts.attach():  # under the CLI, a signal from here on cancels this coroutine
         return await _prepare_and_run(path, workers, executor, log_dir, params, keep_going, scheduler,
                                       lock, keep_runs, resume, timeout, cache, reporters, _source, _source_sha256)
@@ -235,6 +236,17 @@ async def _prepare_and_run(path, workers, executor, log_dir, params, keep_going,
         if keep_runs:
             prune_runs(log_dir, workflow, keep_runs, protect=run_dir)
     return RunResult(summary, run_dir, collector.duration_s)
+
+
+def _start_pool_helpers(executor: str) -> None:
+    """The pool's forkserver imports opflow for a few hundred ms: started now, it does so
+    on another core while this process parses the workflow and imports the coordinator."""
+    from .backends.mp_context import start_helpers
+
+    try:
+        start_helpers(executor)
+    except OSError:
+        pass  # cannot start a process now: the pool's own start meets it again and reports it
 
 
 def _warn(reporters: Iterable[Reporter], warnings: list[str]) -> None:
