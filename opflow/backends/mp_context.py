@@ -20,8 +20,9 @@ import os
 
 from . import start_method
 
-#: What the forkserver imports once, for every worker it forks.
-FORKSERVER_PRELOAD = ["opflow.backends.process"]
+#: What the forkserver imports once, for every worker it forks; forkserver_exit
+#: makes it exit without tearing all that down again.
+FORKSERVER_PRELOAD = ["opflow.backends.process", "opflow.backends.forkserver_exit"]
 
 
 def pool_context():
