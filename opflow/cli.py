@@ -5,7 +5,6 @@ Exit codes: 0 all tasks succeeded; 1 a task failed; 2 invalid workflow or usage;
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
@@ -81,6 +80,8 @@ class _Duration(click.ParamType):
 
 def _execute(start, *, as_json: bool, quiet: bool, **kwargs) -> None:
     """Run with console progress, print the outcome, exit with the run's code."""
+    import asyncio  # here, not at the top: only run and resume need it
+
     from .progress import ConsoleProgress
 
     interrupts.install()  # already, under the console script; again for CliRunner and python -m
@@ -198,7 +199,7 @@ def _echo_json(document) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON document (problems too, still exit 2).")
 def validate(file, as_json):
     """Check FILE; run nothing. Exit 0 when valid, 2 with every problem otherwise."""
-    from .api import load
+    from .loading import load
     from .plan import build_plan
 
     try:
@@ -226,7 +227,7 @@ def validate(file, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON document: layers and critical path.")
 def plan(file, log_dir, as_json):
     """Print the topological layers of FILE (tasks in one layer can run at once)."""
-    from .api import load
+    from .loading import load
     from .plan import build_plan
 
     try:

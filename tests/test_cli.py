@@ -450,6 +450,17 @@ def test_the_cli_still_waits_for_a_thread_that_is_not_a_daemon(tmp_path, ok_flow
     assert (tmp_path / "atexit.txt").read_text() == "ran"
 
 
+def test_validate_imports_none_of_the_run_machinery(tmp_path, ok_flow):
+    code = ("import sys; from opflow.cli import main; main(['validate', sys.argv[1]], standalone_mode=False); "
+            "print(sorted(sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code, str(ok_flow)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    loaded = set(eval(done.stdout.splitlines()[-1]))  # a printed list of module names
+    for module in ("asyncio", "psutil", "opflow.api", "opflow.audit", "opflow.history", "opflow.coordinator",
+                   "opflow.procs", "opflow.task_output"):
+        assert module not in loaded, f"validate imports {module}"
+
+
 # run.json and the run directory ----------------------------------------------
 
 def test_run_json_has_the_contract_keys_and_provenance(here, ok_flow):
