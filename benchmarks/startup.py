@@ -6,9 +6,13 @@ opflow.cli"`, the libraries a run cannot do without (asyncio, PyYAML, click,
 networkx for the layers), and a raw pool: a ProcessPoolExecutor with opflow's
 start method running one `sh -c true` (the floor of "one task on a pool" as a
 whole process). Then `python -X importtime` names the imports that cost most.
-Goals (BENCHMARKS.md/issue): validate < 0.45 s, one-task run < 0.8 s wall.
+Goals (issue 8): a one-task run under 0.35 s wall; validate < 0.45 s.
 
-    python benchmarks/startup.py [--reps 10]
+With `--baseline DIR` (another opflow checkout: `git worktree add` or `git archive`
+of an older commit), its validate and run are timed in the same alternation, the
+same console script importing opflow from DIR (PYTHONPATH): a before/after in one run.
+
+    python benchmarks/startup.py [--reps 10] [--baseline DIR]
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench  # noqa: E402
 from opflow.backends import start_method  # noqa: E402
 
-GOALS = {"opflow validate": 0.45, "opflow run (1 shell task)": 0.8}
+GOALS = {"opflow validate": 0.45, "opflow run (1 shell task)": 0.35}
 
 
 def opflow_command() -> list[str]:
@@ -35,10 +39,10 @@ def opflow_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "opflow"]
 
 
-def timed(command: list[str], cwd: Path) -> dict:
+def timed(command: list[str], cwd: Path, env: dict | None = None) -> dict:
     started = time.perf_counter()
     proc = subprocess.run(command, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, timeout=120)
+                          stderr=subprocess.PIPE, timeout=120, env=env)
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(command)} exited {proc.returncode}:\n{proc.stderr.decode(errors='replace')}")
@@ -80,6 +84,8 @@ def import_costs(top: int) -> list[list]:
 
 def main(argv=None) -> int:
     parser = _bench.base_parser(__doc__.splitlines()[0], reps=10)
+    parser.add_argument("--baseline", type=Path, default=None, metavar="DIR",
+                        help="another opflow checkout, timed alongside (its opflow/ imported via PYTHONPATH)")
     args = parser.parse_args(argv)
     work = _bench.prepare(args)
     folder = work / "startup"
@@ -96,9 +102,19 @@ def main(argv=None) -> int:
         "opflow validate": [*opflow, "validate", str(flow)],
         "opflow run (1 shell task)": [*opflow, "run", str(flow), "-q", "--log-dir", str(args.log_dir)],
     }
+    envs: dict[str, dict] = {}
+    if args.baseline is not None:
+        baseline = args.baseline.resolve()
+        if not (baseline / "opflow" / "__init__.py").is_file():
+            raise SystemExit(f"--baseline {baseline}: no opflow/ package there")
+        env = {**os.environ, "PYTHONPATH": str(baseline)}
+        for name in ("opflow validate", "opflow run (1 shell task)"):
+            commands[f"{name}, baseline"] = commands[name]
+            envs[f"{name}, baseline"] = env
     _bench.say(f"start-up: {' '.join(opflow)}")
     env_cwd = folder  # no workers/ folder here: discovery scans nothing extra
-    results = _bench.alternate(args.reps, {name: (lambda c=c: timed(c, env_cwd)) for name, c in commands.items()})
+    results = _bench.alternate(args.reps, {name: (lambda c=c, e=envs.get(name): timed(c, env_cwd, e))
+                                           for name, c in commands.items()})
     if not args.keep_logs:
         for run_dir in args.log_dir.glob("*-bench-startup*"):
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -107,7 +123,7 @@ def main(argv=None) -> int:
     rows = []
     for name, samples in results.items():
         wall = _bench.med(samples)
-        goal = GOALS.get(name)
+        goal = GOALS.get(name.removesuffix(", baseline"))
         verdict = "" if goal is None else ("met" if wall < goal else "NOT met")
         rows.append([name, wall, _bench.spread([s["wall"] for s in samples]), round(wall - floor, 3),
                      goal if goal is not None else "", verdict])
