@@ -83,6 +83,7 @@ def _execute(start, *, as_json: bool, quiet: bool, **kwargs) -> None:
     import asyncio  # here, not at the top: only run and resume need it
 
     from .progress import ConsoleProgress
+    from .startup_gc import release_at_start
 
     interrupts.install()  # already, under the console script; again for CliRunner and python -m
     document_fd = _stdout_for_document_only() if as_json else None
@@ -90,7 +91,7 @@ def _execute(start, *, as_json: bool, quiet: bool, **kwargs) -> None:
     progress = ConsoleProgress(stream, tty=stream.isatty() and os.environ.get("TERM") != "dumb", quiet=quiet)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     try:
-        result = start(reporters=[progress], **kwargs)
+        result = start(reporters=[progress, release_at_start()], **kwargs)
     except OpflowError as error:
         _fail(error)
     except (Exception, asyncio.CancelledError) as error:
