@@ -2,9 +2,10 @@
 import sys
 
 if __name__ == "__main__":
-    from . import interrupts
+    from . import interrupts, startup_gc
 
     interrupts.install()  # first: a signal during the imports below exits 130/143, quietly
+    startup_gc.hold()  # until the run has started: see startup_gc.py
 
 from .cli import entry, main  # noqa: E402
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 __all__ = ["load", "run", "run_async", "resume", "RunResult"]
 
 import asyncio
-import dataclasses
 import functools
 import importlib
 import json
@@ -29,8 +28,7 @@ from .input_limits import MAX_WORKERS
 from .lock import WorkflowLock
 from .results_log import RESULTS_FILE, create_results_log
 from .reused import load_reused_records
-from .plugins import PluginRef, discover_plugins, worker_dirs
-from .spec import Workflow, load_workflow
+from .loading import load
 
 if TYPE_CHECKING:
     from .coordinator import RunSummary
@@ -104,40 +102,6 @@ class _Collector(Reporter):
             self.duration_s = event["duration_s"]
 
 
-def load(path: str | Path, params: dict | None = None, *, source: Path | None = None) -> tuple[Workflow, dict[str, PluginRef]]:
-    """Parse and check a workflow file; raise `WorkflowError` listing every problem.
-
-    `source`: read the workflow from this file instead, as if it were at `path`
-    (resume runs the copy kept in the run directory, from the original's folder).
-    """
-    from .errors import Problem, WorkflowError
-    from .plugins import builtin_class, plugin_config_schema
-
-    path = Path(path)
-    plugins, warnings = discover_plugins(worker_dirs(path.resolve().parent))
-    checks: dict = {}
-
-    def plugin_checks(name: str):
-        if name not in checks and name in plugins:
-            cls = builtin_class(plugins[name])
-            checks[name] = (plugin_config_schema(plugins[name]), cls.check_task if cls is not None else None)
-        return checks.get(name, (None, None))
-
-    hint = " (a plugin file could not be read: see the note)" if warnings else ""
-    try:
-        workflow = load_workflow(source or path, plugins, param_overrides=params, plugin_hint=hint,
-                                 plugin_checks=plugin_checks)
-    except WorkflowError as error:
-        if not warnings or not any("unknown plugin" in p.message for p in error.problems):
-            raise
-        # Said once, where the file is broken, not once per task that names one of its plugins.
-        notes = [Problem(w.path, f"note: {w.message}", w.line) for w in warnings]
-        raise WorkflowError(error.problems + notes) from None
-    if source is not None:
-        workflow = dataclasses.replace(workflow, path=path.resolve())
-    return workflow, plugins
-
-
 async def run_async(path: str | Path, *, workers: int = 0, executor: str = "process", log_dir: str | Path = "logs",
                     params: dict | None = None, keep_going: bool = False, scheduler: str | None = None,
                     lock: bool = True, keep_runs: int | None = None, resume: bool | str | Path = False,
@@ -168,6 +132,7 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
         from .backends.dask import check_available
 
         check_available()  # raises UsageError naming the extra to install
+    _start_pool_helpers(executor)
     with interrupts.attach():  # under the CLI, a signal from here on cancels this coroutine
         return await _prepare_and_run(path, workers, executor, log_dir, params, keep_going, scheduler,
                                       lock, keep_runs, resume, timeout, cache, reporters, _source, _source_sha256)
@@ -235,6 +200,17 @@ async def _prepare_and_run(path, workers, executor, log_dir, params, keep_going,
         if keep_runs:
             prune_runs(log_dir, workflow, keep_runs, protect=run_dir)
     return RunResult(summary, run_dir, collector.duration_s)
+
+
+def _start_pool_helpers(executor: str) -> None:
+    """The pool's forkserver imports opflow for a few hundred ms: started now, it does so
+    on another core while this process parses the workflow and imports the coordinator."""
+    from .backends.mp_context import start_helpers
+
+    try:
+        start_helpers(executor)
+    except OSError:
+        pass  # cannot start a process now: the pool's own start meets it again and reports it
 
 
 def _warn(reporters: Iterable[Reporter], warnings: list[str]) -> None:

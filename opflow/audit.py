@@ -201,6 +201,7 @@ class AuditTrail(Reporter):
         self._failure: BaseException | None = None
         self._run_json_written = threading.Event()
         self._reserve = SpaceReserve(run_dir, reserve_size(len(workflow.tasks)))
+        self._provenance: dict | None = None  # the writer's first act
         self._writer = threading.Thread(target=self._write_loop, name="opflow-audit-writer", daemon=True)
         self._writer.start()
 
@@ -234,6 +235,12 @@ class AuditTrail(Reporter):
 
     # -- the writer thread ---------------------------------------------------
     def _write_loop(self) -> None:
+        # Provenance (package versions, platform, psutil) takes 10-50 ms: read now,
+        # while the backend starts, not between the pool being ready and the first task.
+        try:
+            self._provenance = provenance(self.workflow)
+        except Exception:  # read again where run.json is written, and reported there as before
+            self._provenance = None
         while True:
             batch = [self._queue.get()]
             while True:  # drain what is there, then flush once
@@ -311,7 +318,7 @@ class AuditTrail(Reporter):
                 "finished_at": None,
                 "duration_s": None,
                 "tasks": {t: "pending" for t in event["tasks"]},
-                **provenance(self.workflow),
+                **(self._provenance or provenance(self.workflow)),
                 "params": event["params"],
                 "workers": event["workers"],
                 "executor": event["executor"],

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import re
+import subprocess
 import sys
 import types
 from datetime import datetime, timezone
@@ -404,6 +405,60 @@ def test_python_m_opflow_invalid_file_exit_2_without_traceback(here, write_workf
     assert "Traceback" not in proc.stderr
     assert proc.stdout == ""
     assert not (here / "logs").exists()
+
+
+# leaving the process ------------------------------------------------------------
+# The console script exits without the interpreter's teardown (cli._exit_without_teardown):
+# what that teardown did that matters must still happen.
+EXIT_PROBE = """
+import atexit, pathlib, sys, threading, time
+
+atexit.register(lambda: pathlib.Path("atexit.txt").write_text("ran"))
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--thread":
+        del sys.argv[1]
+        threading.Thread(target=lambda: (time.sleep(0.3), pathlib.Path("thread.txt").write_text("done"))).start()
+    from opflow.cli import entry
+    entry()
+"""
+
+
+def exit_probe(tmp_path, *args: str):
+    script = tmp_path / "probe.py"
+    script.write_text(EXIT_PROBE)
+    return subprocess.run([sys.executable, str(script), *args], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("command, code, output", [
+    ("run", 0, "record: "), ("validate", 0, "ok: workflow 'Two Steps'"), ("validate-missing", 2, "no such file"),
+])
+def test_the_cli_exits_with_its_output_flushed_and_atexit_handlers_run(tmp_path, ok_flow, command, code, output):
+    args = {"run": ["run", str(ok_flow), "--log-dir", str(tmp_path / "logs")], "validate": ["validate", str(ok_flow)],
+            "validate-missing": ["validate", str(tmp_path / "missing.yaml")]}[command]
+    done = exit_probe(tmp_path, *args)  # stdout is a pipe: block-buffered, lost unless flushed
+    assert done.returncode == code, done.stderr
+    assert output in (done.stdout if code == 0 else done.stderr)
+    assert (tmp_path / "atexit.txt").read_text() == "ran"
+
+
+def test_the_cli_still_waits_for_a_thread_that_is_not_a_daemon(tmp_path, ok_flow):
+    done = exit_probe(tmp_path, "--thread", "validate", str(ok_flow))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "thread.txt").read_text() == "done"
+    assert (tmp_path / "atexit.txt").read_text() == "ran"
+
+
+def test_validate_imports_none_of_the_run_machinery(tmp_path, ok_flow):
+    code = ("import sys; from opflow.cli import main; main(['validate', sys.argv[1]], standalone_mode=False); "
+            "print(sorted(sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code, str(ok_flow)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    loaded = set(eval(done.stdout.splitlines()[-1]))  # a printed list of module names
+    for module in ("asyncio", "psutil", "opflow.api", "opflow.audit", "opflow.history", "opflow.coordinator",
+                   "opflow.procs", "opflow.task_output"):
+        assert module not in loaded, f"validate imports {module}"
 
 
 # run.json and the run directory ----------------------------------------------

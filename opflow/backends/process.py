@@ -23,7 +23,6 @@ __all__ = ["ProcessBackend", "start_method", "init_pool_worker", "run_in_pool", 
 
 import concurrent.futures
 from collections import ChainMap
-import multiprocessing
 import os
 import pickle
 import signal
@@ -43,45 +42,14 @@ from ..procs import describe_exit, kill_own_children, kill_tree, kill_trees, sta
 from ..words import format_bytes
 from ..worker import execute
 from . import outcome_channel, start_method
+from .mp_context import pool_context
 from .base import Backend, OnStart
 from .outcome_channel import OutcomeChannel
 
 
 def _mp_context():
-    method = start_method()
-    ctx = multiprocessing.get_context(method)
-    if method == "forkserver":
-        ctx.set_forkserver_preload(["opflow.backends.process"])
-    _start_resource_tracker_detached()
-    return ctx
-
-
-def _start_resource_tracker_detached() -> None:
-    """Start multiprocessing's resource tracker with its stdin/stdout/stderr on /dev/null.
-
-    The pool's queues are named semaphores, which the tracker unlinks if the
-    coordinator dies without doing so (SIGKILL, the OOM killer). It then also
-    printed "There appear to be N leaked semaphore objects" into the user's
-    terminal or cron mail, though nothing leaked (it had just cleaned them up),
-    and, started lazily, it kept the caller's stdout and stderr open after the
-    run (`opflow run | cat` waited for it). Started here, first, it inherits
-    neither. A no-op when it is already running.
-    """
-    from multiprocessing import resource_tracker
-
-    if getattr(resource_tracker._resource_tracker, "_fd", None) is not None:  # noqa: SLF001 - stdlib has no public probe
-        return
-    saved = [os.dup(fd) for fd in (0, 1, 2)]
-    null = os.open(os.devnull, os.O_RDWR)
-    try:
-        for fd in (0, 1, 2):
-            os.dup2(null, fd)
-        resource_tracker.ensure_running()
-    finally:
-        for fd, copy in zip((0, 1, 2), saved):
-            os.dup2(copy, fd)
-            os.close(copy)
-        os.close(null)
+    # The context, resource tracker and forkserver: mp_context.py (the CLI starts them early).
+    return pool_context()
 
 
 class ProcessBackend(Backend):

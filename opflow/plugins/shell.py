@@ -9,9 +9,6 @@ import time
 
 from ..errors import PluginError
 from ..plugin_base import Plugin
-from ..procs import track_child_group, untrack_child_group
-from ..reaper import is_subreaper, keeping_children, kill_leftovers
-from ..task_output import current_sink
 
 STDERR_TAIL_LINES = 20
 KEEP_BYTES = 4 * 1024 * 1024  # of each stream, in the result; the task's log keeps all of it
@@ -38,6 +35,12 @@ class ShellPlugin(Plugin):
     }
 
     def run(self, config: dict, context: dict) -> dict:
+        # The worker's side (psutil, ctypes) where a command runs: `validate` and
+        # the coordinator import this class only for its schema and checks.
+        from ..procs import track_child_group, untrack_child_group
+        from ..reaper import keeping_children
+        from ..task_output import current_sink
+
         command = config.get("command")
         if not isinstance(command, str) or not command.strip():
             raise PluginError("config 'command' is required and must be a non-empty string")
@@ -145,6 +148,8 @@ def _communicate(proc: subprocess.Popen, keep_children: bool, out: _Kept, err: _
 
 
 def _kill_leftovers(pgid: int) -> None:
+    from ..reaper import is_subreaper, kill_leftovers
+
     try:
         os.killpg(pgid, signal.SIGKILL)  # the command's own group: `sleep 100 &` and the like
     except (ProcessLookupError, PermissionError):
