@@ -1,6 +1,6 @@
 """The Dask backend: the same workflow file on a Dask cluster.
 
-    coordinator ─submit─▶ DaskBackend ── client.submit(_run_task, request, upstream={id: held}) ──▶ worker
+    coordinator ─submit─▶ DaskBackend ── client.submit(run_task, pickled request, {id: held}) ────▶ worker
         ▲                   │  ▲                                                                   │ execute():
         │                   │  ├── "started" event (token, pid, worker) on a scheduler topic ◀─────┤ plugin.run
         │                   │  └── "ended" event (token, key, pickled Outcome), same topic ◀───────┤

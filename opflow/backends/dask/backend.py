@@ -11,7 +11,7 @@ import time
 import traceback
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from ...attempt import NOT_STARTED, Outcome, TaskRequest, error_record
@@ -20,7 +20,7 @@ from ...procs import descendants, kill_trees
 from ...results_log import append_result
 from ..base import Backend, OnStart
 from .cluster import check_available, cluster_pids, connect, start_local_cluster
-from .on_worker import Held, ParentWatch, PluginBundle, end_this_worker, peek_outcome, run_task
+from .on_worker import Held, ParentWatch, PluginBundle, end_this_worker, peek_outcome, pickle_request, run_task
 
 #: Seconds a remote worker gets to end itself before its Nanny is asked to restart it.
 REMOTE_STOP_WAIT = 10.0
@@ -145,7 +145,7 @@ class DaskBackend(Backend):
         if missing:  # cannot happen while the coordinator submits only ready tasks
             raise RuntimeError(f"upstream results not on the cluster: {', '.join(missing)}")
         bundle = self._bundle_for(request.plugin) if not self.local else None
-        held = self._client.submit(run_task, replace(request, store=None), self._topic, upstream, bundle,
+        held = self._client.submit(run_task, pickle_request(request), self._topic, upstream, bundle,
                                    request.publish, key=key, pure=False, retries=0)
         with self._lock:
             entry.held = held

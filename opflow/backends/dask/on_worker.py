@@ -1,8 +1,8 @@
 """What runs on a Dask worker: one attempt of a task, and the helpers the backend calls there."""
 from __future__ import annotations
 
-__all__ = ["Held", "PluginBundle", "Snapshot", "run_task", "peek_outcome", "end_this_worker", "ParentWatch",
-           "STOPPED_EXIT"]
+__all__ = ["Held", "PluginBundle", "Snapshot", "run_task", "pickle_request", "peek_outcome", "end_this_worker",
+           "ParentWatch", "STOPPED_EXIT"]
 
 import os
 import pickle
@@ -61,10 +61,16 @@ class PluginMissing(Exception):
     pass
 
 
-def run_task(request: TaskRequest, topic: str, upstream: dict, bundle: PluginBundle | None, want_blob: bool) -> Held:
-    """Runs on a Dask worker: one attempt of one task. Never raises for the task's failure."""
+def run_task(request_blob: bytes, topic: str, upstream: dict, bundle: PluginBundle | None, want_blob: bool) -> Held:
+    """Runs on a Dask worker: one attempt of one task. Never raises for the task's failure.
+
+    The request comes pickled (`pickle_request`): the scheduler passes bytes on
+    as they are, where it would unpickle and pickle again a TaskRequest (its
+    config and the workflow's params) for every task.
+    """
     from distributed import get_worker
 
+    request: TaskRequest = pickle.loads(request_blob)
     worker = get_worker()
     try:
         worker.log_event(topic, {"token": request.token, "pid": os.getpid(), "worker": worker.address})
@@ -91,6 +97,12 @@ def run_task(request: TaskRequest, topic: str, upstream: dict, bundle: PluginBun
     keep = outcome.ok and (want_blob or (bool(persist) and not persisted))
     _tell_outcome(worker, topic, outcome)
     return Held(outcome, local.published if keep else None)
+
+
+def pickle_request(request: TaskRequest) -> bytes:
+    """A request as run_task takes it; the backend's store never travels (tasks get futures)."""
+    return pickle.dumps(replace(request, store=None) if request.store is not None else request,
+                        pickle.HIGHEST_PROTOCOL)
 
 
 def _tell_outcome(worker, topic: str, outcome: Outcome) -> None:
