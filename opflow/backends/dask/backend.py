@@ -20,7 +20,8 @@ from ...procs import descendants, kill_trees
 from ...results_log import append_result
 from ..base import Backend, OnStart
 from .cluster import check_available, cluster_pids, connect, start_local_cluster
-from .on_worker import Held, ParentWatch, PluginBundle, end_this_worker, peek_outcome, pickle_request, run_task
+from .on_worker import (Held, ParentWatch, PluginBundle, end_this_worker, halt_run, peek_outcome, pickle_request,
+                        run_task)
 
 #: Seconds a remote worker gets to end itself before its Nanny is asked to restart it.
 REMOTE_STOP_WAIT = 10.0
@@ -92,6 +93,7 @@ class DaskBackend(Backend):
         self._stopping: dict[int, dict] = {}
         self._stopped: set[int] = set()  # resolved by stop(): kill them too if they start late
         self._closing = False
+        self._halting = False
         self._closed = False
         self._run_id = uuid.uuid4().hex[:10]
         self._topic = f"opflow-started-{self._run_id}"
@@ -150,6 +152,21 @@ class DaskBackend(Backend):
         with self._lock:
             entry.held = held
         held.add_done_callback(lambda f, t=request.token: self._on_done(t, f))
+
+    def halt_queued(self) -> None:
+        """Start no more of our tasks: each worker answers "not started" for those that had not."""
+        with self._lock:
+            if self._halting:
+                return
+            self._halting = True
+        # Client.run waits for the workers: not on the caller's loop.
+        threading.Thread(target=self._halt_workers, name="opflow-dask-halt", daemon=True).start()
+
+    def _halt_workers(self) -> None:
+        try:
+            self._client.run(halt_run, self._topic, on_error="ignore")
+        except Exception:  # closing, or the cluster is gone: nothing left to start anyway
+            pass
 
     def stop(self, token: int, error: dict) -> None:
         with self._lock:

@@ -1,8 +1,8 @@
 """What runs on a Dask worker: one attempt of a task, and the helpers the backend calls there."""
 from __future__ import annotations
 
-__all__ = ["Held", "PluginBundle", "Snapshot", "run_task", "pickle_request", "peek_outcome", "end_this_worker",
-           "ParentWatch", "STOPPED_EXIT"]
+__all__ = ["Held", "PluginBundle", "Snapshot", "run_task", "pickle_request", "halt_run", "peek_outcome",
+           "end_this_worker", "ParentWatch", "STOPPED_EXIT"]
 
 import os
 import pickle
@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ...attempt import Outcome, TaskRequest, error_record
+from ...attempt import NOT_STARTED, Outcome, TaskRequest, error_record
 from ...plugins import PluginRef
 from ...procs import kill_own_children, start_parent_watch
 from ...worker import execute
@@ -72,6 +72,12 @@ def run_task(request_blob: bytes, topic: str, upstream: dict, bundle: PluginBund
 
     request: TaskRequest = pickle.loads(request_blob)
     worker = get_worker()
+    if topic in _halted and not request.ignore_halt:  # the run stopped (fail fast, interrupt) while it waited
+        now = time.time()
+        outcome = Outcome(token=request.token, ok=False, started_at=now, finished_at=now, pid=os.getpid(),
+                          error=error_record(NOT_STARTED, "the run stopped before this task started"))
+        _tell_outcome(worker, topic, outcome)
+        return Held(outcome, None)
     try:
         worker.log_event(topic, {"token": request.token, "pid": os.getpid(), "worker": worker.address})
     except Exception:  # a lost start message costs the timeout clock, never the task
@@ -95,8 +101,20 @@ def run_task(request_blob: bytes, topic: str, upstream: dict, bundle: PluginBund
     outcome.where = where
     outcome.extra = {**outcome.extra, "persisted": persisted}
     keep = outcome.ok and (want_blob or (bool(persist) and not persisted))
+    if request.halt_on_failure and not outcome.ok:
+        _halted.add(topic)  # fail fast: this worker must not start the next queued task (the others hear it from halt_queued)
     _tell_outcome(worker, topic, outcome)
     return Held(outcome, local.published if keep else None)
+
+
+#: The runs (their topics) halted in this worker process: a task of theirs that has
+#: not started answers "not started" instead (fail fast, an interrupt, --timeout).
+_halted: set[str] = set()
+
+
+def halt_run(topic: str) -> None:
+    """Runs on a worker (Client.run): start no more tasks of this run here."""
+    _halted.add(topic)
 
 
 def pickle_request(request: TaskRequest) -> bytes:
