@@ -66,6 +66,17 @@ def test_scale(tmp_path):
     assert "coordinator time per task 40/20" in stdout
 
 
+def test_dask_overhead(tmp_path):
+    pytest.importorskip("distributed")
+    stdout = run_script("dask_overhead.py", tmp_path)
+    for variant in ("raw", "dask", "process"):
+        assert f"| {variant} |" in stdout
+    assert "ratio dask/raw: span " in stdout
+    assert (tmp_path / "out" / "dask_overhead.csv").is_file()
+    # tmp_path is also TMPDIR here (conftest), where Dask workers keep their scratch space.
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "dask-scratch-space") == ["out"]
+
+
 @pytest.mark.parametrize("name", ["overhead.py", "pool_sizes.py", "data_transfer.py", "startup.py", "scale.py"])
 def test_writes_only_under_out(tmp_path, name):
     """Nothing lands in the current folder: only the --out tree (logs pruned unless --keep-logs)."""

@@ -164,6 +164,29 @@ def test_fail_fast_lets_running_tasks_finish_and_cancels_the_rest(tmp_path, writ
     assert "bad" in tasks["child"]["reason"]
 
 
+def test_fail_fast_starts_none_of_the_tasks_queued_on_the_cluster(tmp_path, write_workflow, faults):
+    # One worker, and more tasks submitted than it runs at once: `bad` runs first,
+    # the markers wait in Dask's queue. Once `bad` failed, none of them starts.
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    markers = "\n".join(
+        f'  - {{id: m{i}, plugin: python, config: {{function: "faults:chained", args: [{str(marks)!r}, {i}]}}}}'
+        for i in range(12))
+    flow = write_workflow("name: failfast3\ntasks:\n"
+                          '  - {id: bad, plugin: python, config: {function: "faults:raise_error"}}\n' + markers + "\n")
+    result = run(flow, executor="dask", workers=1, log_dir=tmp_path / "logs")
+    assert result.exit_code == 1
+    tasks = records(result.run_dir)
+    assert tasks["bad"]["status"] == "failed"
+    ran = sorted(int(p.name) for p in marks.iterdir())
+    assert {f"m{i}" for i in ran} == {t for t, r in tasks.items() if r["status"] == "succeeded"}
+    # A marker that ran had started before bad ended (queued behind it, none would).
+    bad_end = tasks["bad"]["finished_at"]
+    assert all(tasks[f"m{i}"]["started_at"] <= bad_end for i in ran), (ran, bad_end)
+    cancelled = [t for t, r in tasks.items() if r["status"] == "cancelled"]
+    assert cancelled and all(tasks[t]["attempts"] == 0 for t in cancelled)
+
+
 def test_keep_going_runs_everything_whose_upstream_succeeded(tmp_path, write_workflow, faults):
     flow = write_workflow("""
         name: keepgoing
@@ -213,7 +236,8 @@ def test_resume_puts_earlier_results_on_the_cluster(tmp_path, write_workflow, fa
 
 # -- what only the Dask backend does ------------------------------------------------
 def test_results_stay_on_the_cluster(tmp_path, write_workflow, monkeypatch):
-    """A DataFrame read by three tasks is never fetched by the coordinator: only its Outcome is read."""
+    """A DataFrame read by three tasks is never fetched by the coordinator, nor is any result:
+    each Outcome comes as a message from its worker (no gather, no Client.run per task)."""
     (tmp_path / "frames.py").write_text(textwrap.dedent("""
         import pandas as pd
 
@@ -232,19 +256,23 @@ def test_results_stay_on_the_cluster(tmp_path, write_workflow, monkeypatch):
           - {id: r3, plugin: python, config: {function: "frames:total"}, depends_on: [make]}
     """)
     fetched: list[str] = []
-    original = distributed.Future.result
+    result_of, run_on = distributed.Future.result, distributed.Client.run
 
-    def spy(self, *args, **kwargs):
+    def spy_result(self, *args, **kwargs):
         fetched.append(str(self.key))
-        return original(self, *args, **kwargs)
+        return result_of(self, *args, **kwargs)
 
-    monkeypatch.setattr(distributed.Future, "result", spy)
+    def spy_run(self, function, *args, **kwargs):
+        fetched.append(f"{function.__name__}{args}")
+        return run_on(self, function, *args, **kwargs)
+
+    monkeypatch.setattr(distributed.Future, "result", spy_result)
+    monkeypatch.setattr(distributed.Client, "run", spy_run)
     result = go(flow, tmp_path)
     assert result.exit_code == 0
     expected = sum(range(100000))
     assert {t: r["result"] for t, r in records(result.run_dir).items() if t != "make"} == dict.fromkeys(("r1", "r2", "r3"), expected)
-    assert any(k.startswith("opflow-r1-") for k in fetched), fetched  # the spy sees fetches
-    assert not any(k.startswith("opflow-make-") for k in fetched), fetched
+    assert fetched == []
 
 
 def test_a_result_is_reported_while_its_worker_runs_the_next_task(tmp_path, write_workflow, faults):
@@ -309,6 +337,23 @@ def test_start_pid_worker_address_and_scheduler_are_reported(backend, tmp_path):
     assert outcome.where["worker"] in workers
     assert backend.starts == [(1, outcome.pid)]
     assert outcome.pid in {p.pid for p in psutil.Process().children(recursive=True)}  # a LocalCluster worker
+
+
+def test_halt_queued_answers_not_started_for_tasks_that_had_not_started(backend, tmp_path):
+    backend.halt_queued()
+    shell = _builtin("shell")
+    deadline = time.monotonic() + 30
+    token = 0
+    while True:  # the halt reaches the workers a moment later (Client.run on a thread)
+        token += 1
+        outcome = backend.submit(_request(token, f"t{token}", shell, {"command": "true"}, tmp_path)).result(timeout=60)
+        if not outcome.ok:
+            break
+        assert time.monotonic() < deadline, "halt_queued never reached the workers"
+    assert outcome.error["type"] == "NotStarted"
+    # A trigger task (all_done, one_failed) still runs after a fail-fast stop.
+    trigger = backend.submit(_request(token + 1, "cleanup", shell, {"command": "true"}, tmp_path, ignore_halt=True))
+    assert trigger.result(timeout=60).ok
 
 
 def test_a_plugin_file_a_worker_lacks_fails_its_task_saying_so(backend, tmp_path):

@@ -1,22 +1,27 @@
 """The Dask backend: the same workflow file on a Dask cluster.
 
-    coordinator ─submit─▶ DaskBackend ── client.submit(_run_task, request, upstream={id: held}) ──▶ worker
+    coordinator ─submit─▶ DaskBackend ── client.submit(run_task, pickled request, {id: held}) ────▶ worker
         ▲                   │  ▲                                                                   │ execute():
-        │                   │  └── "started" event (token, pid, worker) on a scheduler topic ◀─────┤ plugin.run
+        │                   │  ├── "started" event (token, pid, worker) on a scheduler topic ◀─────┤ plugin.run
+        │                   │  └── "ended" event (token, key, pickled Outcome), same topic ◀───────┤
         │                   │                                                                      ▼
-        └── Outcome ◀───────┴── Client.run(_peek_outcome) reads the Outcome ◀── held result (Outcome, blob)
-                                (or gathers the result when no task reads it)    stays on the worker
+        └── Outcome ◀───────┴── when the future is done, its Outcome from ──────── held result (Outcome, blob)
+                                the "ended" event: nothing is gathered            stays on the worker
 
 The store lives on the cluster, not in the coordinator: each task's attempt
 returns a `_Held` (its Outcome and, when a downstream task reads it, its pickled
 result), which stays in the memory of the worker that made it, as a Dask future
 the backend keeps per task id. A downstream task gets those futures as
 arguments, so Dask moves the pickled results worker to worker (and places the
-task, where it can, on the worker that already holds them). For such a result
-the coordinator reads only the Outcome, in place (`Client.run` on the worker's
-event loop, so it never waits behind a task running there): a DataFrame made by
-one task and read by three is never shipped to the coordinator and out again.
-A result no task reads carries no blob, and is gathered whole.
+task, where it can, on the worker that already holds them). The coordinator
+reads only the Outcome, which the task sends as it ends, on the topic its start
+went by: it reaches the client just ahead of the future's completion, so no
+result is gathered (a round trip through the scheduler per task, which cost more
+than the rest of the backend's per-task work). A DataFrame made by one task and
+read by three is never shipped to the coordinator and out again. Should that
+message be lost, the backend reads the Outcome in place (`Client.run` on the
+worker's event loop, so it never waits behind a task running there), or gathers
+a result no task reads (it carries no blob).
 
 Starts: a task tells the scheduler it started (`Worker.log_event` on a topic
 private to this backend); the client's handler calls `on_start(token, pid)`, so

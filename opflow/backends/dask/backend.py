@@ -5,12 +5,13 @@ __all__ = ["DaskBackend"]
 
 import hashlib
 import os
+import pickle
 import threading
 import time
 import traceback
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from ...attempt import NOT_STARTED, Outcome, TaskRequest, error_record
@@ -19,7 +20,8 @@ from ...procs import descendants, kill_trees
 from ...results_log import append_result
 from ..base import Backend, OnStart
 from .cluster import check_available, cluster_pids, connect, start_local_cluster
-from .on_worker import Held, ParentWatch, PluginBundle, end_this_worker, peek_outcome, run_task
+from .on_worker import (Held, ParentWatch, PluginBundle, end_this_worker, halt_run, peek_outcome, pickle_request,
+                        run_task)
 
 #: Seconds a remote worker gets to end itself before its Nanny is asked to restart it.
 REMOTE_STOP_WAIT = 10.0
@@ -84,12 +86,14 @@ class DaskBackend(Backend):
         self._lock = threading.RLock()
         self._inflight: dict[int, _Inflight] = {}
         self._starts: dict[int, tuple[int, str]] = {}  # token -> (pid, worker address)
+        self._told: dict[str, bytes] = {}  # Dask key -> the pickled Outcome its worker sent as it ended
         self._start_times: dict[int, float] = {}  # token -> when its start was heard of (timeout records)
         self._last_start: dict[str, int] = {}  # worker address -> the token that started there last
         self._ran_to_end: set[int] = set()  # tokens whose Dask task finished at least once
         self._stopping: dict[int, dict] = {}
         self._stopped: set[int] = set()  # resolved by stop(): kill them too if they start late
         self._closing = False
+        self._halting = False
         self._closed = False
         self._run_id = uuid.uuid4().hex[:10]
         self._topic = f"opflow-started-{self._run_id}"
@@ -143,11 +147,26 @@ class DaskBackend(Backend):
         if missing:  # cannot happen while the coordinator submits only ready tasks
             raise RuntimeError(f"upstream results not on the cluster: {', '.join(missing)}")
         bundle = self._bundle_for(request.plugin) if not self.local else None
-        held = self._client.submit(run_task, replace(request, store=None), self._topic, upstream, bundle,
+        held = self._client.submit(run_task, pickle_request(request), self._topic, upstream, bundle,
                                    request.publish, key=key, pure=False, retries=0)
         with self._lock:
             entry.held = held
         held.add_done_callback(lambda f, t=request.token: self._on_done(t, f))
+
+    def halt_queued(self) -> None:
+        """Start no more of our tasks: each worker answers "not started" for those that had not."""
+        with self._lock:
+            if self._halting:
+                return
+            self._halting = True
+        # Client.run waits for the workers: not on the caller's loop.
+        threading.Thread(target=self._halt_workers, name="opflow-dask-halt", daemon=True).start()
+
+    def _halt_workers(self) -> None:
+        try:
+            self._client.run(halt_run, self._topic, on_error="ignore")
+        except Exception:  # closing, or the cluster is gone: nothing left to start anyway
+            pass
 
     def stop(self, token: int, error: dict) -> None:
         with self._lock:
@@ -184,8 +203,13 @@ class DaskBackend(Backend):
 
     # -- starts and outcomes -----------------------------------------------
     def _on_event(self, event) -> None:
-        """On the client's event loop: a task of ours started on a worker."""
+        """On the client's event loop: a task of ours started on a worker, or ended there."""
         _, message = event
+        if "outcome" in message:  # read when its future is done (_on_done), in place of a gather
+            with self._lock:
+                if message["token"] in self._inflight:
+                    self._told[message["key"]] = message["outcome"]
+            return
         token, pid, address = message["token"], message["pid"], message["worker"]
         with self._lock:
             known = token in self._inflight and token not in self._stopping
@@ -200,15 +224,27 @@ class DaskBackend(Backend):
             self._on_start(token, pid)
 
     def _on_done(self, token: int, dask_future) -> None:
-        if dask_future.status == "finished":
-            # It ran to its end: whatever happens to its worker later (a crash that
-            # loses the result), it is not to blame for it.
-            with self._lock:
+        """On Dask's callback thread: the task's future is done (finished, erred, cancelled)."""
+        with self._lock:
+            told = self._told.pop(dask_future.key, None)
+            if dask_future.status == "finished":
+                # It ran to its end: whatever happens to its worker later (a crash that
+                # loses the result), it is not to blame for it.
                 self._ran_to_end.add(token)
+            else:
+                told = None  # it did not end as its message said (its worker died since): ask Dask
+            entry = self._inflight.get(token)
+        if told is not None and entry is not None:
+            outcome = pickle.loads(told)
+            # The usual case, settled here without a round trip; a result whose file
+            # the coordinator must write (a worker that cannot see it) is fetched.
+            if not (outcome.ok and entry.request.persist_path and not outcome.extra.get("persisted")):
+                self._collect(token, dask_future, Held(outcome, None))
+                return
         self._fetch.submit(self._collect, token, dask_future)
 
-    def _collect(self, token: int, dask_future) -> None:
-        """On a fetch thread: turn a finished Dask future into the task's Outcome."""
+    def _collect(self, token: int, dask_future, told: Held | None = None) -> None:
+        """Turn a finished Dask future into the task's Outcome (on a fetch thread, when it waits on the cluster)."""
         with self._lock:
             entry = self._inflight.get(token)
             stopped = self._stopping.get(token)
@@ -219,7 +255,7 @@ class DaskBackend(Backend):
             return
         request = entry.request
         try:
-            held = self._peek(token, dask_future) if request.publish else dask_future.result()
+            held = told or (self._peek(token, dask_future) if request.publish else dask_future.result())
             outcome = held.outcome
             if outcome.ok and request.persist_path and not outcome.extra.get("persisted"):
                 # The worker could not see our results folder: keep the file here.
@@ -384,6 +420,7 @@ class DaskBackend(Backend):
                 self._store.clear()
             with self._lock:
                 self._bundles.clear()
+                self._told.clear()
             try:
                 client.unsubscribe_topic(self._topic)
             except Exception:  # never subscribed (failed start) or already disconnected

@@ -1,17 +1,18 @@
 """What runs on a Dask worker: one attempt of a task, and the helpers the backend calls there."""
 from __future__ import annotations
 
-__all__ = ["Held", "PluginBundle", "Snapshot", "run_task", "peek_outcome", "end_this_worker", "ParentWatch",
-           "STOPPED_EXIT"]
+__all__ = ["Held", "PluginBundle", "Snapshot", "run_task", "pickle_request", "halt_run", "peek_outcome",
+           "end_this_worker", "ParentWatch", "STOPPED_EXIT"]
 
 import os
+import pickle
 import socket
 import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ...attempt import Outcome, TaskRequest, error_record
+from ...attempt import NOT_STARTED, Outcome, TaskRequest, error_record
 from ...plugins import PluginRef
 from ...procs import kill_own_children, start_parent_watch
 from ...worker import execute
@@ -60,11 +61,23 @@ class PluginMissing(Exception):
     pass
 
 
-def run_task(request: TaskRequest, topic: str, upstream: dict, bundle: PluginBundle | None, want_blob: bool) -> Held:
-    """Runs on a Dask worker: one attempt of one task. Never raises for the task's failure."""
+def run_task(request_blob: bytes, topic: str, upstream: dict, bundle: PluginBundle | None, want_blob: bool) -> Held:
+    """Runs on a Dask worker: one attempt of one task. Never raises for the task's failure.
+
+    The request comes pickled (`pickle_request`): the scheduler passes bytes on
+    as they are, where it would unpickle and pickle again a TaskRequest (its
+    config and the workflow's params) for every task.
+    """
     from distributed import get_worker
 
+    request: TaskRequest = pickle.loads(request_blob)
     worker = get_worker()
+    if topic in _halted and not request.ignore_halt:  # the run stopped (fail fast, interrupt) while it waited
+        now = time.time()
+        outcome = Outcome(token=request.token, ok=False, started_at=now, finished_at=now, pid=os.getpid(),
+                          error=error_record(NOT_STARTED, "the run stopped before this task started"))
+        _tell_outcome(worker, topic, outcome)
+        return Held(outcome, None)
     try:
         worker.log_event(topic, {"token": request.token, "pid": os.getpid(), "worker": worker.address})
     except Exception:  # a lost start message costs the timeout clock, never the task
@@ -76,6 +89,7 @@ def run_task(request: TaskRequest, topic: str, upstream: dict, bundle: PluginBun
         now = time.time()
         outcome = Outcome(token=request.token, ok=False, error=error_record("PluginError", str(exc)),
                           started_at=now, finished_at=now, pid=os.getpid(), where=where)
+        _tell_outcome(worker, topic, outcome)
         return Held(outcome, None)
     local = Snapshot({task_id: held.blob for task_id, held in upstream.items()})
     # The coordinator's results folder is visible here with a LocalCluster or a
@@ -87,7 +101,42 @@ def run_task(request: TaskRequest, topic: str, upstream: dict, bundle: PluginBun
     outcome.where = where
     outcome.extra = {**outcome.extra, "persisted": persisted}
     keep = outcome.ok and (want_blob or (bool(persist) and not persisted))
+    if request.halt_on_failure and not outcome.ok:
+        _halted.add(topic)  # fail fast: this worker must not start the next queued task (the others hear it from halt_queued)
+    _tell_outcome(worker, topic, outcome)
     return Held(outcome, local.published if keep else None)
+
+
+#: The runs (their topics) halted in this worker process: a task of theirs that has
+#: not started answers "not started" instead (fail fast, an interrupt, --timeout).
+_halted: set[str] = set()
+
+
+def halt_run(topic: str) -> None:
+    """Runs on a worker (Client.run): start no more tasks of this run here."""
+    _halted.add(topic)
+
+
+def pickle_request(request: TaskRequest) -> bytes:
+    """A request as run_task takes it; the backend's store never travels (tasks get futures)."""
+    return pickle.dumps(replace(request, store=None) if request.store is not None else request,
+                        pickle.HIGHEST_PROTOCOL)
+
+
+def _tell_outcome(worker, topic: str, outcome: Outcome) -> None:
+    """Send the Outcome to the coordinator on the topic its start went by.
+
+    It rides the worker's stream to the scheduler just ahead of the task's
+    "finished" message, and on to the client ahead of the future's completion, so
+    the backend reads it without a gather round trip (client, scheduler, worker
+    and back) per task. Lost (it cannot happen short of a bug), the backend
+    gathers the Outcome as before.
+    """
+    try:
+        worker.log_event(topic, {"token": outcome.token, "key": worker.get_current_task(),
+                                 "outcome": pickle.dumps(outcome, pickle.HIGHEST_PROTOCOL)})
+    except Exception:  # the backend falls back to gathering the result
+        pass
 
 
 def peek_outcome(key: str, dask_worker) -> Outcome | None:
