@@ -202,3 +202,23 @@ def test_task_specs_have_no_dict_and_still_pickle(write_workflow):
     assert not hasattr(task, "__dict__")
     assert pickle.loads(pickle.dumps(task)) == task
     assert dataclasses.replace(task, id="b").id == "b"
+
+
+def test_a_config_repeated_by_many_tasks_is_reported_for_each_with_its_own_types(write_workflow):
+    # expand.py checks a repeated config of scalars once: 1, 1.0 and true are equal keys, not equal configs.
+    path = write_workflow("""
+        name: repeated
+        tasks:
+          - {id: a, plugin: shell, config: {command: 1}}
+          - {id: b, plugin: shell, config: {command: 1}}
+          - {id: c, plugin: shell, config: {command: 1.0}}
+          - {id: d, plugin: shell, config: {command: true}}
+    """)
+    with pytest.raises(spec.WorkflowError) as info:
+        api.load(path)
+    assert [(p.task_id, p.message) for p in info.value.problems] == [
+        ("a", "config.command must be a string, got int 1"),
+        ("b", "config.command must be a string, got int 1"),
+        ("c", "config.command must be a string, got float 1.0"),
+        ("d", "config.command must be a string, got bool True"),
+    ]
