@@ -180,6 +180,20 @@ def _user() -> str | None:
         return None
 
 
+class _Brief:
+    """What summary.txt and run.json's problems need of a task's record, no more:
+    a run of 100,000 tasks keeps 100,000 of these (~80 bytes each), not their records."""
+
+    __slots__ = ("status", "duration_s", "attempts", "reused", "error", "reason")
+
+    def __init__(self, status, duration_s, attempts, reused, error=None, reason=None):
+        self.status, self.duration_s, self.attempts, self.reused = status, duration_s, attempts, reused
+        self.error, self.reason = error, reason
+
+
+_NO_BRIEF = _Brief(None, None, 0, None)
+
+
 class AuditTrail(Reporter):
     """Writes the run directory from events. Owns its files; knows nothing of the coordinator."""
 
@@ -196,7 +210,7 @@ class AuditTrail(Reporter):
                                           dir_fd=self._dir_fd), "a", encoding="utf-8")
         self._tasks_dir = run_dir / "tasks"
         self._run: dict = {}
-        self._records: dict[str, dict] = {}  # task_id -> the parts of its record the summary shows
+        self._records: dict[str, _Brief] = {}  # task_id -> the parts of its record the summary shows
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._failure: BaseException | None = None
         self._run_json_written = threading.Event()
@@ -293,11 +307,9 @@ class AuditTrail(Reporter):
             # What summary.txt and run.json's problems need, no more: a run of
             # 100,000 tasks keeps 100,000 of these, not their full records.
             failed = record["status"] != "succeeded"
-            self._records[record["id"]] = {
-                "status": record["status"], "duration_s": record.get("duration_s"),
-                "attempts": record.get("attempts", 0), "reused": record.get("reused"),
-                **({"error": record.get("error"), "reason": record.get("reason")} if failed else {}),
-            }
+            self._records[record["id"]] = _Brief(
+                record["status"], record.get("duration_s"), record.get("attempts", 0), record.get("reused"),
+                record.get("error") if failed else None, record.get("reason") if failed else None)
             write_json_atomic(self._tasks_dir / f"{record['id']}.json", record, pretty=False, dir_fd=self._tasks_fd)
             slim = {k: v for k, v in record.items() if k not in ("result", "attempt_log")}
             self._append({"event": kind, "time": event["time"], "task_id": record["id"], **slim})
@@ -338,11 +350,11 @@ class AuditTrail(Reporter):
         """task_id -> why it did not succeed: loud skips, as the record's readers need."""
         problems = {}
         for task_id, record in self._records.items():
-            if record["status"] == "succeeded":
+            if record.status == "succeeded":
                 continue
-            error = record.get("error")
-            why = f"{error['type']}: {error['message']}" if error else record.get("reason") or ""
-            problems[task_id] = {"status": record["status"], "why": why}
+            error = record.error
+            why = f"{error['type']}: {error['message']}" if error else record.reason or ""
+            problems[task_id] = {"status": record.status, "why": why}
         return problems
 
     def _summary_text(self) -> str:
@@ -363,20 +375,20 @@ class AuditTrail(Reporter):
         lines.append("")
         width = max((len(t) for t in run["tasks"]), default=4)
         for task_id, status in run["tasks"].items():
-            record = self._records.get(task_id, {})
-            duration = record.get("duration_s")
+            record = self._records.get(task_id, _NO_BRIEF)
+            duration = record.duration_s
             took = f"{duration:8.2f}s" if duration is not None else " " * 9
-            attempts = record.get("attempts", 0)
+            attempts = record.attempts
             line = f"  {status:<9} {task_id:<{width}} {took}"
             if attempts > 1:
                 line += f"  ({plural(attempts, 'attempt')})"
-            if record.get("reused"):
+            if record.reused:
                 line += "  (reused)"
             lines.append(line)
             problem = run.get("problems", {}).get(task_id)
             if problem and problem["why"]:
                 first_line = problem["why"].splitlines()[0]
                 lines.append(f"            {' ' * width} why: {first_line}")
-                for detail in detail_lines(record.get("error")):  # the end of its stderr or traceback
+                for detail in detail_lines(record.error):  # the end of its stderr or traceback
                     lines.append(f"            {' ' * width}    | {detail}")
         return "\n".join(lines) + "\n"
