@@ -102,8 +102,13 @@ def write_json_atomic(path: Path, document, *, pretty: bool = True, dir_fd: int 
     runs CPython's C encoder, several times faster than the indented one, and
     this runs once per task. With `dir_fd`, `path`'s name is taken in that directory.
     """
-    text = json.dumps(document, indent=2 if pretty else None, allow_nan=False, default=str)
-    write_text_atomic(path, text + "\n", dir_fd=dir_fd)
+    if not pretty:
+        write_text_atomic(path, json.dumps(document, allow_nan=False, default=str) + "\n", dir_fd=dir_fd)
+        return
+    # The indented text is written piece by piece: json.dumps would hold a list of
+    # every piece and then the whole text (run.json of 100,000 tasks: ~30 MB at once).
+    pieces = json.JSONEncoder(indent=2, allow_nan=False, default=str).iterencode(document)
+    write_lines_atomic(path, itertools.chain(pieces, ("\n",)), dir_fd=dir_fd)
 
 
 _tmp_serial = itertools.count()
@@ -112,13 +117,18 @@ _tmp_serial = itertools.count()
 def write_text_atomic(path: Path, text: str, *, dir_fd: int | None = None) -> None:
     """A new file (O_EXCL, 0600, never through a symlink) renamed over `path`: a symlink
     planted at `path` is replaced, never written through."""
+    write_lines_atomic(path, (text,), dir_fd=dir_fd)
+
+
+def write_lines_atomic(path: Path, pieces, *, dir_fd: int | None = None) -> None:
+    """`write_text_atomic` of the text the strings `pieces` make up, written as they come."""
     if dir_fd is not None:
         path = Path(path.name)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{next(_tmp_serial)}.tmp")  # one per write, any thread
     fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, dir_fd=dir_fd)
     try:
         with open(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+            handle.writelines(pieces)
         os.replace(tmp, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
         try:
@@ -341,7 +351,8 @@ class AuditTrail(Reporter):
             )
             self._events.flush()
             write_json_atomic(self.run_dir / "run.json", self._run, dir_fd=self._dir_fd)
-            write_text_atomic(self.run_dir / "summary.txt", self._summary_text(), dir_fd=self._dir_fd)
+            write_lines_atomic(self.run_dir / "summary.txt", (line + "\n" for line in self._summary_lines()),
+                               dir_fd=self._dir_fd)
 
     def _append(self, event: dict) -> None:
         self._events.write(json.dumps(event, allow_nan=False, default=str) + "\n")
@@ -358,8 +369,12 @@ class AuditTrail(Reporter):
         return problems
 
     def _summary_text(self) -> str:
+        return "".join(line + "\n" for line in self._summary_lines())
+
+    def _summary_lines(self):
+        """summary.txt, a line at a time (100,000 tasks: written as they come, never all held)."""
         run = self._run
-        lines = [
+        yield from [
             f"Workflow: {run['workflow']}",
             f"Status:   {run['status']}" + (f" ({run['signal']})" if run.get("signal") else ""),
             f"Started:  {run['started_at']}",
@@ -371,8 +386,8 @@ class AuditTrail(Reporter):
         counts: dict[str, int] = {}
         for status in run["tasks"].values():
             counts[status] = counts.get(status, 0) + 1
-        lines.append("Tasks: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
-        lines.append("")
+        yield "Tasks: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        yield ""
         width = max((len(t) for t in run["tasks"]), default=4)
         for task_id, status in run["tasks"].items():
             record = self._records.get(task_id, _NO_BRIEF)
@@ -384,11 +399,10 @@ class AuditTrail(Reporter):
                 line += f"  ({plural(attempts, 'attempt')})"
             if record.reused:
                 line += "  (reused)"
-            lines.append(line)
+            yield line
             problem = run.get("problems", {}).get(task_id)
             if problem and problem["why"]:
                 first_line = problem["why"].splitlines()[0]
-                lines.append(f"            {' ' * width} why: {first_line}")
+                yield f"            {' ' * width} why: {first_line}"
                 for detail in detail_lines(record.error):  # the end of its stderr or traceback
-                    lines.append(f"            {' ' * width}    | {detail}")
-        return "\n".join(lines) + "\n"
+                    yield f"            {' ' * width}    | {detail}"
