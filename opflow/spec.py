@@ -542,6 +542,9 @@ class _Checker:
             self.problem(f"dependency cycle: {path}", task_id=cycle[0], line=lines[cycle[0]])
 
 
+_TASK_KEY_SET = frozenset(TASK_KEYS)
+
+
 class _Unsure(Exception):
     """The quick check met a problem: the full check finds and words them all."""
 
@@ -605,7 +608,7 @@ class _QuickChecker(_Checker):
 
     def plain_task(self, raw, index: int, document, defaults: dict) -> dict:
         """`_Checker.task` for a task read as plain data."""
-        if type(raw) is not dict or not all(k in TASK_KEYS for k in raw):
+        if type(raw) is not dict or not raw.keys() <= _TASK_KEY_SET:
             raise _Unsure
         task_id = raw.get("id")
         if (type(task_id) is not str or not ID_PATTERN.fullmatch(task_id) or len(task_id) > MAX_ID_LENGTH
@@ -633,7 +636,7 @@ class _QuickChecker(_Checker):
         for key in DEFAULT_KEYS:
             if key in raw:
                 settings[key] = self.number_setting(key, raw[key], task_id)
-        features = task_features(self, {k: (None, v) for k, v in raw.items()}, task_id, defaults)
+        features = task_features(self, {k: (None, raw[k]) for k in FEATURE_KEYS if k in raw}, task_id, defaults)
         span = document.config_spans.get(index)
         if span is not None:
             source = self.text[span[0]:span[1]]
