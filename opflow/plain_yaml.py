@@ -3,15 +3,15 @@
 The full read (spec.py) composes PyYAML nodes so that every problem can name its
 line; a node with its two marks costs ~700 bytes, ~6 KB a task: 600 MB for a
 100,000-task file. This reads the parser's events one at a time instead and keeps
-only values, plus the two marks a valid workflow needs: each task's line and the
-source span of its `config` (spec.py renders a config only if its text has a `${`).
+only values, plus what a valid workflow needs of the marks: each task's line, and
+which configs have a `${` or a `*` in their text (spec.py renders only those).
 
 It reads only what it can read exactly as the full read would, and says
 `Unreadable` for the rest (syntax errors, anchors and aliases, merge keys, tags,
 keys that are not strings, duplicate keys, deep nesting): the full read then
 reads the file again and words the problems.
 
-    events ─ read_plain ─▶ PlainDocument(root, task_lines, config_spans)
+    events ─ read_plain ─▶ PlainDocument(root, task_lines, configs_to_render)
 """
 from __future__ import annotations
 
@@ -38,28 +38,28 @@ class PlainDocument:
     root: object
     #: 1-based line of each item of the top-level `tasks` list (None: not a mapping)
     task_lines: list
-    #: item index -> (start, end) character offsets of its `config` value
-    config_spans: dict
+    #: indices of the items whose `config` text has `${` (or `*`: an alias may bring one)
+    configs_to_render: set
 
 
 def read_plain(text: str) -> PlainDocument:
     """The document's value (SafeLoader semantics) and marks, or raise `Unreadable`."""
     loader = _Loader(text)
     try:
-        return _read(loader)
+        return _read(loader, text)
     except yaml.YAMLError:
         raise Unreadable from None
     finally:
         loader.dispose()
 
 
-def _read(loader) -> PlainDocument:
+def _read(loader, text: str) -> PlainDocument:
     get_event = loader.get_event
     scalar_value = _ScalarValues()
     stack: list = []  # [container, pending key (mappings), what it is: 1 tasks list, 2 a task]
     root = _NO_KEY
     task_lines: list = []
-    config_spans: dict = {}
+    configs_to_render: set = set()
     config_start = None  # offset where the current task's config value began
     event = get_event()
     if type(event) is not yaml.StreamStartEvent or type(get_event()) is not yaml.DocumentStartEvent:
@@ -120,10 +120,12 @@ def _read(loader) -> PlainDocument:
             frame[1] = _NO_KEY
             if frame[2] == 2 and key == "config":
                 start = event.start_mark.index if kind is yaml.ScalarEvent else config_start
-                config_spans[len(task_lines) - 1] = (start, ends)
+                source = text[start:ends]
+                if "${" in source or "*" in source:
+                    configs_to_render.add(len(task_lines) - 1)
     if root is _NO_KEY:
         raise Unreadable
-    return PlainDocument(root, task_lines, config_spans)
+    return PlainDocument(root, task_lines, configs_to_render)
 
 
 class _ScalarValues:

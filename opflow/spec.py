@@ -637,12 +637,7 @@ class _QuickChecker(_Checker):
             if key in raw:
                 settings[key] = self.number_setting(key, raw[key], task_id)
         features = task_features(self, {k: (None, raw[k]) for k in FEATURE_KEYS if k in raw}, task_id, defaults)
-        span = document.config_spans.get(index)
-        if span is not None:
-            source = self.text[span[0]:span[1]]
-            if "${" not in source and "*" not in source:
-                self.plain_configs.add(task_id)
-        else:
+        if index not in document.configs_to_render:  # (as `task` decides it, from the config's text)
             self.plain_configs.add(task_id)
         return _draft(task_id, plugin, config, [(d, None) for d in deps], settings, keep_children,
                       document.task_lines[index], features)

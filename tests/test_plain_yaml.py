@@ -183,7 +183,9 @@ def test_plain_values_and_marks():
     assert tasks[0] == {"id": "a", "config": {"k": "v"}}
     assert tasks[2]["n"] == 16 and str(tasks[2]["t"]) == "2001-12-14" and tasks[2]["f"] == 0.5 and tasks[2]["s"] == "1"
     assert document.task_lines == [3, None, 6]
-    assert {i: text[a:b] for i, (a, b) in document.config_spans.items()} == {0: '{k: "v"}', 2: "null"}
+    assert document.configs_to_render == set()
+    assert read_plain('tasks:\n  - {config: {a: "${x}"}}\n  - {config: "plain"}\n  - {config: {g: "*.csv"}}\n'
+                      '  - {id: "${not config}"}\n').configs_to_render == {0, 2}
 
 
 def test_repeated_strings_are_one_object(write_workflow):
