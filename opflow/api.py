@@ -144,7 +144,7 @@ async def _prepare_and_run(path, workers, executor, log_dir, params, keep_going,
     workflow, plugins = await interrupts.call_off_loop(functools.partial(load, path, params, source=_source))
     if _source_sha256 and workflow.sha256 != _source_sha256:  # changed since resume checked it
         raise UsageError(f"{_source}: does not match the sha256 recorded in run.json; refusing to run it")
-    # The run machinery (networkx, the backends) only once there is a run, and
+    # The run machinery (the backends) only once there is a run, and
     # imported off the caller's loop (a cold import takes a few hundred ms).
     coordinator = await interrupts.call_off_loop(importlib.import_module, "opflow.coordinator")
     RunOptions, _run_async = coordinator.RunOptions, coordinator.run_async

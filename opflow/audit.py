@@ -102,8 +102,13 @@ def write_json_atomic(path: Path, document, *, pretty: bool = True, dir_fd: int 
     runs CPython's C encoder, several times faster than the indented one, and
     this runs once per task. With `dir_fd`, `path`'s name is taken in that directory.
     """
-    text = json.dumps(document, indent=2 if pretty else None, allow_nan=False, default=str)
-    write_text_atomic(path, text + "\n", dir_fd=dir_fd)
+    if not pretty:
+        write_text_atomic(path, json.dumps(document, allow_nan=False, default=str) + "\n", dir_fd=dir_fd)
+        return
+    # The indented text is written piece by piece: json.dumps would hold a list of
+    # every piece and then the whole text (run.json of 100,000 tasks: ~30 MB at once).
+    pieces = json.JSONEncoder(indent=2, allow_nan=False, default=str).iterencode(document)
+    write_lines_atomic(path, itertools.chain(pieces, ("\n",)), dir_fd=dir_fd)
 
 
 _tmp_serial = itertools.count()
@@ -112,13 +117,18 @@ _tmp_serial = itertools.count()
 def write_text_atomic(path: Path, text: str, *, dir_fd: int | None = None) -> None:
     """A new file (O_EXCL, 0600, never through a symlink) renamed over `path`: a symlink
     planted at `path` is replaced, never written through."""
+    write_lines_atomic(path, (text,), dir_fd=dir_fd)
+
+
+def write_lines_atomic(path: Path, pieces, *, dir_fd: int | None = None) -> None:
+    """`write_text_atomic` of the text the strings `pieces` make up, written as they come."""
     if dir_fd is not None:
         path = Path(path.name)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{next(_tmp_serial)}.tmp")  # one per write, any thread
     fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, dir_fd=dir_fd)
     try:
         with open(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+            handle.writelines(pieces)
         os.replace(tmp, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
         try:
@@ -180,6 +190,20 @@ def _user() -> str | None:
         return None
 
 
+class _Brief:
+    """What summary.txt and run.json's problems need of a task's record, no more:
+    a run of 100,000 tasks keeps 100,000 of these (~80 bytes each), not their records."""
+
+    __slots__ = ("status", "duration_s", "attempts", "reused", "error", "reason")
+
+    def __init__(self, status, duration_s, attempts, reused, error=None, reason=None):
+        self.status, self.duration_s, self.attempts, self.reused = status, duration_s, attempts, reused
+        self.error, self.reason = error, reason
+
+
+_NO_BRIEF = _Brief(None, None, 0, None)
+
+
 class AuditTrail(Reporter):
     """Writes the run directory from events. Owns its files; knows nothing of the coordinator."""
 
@@ -196,7 +220,7 @@ class AuditTrail(Reporter):
                                           dir_fd=self._dir_fd), "a", encoding="utf-8")
         self._tasks_dir = run_dir / "tasks"
         self._run: dict = {}
-        self._records: dict[str, dict] = {}  # task_id -> the parts of its record the summary shows
+        self._records: dict[str, _Brief] = {}  # task_id -> the parts of its record the summary shows
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._failure: BaseException | None = None
         self._run_json_written = threading.Event()
@@ -300,11 +324,9 @@ class AuditTrail(Reporter):
             # What summary.txt and run.json's problems need, no more: a run of
             # 100,000 tasks keeps 100,000 of these, not their full records.
             failed = record["status"] != "succeeded"
-            self._records[record["id"]] = {
-                "status": record["status"], "duration_s": record.get("duration_s"),
-                "attempts": record.get("attempts", 0), "reused": record.get("reused"),
-                **({"error": record.get("error"), "reason": record.get("reason")} if failed else {}),
-            }
+            self._records[record["id"]] = _Brief(
+                record["status"], record.get("duration_s"), record.get("attempts", 0), record.get("reused"),
+                record.get("error") if failed else None, record.get("reason") if failed else None)
             write_json_atomic(self._tasks_dir / f"{record['id']}.json", record, pretty=False, dir_fd=self._tasks_fd)
             slim = {k: v for k, v in record.items() if k not in ("result", "attempt_log")}
             self._append({"event": kind, "time": event["time"], "task_id": record["id"], **slim})
@@ -336,7 +358,8 @@ class AuditTrail(Reporter):
             )
             self._events.flush()
             write_json_atomic(self.run_dir / "run.json", self._run, dir_fd=self._dir_fd)
-            write_text_atomic(self.run_dir / "summary.txt", self._summary_text(), dir_fd=self._dir_fd)
+            write_lines_atomic(self.run_dir / "summary.txt", (line + "\n" for line in self._summary_lines()),
+                               dir_fd=self._dir_fd)
 
     def _append(self, event: dict) -> None:
         self._events.write(json.dumps(event, allow_nan=False, default=str) + "\n")
@@ -345,16 +368,20 @@ class AuditTrail(Reporter):
         """task_id -> why it did not succeed: loud skips, as the record's readers need."""
         problems = {}
         for task_id, record in self._records.items():
-            if record["status"] == "succeeded":
+            if record.status == "succeeded":
                 continue
-            error = record.get("error")
-            why = f"{error['type']}: {error['message']}" if error else record.get("reason") or ""
-            problems[task_id] = {"status": record["status"], "why": why}
+            error = record.error
+            why = f"{error['type']}: {error['message']}" if error else record.reason or ""
+            problems[task_id] = {"status": record.status, "why": why}
         return problems
 
     def _summary_text(self) -> str:
+        return "".join(line + "\n" for line in self._summary_lines())
+
+    def _summary_lines(self):
+        """summary.txt, a line at a time (100,000 tasks: written as they come, never all held)."""
         run = self._run
-        lines = [
+        yield from [
             f"Workflow: {run['workflow']}",
             f"Status:   {run['status']}" + (f" ({run['signal']})" if run.get("signal") else ""),
             f"Started:  {run['started_at']}",
@@ -366,24 +393,23 @@ class AuditTrail(Reporter):
         counts: dict[str, int] = {}
         for status in run["tasks"].values():
             counts[status] = counts.get(status, 0) + 1
-        lines.append("Tasks: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
-        lines.append("")
+        yield "Tasks: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        yield ""
         width = max((len(t) for t in run["tasks"]), default=4)
         for task_id, status in run["tasks"].items():
-            record = self._records.get(task_id, {})
-            duration = record.get("duration_s")
+            record = self._records.get(task_id, _NO_BRIEF)
+            duration = record.duration_s
             took = f"{duration:8.2f}s" if duration is not None else " " * 9
-            attempts = record.get("attempts", 0)
+            attempts = record.attempts
             line = f"  {status:<9} {task_id:<{width}} {took}"
             if attempts > 1:
                 line += f"  ({plural(attempts, 'attempt')})"
-            if record.get("reused"):
+            if record.reused:
                 line += "  (reused)"
-            lines.append(line)
+            yield line
             problem = run.get("problems", {}).get(task_id)
             if problem and problem["why"]:
                 first_line = problem["why"].splitlines()[0]
-                lines.append(f"            {' ' * width} why: {first_line}")
-                for detail in detail_lines(record.get("error")):  # the end of its stderr or traceback
-                    lines.append(f"            {' ' * width}    | {detail}")
-        return "\n".join(lines) + "\n"
+                yield f"            {' ' * width} why: {first_line}"
+                for detail in detail_lines(record.error):  # the end of its stderr or traceback
+                    yield f"            {' ' * width}    | {detail}"

@@ -121,6 +121,14 @@ class _TaskState:
         self.log: bool | None = False  # has an attempt left tasks/<id>.log? (None: one could not say)
 
 
+class _Children(dict):
+    """task_id -> the tasks that depend on it. A task none depends on has no entry
+    (and reads as ()): most of a 100,000-task run would hold an empty list each."""
+
+    def __missing__(self, task_id: str) -> tuple:
+        return ()
+
+
 class Coordinator:
     def __init__(self, workflow: Workflow, plugins: dict[str, PluginRef], options: RunOptions,
                  reporters: Iterable[Reporter] = ()):
@@ -130,10 +138,10 @@ class Coordinator:
         self.reporters = list(reporters)
         self.plan = build_plan(workflow)
         self.states = {t.id: _TaskState(t) for t in workflow.tasks}
-        self._children = {t.id: [] for t in workflow.tasks}
+        self._children = _Children()
         for t in workflow.tasks:
             for dep in t.depends_on:
-                self._children[dep].append(t.id)
+                self._children.setdefault(dep, []).append(t.id)
         self._order = {t.id: i for i, t in enumerate(workflow.tasks)}
         self._ready: collections.deque[str] = collections.deque()
         self._running: dict[int, str] = {}  # token -> task_id

@@ -131,7 +131,27 @@ def expand_tasks(checker, tasks: list, params: dict,
     (foreach task id -> its instance ids, in order). Problems go to `checker`."""
     out = []
     groups: dict[str, tuple[str, ...]] = {}
+    checked: dict = {}  # _flat_key -> check_config's findings
+
+    def config_problems(plugin, schema, config) -> list:
+        key = _flat_key(plugin, config)
+        found = checked.get(key) if key is not None else None
+        if found is None:
+            found = check_config(schema, config)
+            if key is not None and len(checked) < 10_000:
+                checked[key] = found
+        return found
+
     for task in tasks:
+        if task.foreach is None and not task.inputs and task.id in checker.plain_configs:
+            # Nothing to render (most tasks of a 100,000-task file): only the plugin's
+            # checks. Any problem is worded by the full walk below.
+            schema, check_task = plugin_checks(task.plugin) if plugin_checks is not None else (None, None)
+            if task.id not in checker.bad_config and not (
+                    (schema is not None and config_problems(task.plugin, schema, task.config))
+                    or (check_task is not None and check_task(task.config, task.depends_on))):
+                out.append(task)
+                continue
         feature_lines = checker.feature_lines.get(task.id, {})
         reported: set = set()
         lines = _LazyLines(checker.config_nodes.get(task.id))
@@ -174,7 +194,7 @@ def expand_tasks(checker, tasks: list, params: dict,
             for _, message in input_problems:
                 report(f"inputs: {message}", feature_lines.get("inputs"))
             if not problems and schema is not None:
-                for path, message in check_config(schema, config):
+                for path, message in config_problems(task.plugin, schema, config):
                     report(message, _line_of(lines, path, task.line))
             if check_task is not None:
                 for message in check_task(config, task.depends_on):
@@ -188,6 +208,23 @@ def expand_tasks(checker, tasks: list, params: dict,
     if groups:
         out = [_with_instances(t, groups) for t in out]
     return out, groups
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _flat_key(plugin: str, config: dict):
+    """A hashable stand-in for a config of plain scalars (None for any other): a
+    config repeated by thousands of tasks is checked against its schema once.
+    The types are part of it (1, 1.0 and True are equal keys, not equal configs)."""
+    if len(config) > 20:
+        return None
+    items = []
+    for key, value in config.items():
+        if type(value) not in _SCALARS:
+            return None
+        items.append((key, type(value), value))
+    return plugin, tuple(items)
 
 
 def _with_instances(task, groups: dict):

@@ -25,7 +25,8 @@ MAX_ALIAS_EXPANSION = 1_000_000
 #: usual limit for a name, and the suffixes and temporary names need room.
 MAX_ID_LENGTH = 200
 #: Workflow files larger than this are refused before parsing (a 100,000-task
-#: file is about 10 MB); parsing costs about 100x the file size in memory.
+#: file is about 10 MB); the full read (spec.py: line-marked nodes) costs about
+#: 70x the file size in memory, the quick read of a valid file about 15x.
 MAX_FILE_BYTES = 64 * 1024 * 1024
 #: Pool size ceiling: each worker is a process; beyond this is a typo.
 MAX_WORKERS = 1024

@@ -1,22 +1,26 @@
-"""The task graph: networkx DiGraph, cycles as paths, layers, upstream closure.
+"""The task graph: layers, upstream closure, cycles as paths, critical path.
 
 Layers (`topological_generations`) are for `opflow plan`, validation and display;
-dispatch itself is dependency-driven (see coordinator.py).
+dispatch itself is dependency-driven (see coordinator.py). A run needs only the
+layers: they are worked out from `{task_id: depends_on}` directly, and the
+networkx graph (about 300 bytes a task, and 20 MB of imports) is built only for
+the questions that need it (upstream, downstream, critical path, cycles).
 """
 from __future__ import annotations
 
 __all__ = ["Plan", "build_plan", "plan_of", "find_cycles"]
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Mapping
 
-import networkx as nx
-
 if TYPE_CHECKING:
+    import networkx as nx
+
     from .spec import Workflow
 
 
 def _graph(depends_on: Mapping[str, Iterable[str]]) -> nx.DiGraph:
+    import networkx as nx
+
     graph = nx.DiGraph()
     graph.add_nodes_from(depends_on)
     for task_id, deps in depends_on.items():
@@ -28,6 +32,8 @@ def _graph(depends_on: Mapping[str, Iterable[str]]) -> nx.DiGraph:
 def find_cycles(depends_on: Mapping[str, Iterable[str]]) -> list[list[str]]:
     """One cycle (task ids in dependency order) per knot in the graph of
     `{task_id: its depends_on}`, in the mapping's order."""
+    import networkx as nx
+
     graph = _graph(depends_on)
     order = {task_id: i for i, task_id in enumerate(depends_on)}
     cycles = []
@@ -43,25 +49,43 @@ def find_cycles(depends_on: Mapping[str, Iterable[str]]) -> list[list[str]]:
     return cycles
 
 
-@dataclass
 class Plan:
-    graph: nx.DiGraph
+    def __init__(self, depends_on: Mapping[str, Iterable[str]]):
+        self._depends_on = depends_on
+        self._graph: nx.DiGraph | None = None
+        self._layers: list[list[str]] | None = None
+
+    @property
+    def graph(self) -> nx.DiGraph:
+        """Edges point the way results flow: upstream -> downstream."""
+        if self._graph is None:
+            self._graph = _graph(self._depends_on)
+        return self._graph
 
     @property
     def layers(self) -> list[list[str]]:
-        return [sorted(layer) for layer in nx.topological_generations(self.graph)]
+        """networkx's topological_generations, each sorted (worked out once)."""
+        if self._layers is None:
+            self._layers = _layers(self._depends_on)
+        return self._layers
 
     def upstream(self, task_id: str) -> set[str]:
         """Every task that `task_id` transitively depends on."""
+        import networkx as nx
+
         return nx.ancestors(self.graph, task_id)
 
     def downstream(self, task_id: str) -> set[str]:
+        import networkx as nx
+
         return nx.descendants(self.graph, task_id)
 
     def critical_path(self, durations: Mapping[str, float]) -> tuple[list[str], float]:
         """The longest chain by known durations (unknown ones count as 0)."""
         if not durations:
             return [], 0.0
+        import networkx as nx
+
         # Weigh each edge by the duration of the task it leads to; a virtual start
         # node in front of the roots lets the first task's duration count too.
         start = object()
@@ -74,10 +98,40 @@ class Plan:
         return path, sum(durations.get(t, 0.0) for t in path)
 
 
+def _layers(depends_on: Mapping[str, Iterable[str]]) -> list[list[str]]:
+    """Kahn's algorithm, a generation at a time, as networkx.topological_generations."""
+    children: dict[str, list[str]] = {}
+    waiting: dict[str, int] = {}
+    for task_id, deps in depends_on.items():
+        waiting.setdefault(task_id, 0)
+        for dep in set(deps):  # (networkx keeps one edge per pair)
+            waiting.setdefault(dep, 0)
+            waiting[task_id] += 1
+            children.setdefault(dep, []).append(task_id)
+    layer = [t for t, n in waiting.items() if n == 0]
+    layers = []
+    placed = 0
+    while layer:
+        layers.append(sorted(layer))
+        placed += len(layer)
+        after = []
+        for task_id in layer:
+            for child in children.get(task_id, ()):
+                waiting[child] -= 1
+                if waiting[child] == 0:
+                    after.append(child)
+        layer = after
+    if placed != len(waiting):
+        import networkx as nx
+
+        raise nx.NetworkXUnfeasible("Graph contains a cycle or graph changed during iteration")
+    return layers
+
+
 def build_plan(workflow: Workflow) -> Plan:
-    return plan_of({t.id: t.depends_on for t in workflow.tasks})
+    return Plan({t.id: t.depends_on for t in workflow.tasks})
 
 
 def plan_of(depends_on: Mapping[str, Iterable[str]]) -> Plan:
     """The plan of a graph given as `{task_id: its depends_on}`."""
-    return Plan(_graph(depends_on))
+    return Plan({task_id: tuple(deps) for task_id, deps in depends_on.items()})

@@ -78,11 +78,11 @@ def test_workers_above_the_ceiling_are_refused_by_the_api_too(tmp_path):
 
 
 def test_running_out_of_memory_while_parsing_is_one_line_exit_1(tmp_path):
-    # 20,000 tasks parse to ~200 MB of address space; the limit allows half that
-    # (the interpreter and opflow's imports fit in it).
+    # 100,000 tasks parse to well over 100 MB of address space; the limit allows
+    # 100 MB (the interpreter and opflow's imports fit in it).
     lines = ["name: big", "tasks:"]
     lines += [f'  - {{id: t{i}, plugin: shell, config: {{command: "echo {i} padding padding padding"}}}}'
-              for i in range(20_000)]
+              for i in range(100_000)]
     (tmp_path / "flow.yaml").write_text("\n".join(lines) + "\n")
 
     def small_address_space():

@@ -334,3 +334,17 @@ def test_the_crash_benchmark_runs(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "| --- |" in done.stdout and "Machine: " in done.stdout
     assert "2/2 trials: resume reran exactly the tasks that had not succeeded; 0 wrong results" in done.stdout
+
+
+def test_pretty_json_is_written_piece_by_piece_as_json_dumps_would_write_it(tmp_path):
+    # audit.write_json_atomic streams run.json (100,000 tasks: never the whole text in memory).
+    from opflow.audit import write_json_atomic
+
+    document = {"tasks": {f"t{i}": "succeeded" for i in range(1000)}, "nested": [1.5, None, {"é": True}]}
+    target = tmp_path / "run.json"
+    write_json_atomic(target, document)
+    assert target.read_text(encoding="utf-8") == json.dumps(document, indent=2) + "\n"
+    with pytest.raises(ValueError):  # NaN is refused midway: the file before stays, no temporary is left
+        write_json_atomic(target, {"a": 1, "b": float("nan")})
+    assert json.loads(target.read_text(encoding="utf-8")) == document
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]
