@@ -160,6 +160,7 @@ class Coordinator:
         self._workers = 1
         self._typical_task_s: float | None = None  # recent mean duration of a task (_next_batch)
         self._batch_seconds = _batch_seconds()
+        self._early_starts: dict[str, tuple[int, int]] = {}  # task_id -> (token, pid): see _on_started
         self._upstream_cache: dict[str, frozenset] = {}
         self._loop_thread: int | None = None
         self._rules = TriggerRules(self)  # all_done / one_failed tasks (triggers.py)
@@ -419,6 +420,11 @@ class Coordinator:
         if task_id is None:
             return
         state = self.states[task_id]
+        if state.waiting:
+            # A chain's link, started in its work item before its predecessor's
+            # outcome reached us: heard of once that one is recorded as finished.
+            self._early_starts[task_id] = (token, pid)
+            return
         state.attempts[-1]["pid"] = pid
         state.attempts[-1]["started"] = time.time()
         self._announce_start(state, pid)
@@ -523,6 +529,8 @@ class Coordinator:
         for child in self._children[state.spec.id]:
             child_state = self.states[child]
             child_state.waiting -= 1
+            if child_state.waiting == 0 and child in self._early_starts:
+                self._on_started(*self._early_starts.pop(child))
             if child_state.waiting == 0 and child_state.status is TaskStatus.PENDING:
                 if child_state.spec.trigger == "all_success":
                     self._ready.append(child)

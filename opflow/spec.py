@@ -124,7 +124,12 @@ def load_workflow(
         with _gc_paused():
             return _parse_and_check(text, raw, path, shown, known_plugins, param_overrides, plugin_hint, plugin_checks)
     except MemoryError:
-        raise OpflowError(f"{shown}: out of memory while reading the workflow ({len(raw):,} bytes); nothing was run") from None
+        pass
+    # Out of the except block: the traceback, and with it every half-built object of
+    # the parse, is gone, so reporting and exiting have memory to work with.
+    del text
+    gc.collect()
+    raise OpflowError(f"{shown}: out of memory while reading the workflow ({len(raw):,} bytes); nothing was run")
 
 
 @contextlib.contextmanager

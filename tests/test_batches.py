@@ -136,9 +136,14 @@ def test_a_fused_chain_retries_its_failed_link_then_runs_the_rest(tmp_path, writ
     assert [tasks[t]["attempts"] for t in "abcd"] == [1, 2, 1, 1]
     assert tasks["c"]["result"] == {"a": {"value": 1}, "b": {"attempts_seen": 2}}
     assert tasks["d"]["result"]["c"] == tasks["c"]["result"]
-    finished = [json.loads(line)["task_id"] for line in (result.run_dir / "events.jsonl").read_text().splitlines()
-                if json.loads(line)["event"] == "task_finished"]
+    events = [json.loads(line) for line in (result.run_dir / "events.jsonl").read_text().splitlines()]
+    finished = [e["task_id"] for e in events if e["event"] == "task_finished"]
     assert finished == ["a", "b", "c", "d"]
+    # The journal keeps the dependency order, though a link starts in the worker
+    # before its predecessor's outcome reaches the coordinator.
+    at = {(e["event"], e.get("task_id")): i for i, e in reversed(list(enumerate(events)))}  # first occurrences
+    for upstream, task in (("a", "b"), ("b", "c"), ("c", "d")):
+        assert at[("task_finished", upstream)] < at[("task_started", task)]
 
 
 @pytest.mark.parametrize("how, error", [("sigkill_self", "WorkerCrashed"), ("hang", "Timeout")])

@@ -121,7 +121,8 @@ class OutcomeChannel:
         with self._changed:
             start = self._sweeps
         while True:
-            os.write(self._wake_w, b"x")
+            if not self._wake():
+                return False  # closed: nothing more will be read
             with self._changed:
                 if self._sweeps >= start + 2 and not set(self._conns.values()).intersection(processes):
                     return True
@@ -129,12 +130,17 @@ class OutcomeChannel:
                     return False
                 self._changed.wait(0.05)
 
-    def close(self) -> None:
-        self._closing = True
+    def _wake(self) -> bool:
+        """Make the reader sweep once more; False once the channel is closed."""
         try:
             os.write(self._wake_w, b"x")
+            return True
         except OSError:
-            pass
+            return False
+
+    def close(self) -> None:
+        self._closing = True
+        self._wake()
         self._thread.join(timeout=5)
         self._listener.close()
         os.close(self._wake_r)
