@@ -57,3 +57,13 @@ def test_a_process_run_starts_the_forkserver_before_it_parses_the_workflow(tmp_p
 
 def test_a_thread_run_starts_no_forkserver(tmp_path):
     assert probe(tmp_path, "thread") == {"forkserver_at_parse": False, "status": "succeeded"}
+
+
+def test_the_forkserver_preload_leaves_out_plugin_discovery():
+    # importlib.metadata (and the email package under it) is for finding plugins, which
+    # the coordinator does; the forkserver would import it for every run, for nothing.
+    code = ("import sys; from opflow.backends.mp_context import FORKSERVER_PRELOAD; "
+            "[__import__(name) for name in FORKSERVER_PRELOAD]; print('importlib.metadata' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

@@ -15,7 +15,6 @@ __all__ = ["PLUGINS", "PluginRef", "add_search_root", "describe_class", "discove
 import ast
 import hashlib
 import importlib
-import importlib.metadata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +56,8 @@ def discover_plugins(dirs: list[Path] = (), *, describe: bool = False) -> tuple[
     With `describe`, entry points are loaded to read their descriptions (the
     `plugins` command); otherwise only their names and targets are looked at.
     """
+    import importlib.metadata  # here: the pool's workers import this package, and never discover
+
     refs: dict[str, PluginRef] = {}
     warnings: list[str] = []
     for name, cls in PLUGINS.items():
@@ -203,6 +204,8 @@ def plugin_source_digest(ref: PluginRef) -> str:
 
     version = ""
     if ref.source == "entry point":
+        import importlib.metadata
+
         try:
             version = importlib.metadata.version(ref.target.split(".")[0].split(":")[0])
         except Exception:  # not a distribution name: the target alone then
