@@ -356,6 +356,25 @@ def test_halt_queued_answers_not_started_for_tasks_that_had_not_started(backend,
     assert trigger.result(timeout=60).ok
 
 
+def test_finished_tasks_are_released_on_the_cluster_in_batches(backend, tmp_path, monkeypatch):
+    # Each release makes the scheduler message the task's worker, and a worker gets
+    # one batch every 5 ms: one at a time, those messages held back the next task.
+    monkeypatch.setattr(dask_backend, "RELEASE_BATCH", 3)
+    shell = _builtin("shell")
+    scheduler = backend._cluster.scheduler
+
+    def ours():
+        return [k for k in scheduler.tasks if str(k).startswith("opflow-")]
+
+    for token in (1, 2):
+        assert backend.submit(_request(token, f"t{token}", shell, {"command": "true"}, tmp_path)).result(timeout=60).ok
+    # A round trip after them on the client's stream: a release sent before it is handled by now.
+    backend._client.submit(int, 0, pure=False).result(timeout=60)
+    assert len(ours()) == 2, "finished tasks were released one by one"
+    assert backend.submit(_request(3, "t3", shell, {"command": "true"}, tmp_path)).result(timeout=60).ok
+    wait_for(lambda: not ours(), 30, "the batch of three to be released")
+
+
 def test_a_plugin_file_a_worker_lacks_fails_its_task_saying_so(backend, tmp_path):
     ref = PluginRef("ghost", "file", f"{tmp_path / 'workers' / 'ghost.py'}:Ghost")
     outcome = backend.submit(_request(1, "ghost", ref, tmp_path=tmp_path)).result(timeout=60)
