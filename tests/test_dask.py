@@ -116,6 +116,35 @@ def test_diamond_context_is_the_transitive_upstream_and_params(tmp_path, write_w
     assert tasks["lone"]["result"] == {"seen": [], "params": {"region": "south"}}
 
 
+def test_without_the_outcome_messages_outcomes_are_read_from_the_cluster(tmp_path, write_workflow, faults, monkeypatch):
+    # Each task sends its Outcome as it ends; lost, the backend reads it in place
+    # (a result some task reads) or gathers it (one none reads).
+    on_event = dask_backend.DaskBackend._on_event
+    dropped = []
+
+    def drop_outcomes(self, event):
+        if "outcome" in event[1]:
+            dropped.append(event[1]["token"])
+            return None
+        return on_event(self, event)
+
+    monkeypatch.setattr(dask_backend.DaskBackend, "_on_event", drop_outcomes)
+    flow = write_workflow("""
+        name: lost
+        tasks:
+          - {id: a, plugin: python, config: {function: "faults:ok", args: [1]}}
+          - {id: b, plugin: python, config: {function: "faults:ok", args: [2]}, depends_on: [a]}
+          - {id: total, plugin: python, config: {function: "faults:add_upstream"}, depends_on: [a, b]}
+          - {id: bad, plugin: python, config: {function: "faults:raise_error"}, depends_on: [total]}
+    """)
+    result = go(flow, tmp_path)
+    assert result.exit_code == 1
+    tasks = records(result.run_dir)
+    assert len(dropped) == 4
+    assert tasks["total"]["result"] == 3 and tasks["b"]["result"] == {"value": 2}
+    assert tasks["bad"]["status"] == "failed" and tasks["bad"]["error"]["type"] == "ValueError"
+
+
 def test_a_failure_is_recorded_and_fail_fast_skips_downstream(tmp_path, write_workflow, faults):
     flow = write_workflow("""
         name: failfast
