@@ -27,6 +27,11 @@ Starts: a task tells the scheduler it started (`Worker.log_event` on a topic
 private to this backend); the client's handler calls `on_start(token, pid)`, so
 a timeout counts from the moment the task really starts on a worker.
 
+Not starting (fail fast, interrupt, --timeout): `halt_queued` tells every worker
+(`Client.run`) that this run is halted; its tasks that had not started answer
+NotStarted instead of running. A task that fails under fail fast halts its own
+worker at once, as the process pool's stop flag does.
+
 Stopping (timeout, interrupt): Dask cannot stop a running Python thread; a
 cancelled future only stops Dask from waiting for it. So we cancel the task's
 futures (Dask will not run it again), then end the worker process that runs it:
