@@ -145,6 +145,20 @@ def test_without_the_outcome_messages_outcomes_are_read_from_the_cluster(tmp_pat
     assert tasks["bad"]["status"] == "failed" and tasks["bad"]["error"]["type"] == "ValueError"
 
 
+def test_an_outcome_too_large_for_a_message_is_read_from_the_cluster(tmp_path, write_workflow):
+    (tmp_path / "big.py").write_text("def text(n):\n    return 'x' * n\n")
+    flow = write_workflow("""
+        name: big
+        tasks:
+          - {id: long, plugin: python, config: {function: "big:text", args: [60000]}}
+          - {id: short, plugin: python, config: {function: "big:text", args: [10]}}
+    """)
+    result = go(flow, tmp_path)
+    assert result.exit_code == 0
+    tasks = records(result.run_dir)
+    assert tasks["long"]["result"] == "x" * 60000 and tasks["short"]["result"] == "x" * 10
+
+
 def test_a_failure_is_recorded_and_fail_fast_skips_downstream(tmp_path, write_workflow, faults):
     flow = write_workflow("""
         name: failfast
