@@ -335,6 +335,7 @@ class DaskBackend(Backend):
             self._starts.pop(token, None)
             self._start_times.pop(token, None)
             self._stopping.pop(token, None)
+            self._ran_to_end.discard(token)  # read only while in flight (_resubmit_innocent)
             if entry is not None and entry.held is not None and not _keeps_blob(entry.request, outcome):
                 self._spent.append(entry.held)
                 if len(self._spent) >= RELEASE_BATCH:
