@@ -116,6 +116,49 @@ def test_diamond_context_is_the_transitive_upstream_and_params(tmp_path, write_w
     assert tasks["lone"]["result"] == {"seen": [], "params": {"region": "south"}}
 
 
+def test_without_the_outcome_messages_outcomes_are_read_from_the_cluster(tmp_path, write_workflow, faults, monkeypatch):
+    # Each task sends its Outcome as it ends; lost, the backend reads it in place
+    # (a result some task reads) or gathers it (one none reads).
+    on_event = dask_backend.DaskBackend._on_event
+    dropped = []
+
+    def drop_outcomes(self, event):
+        if "outcome" in event[1]:
+            dropped.append(event[1]["token"])
+            return None
+        return on_event(self, event)
+
+    monkeypatch.setattr(dask_backend.DaskBackend, "_on_event", drop_outcomes)
+    flow = write_workflow("""
+        name: lost
+        tasks:
+          - {id: a, plugin: python, config: {function: "faults:ok", args: [1]}}
+          - {id: b, plugin: python, config: {function: "faults:ok", args: [2]}, depends_on: [a]}
+          - {id: total, plugin: python, config: {function: "faults:add_upstream"}, depends_on: [a, b]}
+          - {id: bad, plugin: python, config: {function: "faults:raise_error"}, depends_on: [total]}
+    """)
+    result = go(flow, tmp_path)
+    assert result.exit_code == 1
+    tasks = records(result.run_dir)
+    assert len(dropped) == 4
+    assert tasks["total"]["result"] == 3 and tasks["b"]["result"] == {"value": 2}
+    assert tasks["bad"]["status"] == "failed" and tasks["bad"]["error"]["type"] == "ValueError"
+
+
+def test_an_outcome_too_large_for_a_message_is_read_from_the_cluster(tmp_path, write_workflow):
+    (tmp_path / "big.py").write_text("def text(n):\n    return 'x' * n\n")
+    flow = write_workflow("""
+        name: big
+        tasks:
+          - {id: long, plugin: python, config: {function: "big:text", args: [60000]}}
+          - {id: short, plugin: python, config: {function: "big:text", args: [10]}}
+    """)
+    result = go(flow, tmp_path)
+    assert result.exit_code == 0
+    tasks = records(result.run_dir)
+    assert tasks["long"]["result"] == "x" * 60000 and tasks["short"]["result"] == "x" * 10
+
+
 def test_a_failure_is_recorded_and_fail_fast_skips_downstream(tmp_path, write_workflow, faults):
     flow = write_workflow("""
         name: failfast
@@ -354,6 +397,25 @@ def test_halt_queued_answers_not_started_for_tasks_that_had_not_started(backend,
     # A trigger task (all_done, one_failed) still runs after a fail-fast stop.
     trigger = backend.submit(_request(token + 1, "cleanup", shell, {"command": "true"}, tmp_path, ignore_halt=True))
     assert trigger.result(timeout=60).ok
+
+
+def test_finished_tasks_are_released_on_the_cluster_in_batches(backend, tmp_path, monkeypatch):
+    # Each release makes the scheduler message the task's worker, and a worker gets
+    # one batch every 5 ms: one at a time, those messages held back the next task.
+    monkeypatch.setattr(dask_backend, "RELEASE_BATCH", 3)
+    shell = _builtin("shell")
+    scheduler = backend._cluster.scheduler
+
+    def ours():
+        return [k for k in scheduler.tasks if str(k).startswith("opflow-")]
+
+    for token in (1, 2):
+        assert backend.submit(_request(token, f"t{token}", shell, {"command": "true"}, tmp_path)).result(timeout=60).ok
+    # A round trip after them on the client's stream: a release sent before it is handled by now.
+    backend._client.submit(int, 0, pure=False).result(timeout=60)
+    assert len(ours()) == 2, "finished tasks were released one by one"
+    assert backend.submit(_request(3, "t3", shell, {"command": "true"}, tmp_path)).result(timeout=60).ok
+    wait_for(lambda: not ours(), 30, "the batch of three to be released")
 
 
 def test_a_plugin_file_a_worker_lacks_fails_its_task_saying_so(backend, tmp_path):

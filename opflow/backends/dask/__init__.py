@@ -18,14 +18,22 @@ reads only the Outcome, which the task sends as it ends, on the topic its start
 went by: it reaches the client just ahead of the future's completion, so no
 result is gathered (a round trip through the scheduler per task, which cost more
 than the rest of the backend's per-task work). A DataFrame made by one task and
-read by three is never shipped to the coordinator and out again. Should that
-message be lost, the backend reads the Outcome in place (`Client.run` on the
-worker's event loop, so it never waits behind a task running there), or gathers
-a result no task reads (it carries no blob).
+read by three is never shipped to the coordinator and out again. An Outcome too
+large for a message (a long rendering of the result; the scheduler keeps a
+topic's last 1,000 messages), or a message lost: the backend reads the Outcome
+in place (`Client.run` on the worker's event loop, so it never waits behind a
+task running there), or gathers a result no task reads (it carries no blob).
+Finished tasks' futures are released in batches (RELEASE_BATCH): each release
+sends the worker a message, and the scheduler sends a worker one batch per 5 ms.
 
 Starts: a task tells the scheduler it started (`Worker.log_event` on a topic
 private to this backend); the client's handler calls `on_start(token, pid)`, so
 a timeout counts from the moment the task really starts on a worker.
+
+Not starting (fail fast, interrupt, --timeout): `halt_queued` tells every worker
+(`Client.run`) that this run is halted; its tasks that had not started answer
+NotStarted instead of running. A task that fails under fail fast halts its own
+worker at once, as the process pool's stop flag does.
 
 Stopping (timeout, interrupt): Dask cannot stop a running Python thread; a
 cancelled future only stops Dask from waiting for it. So we cancel the task's

@@ -31,6 +31,11 @@ CLOSE_TIMEOUT = 20.0
 FETCH_THREADS = 4
 #: Times a task is run again because a worker died before the task started on it.
 MAX_RESUBMITS = 2
+#: Finished tasks whose Dask futures are released together. Releasing one makes the
+#: scheduler send its worker a message, and it sends a worker at most one batch
+#: every 5 ms: freed one by one, those messages delayed the next task's start there
+#: (1.55 batches a task to a worker, against 1.00 for plain futures held to the end).
+RELEASE_BATCH = 64
 
 # -- the coordinator's side ----------------------------------------------------
 class _ClusterStore:
@@ -87,6 +92,7 @@ class DaskBackend(Backend):
         self._inflight: dict[int, _Inflight] = {}
         self._starts: dict[int, tuple[int, str]] = {}  # token -> (pid, worker address)
         self._told: dict[str, bytes] = {}  # Dask key -> the pickled Outcome its worker sent as it ended
+        self._spent: list = []  # Dask futures of finished tasks, released RELEASE_BATCH at a time
         self._start_times: dict[int, float] = {}  # token -> when its start was heard of (timeout records)
         self._last_start: dict[str, int] = {}  # worker address -> the token that started there last
         self._ran_to_end: set[int] = set()  # tokens whose Dask task finished at least once
@@ -323,13 +329,20 @@ class DaskBackend(Backend):
         return True
 
     def _finish(self, token: int, outcome: Outcome) -> None:
+        spent = None
         with self._lock:
             entry = self._inflight.pop(token, None)
             self._starts.pop(token, None)
             self._start_times.pop(token, None)
             self._stopping.pop(token, None)
+            self._ran_to_end.discard(token)  # read only while in flight (_resubmit_innocent)
+            if entry is not None and entry.held is not None and not _keeps_blob(entry.request, outcome):
+                self._spent.append(entry.held)
+                if len(self._spent) >= RELEASE_BATCH:
+                    spent, self._spent = self._spent, []
         if entry is not None and not entry.future.done():
             entry.future.set_result(outcome)
+        del spent  # the last references: Dask frees these results on the workers now, together
 
     def _resolve(self, token: int, error: dict) -> None:
         with self._lock:
@@ -421,6 +434,7 @@ class DaskBackend(Backend):
             with self._lock:
                 self._bundles.clear()
                 self._told.clear()
+                self._spent.clear()
             try:
                 client.unsubscribe_topic(self._topic)
             except Exception:  # never subscribed (failed start) or already disconnected
@@ -441,6 +455,12 @@ class DaskBackend(Backend):
             kill_trees([pid for pid in pids if pid in ours], grace=0.5)
             self._cluster = None
         self._fetch.shutdown(wait=False)
+
+
+def _keeps_blob(request: TaskRequest, outcome: Outcome) -> bool:
+    """Whether a task's held result stays needed (read downstream: the store holds it), or
+    may be large (a result its worker could not write to our results folder): not batched."""
+    return outcome.ok and (request.publish or (bool(request.persist_path) and not outcome.extra.get("persisted")))
 
 
 def _describe_failure(exc: BaseException, start: tuple[int, str] | None = None) -> dict:

@@ -24,6 +24,9 @@ except ImportError:  # the extra is not installed: check_available() says so
 
 #: Exit status of a remote worker process told to end itself (its Nanny restarts it).
 STOPPED_EXIT = 75
+#: Largest pickled Outcome sent as a message (bytes): the scheduler keeps the last
+#: 1,000 messages of a topic. A larger one (a long rendering) is read from the cluster.
+OUTCOME_MESSAGE_LIMIT = 16 * 1024
 
 # -- what travels to and lives on the workers ------------------------------------
 @dataclass
@@ -129,12 +132,13 @@ def _tell_outcome(worker, topic: str, outcome: Outcome) -> None:
     It rides the worker's stream to the scheduler just ahead of the task's
     "finished" message, and on to the client ahead of the future's completion, so
     the backend reads it without a gather round trip (client, scheduler, worker
-    and back) per task. Lost (it cannot happen short of a bug), the backend
-    gathers the Outcome as before.
+    and back) per task. Not sent (larger than OUTCOME_MESSAGE_LIMIT) or lost,
+    the backend reads the Outcome from the cluster.
     """
     try:
-        worker.log_event(topic, {"token": outcome.token, "key": worker.get_current_task(),
-                                 "outcome": pickle.dumps(outcome, pickle.HIGHEST_PROTOCOL)})
+        blob = pickle.dumps(outcome, pickle.HIGHEST_PROTOCOL)
+        if len(blob) <= OUTCOME_MESSAGE_LIMIT:
+            worker.log_event(topic, {"token": outcome.token, "key": worker.get_current_task(), "outcome": blob})
     except Exception:  # the backend falls back to gathering the result
         pass
 
