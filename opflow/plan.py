@@ -1,10 +1,9 @@
 """The task graph: layers, upstream closure, cycles as paths, critical path.
 
-Layers (`topological_generations`) are for `opflow plan`, validation and display;
-dispatch itself is dependency-driven (see coordinator.py). A run needs only the
-layers: they are worked out from `{task_id: depends_on}` directly, and the
-networkx graph (about 300 bytes a task, and 20 MB of imports) is built only for
-the questions that need it (upstream, downstream, critical path, cycles).
+Layers (networkx's `topological_generations`) are for `opflow plan`, validation,
+run.json and display; dispatch itself is dependency-driven (see coordinator.py).
+networkx is imported, and the graph built (about 300 bytes a task), only when a
+command asks the graph something: `validate` and a run ask for the layers.
 """
 from __future__ import annotations
 
@@ -66,7 +65,9 @@ class Plan:
     def layers(self) -> list[list[str]]:
         """networkx's topological_generations, each sorted (worked out once)."""
         if self._layers is None:
-            self._layers = _layers(self._depends_on)
+            import networkx as nx
+
+            self._layers = [sorted(layer) for layer in nx.topological_generations(self.graph)]
         return self._layers
 
     def upstream(self, task_id: str) -> set[str]:
@@ -96,36 +97,6 @@ class Plan:
             weighted.add_edge(start, root, w=durations.get(root, 0.0))
         path = [t for t in nx.dag_longest_path(weighted, weight="w", default_weight=0) if t is not start]
         return path, sum(durations.get(t, 0.0) for t in path)
-
-
-def _layers(depends_on: Mapping[str, Iterable[str]]) -> list[list[str]]:
-    """Kahn's algorithm, a generation at a time, as networkx.topological_generations."""
-    children: dict[str, list[str]] = {}
-    waiting: dict[str, int] = {}
-    for task_id, deps in depends_on.items():
-        waiting.setdefault(task_id, 0)
-        for dep in set(deps):  # (networkx keeps one edge per pair)
-            waiting.setdefault(dep, 0)
-            waiting[task_id] += 1
-            children.setdefault(dep, []).append(task_id)
-    layer = [t for t, n in waiting.items() if n == 0]
-    layers = []
-    placed = 0
-    while layer:
-        layers.append(sorted(layer))
-        placed += len(layer)
-        after = []
-        for task_id in layer:
-            for child in children.get(task_id, ()):
-                waiting[child] -= 1
-                if waiting[child] == 0:
-                    after.append(child)
-        layer = after
-    if placed != len(waiting):
-        import networkx as nx
-
-        raise nx.NetworkXUnfeasible("Graph contains a cycle or graph changed during iteration")
-    return layers
 
 
 def build_plan(workflow: Workflow) -> Plan:

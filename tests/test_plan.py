@@ -147,21 +147,3 @@ def test_layers_of_a_cycle_raise_as_networkx_does():
     with pytest.raises(nx.NetworkXUnfeasible):
         plan_of({"a": ["b"], "b": ["a"], "c": []}).layers
 
-
-def test_a_run_needs_no_networkx(write_workflow):
-    # Layers are worked out without it: 20 MB of imports and ~300 bytes a task saved.
-    import subprocess
-    import sys
-
-    path = write_workflow("""
-        name: chain
-        tasks:
-          - {id: a, plugin: shell, config: {command: "true"}}
-          - {id: b, plugin: shell, config: {command: "true"}, depends_on: [a]}
-    """)
-    code = ("import sys; from opflow import api, coordinator; from opflow.plan import build_plan; "
-            f"wf, _ = api.load({str(path)!r}); print(build_plan(wf).layers); "
-            "assert 'networkx' not in sys.modules, 'networkx was imported'")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[['a'], ['b']]"
