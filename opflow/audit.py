@@ -332,7 +332,7 @@ class AuditTrail(Reporter):
                 "started_at": event["started_at"],
                 "finished_at": None,
                 "duration_s": None,
-                "tasks": {t: "pending" for t in event["tasks"]},
+                "tasks": None,  # each "pending" at the start; not kept through the run (100,000 of them)
                 **provenance(self.workflow),
                 "params": event["params"],
                 "workers": event["workers"],
@@ -341,7 +341,8 @@ class AuditTrail(Reporter):
                 "run_dir": str(self.run_dir.resolve()),
                 **self.extra,
             }
-            write_json_atomic(self.run_dir / "run.json", self._run, dir_fd=self._dir_fd)
+            write_json_atomic(self.run_dir / "run.json", dict(self._run, tasks=dict.fromkeys(event["tasks"], "pending")),
+                              dir_fd=self._dir_fd)
             self._events.flush()
         elif kind == "run_finished":
             self._run.update(
