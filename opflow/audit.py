@@ -229,6 +229,37 @@ class _Brief:
 _NO_BRIEF = _Brief(None, None, 0, None)
 
 
+class _Finished:
+    """A task_finished event as the writer needs it: tasks/<id>.json's text, the
+    events.jsonl line (the record less its result and attempt log), the brief."""
+
+    __slots__ = ("task_id", "brief", "record_text", "line")
+    kind = "task_finished"
+
+    def __init__(self, event: dict):
+        record = event["record"]
+        self.task_id = record["id"]
+        # What summary.txt and run.json's problems need, no more: a run of
+        # 100,000 tasks keeps 100,000 of these, not their full records.
+        failed = record["status"] != "succeeded"
+        self.brief = _Brief(record["status"], record.get("duration_s"), record.get("attempts", 0), record.get("reused"),
+                            record.get("error") if failed else None, record.get("reason") if failed else None)
+        self.record_text = json.dumps(record, allow_nan=False, default=str) + "\n"
+        slim = {k: v for k, v in record.items() if k not in ("result", "attempt_log")}
+        self.line = json.dumps({"event": "task_finished", "time": event["time"], "task_id": record["id"], **slim},
+                               allow_nan=False, default=str) + "\n"
+
+
+class _Unwritable:
+    """A task_finished event whose record is not JSON: the writer fails the record there."""
+
+    __slots__ = ("error",)
+    kind = "task_finished"
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+
 class AuditTrail(Reporter):
     """Writes the run directory from events. Owns its files; knows nothing of the coordinator."""
 
@@ -256,6 +287,14 @@ class AuditTrail(Reporter):
     def handle(self, event: dict) -> None:
         # Called on the coordinator's thread: hand over, return at once. The
         # coordinator never touches an event again after emitting it.
+        if event["event"] == "task_finished":
+            # Encoded here: the writer, held back by the disk, may be thousands of
+            # records behind, and each waits as ~1.5 KB of text, not ~5 KB of dicts.
+            # (The same work the writer would do, under the same GIL.)
+            try:
+                event = _Finished(event)
+            except (ValueError, TypeError) as exc:  # not JSON: the writer fails the record, in its turn
+                event = _Unwritable(exc)
         self._queue.put(event)
 
     def wait_recorded_start(self) -> None:
@@ -294,14 +333,15 @@ class AuditTrail(Reporter):
                 if event is None:
                     self._flush()
                     return
+                kind = event["event"] if type(event) is dict else event.kind
                 if self._failure is None:
                     try:
-                        self._write(event)
+                        self._write(event, kind)
                     except (OSError, ValueError, TypeError, OpflowError) as exc:
                         self._fail(exc)  # reported by close(); keep draining so the run can end
-                elif event["event"] == "run_finished":
+                elif kind == "run_finished":
                     self._write_last_word(event)
-                if event["event"] == "run_started":
+                if kind == "run_started":
                     self._run_json_written.set()  # written, or failed trying: the coordinator goes on
             self._flush()
 
@@ -335,19 +375,13 @@ class AuditTrail(Reporter):
         except OSError:
             pass  # not even the reserve sufficed: close() reports the first failure
 
-    def _write(self, event: dict) -> None:
-        kind = event["event"]
+    def _write(self, event, kind: str) -> None:
         if kind == "task_finished":
-            record = event["record"]
-            # What summary.txt and run.json's problems need, no more: a run of
-            # 100,000 tasks keeps 100,000 of these, not their full records.
-            failed = record["status"] != "succeeded"
-            self._records[record["id"]] = _Brief(
-                record["status"], record.get("duration_s"), record.get("attempts", 0), record.get("reused"),
-                record.get("error") if failed else None, record.get("reason") if failed else None)
-            write_json_atomic(self._tasks_dir / f"{record['id']}.json", record, pretty=False, dir_fd=self._tasks_fd)
-            slim = {k: v for k, v in record.items() if k not in ("result", "attempt_log")}
-            self._append({"event": kind, "time": event["time"], "task_id": record["id"], **slim})
+            if type(event) is _Unwritable:
+                raise event.error
+            self._records[event.task_id] = event.brief
+            write_text_atomic(self._tasks_dir / f"{event.task_id}.json", event.record_text, dir_fd=self._tasks_fd)
+            self._events.write(event.line)
             return
         self._append(event)
         if kind == "run_started":
