@@ -116,30 +116,8 @@ _tmp_serial = itertools.count()
 
 def write_text_atomic(path: Path, text: str, *, dir_fd: int | None = None) -> None:
     """A new file (O_EXCL, 0600, never through a symlink) renamed over `path`: a symlink
-    planted at `path` is replaced, never written through.
-
-    Written as bytes with os.write: a text file object (a buffer and an encoder
-    made and torn down) cost more than the file's syscalls, once per task record.
-    """
-    name = os.fspath(path)
-    if dir_fd is not None:
-        name = os.path.basename(name)
-    tmp = os.path.join(os.path.dirname(name), f".{os.path.basename(name)}.{os.getpid()}.{next(_tmp_serial)}.tmp")
-    fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, dir_fd=dir_fd)
-    try:
-        try:
-            view = memoryview(text.encode("utf-8"))
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
-        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-    except BaseException:
-        try:
-            os.unlink(tmp, dir_fd=dir_fd)
-        except OSError:
-            pass
-        raise
+    planted at `path` is replaced, never written through."""
+    write_lines_atomic(path, (text,), dir_fd=dir_fd)
 
 
 def write_lines_atomic(path: Path, pieces, *, dir_fd: int | None = None) -> None:
@@ -149,8 +127,10 @@ def write_lines_atomic(path: Path, pieces, *, dir_fd: int | None = None) -> None
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{next(_tmp_serial)}.tmp")  # one per write, any thread
     fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, dir_fd=dir_fd)
     try:
-        with open(fd, "w", encoding="utf-8") as handle:
-            handle.writelines(pieces)
+        try:
+            _write_all(fd, pieces)
+        finally:
+            os.close(fd)
         os.replace(tmp, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
         try:
@@ -158,6 +138,29 @@ def write_lines_atomic(path: Path, pieces, *, dir_fd: int | None = None) -> None
         except OSError:
             pass
         raise
+
+
+def _write_all(fd: int, pieces, chunk: int = 1 << 16) -> None:
+    """The UTF-8 of `pieces` to `fd` with os.write, 64 KB at a time. A task's record
+    is one system call: a file object would add three (fstat, isatty, and a
+    flush), and each system call hands the GIL to the coordinator's loop and
+    waits to get it back (up to 5 ms): the writer fell thousands of records behind."""
+    buffered: list[str] = []
+    size = 0
+    for piece in pieces:
+        buffered.append(piece)
+        size += len(piece)
+        if size >= chunk:
+            _write_bytes(fd, "".join(buffered).encode("utf-8"))
+            buffered, size = [], 0
+    if buffered:
+        _write_bytes(fd, "".join(buffered).encode("utf-8"))
+
+
+def _write_bytes(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def write_new_file(path: Path, data: bytes) -> None:
@@ -226,6 +229,37 @@ class _Brief:
 _NO_BRIEF = _Brief(None, None, 0, None)
 
 
+class _Finished:
+    """A task_finished event as the writer needs it: tasks/<id>.json's text, the
+    events.jsonl line (the record less its result and attempt log), the brief."""
+
+    __slots__ = ("task_id", "brief", "record_text", "line")
+    kind = "task_finished"
+
+    def __init__(self, event: dict):
+        record = event["record"]
+        self.task_id = record["id"]
+        # What summary.txt and run.json's problems need, no more: a run of
+        # 100,000 tasks keeps 100,000 of these, not their full records.
+        failed = record["status"] != "succeeded"
+        self.brief = _Brief(record["status"], record.get("duration_s"), record.get("attempts", 0), record.get("reused"),
+                            record.get("error") if failed else None, record.get("reason") if failed else None)
+        self.record_text = json.dumps(record, allow_nan=False, default=str) + "\n"
+        slim = {k: v for k, v in record.items() if k not in ("result", "attempt_log")}
+        self.line = json.dumps({"event": "task_finished", "time": event["time"], "task_id": record["id"], **slim},
+                               allow_nan=False, default=str) + "\n"
+
+
+class _Unwritable:
+    """A task_finished event whose record is not JSON: the writer fails the record there."""
+
+    __slots__ = ("error",)
+    kind = "task_finished"
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+
 class AuditTrail(Reporter):
     """Writes the run directory from events. Owns its files; knows nothing of the coordinator."""
 
@@ -254,6 +288,14 @@ class AuditTrail(Reporter):
     def handle(self, event: dict) -> None:
         # Called on the coordinator's thread: hand over, return at once. The
         # coordinator never touches an event again after emitting it.
+        if event["event"] == "task_finished":
+            # Encoded here: the writer, held back by the disk, may be thousands of
+            # records behind, and each waits as ~1.5 KB of text, not ~5 KB of dicts.
+            # (The same work the writer would do, under the same GIL.)
+            try:
+                event = _Finished(event)
+            except (ValueError, TypeError) as exc:  # not JSON: the writer fails the record, in its turn
+                event = _Unwritable(exc)
         self._queue.put(event)
 
     def wait_recorded_start(self) -> None:
@@ -298,14 +340,15 @@ class AuditTrail(Reporter):
                 if event is None:
                     self._flush()
                     return
+                kind = event["event"] if type(event) is dict else event.kind
                 if self._failure is None:
                     try:
-                        self._write(event)
+                        self._write(event, kind)
                     except (OSError, ValueError, TypeError, OpflowError) as exc:
                         self._fail(exc)  # reported by close(); keep draining so the run can end
-                elif event["event"] == "run_finished":
+                elif kind == "run_finished":
                     self._write_last_word(event)
-                if event["event"] == "run_started":
+                if kind == "run_started":
                     self._run_json_written.set()  # written, or failed trying: the coordinator goes on
             self._flush()
 
@@ -339,19 +382,13 @@ class AuditTrail(Reporter):
         except OSError:
             pass  # not even the reserve sufficed: close() reports the first failure
 
-    def _write(self, event: dict) -> None:
-        kind = event["event"]
+    def _write(self, event, kind: str) -> None:
         if kind == "task_finished":
-            record = event["record"]
-            # What summary.txt and run.json's problems need, no more: a run of
-            # 100,000 tasks keeps 100,000 of these, not their full records.
-            failed = record["status"] != "succeeded"
-            self._records[record["id"]] = _Brief(
-                record["status"], record.get("duration_s"), record.get("attempts", 0), record.get("reused"),
-                record.get("error") if failed else None, record.get("reason") if failed else None)
-            write_json_atomic(self._tasks_dir / f"{record['id']}.json", record, pretty=False, dir_fd=self._tasks_fd)
-            slim = {k: v for k, v in record.items() if k not in ("result", "attempt_log")}
-            self._append({"event": kind, "time": event["time"], "task_id": record["id"], **slim})
+            if type(event) is _Unwritable:
+                raise event.error
+            self._records[event.task_id] = event.brief
+            write_text_atomic(self._tasks_dir / f"{event.task_id}.json", event.record_text, dir_fd=self._tasks_fd)
+            self._events.write(event.line)
             return
         self._append(event)
         if kind == "run_started":
@@ -361,7 +398,7 @@ class AuditTrail(Reporter):
                 "started_at": event["started_at"],
                 "finished_at": None,
                 "duration_s": None,
-                "tasks": {t: "pending" for t in event["tasks"]},
+                "tasks": None,  # each "pending" at the start; not kept through the run (100,000 of them)
                 **(self._provenance or provenance(self.workflow)),
                 "params": event["params"],
                 "workers": event["workers"],
@@ -370,7 +407,8 @@ class AuditTrail(Reporter):
                 "run_dir": str(self.run_dir.resolve()),
                 **self.extra,
             }
-            write_json_atomic(self.run_dir / "run.json", self._run, dir_fd=self._dir_fd)
+            write_json_atomic(self.run_dir / "run.json", dict(self._run, tasks=dict.fromkeys(event["tasks"], "pending")),
+                              dir_fd=self._dir_fd)
             self._events.flush()
         elif kind == "run_finished":
             self._run.update(

@@ -56,6 +56,10 @@ def read_plain(text: str) -> PlainDocument:
 def _read(loader, text: str) -> PlainDocument:
     get_event = loader.get_event
     scalar_value = _ScalarValues()
+    # Locals: this loop runs once per event, ~11 times per task.
+    known_plain, plain, quoted = scalar_value.plain_values, scalar_value.plain, scalar_value.quoted_values.setdefault
+    Scalar, MappingStart, SequenceStart = yaml.ScalarEvent, yaml.MappingStartEvent, yaml.SequenceStartEvent
+    MappingEnd, SequenceEnd = yaml.MappingEndEvent, yaml.SequenceEndEvent
     stack: list = []  # [container, pending key (mappings), what it is: 1 tasks list, 2 a task]
     root = _NO_KEY
     task_lines: list = []
@@ -67,15 +71,16 @@ def _read(loader, text: str) -> PlainDocument:
     while True:
         event = get_event()
         kind = type(event)
-        if kind is yaml.ScalarEvent:
+        if kind is Scalar:
             if event.anchor is not None or event.tag is not None:
                 raise Unreadable
-            if event.implicit[0]:
-                value = scalar_value.plain(event.value)
-            else:
-                value = scalar_value.quoted(event.value)
-            ends = event.end_mark.index
-        elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+            value = event.value
+            if event.implicit[0]:  # plain: resolved as SafeLoader resolves it
+                found = known_plain.get(value, _NO_KEY)
+                value = plain(value) if found is _NO_KEY else found
+            else:  # quoted or block: a string
+                value = quoted(value, value)
+        elif kind is MappingStart or kind is SequenceStart:
             if event.anchor is not None or event.tag is not None or len(stack) >= MAX_DEPTH:
                 raise Unreadable
             role = 0
@@ -84,17 +89,16 @@ def _read(loader, text: str) -> PlainDocument:
                 if frame[1] is _NO_KEY and type(frame[0]) is dict:
                     raise Unreadable  # a collection as a key
                 if frame[2] == 1:
-                    task_lines.append(event.start_mark.line + 1 if kind is yaml.MappingStartEvent else None)
+                    task_lines.append(event.start_mark.line + 1 if kind is MappingStart else None)
                     role = 2
                 elif frame[2] == 2 and frame[1] == "config":
                     config_start = event.start_mark.index
-                elif len(stack) == 1 and frame[1] == "tasks" and kind is yaml.SequenceStartEvent:
+                elif len(stack) == 1 and frame[1] == "tasks" and kind is SequenceStart:
                     role = 1
-            stack.append([{} if kind is yaml.MappingStartEvent else [], _NO_KEY, role])
+            stack.append([{} if kind is MappingStart else [], _NO_KEY, role])
             continue
-        elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+        elif kind is MappingEnd or kind is SequenceEnd:
             value = stack.pop()[0]
-            ends = event.end_mark.index
         elif kind is yaml.DocumentEndEvent:
             if type(get_event()) is not yaml.StreamEndEvent:
                 raise Unreadable  # a second document
@@ -107,7 +111,7 @@ def _read(loader, text: str) -> PlainDocument:
         frame = stack[-1]
         container = frame[0]
         if type(container) is list:
-            if frame[2] == 1 and kind is yaml.ScalarEvent:
+            if frame[2] == 1 and kind is Scalar:
                 task_lines.append(None)
             container.append(value)
         elif frame[1] is _NO_KEY:
@@ -119,8 +123,8 @@ def _read(loader, text: str) -> PlainDocument:
             container[key] = value
             frame[1] = _NO_KEY
             if frame[2] == 2 and key == "config":
-                start = event.start_mark.index if kind is yaml.ScalarEvent else config_start
-                source = text[start:ends]
+                start = event.start_mark.index if kind is Scalar else config_start
+                source = text[start:event.end_mark.index]
                 if "${" in source or "*" in source:
                     configs_to_render.add(len(task_lines) - 1)
     if root is _NO_KEY:
@@ -134,20 +138,13 @@ class _ScalarValues:
     then cost one string each (values that are all immutable)."""
 
     def __init__(self):
-        self._plain: dict = {}
-        self._quoted: dict = {}
+        self.plain_values: dict = {}  # text -> value
+        self.quoted_values: dict = {}  # quoted and block scalars: strings (untagged, they resolve to str)
         self._resolver = Resolver()
         self._constructor = SafeConstructor()
 
-    def quoted(self, text: str) -> str:
-        # Quoted and block scalars are strings (an untagged one resolves to str).
-        return self._quoted.setdefault(text, text)
-
     def plain(self, text: str):
-        try:
-            return self._plain[text]
-        except KeyError:
-            pass
+        """The value of a plain scalar not met before."""
         tag = self._resolver.resolve(yaml.ScalarNode, text, (True, False))
         construct = SafeConstructor.yaml_constructors.get(tag)
         if construct is None:  # `<<` (merge) and `=` (value) have none
@@ -156,5 +153,5 @@ class _ScalarValues:
             value = construct(self._constructor, yaml.ScalarNode(tag, text))
         except Exception:  # noqa: BLE001 - a value the full read will word (or fail on) itself
             raise Unreadable from None
-        self._plain[text] = value
+        self.plain_values[text] = value
         return value

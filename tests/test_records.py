@@ -348,3 +348,32 @@ def test_pretty_json_is_written_piece_by_piece_as_json_dumps_would_write_it(tmp_
         write_json_atomic(target, {"a": 1, "b": float("nan")})
     assert json.loads(target.read_text(encoding="utf-8")) == document
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]
+
+
+def test_the_audit_trail_writes_a_record_encoded_on_arrival_and_fails_one_that_is_not_json(tmp_path, write_workflow):
+    # AuditTrail.handle encodes task_finished at once (a backlog waits as text, not dicts).
+    from opflow import api
+    from opflow.audit import AuditTrail, create_run_dir
+    from opflow.errors import OpflowError
+
+    workflow, _ = api.load(write_workflow('name: w\ntasks:\n  - {id: a, plugin: shell, config: {command: "true"}}\n'
+                                          '  - {id: b, plugin: shell, config: {command: "true"}}\n'))
+    run_dir = create_run_dir(tmp_path / "logs", workflow.name)
+    audit = AuditTrail(run_dir, workflow)
+    aborted = []
+    audit.abort = aborted.append
+    audit.handle({"event": "run_started", "time": "t0", "workflow": "w", "workers": 1, "executor": "inline",
+                  "scheduler": None, "params": {}, "tasks": ["a", "b"], "layers": [["a", "b"]], "started_at": "t0"})
+    record = {"id": "a", "status": "succeeded", "result": {"n": 1}, "attempt_log": [], "config": {"command": "true"}}
+    audit.handle({"event": "task_finished", "time": "t1", "record": record})
+    audit.handle({"event": "task_finished", "time": "t2", "record": {"id": "b", "status": "succeeded",
+                                                                     "result": float("nan")}})
+    with pytest.raises(OpflowError, match="cannot write the run record"):
+        audit.close()
+    assert aborted and "Out of range float" in aborted[0]
+    assert (run_dir / "tasks" / "a.json").read_text() == json.dumps(record) + "\n"
+    assert not (run_dir / "tasks" / "b.json").exists()
+    lines = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert lines[-1] == {"event": "task_finished", "time": "t1", "task_id": "a", "id": "a", "status": "succeeded",
+                         "config": {"command": "true"}}
+    assert json.loads((run_dir / "run.json").read_text())["tasks"] == {"a": "pending", "b": "pending"}
