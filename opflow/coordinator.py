@@ -60,7 +60,7 @@ RETRY_DELAY_CAP = 300.0  # seconds: backoff never waits longer than this
 #: tasks, and a worker finishes its item soon enough to keep the load even.
 BATCH_SECONDS = 0.02
 BATCH_MAX = 32  # ready tasks in one work item, at most
-CHAIN_MAX = 1000  # tasks of a chain sent after its head in the same work item, at most
+CHAIN_MAX = 256  # tasks of a chain sent after its head in the same work item, at most
 INTERRUPT_WAIT = 10.0  # seconds to wait for killed tasks to report back
 
 
@@ -173,6 +173,7 @@ class Coordinator:
         self._batch_seconds = _batch_seconds()
         self._early_starts: dict[str, tuple[int, int]] = {}  # task_id -> (token, pid): see _on_started
         self._upstream_cache: dict[str, frozenset] = _UpstreamSets()
+        self._upstream_readers: dict[str, int] = {}  # task_id -> dependents yet to compute their upstream
         self._loop_thread: int | None = None
         self._rules = TriggerRules(self)  # all_done / one_failed tasks (triggers.py)
         self._timed_out: str | None = None  # --timeout: why the run stopped
@@ -414,12 +415,24 @@ class Coordinator:
 
     def _upstream(self, task_id: str) -> frozenset:
         """Every task `task_id` transitively depends on; memoised (its upstream is
-        always computed first, since a task is submitted after all of it)."""
+        always computed first, since a task is submitted after all of it).
+
+        A task's set is dropped once each task that depends on it has its own: on a
+        chain each set holds all the tasks before it, and keeping them all would
+        cost memory quadratic in the chain's length (600 MB at 5,000 tasks).
+        """
         cached = self._upstream_cache.get(task_id)
         if cached is None:
             deps = self.states[task_id].spec.depends_on
             cached = frozenset(deps).union(*(self._upstream(d) for d in deps)) if deps else frozenset()
             self._upstream_cache[task_id] = cached
+            for dep in set(deps):
+                left = self._upstream_readers.get(dep, len(self._children[dep])) - 1
+                if left > 0:
+                    self._upstream_readers[dep] = left
+                else:
+                    self._upstream_readers.pop(dep, None)
+                    self._upstream_cache.pop(dep, None)
         return cached
 
     def _on_worker_start(self, token: int, pid: int) -> None:
