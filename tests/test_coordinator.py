@@ -17,5 +17,7 @@ def test_leaf_tasks_and_empty_upstreams_cost_no_object_each(write_workflow):
     coordinator = Coordinator(workflow, plugins, RunOptions())
     assert coordinator._children["a"] == ["c"] and coordinator._children["c"] == ()
     assert "c" not in coordinator._children  # read, not stored
+    assert coordinator._upstream("a") is coordinator._upstream("b")  # one empty set for all
     assert coordinator._upstream("c") == {"a", "b"}
-    assert coordinator._upstream_cache["a"] is coordinator._upstream_cache["b"]  # one empty set for all
+    # a's and b's sets served their only reader: dropped (a chain's would grow quadratic)
+    assert "a" not in coordinator._upstream_cache and "b" not in coordinator._upstream_cache
