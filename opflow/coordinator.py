@@ -426,6 +426,7 @@ class Coordinator:
             deps = self.states[task_id].spec.depends_on
             cached = frozenset(deps).union(*(self._upstream(d) for d in deps)) if deps else frozenset()
             self._upstream_cache[task_id] = cached
+            cached = self._upstream_cache[task_id]  # (empty: the one shared empty set)
             for dep in set(deps):
                 left = self._upstream_readers.get(dep, len(self._children[dep])) - 1
                 if left > 0:
