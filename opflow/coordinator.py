@@ -105,7 +105,7 @@ class RunSummary:
 
 class _TaskState:
     __slots__ = ("spec", "status", "waiting", "attempts", "reason", "outcome", "timer", "reused", "reused_from",
-                 "cache_key", "log")
+                 "cache_key", "log", "announced")
 
     def __init__(self, spec):
         self.spec = spec
@@ -119,6 +119,7 @@ class _TaskState:
         self.reused_from: str | None = None
         self.cache_key: str | None = None
         self.log: bool | None = False  # has an attempt left tasks/<id>.log? (None: one could not say)
+        self.announced = 0  # the attempt whose task_started was emitted (0: none)
 
 
 class _Children(dict):
@@ -460,8 +461,8 @@ class Coordinator:
 
     def _announce_start(self, state: _TaskState, pid: int) -> None:
         attempt = state.attempts[-1]
-        if not attempt.get("announced"):
-            attempt["announced"] = True
+        if state.announced != attempt["attempt"]:
+            state.announced = attempt["attempt"]
             self.emit("task_started", task_id=state.spec.id, attempt=attempt["attempt"], plugin=state.spec.plugin, pid=pid)
 
     def _on_timeout(self, token: int) -> None:
