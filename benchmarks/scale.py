@@ -3,7 +3,7 @@
 Each (size, backend) runs in a fresh child interpreter, so its peak RSS is its own:
 
     parse   api.load: YAML -> checked Workflow (plugin discovery included)
-    plan    build_plan and its layers, as run_started computes them (a run builds no networkx graph)
+    plan    build_plan: the networkx graph and its layers, as run_started computes them
     run     api.run: parse again, run dir, coordinator, audit trail, pool start/stop
     coord   run - parse: what the coordinator and its audit trail cost
     span    first task start to last task end
