@@ -298,6 +298,9 @@ class AuditTrail(Reporter):
                 event = _Unwritable(exc)
         self._queue.put(event)
 
+    def backlog(self) -> int:
+        return self._queue.qsize()
+
     def wait_recorded_start(self) -> None:
         # run.json (with the coordinator's pid, for resume and `opflow runs`) is on
         # disk before the first task can start.

@@ -60,6 +60,10 @@ RETRY_DELAY_CAP = 300.0  # seconds: backoff never waits longer than this
 #: tasks, and a worker finishes its item soon enough to keep the load even.
 BATCH_SECONDS = 0.02
 BATCH_MAX = 32  # ready tasks in one work item, at most
+#: Events a reporter may have waiting to be written before no more tasks start:
+#: each waits as ~1.5 KB, so a writer left behind holds at most a few MB.
+RECORD_BACKLOG_MAX = 3000
+BACKLOG_RECHECK_SECONDS = 0.02
 CHAIN_MAX = 256  # tasks of a chain sent after its head in the same work item, at most
 INTERRUPT_WAIT = 10.0  # seconds to wait for killed tasks to report back
 
@@ -173,6 +177,7 @@ class Coordinator:
         self._typical_task_s: float | None = None  # recent mean duration of a task (_next_batch)
         self._batch_seconds = _batch_seconds()
         self._early_starts: dict[str, tuple[int, int]] = {}  # task_id -> (token, pid): see _on_started
+        self._backlog_wait = False  # a look at the reporters' backlog is scheduled (_has_room)
         self._upstream_cache: dict[str, frozenset] = _UpstreamSets()
         self._upstream_readers: dict[str, int] = {}  # task_id -> dependents yet to compute their upstream
         self._loop_thread: int | None = None
@@ -311,7 +316,22 @@ class Coordinator:
         self._rules.pump()
 
     def _has_room(self) -> bool:
-        return len(self._items) < self._max_inflight
+        if len(self._items) >= self._max_inflight:
+            return False
+        if any(reporter.backlog() > RECORD_BACKLOG_MAX for reporter in self.reporters):
+            # The record writer is far behind (a slow disk, a flood of tiny tasks):
+            # wait for it, rather than hold ever more records in memory. Looked at
+            # again shortly, as no outcome may come to wake the pump.
+            if not self._backlog_wait:
+                self._backlog_wait = True
+                self._loop.call_later(BACKLOG_RECHECK_SECONDS, self._after_backlog_wait)
+            return False
+        return True
+
+    def _after_backlog_wait(self) -> None:
+        self._backlog_wait = False
+        self._pump()
+        self._check_finished()
 
     def _next_batch(self) -> list[str]:
         """Ready tasks for one work item: one, unless the backend takes batches and tasks are short.

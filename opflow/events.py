@@ -45,6 +45,11 @@ class Reporter:
     def handle(self, event: dict) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def backlog(self) -> int:
+        """Events handed over and not yet recorded (a writer thread's queue): the
+        coordinator starts no more tasks while one reporter is far behind."""
+        return 0
+
     def wait_recorded_start(self) -> None:
         """Return once what `run_started` asked to record is written (a blocking
         call, made off the event loop, before the first task is submitted)."""

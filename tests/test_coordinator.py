@@ -21,3 +21,37 @@ def test_leaf_tasks_and_empty_upstreams_cost_no_object_each(write_workflow):
     assert coordinator._upstream("c") == {"a", "b"}
     # a's and b's sets served their only reader: dropped (a chain's would grow quadratic)
     assert "a" not in coordinator._upstream_cache and "b" not in coordinator._upstream_cache
+
+
+def test_no_task_starts_while_a_reporter_is_far_behind(write_workflow, tmp_path):
+    """A record writer left behind (a slow disk) holds dispatch back instead of letting
+    its queue grow without bound; the run goes on once it catches up."""
+    import time
+
+    from opflow.coordinator import RECORD_BACKLOG_MAX
+    from opflow.events import Reporter
+
+    class Lagging(Reporter):
+        def __init__(self):
+            self.behind_until = None
+            self.first_start = None
+
+        def handle(self, event):
+            if event["event"] == "run_started":
+                self.behind_until = time.monotonic() + 0.5
+            elif event["event"] == "task_started" and self.first_start is None:
+                self.first_start = time.monotonic()
+
+        def backlog(self):
+            behind = self.behind_until is not None and time.monotonic() < self.behind_until
+            return RECORD_BACKLOG_MAX + 1 if behind else 0
+
+    lagging = Lagging()
+    result = api.run(write_workflow("""
+        name: lagging
+        tasks:
+          - {id: a, plugin: shell, config: {command: "true"}}
+          - {id: b, plugin: shell, config: {command: "true"}, depends_on: [a]}
+    """), workers=1, executor="thread", log_dir=tmp_path / "logs", reporters=[lagging])
+    assert result.exit_code == 0
+    assert lagging.first_start >= lagging.behind_until
