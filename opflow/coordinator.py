@@ -107,6 +107,20 @@ class RunSummary:
         return 0 if self.status is RunStatus.SUCCEEDED else 1
 
 
+class _Attempt:
+    """One attempt of a task, as its record's attempt_log shows it (a slotted object:
+    a 100,000-task run keeps one per task)."""
+
+    __slots__ = ("number", "started", "finished", "error", "pid")
+
+    def __init__(self, number: int, started: float):
+        self.number = number
+        self.started = started
+        self.finished: float | None = None
+        self.error: dict | None = None
+        self.pid: int | None = None
+
+
 class _TaskState:
     __slots__ = ("spec", "status", "waiting", "attempts", "reason", "outcome", "timer", "reused", "reused_from",
                  "cache_key", "log", "announced")
@@ -115,7 +129,7 @@ class _TaskState:
         self.spec = spec
         self.status = TaskStatus.PENDING
         self.waiting = len(spec.depends_on)
-        self.attempts: list[dict] = []
+        self.attempts: list[_Attempt] = []
         self.reason: str | None = None
         self.outcome: Outcome | None = None
         self.timer: asyncio.TimerHandle | None = None
@@ -415,7 +429,7 @@ class Coordinator:
             log_path=os.path.join(self.options.task_logs_dir, f"{task_id}.log") if self.options.task_logs_dir else None,
             keep_children=spec.keep_children,
         )
-        state.attempts.append({"attempt": attempt, "started": time.time(), "finished": None, "error": None, "pid": None})
+        state.attempts.append(_Attempt(attempt, time.time()))
         self._running[token] = task_id
         self.emit("task_queued", task_id=task_id, attempt=attempt, plugin=spec.plugin)
         return request
@@ -471,8 +485,8 @@ class Coordinator:
             # outcome reached us: heard of once that one is recorded as finished.
             self._early_starts[task_id] = (token, pid)
             return
-        state.attempts[-1]["pid"] = pid
-        state.attempts[-1]["started"] = time.time()
+        state.attempts[-1].pid = pid
+        state.attempts[-1].started = time.time()
         self._announce_start(state, pid)
         if state.spec.timeout:
             if state.timer is not None:
@@ -481,9 +495,9 @@ class Coordinator:
 
     def _announce_start(self, state: _TaskState, pid: int) -> None:
         attempt = state.attempts[-1]
-        if state.announced != attempt["attempt"]:
-            state.announced = attempt["attempt"]
-            self.emit("task_started", task_id=state.spec.id, attempt=attempt["attempt"], plugin=state.spec.plugin, pid=pid)
+        if state.announced != attempt.number:
+            state.announced = attempt.number
+            self.emit("task_started", task_id=state.spec.id, attempt=attempt.number, plugin=state.spec.plugin, pid=pid)
 
     def _on_timeout(self, token: int) -> None:
         task_id = self._running.get(token)
@@ -531,11 +545,11 @@ class Coordinator:
         if outcome.pid:  # it ran, even if it ended before its start was noticed
             self._announce_start(state, outcome.pid)
         attempt = state.attempts[-1]
-        attempt["finished"] = outcome.finished_at or time.time()
+        attempt.finished = outcome.finished_at or time.time()
         if outcome.started_at and outcome.pid:
-            attempt["started"] = outcome.started_at  # the worker's own clock: when the plugin began
-        attempt["error"] = outcome.error
-        attempt["pid"] = outcome.pid or attempt["pid"]
+            attempt.started = outcome.started_at  # the worker's own clock: when the plugin began
+        attempt.error = outcome.error
+        attempt.pid = outcome.pid or attempt.pid
         if outcome.ok:
             self._succeed(state)
         elif self._signal is not None or self._timed_out:
@@ -572,6 +586,7 @@ class Coordinator:
         state.status = TaskStatus.SUCCEEDED
         self.emit("task_finished", record=self._record(state))
         self._release_read(state.spec.id, held=state.outcome.shared)
+        _keep_only_what_readers_need(state.outcome)
         for child in self._children[state.spec.id]:
             child_state = self.states[child]
             child_state.waiting -= 1
@@ -787,12 +802,12 @@ class Coordinator:
         """The task's record, as tasks/<id>.json shows it."""
         outcome = state.outcome
         attempts = [
-            {"attempt": a["attempt"], "started_at": iso_time(a["started"]), "finished_at": iso_time(a["finished"]),
-             "duration_s": _seconds(a["started"], a["finished"]), "pid": a["pid"], "error": a["error"]}
+            {"attempt": a.number, "started_at": iso_time(a.started), "finished_at": iso_time(a.finished),
+             "duration_s": _seconds(a.started, a.finished), "pid": a.pid, "error": a.error}
             for a in state.attempts
         ]
-        started = state.attempts[0]["started"] if state.attempts else None
-        finished = state.attempts[-1]["finished"] if state.attempts else None
+        started = state.attempts[0].started if state.attempts else None
+        finished = state.attempts[-1].finished if state.attempts else None
         record = {
             "id": state.spec.id,
             "plugin": state.spec.plugin,
@@ -877,6 +892,15 @@ class _Mailbox:
             self._loop.call_soon(self._drain)
         for args in items:
             self._handler(*args)
+
+
+def _keep_only_what_readers_need(outcome: Outcome) -> None:
+    """Its record is out: of a succeeded task's outcome the run needs only `ok` and the
+    digest (downstream cache keys); its rendered result may be large, and a run keeps
+    one outcome per task."""
+    outcome.result = None
+    outcome.where = None
+    outcome.extra = None
 
 
 def _batch_seconds() -> float:
