@@ -58,8 +58,8 @@ class ProcessBackend(Backend):
     name = "process"
     can_stop = True
     takes_batches = True
-    #: How often the start watcher looks at the slot table (only while a task with
-    #: a timeout is waiting to start): the precision of a timeout's start.
+    #: How often the start watcher looks at the slot table while a submitted task
+    #: has not been seen to start: the precision of task_started and of a timeout's start.
     START_POLL_SECONDS = 0.02
     #: A task caught in this many broken pools without being the one to blame
     #: fails anyway: something in it breaks the pool (say, an outcome the
@@ -127,7 +127,7 @@ class ProcessBackend(Backend):
         return {table[i + 1]: abs(table[i]) for i in range(2, len(table), 2) if table[i + 1] and table[i]}
 
     def _watch_starts(self) -> None:
-        """Tell the coordinator when watched tasks start (they have timeouts)."""
+        """Tell the coordinator when submitted tasks start (task_started; a timeout's clock)."""
         while True:
             with self._lock:
                 while not self._watch and not self._closing:
