@@ -87,9 +87,7 @@ class OutcomeChannel:
                     pass
                 if not conn.poll(0):
                     return
-        except (EOFError, OSError):
-            pass
-        except Exception:  # a message cut short by the worker's death
+        except Exception:  # EOF, or a message cut short by the worker's death
             pass
         pid = self._conns.pop(conn)
         conn.close()

@@ -19,7 +19,7 @@ a fresh pool without counting an attempt.
 """
 from __future__ import annotations
 
-__all__ = ["ProcessBackend", "start_method", "init_pool_worker", "run_in_pool", "run_batch", "MEMORY_EXIT_CODE"]
+__all__ = ["ProcessBackend", "start_method", "init_pool_worker", "run_batch", "MEMORY_EXIT_CODE"]
 
 import concurrent.futures
 from collections import ChainMap
@@ -204,15 +204,12 @@ class ProcessBackend(Backend):
         return futures
 
     def _submit_to_pool(self, requests: list[TaskRequest]) -> None:
-        # One task: its outcome comes back with the work item. Several: each
-        # outcome comes down the worker's channel as its task ends.
-        function, argument = (run_in_pool, requests[0]) if len(requests) == 1 else (run_batch, requests)
         tokens = tuple(r.token for r in requests)
         for _ in range(2):
             pool = self._ensure_pool()
             try:
                 spawned = len(self._processes)
-                pool_future = pool.submit(function, argument)
+                pool_future = pool.submit(run_batch, requests)
                 if len(self._processes) != spawned:
                     # CPython (3.11) wakes the pool's manager thread *before* it spawns
                     # a worker on demand, so that thread may wait without watching the
@@ -625,20 +622,16 @@ def _on_sigterm(signum, frame) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-def run_in_pool(request: TaskRequest) -> list[Outcome]:
-    """The function the process pool runs for one task (run_batch for several)."""
-    return run_batch([request])
-
-
-def _run_one(request: TaskRequest) -> Outcome:
-    """Mark the slot busy with this token, run the task, send its outcome down the channel.
+def _run_one(request: TaskRequest) -> tuple[Outcome, bool]:
+    """Mark the slot busy with this token, run the task, send its outcome down the channel
+    (returned with whether it went).
 
     Busy until the outcome is sent: a retiring worker's SIGTERM in that time
     waits for the send, so a task that ended is always reported (never rerun).
     """
     slots = _pool_state["slots"]
     if slots[0] and not request.ignore_halt:  # the run stopped (fail fast, interrupt) while this task waited
-        return _not_started(request, "the run stopped before this task started")
+        return _not_started(request, "the run stopped before this task started"), False
     index = _pool_state["token_index"]
     _pool_state["busy"] = True  # before the check: a SIGTERM from now on waits for us
     if slots[index - 1] < 0:  # retiring (the pool broke): start nothing more; the coordinator
@@ -656,8 +649,7 @@ def _run_one(request: TaskRequest) -> Outcome:
     _pool_state["busy"] = False
     if _pool_state["retire"]:  # its pool broke: the task is reported, the worker's work is done
         os._exit(0)
-    outcome.extra["sent"] = sent
-    return outcome
+    return outcome, sent
 
 
 def _not_started(request: TaskRequest, why: str) -> Outcome:
@@ -678,14 +670,15 @@ def run_batch(requests: list[TaskRequest]) -> list[Outcome]:
     unsent = []
     for request in requests:
         blocked = [d for d in request.depends_on if d in members and d not in succeeded]
+        sent = False
         if blocked:
             outcome = _not_started(request, f"'{blocked[0]}' did not succeed")
         else:
             if succeeded:  # earlier members' results: read from here (the context reads only its upstream)
                 request.inline = ChainMap(request.inline or {}, succeeded)
-            outcome = _run_one(request)
+            outcome, sent = _run_one(request)
             if outcome.ok:
                 succeeded[request.task_id] = outcome.blob
-        if not outcome.extra.pop("sent", None) and not outcome_channel.send(outcome):
+        if not sent and not outcome_channel.send(outcome):
             unsent.append(outcome)
     return unsent
