@@ -89,7 +89,7 @@ def machine_info() -> dict:
                     break
     except OSError:  # not Linux: the model stays unknown
         pass
-    from opflow.backends import start_method
+    from opflow.backends.mp_context import start_method
 
     return {
         "date": datetime.date.today().isoformat(),
@@ -148,7 +148,7 @@ def mp_context():
     """
     global _context
     if _context is None:
-        from opflow.backends import start_method
+        from opflow.backends.mp_context import start_method
 
         method = start_method()
         ctx = multiprocessing.get_context(method)

@@ -82,7 +82,7 @@ def profile_call(fn, dump: Path) -> tuple[pstats.Stats, float]:
 
 def _execute_profiled(requests) -> tuple[bytes, float]:
     """In a pool worker: run opflow.worker.execute on each request under cProfile."""
-    from opflow.worker import execute
+    from opflow.worker.execute import execute
 
     profiler = cProfile.Profile()
     started = time.perf_counter()
@@ -104,8 +104,8 @@ def _execute_profiled(requests) -> tuple[bytes, float]:
 def worker_profile(yaml_path: Path, dump: Path, results_dir: Path) -> tuple[pstats.Stats, float]:
     """Requests built as Coordinator._submit builds them, executed in one real pool worker."""
     from opflow import api
-    from opflow.context import ManagedStore
-    from opflow.plan import build_plan
+    from opflow.worker.context import ManagedStore
+    from opflow.workflow.plan import build_plan
     from opflow.attempt import TaskRequest
 
     workflow, plugins = api.load(yaml_path)

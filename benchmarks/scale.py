@@ -53,7 +53,7 @@ def peak_rss_mb() -> float:
 def child(path: Path, executor: str, workers: int, log_dir: Path, keep_logs: bool) -> dict:
     """Runs in the child interpreter: measure one (size, backend) and return the figures."""
     from opflow import api
-    from opflow.plan import build_plan
+    from opflow.workflow.plan import build_plan
 
     rss_start = peak_rss_mb()
     started = time.perf_counter()

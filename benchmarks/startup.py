@@ -2,7 +2,7 @@
 
 Each command is a fresh interpreter, timed from spawn to exit, alternating with
 floors measured in the same run: `python -c pass`, `python -c "import
-opflow.cli"`, the libraries a run cannot do without (asyncio, PyYAML, click,
+opflow.cli.commands"`, the libraries a run cannot do without (asyncio, PyYAML, click,
 networkx for the layers), and a raw pool: a ProcessPoolExecutor with opflow's
 start method running one `sh -c true` (the floor of "one task on a pool" as a
 whole process). Then `python -X importtime` names the imports that cost most.
@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench  # noqa: E402
-from opflow.backends import start_method  # noqa: E402
+from opflow.backends.mp_context import start_method  # noqa: E402
 
 GOALS = {"opflow validate": 0.45, "opflow run (1 shell task)": 0.35}
 
@@ -94,7 +94,7 @@ with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context({method!r})) 
     pool.submit(subprocess.run, ["sh", "-c", "true"], check=True).result()
 """
 
-RUN_IMPORTS = "import opflow.cli, opflow.api, opflow.worker, opflow.backends.process"
+RUN_IMPORTS = "import opflow.cli.commands, opflow.api, opflow.worker.execute, opflow.backends.process"
 
 
 def import_costs(top: int) -> list[list]:
@@ -133,7 +133,7 @@ def main(argv=None) -> int:
     opflow = opflow_command()
     commands = {
         "python -c pass": [sys.executable, "-c", "pass"],
-        "python -c 'import opflow.cli'": [sys.executable, "-c", "import opflow.cli"],
+        "python -c 'import opflow.cli.commands'": [sys.executable, "-c", "import opflow.cli.commands"],
         "python -c 'import asyncio, yaml, click, networkx'": [sys.executable, "-c",
                                                              "import asyncio, yaml, click, networkx"],
         "raw pool (1 shell task)": [sys.executable, "-c", RAW_POOL.format(method=start_method())],

@@ -4,18 +4,19 @@
     await opflow.run_async("flow.yaml")           # inside an event loop
     opflow.resume("logs/20261124T031500Z-nightly")
 """
-__version__ = "0.1.0"
+from opflow._version import __version__
+
 __all__ = ["run", "run_async", "resume", "load", "RunResult", "Plugin", "__version__"]
 
 
 def __getattr__(name):
     # Lazy, so `import opflow` (and `opflow validate`) stays cheap.
     if name in ("run", "run_async", "resume", "load", "RunResult"):
-        from . import api
+        from opflow import api
 
         return getattr(api, name)
     if name == "Plugin":
-        from .plugin_base import Plugin
+        from opflow.plugin_base import Plugin
 
         return Plugin
     raise AttributeError(f"module 'opflow' has no attribute {name!r}")

@@ -2,12 +2,13 @@
 import sys
 
 if __name__ == "__main__":
-    from . import interrupts, startup_gc
+    from opflow.dispatch import interrupts
+    from opflow.cli import startup_gc
 
     interrupts.install()  # first: a signal during the imports below exits 130/143, quietly
     startup_gc.hold()  # until the run has started: see startup_gc.py
 
-from .cli import entry, main  # noqa: E402
+from opflow.cli.commands import entry, main  # noqa: E402
 
 if __name__ == "__main__":
     args = sys.argv[1:]

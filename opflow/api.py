@@ -15,23 +15,31 @@ from pathlib import Path
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Iterable
 
-from . import interrupts
-from .audit import AuditTrail, create_run_dir, slugify, write_new_file
-from .backends import EXECUTORS, start_method
-from .capabilities import concurrency, unenforced_settings
-from .errors import UsageError
-from .events import Reporter, iso_time
-from .guard import GUARD_MESSAGE, refuse_in_starting_worker, unguarded_call_site
-from .history import (WORKFLOW_COPY, latest_run, needs_file_tag, plan_resume, prune_runs, read_run_record,
-                      workflow_copy)
-from .input_limits import MAX_WORKERS
-from .lock import WorkflowLock
-from .results_log import RESULTS_FILE, create_results_log
-from .reused import load_reused_records
-from .loading import load
+from opflow.dispatch import interrupts
+from opflow.rundir.audit import AuditTrail, create_run_dir, slugify, write_new_file
+from opflow.backends import EXECUTORS
+from opflow.backends.mp_context import start_method
+from opflow.backends.capabilities import concurrency, unenforced_settings
+from opflow.errors import UsageError
+from opflow.events import Reporter, iso_time
+from opflow.worker.guard import GUARD_MESSAGE, refuse_in_starting_worker, unguarded_call_site
+from opflow.rundir.history import (
+    WORKFLOW_COPY,
+    latest_run,
+    needs_file_tag,
+    plan_resume,
+    prune_runs,
+    read_run_record,
+    workflow_copy,
+)
+from opflow.workflow.limits import MAX_WORKERS
+from opflow.rundir.lock import WorkflowLock
+from opflow.rundir.results_log import RESULTS_FILE, create_results_log
+from opflow.dispatch.reused import load_reused_records
+from opflow.workflow.loading import load
 
 if TYPE_CHECKING:
-    from .coordinator import RunSummary
+    from opflow.dispatch.coordinator import RunSummary
 
 
 @dataclass
@@ -129,7 +137,7 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
     if scheduler and executor != "dask":
         raise UsageError("--scheduler goes with --executor dask")
     if executor == "dask":
-        from .backends.dask import check_available
+        from opflow.backends.dask import check_available
 
         check_available()  # raises UsageError naming the extra to install
     _start_pool_helpers(executor)
@@ -146,7 +154,7 @@ async def _prepare_and_run(path, workers, executor, log_dir, params, keep_going,
         raise UsageError(f"{_source}: does not match the sha256 recorded in run.json; refusing to run it")
     # The run machinery (the backends) only once there is a run, and
     # imported off the caller's loop (a cold import takes a few hundred ms).
-    coordinator = await interrupts.call_off_loop(importlib.import_module, "opflow.coordinator")
+    coordinator = await interrupts.call_off_loop(importlib.import_module, "opflow.dispatch.coordinator")
     RunOptions, _run_async = coordinator.RunOptions, coordinator.run_async
 
     log_dir = Path(log_dir)
@@ -160,8 +168,8 @@ async def _prepare_and_run(path, workers, executor, log_dir, params, keep_going,
         options = RunOptions(workers=concurrency(executor, workers), executor=executor, keep_going=keep_going,
                              scheduler=scheduler, timeout=timeout)
         if cache and any(t.cache for t in workflow.tasks):
-            from .cache import CacheStore
-            from .history import runs_of_file
+            from opflow.dispatch.cache import CacheStore
+            from opflow.rundir.history import runs_of_file
 
             options.cache = CacheStore(runs_of_file(log_dir, workflow))  # before this run's own directory exists
         extra = {}
@@ -184,7 +192,7 @@ async def _prepare_and_run(path, workers, executor, log_dir, params, keep_going,
             raise UsageError(f"--log-dir {log_dir}: cannot create a run directory there: {exc.strerror or exc}") from None
         options.results_path = str(run_dir / RESULTS_FILE)
         options.task_logs_dir = str(run_dir / "tasks")
-        # What tasks/<id>.log catches (task_output.py): all of the worker's fds 1/2,
+        # What tasks/<id>.log catches (worker/output.py): all of the worker's fds 1/2,
         # or, sharing opflow's own process, only what goes through sys.stdout/stderr.
         extra["task_output"] = "python" if executor in ("thread", "inline") else "fd"
         warnings = unenforced_settings(workflow, executor, workers)
@@ -205,7 +213,7 @@ async def _prepare_and_run(path, workers, executor, log_dir, params, keep_going,
 def _start_pool_helpers(executor: str) -> None:
     """The pool's forkserver imports opflow for a few hundred ms: started now, it does so
     on another core while this process parses the workflow and imports the coordinator."""
-    from .backends.mp_context import start_helpers
+    from opflow.backends.mp_context import start_helpers
 
     try:
         start_helpers(executor)

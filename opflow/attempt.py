@@ -37,7 +37,7 @@ class TaskRequest:
     groups: tuple = ()  # (foreach task id, instance ids): context[id] is the list of their results
     upstream_failed: dict | None = None  # trigger all_done/one_failed: which upstream tasks failed, and why
     ignore_halt: bool = False  # a trigger task runs after a fail-fast stop: the stop flag is not for it
-    log_path: str | None = None  # tasks/<id>.log: where the attempt's stdout/stderr go (task_output.py)
+    log_path: str | None = None  # tasks/<id>.log: where the attempt's stdout/stderr go (worker/output.py)
     keep_children: bool = False  # the task's processes may outlive it (see reaper.py)
     #: Set by the backend, never by the coordinator: where upstream results are
     #: read and this one is published (a StoreAddress, a ContextStore, a snapshot).

@@ -35,11 +35,14 @@ class Plugin:
     #: params are part of its cache key. Built-ins that never do say False.
     reads_params: bool = True
 
-    #: Set by opflow before `run`: the task's id, its direct upstream task ids and
-    #: the workflow file's folder.
+    #: Set by opflow before `run`: the task's id, its direct upstream task ids,
+    #: the workflow file's folder, and the attempt's log (an object with
+    #: `write(bytes)`; None outside a run), for output that does not pass through
+    #: this process's stdout, as a child's pipes.
     task_id: str = ""
     depends_on: tuple = ()
     workflow_dir: Path = Path(".")
+    log_sink: Any = None
 
     def resolve_path(self, value: str | Path) -> Path:
         """A config path, relative ones taken against the workflow file's folder."""

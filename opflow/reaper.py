@@ -23,7 +23,7 @@ import os
 import sys
 import threading
 
-from .procs import kill_tree
+from opflow.procs import kill_tree
 
 PR_SET_CHILD_SUBREAPER = 36
 GRACE_SECONDS = 0.5  # between SIGTERM and SIGKILL for what a task left behind

@@ -1,12 +1,14 @@
-"""Numbers in words a person reads: plurals and sizes.
+"""Numbers in words a person reads and writes: plurals, sizes and durations.
 
 Small, but every message goes through here, so "1 tasks" and "209715200 bytes"
 never reach a terminal.
 """
 from __future__ import annotations
 
-__all__ = ["plural", "format_bytes", "wrap_list"]
+__all__ = ["plural", "format_bytes", "wrap_list", "parse_duration", "DURATION_PATTERN"]
 
+import math
+import re
 import textwrap
 
 _GIB = 1024**3
@@ -40,3 +42,23 @@ def wrap_list(prefix: str, items: list[str], width: int) -> list[str]:
     """`prefix` then the items comma-separated, wrapped to `width` with a hanging indent."""
     return textwrap.wrap(", ".join(items), width=max(40, width), initial_indent=prefix,
                          subsequent_indent=" " * len(prefix), break_on_hyphens=False, break_long_words=False)
+
+
+# Durations as people write them: `90`, `90s`, `1.5m`, `5m`, `1h`, `2d` -> seconds.
+_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+#: The same rule as a regular expression (for the JSON Schema of the workflow format).
+DURATION_PATTERN = r"^\s*[0-9]+(\.[0-9]+)?\s*[smhd]?\s*$"
+
+
+def parse_duration(value) -> float | None:
+    """Seconds, or None when `value` is not a duration (a number or a string like '5m')."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value) if math.isfinite(value) else None
+    if not isinstance(value, str):
+        return None
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([smhd]?)\s*", value)
+    if not match:
+        return None
+    return float(match.group(1)) * _UNITS[match.group(2)]

@@ -141,7 +141,7 @@ def invoke(*args, env=None):
     """The real CLI in this process (click's runner); an unexpected exception is raised, not swallowed."""
     from click.testing import CliRunner
 
-    from opflow.cli import main
+    from opflow.cli.commands import main
 
     result = CliRunner().invoke(main, [str(a) for a in args], env=env)
     if result.exception is not None and not isinstance(result.exception, SystemExit):

@@ -64,7 +64,7 @@ def _cli(*args, cwd, **kwargs):
 def run_trial(root: Path, n_tasks: int, kill_after: int, workers: int = 2, delay: float = 0.01,
               kill_delay: float = 0.0) -> Trial:
     """Run, SIGKILL the coordinator once `kill_after` tasks ran (plus kill_delay s), resume."""
-    from opflow.history import run_state
+    from opflow.rundir.history import run_state
 
     flow = write_flow(root, n_tasks, delay)
     shutil.copy(REPO / "tests" / "faults.py", root / "faults.py")

@@ -1,7 +1,6 @@
-"""The backend wing: results cross processes whatever module defined them; the layering holds."""
+"""The backend wing: results cross processes whatever module defined them (the layering: test_layout.py)."""
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
 import textwrap
@@ -88,67 +87,6 @@ def test_a_result_of_a_users_class_is_read_on_another_worker(tmp_path, executor)
         assert any(recs[f"r{i}"]["result"]["pid"] != producer for i in range(6)), "no reader ran on the other worker"
         box_producer = recs["boxes"]["result"]["pid"]
         assert any(recs[f"b{i}"]["result"]["pid"] != box_producer for i in range(6))
-
-
-# -- layering -------------------------------------------------------------------
-def test_the_coordinator_loads_no_backend_and_nothing_that_runs_in_a_worker():
-    code = ("import sys, opflow.coordinator; "
-            "print(sorted(m for m in sys.modules if m.startswith('opflow')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    loaded = set(eval(out))  # a printed list of module names
-    for module in ("opflow.worker", "opflow.context", "opflow.monitor", "opflow.task_output", "opflow.backends.process",
-                   "opflow.backends.local", "opflow.backends.dask", "opflow.plugins"):
-        assert module not in loaded, f"importing the coordinator loads {module}"
-
-
-def _imports(path: Path) -> list[tuple[str, list[str]]]:
-    """(absolute module imported, names taken from it) for each opflow import in `path`."""
-    package = ".".join(path.relative_to(REPO).with_suffix("").parts)
-    if path.name == "__init__.py":
-        package += ".__init__"
-    found = []
-    tree = ast.parse(path.read_text())
-    for node in ast.walk(tree):  # imports for type checkers only never run: not edges
-        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
-            node.body = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.level:
-            base = package.split(".")[:-node.level]
-            module = ".".join(base + ([node.module] if node.module else []))
-            found.append((module, [a.name for a in node.names]))
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("opflow"):
-            found.append((node.module, [a.name for a in node.names]))
-    return found
-
-
-def _modules() -> dict[str, Path]:
-    out = {}
-    for path in OPFLOW.rglob("*.py"):
-        name = ".".join(path.relative_to(REPO).with_suffix("").parts)
-        out[name.removesuffix(".__init__")] = path
-    return out
-
-
-def test_no_module_imports_another_modules_private_name():
-    offences = []
-    for name, path in _modules().items():
-        for module, names in _imports(path):
-            for imported in names:
-                if imported.startswith("_") and not imported.startswith("__"):
-                    offences.append(f"{name} imports {imported} from {module}")
-    assert offences == []
-
-
-def test_no_two_modules_import_each_other():
-    modules = _modules()
-    graph = {name: set() for name in modules}
-    for name, path in modules.items():
-        for module, names in _imports(path):
-            for target in (module, *(f"{module}.{n}" for n in names)):
-                if target in modules and target != name:
-                    graph[name].add(target)
-    pairs = sorted({tuple(sorted((a, b))) for a in graph for b in graph[a] if a in graph.get(b, ())})
-    assert pairs == []
 
 
 # -- the context: small results ride with the work, large ones go by the store ---------

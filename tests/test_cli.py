@@ -1,4 +1,4 @@
-"""cli.py: the commands, their output and exit codes, and the run directory they make.
+"""cli/commands.py: the commands, their output and exit codes, and the run directory they make.
 
 Fast cases go through click's CliRunner; a few are real `python -m opflow`
 processes on YAML in tmp_path, asserting exit code and run.json.
@@ -19,9 +19,9 @@ import pytest
 
 import opflow
 import opflow.api
-import opflow.audit
+import opflow.rundir.audit
 from opflow.plugins import PLUGINS
-from opflow.scaffold import FILES
+from opflow.cli.scaffold import FILES
 
 from conftest import invoke, latest_run_dir, run_cli
 
@@ -419,7 +419,7 @@ if __name__ == "__main__":
     if sys.argv[1] == "--thread":
         del sys.argv[1]
         threading.Thread(target=lambda: (time.sleep(0.3), pathlib.Path("thread.txt").write_text("done"))).start()
-    from opflow.cli import entry
+    from opflow.cli.commands import entry
     entry()
 """
 
@@ -451,13 +451,13 @@ def test_the_cli_still_waits_for_a_thread_that_is_not_a_daemon(tmp_path, ok_flow
 
 
 def test_validate_imports_none_of_the_run_machinery(tmp_path, ok_flow):
-    code = ("import sys; from opflow.cli import main; main(['validate', sys.argv[1]], standalone_mode=False); "
+    code = ("import sys; from opflow.cli.commands import main; main(['validate', sys.argv[1]], standalone_mode=False); "
             "print(sorted(sys.modules))")
     done = subprocess.run([sys.executable, "-c", code, str(ok_flow)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     loaded = set(eval(done.stdout.splitlines()[-1]))  # a printed list of module names
-    for module in ("asyncio", "psutil", "opflow.api", "opflow.audit", "opflow.history", "opflow.coordinator",
-                   "opflow.procs", "opflow.task_output"):
+    for module in ("asyncio", "psutil", "opflow.api", "opflow.rundir.audit", "opflow.rundir.history", "opflow.dispatch.coordinator",
+                   "opflow.procs", "opflow.worker.output"):
         assert module not in loaded, f"validate imports {module}"
 
 
@@ -530,4 +530,4 @@ def test_two_runs_in_the_same_second_get_a_suffix(here, ok_flow, monkeypatch):
     ("x" * 100, "x" * 60),
 ])
 def test_slug_of_the_workflow_name(name, slug):
-    assert opflow.audit.slugify(name) == slug
+    assert opflow.rundir.audit.slugify(name) == slug

@@ -3,7 +3,7 @@ each of these per task (benchmarks/scale.py measures the whole)."""
 from __future__ import annotations
 
 from opflow import api
-from opflow.coordinator import Coordinator, RunOptions
+from opflow.dispatch.coordinator import Coordinator, RunOptions
 
 
 def test_leaf_tasks_and_empty_upstreams_cost_no_object_each(write_workflow):
@@ -28,7 +28,7 @@ def test_no_task_starts_while_a_reporter_is_far_behind(write_workflow, tmp_path)
     its queue grow without bound; the run goes on once it catches up."""
     import time
 
-    from opflow.coordinator import RECORD_BACKLOG_MAX
+    from opflow.dispatch.coordinator import RECORD_BACKLOG_MAX
     from opflow.events import Reporter
 
     class Lagging(Reporter):

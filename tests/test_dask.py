@@ -21,7 +21,7 @@ import pandas as pd
 import psutil
 import pytest
 
-from opflow.results_log import RESULTS_FILE, read_results
+from opflow.rundir.results_log import RESULTS_FILE, read_results
 
 distributed = pytest.importorskip("distributed", reason="the dask extra is not installed: pip install 'opflow-runner[dask]'")
 
@@ -48,7 +48,7 @@ def go(path, tmp_path, **options):
 def test_missing_distributed_is_a_usage_error_naming_the_extra(monkeypatch, tmp_path, write_workflow, faults):
     from click.testing import CliRunner
 
-    from opflow.cli import main
+    from opflow.cli.commands import main
 
     monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` now raises ImportError
     with pytest.raises(UsageError, match=r"pip install 'opflow-runner\[dask\]'"):

@@ -18,7 +18,7 @@ import pytest
 from conftest import gone, latest_run_dir, records, run_cli, wait_for
 
 from opflow.api import run
-from opflow.lock import WorkflowLock
+from opflow.rundir.lock import WorkflowLock
 from opflow.procs import GRACE_SECONDS, kill_tree
 
 

@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 
-from opflow.backends import start_method
+from opflow.backends.mp_context import start_method
 
 PROBE = textwrap.dedent("""
     import json, sys

@@ -14,8 +14,8 @@ from datetime import datetime, timezone
 import pytest
 
 from opflow.api import load, run
-from opflow.audit import file_tag
-from opflow.history import latest_run
+from opflow.rundir.audit import file_tag
+from opflow.rundir.history import latest_run
 from opflow.words import format_bytes, plural
 
 from conftest import invoke, records
@@ -418,7 +418,7 @@ def test_the_process_backend_enforces_both_and_says_nothing(tmp_path, write_work
 
 
 def test_dask_would_warn_of_max_memory_only(write_workflow):
-    from opflow.capabilities import concurrency, unenforced_settings
+    from opflow.backends.capabilities import concurrency, unenforced_settings
 
     workflow, _ = load(write_workflow(LIMITS))
     assert unenforced_settings(workflow, "dask", 4) == [

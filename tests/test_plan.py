@@ -4,8 +4,8 @@ from __future__ import annotations
 import networkx as nx
 import pytest
 
-from opflow.plan import build_plan, find_cycles, plan_of
-from opflow.spec import TaskSpec, load_workflow
+from opflow.workflow.plan import build_plan, find_cycles, plan_of
+from opflow.workflow.spec import TaskSpec, load_workflow
 
 
 def specs(edges: dict[str, list[str]]) -> list[TaskSpec]:

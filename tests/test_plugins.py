@@ -20,7 +20,7 @@ from conftest import write
 from click.testing import CliRunner
 
 from opflow.api import run
-from opflow.cli import main
+from opflow.cli.commands import main
 from opflow.errors import WorkflowError
 from opflow.plugin_base import Plugin
 from opflow.plugins import PLUGINS, PluginRef, discover_plugins, load_plugin_class, worker_dirs

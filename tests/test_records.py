@@ -198,7 +198,7 @@ def test_run_directory_is_owner_only_whatever_the_umask(tmp_path, write_workflow
 
 # -- symlinks (item 3) -------------------------------------------------------------
 def test_a_symlink_at_the_lock_path_is_refused_not_truncated(tmp_path, write_workflow, faults):
-    from opflow.lock import WorkflowLock
+    from opflow.rundir.lock import WorkflowLock
 
     flow = write_workflow("""
         name: locked
@@ -288,7 +288,7 @@ def test_resume_refuses_a_run_still_in_progress(tmp_path, write_workflow, faults
     try:
         wait_for(marker.exists, 60, "the run's task to start")
         run_dir = latest_run_dir(tmp_path / "logs")
-        from opflow.history import run_state
+        from opflow.rundir.history import run_state
 
         assert run_state(run_dir) == "running"
         refused = run_cli("resume", str(run_dir), "--no-lock", cwd=tmp_path)
@@ -338,7 +338,7 @@ def test_the_crash_benchmark_runs(tmp_path):
 
 def test_pretty_json_is_written_piece_by_piece_as_json_dumps_would_write_it(tmp_path):
     # audit.write_json_atomic streams run.json (100,000 tasks: never the whole text in memory).
-    from opflow.audit import write_json_atomic
+    from opflow.rundir.audit import write_json_atomic
 
     document = {"tasks": {f"t{i}": "succeeded" for i in range(1000)}, "nested": [1.5, None, {"é": True}]}
     target = tmp_path / "run.json"
@@ -353,7 +353,7 @@ def test_pretty_json_is_written_piece_by_piece_as_json_dumps_would_write_it(tmp_
 def test_the_audit_trail_writes_a_record_encoded_on_arrival_and_fails_one_that_is_not_json(tmp_path, write_workflow):
     # AuditTrail.handle encodes task_finished at once (a backlog waits as text, not dicts).
     from opflow import api
-    from opflow.audit import AuditTrail, create_run_dir
+    from opflow.rundir.audit import AuditTrail, create_run_dir
     from opflow.errors import OpflowError
 
     workflow, _ = api.load(write_workflow('name: w\ntasks:\n  - {id: a, plugin: shell, config: {command: "true"}}\n'

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from opflow.render import HEAD_ROWS, MAX_ITEMS, MAX_TEXT, render
+from opflow.worker.render import HEAD_ROWS, MAX_ITEMS, MAX_TEXT, render
 
 
 def strict_json(value):

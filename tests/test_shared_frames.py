@@ -20,9 +20,9 @@ import psutil
 import pytest
 
 from conftest import gone, latest_run_dir, records, run_cli, signal_when, wait_for
-from opflow import shared_results
-from opflow import results_log
-from opflow.results_log import append_result, append_result_parts, read_results
+from opflow.worker import shared_results
+from opflow.rundir import results_log
+from opflow.rundir.results_log import append_result, append_result_parts, read_results
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="needs /dev/shm")
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from opflow.cli import main
+from opflow.cli.commands import main
 from opflow.errors import Problem, UsageError, WorkflowError
 from opflow.plugins import PLUGINS
-from opflow.spec import TaskSpec, Workflow, load_workflow, parse_param_overrides
+from opflow.workflow.spec import TaskSpec, Workflow, load_workflow, parse_param_overrides
 
 KNOWN = sorted(PLUGINS)
 

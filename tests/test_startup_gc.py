@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from opflow import startup_gc
+from opflow.cli import startup_gc
 
 PROBE = """
 import atexit, gc, json, sys
@@ -15,7 +15,7 @@ atexit.register(lambda: print(json.dumps({"enabled": gc.isenabled(), "frozen": g
 
 if __name__ == "__main__":
     sys.argv[0] = "opflow"
-    from opflow.launch import main
+    from opflow.cli.launch import main
     main()
 """
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Callable
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
-    from ..attempt import TaskRequest
+    from opflow.attempt import TaskRequest
 
 OnStart = Callable[[int, int], None]
 

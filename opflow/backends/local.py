@@ -10,12 +10,12 @@ __all__ = ["InlineBackend", "ThreadBackend", "run_in_thread"]
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from .. import reaper
-from ..attempt import Outcome, TaskRequest
-from ..context import ContextStore
-from ..procs import kill_own_children
-from ..worker import execute
-from .base import Backend, OnStart
+from opflow import reaper
+from opflow.attempt import Outcome, TaskRequest
+from opflow.worker.context import ContextStore
+from opflow.procs import kill_own_children
+from opflow.worker.execute import execute
+from opflow.backends.base import Backend, OnStart
 
 
 def run_in_thread(request: TaskRequest, on_start: OnStart | None) -> Outcome:

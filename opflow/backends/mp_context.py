@@ -13,16 +13,30 @@ Only multiprocessing and os here: the CLI imports this before the run's modules.
 """
 from __future__ import annotations
 
-__all__ = ["pool_context", "start_helpers"]
+__all__ = ["pool_context", "start_helpers", "start_method"]
 
 import multiprocessing
 import os
-
-from . import start_method
+import sys
 
 #: What the forkserver imports once, for every worker it forks; forkserver_exit
 #: makes it exit without tearing all that down again.
 FORKSERVER_PRELOAD = ["opflow.backends.process", "opflow.backends.forkserver_exit"]
+
+
+def start_method() -> str:
+    """The multiprocessing start method, overridable with OPFLOW_START_METHOD.
+
+    Never fork: the coordinator runs threads (the pool's manager thread, the
+    start-queue reader, the Manager's connections), and forking a process with
+    threads can copy a held lock into the child and deadlock it. forkserver
+    forks from a clean single-threaded server with opflow preloaded, so workers
+    start fast; spawn is the portable fallback (macOS, Windows).
+    """
+    chosen = os.environ.get("OPFLOW_START_METHOD")
+    if chosen:
+        return chosen
+    return "forkserver" if sys.platform.startswith("linux") else "spawn"
 
 
 def pool_context():

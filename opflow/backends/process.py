@@ -31,20 +31,21 @@ import time
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from .. import reaper
-from ..attempt import NOT_STARTED, Outcome, TaskRequest, error_record
-from ..context import ManagedStore, connect_store
-from ..guard import GUARD_MESSAGE, REFUSED_EXIT
-from ..monitor import set_limit_action
-from .. import shared_results
-from ..results_log import append_result_from_file
-from ..procs import describe_exit, kill_own_children, kill_tree, kill_trees, start_parent_watch
-from ..words import format_bytes
-from ..worker import execute
-from . import outcome_channel, start_method
-from .mp_context import pool_context
-from .base import Backend, OnStart
-from .outcome_channel import OutcomeChannel
+from opflow import reaper
+from opflow.attempt import NOT_STARTED, Outcome, TaskRequest, error_record
+from opflow.worker.context import ManagedStore, connect_store
+from opflow.worker.guard import GUARD_MESSAGE, REFUSED_EXIT
+from opflow.worker.monitor import set_limit_action
+from opflow.worker import shared_results
+from opflow.rundir.results_log import append_result_from_file
+from opflow.procs import describe_exit, kill_own_children, kill_tree, kill_trees, start_parent_watch
+from opflow.words import format_bytes
+from opflow.worker.execute import execute
+from opflow.backends import outcome_channel
+from opflow.backends.mp_context import start_method
+from opflow.backends.mp_context import pool_context
+from opflow.backends.base import Backend, OnStart
+from opflow.backends.outcome_channel import OutcomeChannel
 
 
 def _mp_context():

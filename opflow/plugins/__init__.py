@@ -18,12 +18,12 @@ import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..plugin_base import Plugin
-from ._files import add_search_root, import_file, module_name_for
-from .csv_ingest import CsvIngestPlugin
-from .metrics import MetricsPlugin
-from .python_call import PythonPlugin
-from .shell import ShellPlugin
+from opflow.plugin_base import Plugin
+from opflow.plugins._files import add_search_root, import_file, module_name_for
+from opflow.plugins.csv_ingest import CsvIngestPlugin
+from opflow.plugins.metrics import MetricsPlugin
+from opflow.plugins.python_call import PythonPlugin
+from opflow.plugins.shell import ShellPlugin
 
 ENTRY_POINT_GROUP = "opflow.plugins"
 
@@ -200,7 +200,7 @@ def plugin_source_digest(ref: PluginRef) -> str:
             return hashlib.sha256(Path(ref.target.rpartition(":")[0]).read_bytes()).hexdigest()
         except OSError:
             return "unreadable"
-    from .. import __version__
+    from opflow._version import __version__
 
     version = ""
     if ref.source == "entry point":

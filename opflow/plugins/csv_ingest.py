@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import PluginError
-from ..plugin_base import Plugin
+from opflow.errors import PluginError
+from opflow.plugin_base import Plugin
 
 
 class CsvIngestPlugin(Plugin):

@@ -1,8 +1,8 @@
 """`metrics`: summary statistics of numeric columns, as pandas `describe()` gives them."""
 from __future__ import annotations
 
-from ..errors import PluginError
-from ..plugin_base import Plugin
+from opflow.errors import PluginError
+from opflow.plugin_base import Plugin
 
 STATS = ("count", "mean", "std", "min", "25%", "50%", "75%", "max")
 

@@ -5,9 +5,9 @@ import importlib
 import inspect
 import weakref
 
-from ..errors import PluginError
-from ..plugin_base import Plugin
-from ._files import import_file, module_name_for
+from opflow.errors import PluginError
+from opflow.plugin_base import Plugin
+from opflow.plugins._files import import_file, module_name_for
 
 
 # (workflow folder, module name) -> module: the lookup costs file-system calls,

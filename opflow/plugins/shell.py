@@ -7,8 +7,8 @@ import signal
 import subprocess
 import time
 
-from ..errors import PluginError
-from ..plugin_base import Plugin
+from opflow.errors import PluginError
+from opflow.plugin_base import Plugin
 
 STDERR_TAIL_LINES = 20
 KEEP_BYTES = 4 * 1024 * 1024  # of each stream, in the result; the task's log keeps all of it
@@ -37,9 +37,8 @@ class ShellPlugin(Plugin):
     def run(self, config: dict, context: dict) -> dict:
         # The worker's side (psutil, ctypes) where a command runs: `validate` and
         # the coordinator import this class only for its schema and checks.
-        from ..procs import track_child_group, untrack_child_group
-        from ..reaper import keeping_children
-        from ..task_output import current_sink
+        from opflow.procs import track_child_group, untrack_child_group
+        from opflow.reaper import keeping_children
 
         command = config.get("command")
         if not isinstance(command, str) or not command.strip():
@@ -64,7 +63,7 @@ class ShellPlugin(Plugin):
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
         )
         track_child_group(proc.pid)
-        sink = current_sink()
+        sink = self.log_sink
         out, err = _Kept(), _Kept()
         try:
             # Each pipe is copied to the task's log as it comes, and only a bounded
@@ -148,7 +147,7 @@ def _communicate(proc: subprocess.Popen, keep_children: bool, out: _Kept, err: _
 
 
 def _kill_leftovers(pgid: int) -> None:
-    from ..reaper import is_subreaper, kill_leftovers
+    from opflow.reaper import is_subreaper, kill_leftovers
 
     try:
         os.killpg(pgid, signal.SIGKILL)  # the command's own group: `sleep 100 &` and the like

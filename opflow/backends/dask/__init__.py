@@ -69,4 +69,4 @@ __all__ = ["check_available"]
 # The backend itself (backend.py) imports `distributed`: make_backend imports it
 # only when --executor dask is asked for. Layout: backend.py is the coordinator's
 # side, on_worker.py what runs on Dask workers, cluster.py connecting and starting.
-from .cluster import check_available
+from opflow.backends.dask.cluster import check_available

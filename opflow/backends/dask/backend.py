@@ -14,14 +14,22 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...attempt import NOT_STARTED, Outcome, TaskRequest, error_record
-from ...plugins import PluginRef
-from ...procs import descendants, kill_trees
-from ...results_log import append_result
-from ..base import Backend, OnStart
-from .cluster import check_available, cluster_pids, connect, start_local_cluster
-from .on_worker import (Held, ParentWatch, PluginBundle, end_this_worker, halt_run, peek_outcome, pickle_request,
-                        run_task)
+from opflow.attempt import NOT_STARTED, Outcome, TaskRequest, error_record
+from opflow.plugins import PluginRef
+from opflow.procs import descendants, kill_trees
+from opflow.rundir.results_log import append_result
+from opflow.backends.base import Backend, OnStart
+from opflow.backends.dask.cluster import check_available, cluster_pids, connect, start_local_cluster
+from opflow.backends.dask.on_worker import (
+    Held,
+    ParentWatch,
+    PluginBundle,
+    end_this_worker,
+    halt_run,
+    peek_outcome,
+    pickle_request,
+    run_task,
+)
 
 #: Seconds a remote worker gets to end itself before its Nanny is asked to restart it.
 REMOTE_STOP_WAIT = 10.0

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 __all__ = ["check_available", "connect", "start_local_cluster", "cluster_pids", "MIN_DISTRIBUTED"]
 
-from ...errors import UsageError
+from opflow.errors import UsageError
 
 MIN_DISTRIBUTED = (2024, 1)
 #: Seconds to wait for a scheduler to answer, and for it to have a worker.
@@ -48,9 +48,9 @@ def connect(scheduler: str):
 
 
 def _opflow_version() -> str:
-    import opflow
+    from opflow._version import __version__
 
-    return opflow.__version__
+    return __version__
 
 
 def start_local_cluster(workers: int):

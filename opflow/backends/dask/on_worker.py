@@ -12,10 +12,10 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ...attempt import NOT_STARTED, Outcome, TaskRequest, error_record
-from ...plugins import PluginRef
-from ...procs import kill_own_children, start_parent_watch
-from ...worker import execute
+from opflow.attempt import NOT_STARTED, Outcome, TaskRequest, error_record
+from opflow.plugins import PluginRef
+from opflow.procs import kill_own_children, start_parent_watch
+from opflow.worker.execute import execute
 
 try:
     from distributed.diagnostics.plugin import WorkerPlugin as _WorkerPluginBase

@@ -1,0 +1,2 @@
+"""opflow's version: its own module, so that any layer can read it without importing the package face."""
+__version__ = "0.1.0"

@@ -1,0 +1,77 @@
+"""What each backend can enforce, so that a setting it cannot honour is said at the start.
+
+A `timeout` on the inline backend, or a `max_memory` on the thread backend, used to
+be ignored without a word. `unenforced_settings` lists, once per run, each setting
+the chosen backend will not enforce (the CLI prints them; run.json records them),
+and `concurrency` is how many tasks really run at once.
+"""
+from __future__ import annotations
+
+__all__ = ["Capabilities", "CAPABILITIES", "concurrency", "unenforced_settings"]
+
+from dataclasses import dataclass
+
+from opflow.workflow.spec import Workflow
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    #: Runs several tasks at once (inline runs one, inside the coordinator).
+    parallel: bool
+    #: "kills": past its timeout a task's work is stopped; "abandons": the task fails
+    #: on time but its work goes on (a thread cannot be killed); "never": no timeout fires.
+    timeout: str
+    #: Past `max_memory` the task's process tree is killed.
+    max_memory: bool
+    #: Why not, in a few words, for the warnings.
+    why_no_timeout: str = ""
+    why_no_max_memory: str = ""
+
+
+CAPABILITIES: dict[str, Capabilities] = {
+    "process": Capabilities(parallel=True, timeout="kills", max_memory=True),
+    "thread": Capabilities(parallel=True, timeout="abandons", max_memory=False,
+                           why_no_timeout="a thread cannot be stopped: the task fails on time, but its work goes on",
+                           why_no_max_memory="tasks share opflow's own process, so no task's memory can be told apart"),
+    "inline": Capabilities(parallel=False, timeout="never", max_memory=False,
+                           why_no_timeout="each task runs inside opflow itself, to its end",
+                           why_no_max_memory="each task runs inside opflow's own process"),
+    "dask": Capabilities(parallel=True, timeout="kills", max_memory=False,
+                         why_no_max_memory="a Dask worker's own --memory-limit applies instead"),
+}
+
+_SHOWN = 5  # task ids named in a warning before "and N more"
+
+
+def concurrency(executor: str, workers: int) -> int:
+    """How many tasks run at once: the pool size, but 1 on the inline backend."""
+    caps = CAPABILITIES.get(executor)
+    return workers if caps is None or caps.parallel else 1
+
+
+def unenforced_settings(workflow: Workflow, executor: str, workers: int = 0) -> list[str]:
+    """One line per setting the backend will not enforce, naming the tasks that set it."""
+    caps = CAPABILITIES.get(executor)
+    if caps is None:
+        return []
+    warnings = []
+    if not caps.parallel and workers > 1:
+        warnings.append(f"--workers {workers} is not used: the {executor} backend runs one task at a time")
+    timed = [t.id for t in workflow.tasks if t.timeout is not None]
+    if timed and caps.timeout == "never":
+        warnings.append(f"timeout is not enforced on the {executor} backend ({caps.why_no_timeout}); "
+                        f"set on {_names(timed)}")
+    elif timed and caps.timeout == "abandons":
+        warnings.append(f"timeout cannot stop a task on the {executor} backend ({caps.why_no_timeout}); "
+                        f"set on {_names(timed)}")
+    capped = [t.id for t in workflow.tasks if t.max_memory is not None]
+    if capped and not caps.max_memory:
+        warnings.append(f"max_memory is not enforced on the {executor} backend ({caps.why_no_max_memory}); "
+                        f"set on {_names(capped)}")
+    return warnings
+
+
+def _names(task_ids: list[str]) -> str:
+    shown = ", ".join(f"'{t}'" for t in task_ids[:_SHOWN])
+    more = len(task_ids) - _SHOWN
+    return f"task {shown}" if len(task_ids) == 1 else f"tasks {shown}" + (f" and {more} more" if more > 0 else "")

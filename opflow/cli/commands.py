@@ -1,0 +1,434 @@
+"""The command line: click commands, output, exit codes. Nothing imports this module.
+
+Exit codes: 0 all tasks succeeded; 1 a task failed; 2 invalid workflow or usage;
+3 another run of the workflow holds the lock; 130 SIGINT; 143 SIGTERM.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from opflow._version import __version__
+from opflow.dispatch import interrupts
+from opflow.backends import EXECUTORS
+from opflow.errors import OpflowError, UsageError, WorkflowError
+from opflow.workflow.limits import MAX_WORKERS
+from opflow.words import plural, wrap_list
+
+
+
+def _fail(error: OpflowError) -> None:
+    for line in str(error).splitlines():
+        click.echo(f"opflow: error: {line}" if not isinstance(error, WorkflowError) else line, err=True)
+    if isinstance(error, WorkflowError):
+        count = len(error.problems)
+        click.echo(f"opflow: {count} problem{'s' if count != 1 else ''} found; nothing was run", err=True)
+    sys.exit(error.exit_code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(version=__version__, prog_name="opflow")
+def main() -> None:
+    """Run YAML workflows of tasks on a process pool, with an audit trail."""
+
+
+def _run_options(command):
+    """The options `run` and `resume` share."""
+    options = [
+        click.option("--workers", "-w", type=click.IntRange(min=1, max=MAX_WORKERS), default=None,
+                     envvar="OPFLOW_WORKERS", help="Pool size (default: $OPFLOW_WORKERS, else the CPU count)."),
+        click.option("--executor", type=click.Choice(EXECUTORS), default=None, envvar="OPFLOW_EXECUTOR",
+                     help="Where tasks run: process pool (default), thread pool, inline in the coordinator "
+                          "(debugging), or a Dask cluster (pip install 'opflow-runner[dask]'). Default: $OPFLOW_EXECUTOR."),
+        click.option("--timeout", "run_timeout", type=_Duration(), default=None, metavar="DURATION",
+                     help="Stop the whole run after this long (90, 90s, 5m, 1h): running tasks are killed, "
+                          "the rest cancelled; exit 1."),
+        click.option("--no-cache", is_flag=True, help="Run every task, even one whose cached result could be reused."),
+        click.option("--scheduler", metavar="ADDRESS", default=None,
+                     help="With --executor dask: a running scheduler (tcp://host:8786); default: a LocalCluster."),
+        click.option("--keep-going", is_flag=True, help="After a failure, still run every task whose upstream succeeded."),
+        click.option("--lock/--no-lock", default=True, show_default=True,
+                     help="Refuse to start while another run of this workflow (same log dir) is in progress."),
+        click.option("--keep-runs", type=click.IntRange(min=1), default=None, metavar="N",
+                     help="After the run, delete all but the newest N run directories of this workflow."),
+        click.option("--json", "as_json", is_flag=True, help="Print only run.json on stdout; progress goes to stderr."),
+        click.option("--quiet", "-q", is_flag=True, help="Print only failures."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+class _Duration(click.ParamType):
+    name = "duration"
+
+    def convert(self, value, param, ctx):
+        from opflow.words import parse_duration
+
+        if isinstance(value, (int, float)):
+            return float(value)
+        seconds = parse_duration(value)
+        if seconds is None or seconds <= 0:
+            self.fail(f"{value!r} is not a duration > 0 (write 90, 90s, 5m or 1h)", param, ctx)
+        return seconds
+
+
+def _execute(start, *, as_json: bool, quiet: bool, **kwargs) -> None:
+    """Run with console progress, print the outcome, exit with the run's code."""
+    import asyncio  # here, not at the top: only run and resume need it
+
+    from opflow.cli.progress import ConsoleProgress
+    from opflow.cli.startup_gc import release_at_start
+
+    interrupts.install()  # already, under the console script; again for CliRunner and python -m
+    document_fd = _stdout_for_document_only() if as_json else None
+    stream = sys.stderr if as_json else sys.stdout
+    progress = ConsoleProgress(stream, tty=stream.isatty() and os.environ.get("TERM") != "dumb", quiet=quiet)
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    try:
+        result = start(reporters=[progress, release_at_start()], **kwargs)
+    except OpflowError as error:
+        _fail(error)
+    except (Exception, asyncio.CancelledError) as error:
+        # A signal while the run was being prepared (or finishing) cancels it, or
+        # breaks what was starting (a Dask worker that got the SIGTERM too): it
+        # left no run directory or a complete one; the exit code says why.
+        signum = interrupts.received()
+        if not isinstance(error, asyncio.CancelledError) and signum is None:
+            raise  # our bug: a traceback
+        signum = signum or signal.SIGINT
+        click.echo(f"opflow: {signal.Signals(signum).name}: interrupted; nothing more was run", err=True)
+        sys.exit(128 + signum)
+    if as_json:
+        document = (result.run_dir / "run.json").read_bytes()
+        if document_fd is None:
+            click.echo(document.decode("utf-8"), nl=False)
+        else:
+            with os.fdopen(document_fd, "wb") as out:
+                out.write(document)
+    elif not quiet:
+        click.echo(f"record: {result.run_dir}")
+    elif result.exit_code != 0:
+        click.echo(f"record: {result.run_dir}", err=True)
+    sys.exit(result.exit_code)
+
+
+def _stdout_for_document_only() -> int | None:
+    """With --json, stdout holds only run.json: point fd 1 at stderr for the run.
+
+    Tasks write to fd 1 (a plugin's print, in a worker process that inherits it),
+    so swapping `sys.stdout` alone would not do. Returns a descriptor on the
+    original stdout, for the document (None when stdout is not a real file, as
+    under click's test runner: then tasks' output cannot reach it anyway).
+    """
+    try:
+        if sys.stdout.fileno() != 1:
+            return None
+    except (AttributeError, OSError, ValueError):
+        return None
+    sys.stdout.flush()
+    original = os.dup(1)
+    os.dup2(2, 1)
+    return original
+
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0    every task succeeded
+  1    a task failed (or was skipped or cancelled because of a failure)
+  2    invalid workflow or usage: nothing ran
+  3    another run of this workflow holds the lock: nothing ran
+  130  interrupted by Ctrl-C (SIGINT)
+  143  terminated by SIGTERM"""
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("logs"), show_default=True,
+              envvar="OPFLOW_LOG_DIR", help="Each run makes a new directory under this one (default: $OPFLOW_LOG_DIR, else ./logs).")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Override a declared workflow param (repeatable). VALUE is read as a YAML scalar: 5 is a number, "
+                   "true a boolean; it must match the type of the param's default (a string param keeps 007 as "
+                   "written).")
+@click.option("--resume", is_flag=True,
+              help="Rerun only what did not succeed in the latest run of this workflow under --log-dir.")
+@_run_options
+def run(file, log_dir, params, resume, workers, executor, run_timeout, no_cache, scheduler, keep_going, lock, keep_runs,
+        as_json, quiet):
+    """Run the workflow in FILE."""
+    from opflow.api import run as run_workflow
+    from opflow.workflow.params import parse_cli_params
+
+    try:
+        overrides = parse_cli_params(params)
+    except OpflowError as error:
+        _fail(error)
+    _execute(run_workflow, as_json=as_json, quiet=quiet, path=file, log_dir=log_dir, params=overrides,
+             resume=resume, workers=workers or 0, executor=executor or "process", scheduler=scheduler,
+             keep_going=keep_going, lock=lock, keep_runs=keep_runs, timeout=run_timeout, cache=not no_cache)
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@_run_options
+def resume(run_dir, workers, executor, run_timeout, no_cache, scheduler, keep_going, lock, keep_runs, as_json, quiet):
+    """Rerun what did not succeed in RUN_DIR, reusing the results of what did.
+
+    Runs that run's workflow (the copy kept in RUN_DIR, checked against its
+    sha256) with its params. Refuses a RUN_DIR that others may write. A recorded
+    result is reused only if the task, its upstream tasks and the params are
+    unchanged; what changed is listed in the new run's run.json (resume_changes).
+    """
+    from opflow.api import resume as resume_run
+
+    _execute(resume_run, as_json=as_json, quiet=quiet, run_dir=run_dir, workers=workers, executor=executor,
+             scheduler=scheduler, keep_going=keep_going, lock=lock, keep_runs=keep_runs, timeout=run_timeout,
+             cache=not no_cache)
+
+
+def _echo_json(document) -> None:
+    click.echo(json.dumps(document, indent=2, default=str))
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON document (problems too, still exit 2).")
+def validate(file, as_json):
+    """Check FILE; run nothing. Exit 0 when valid, 2 with every problem otherwise."""
+    from opflow.workflow.loading import load
+    from opflow.workflow.plan import build_plan
+
+    try:
+        workflow, _ = load(file)
+    except OpflowError as error:
+        if as_json:
+            problems = [{"path": p.path, "line": p.line, "task_id": p.task_id, "message": p.message}
+                        for p in getattr(error, "problems", [])] or [{"message": str(error)}]
+            _echo_json({"file": str(file), "ok": False, "problems": problems})
+            sys.exit(error.exit_code)
+        _fail(error)
+    layers = build_plan(workflow).layers
+    if as_json:
+        _echo_json({"file": str(file), "ok": True, "workflow": workflow.name, "tasks": len(workflow.tasks),
+                    "layers": len(layers)})
+        return
+    click.echo(f"{file}: ok: workflow '{workflow.name}', {plural(len(workflow.tasks), 'task')} "
+               f"in {plural(len(layers), 'layer')}")
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("logs"), show_default=True,
+              help="Where to look for the last run's durations (critical path).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON document: layers and critical path.")
+def plan(file, log_dir, as_json):
+    """Print the topological layers of FILE (tasks in one layer can run at once)."""
+    from opflow.workflow.loading import load
+    from opflow.workflow.plan import build_plan
+
+    try:
+        workflow, _ = load(file)
+    except OpflowError as error:
+        _fail(error)
+    the_plan = build_plan(workflow)
+    if as_json:
+        durations = _last_durations(log_dir, workflow)
+        critical = None
+        if durations:
+            path, total = the_plan.critical_path(durations)
+            critical = {"tasks": list(path), "seconds": round(total, 6)}
+        _echo_json({"workflow": workflow.name, "tasks": len(workflow.tasks),
+                    "layers": [list(layer) for layer in the_plan.layers], "critical_path": critical})
+        return
+    click.echo(f"workflow '{workflow.name}': {plural(len(workflow.tasks), 'task')}")
+    # A layer of hundreds of tasks is wrapped to the terminal, not one endless line.
+    width = shutil.get_terminal_size().columns
+    for n, layer in enumerate(the_plan.layers, 1):
+        for line in wrap_list(f"layer {n}: ", list(layer), width):
+            click.echo(line)
+    durations = _last_durations(log_dir, workflow)
+    if durations:
+        path, total = the_plan.critical_path(durations)
+        click.echo(f"critical path (last run's durations): {' -> '.join(path)} ({total:.2f}s)")
+
+
+def _last_durations(log_dir: Path, workflow) -> dict[str, float]:
+    """Task durations from the latest run of this workflow file under log_dir, if any."""
+    from opflow.rundir.history import latest_run
+
+    run_dir = latest_run(log_dir, workflow)
+    if run_dir is None:
+        return {}
+    durations = {}
+    for path in (run_dir / "tasks").glob("*.json"):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if record.get("status") == "succeeded" and record.get("duration_s") is not None:
+            durations[record["id"]] = float(record["duration_s"])
+    return durations
+
+
+@main.command()
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of plugins.")
+def plugins(file, as_json):
+    """List available plugins: built-ins, entry points, and workers/*.py (here, or beside FILE)."""
+    from opflow.plugins import discover_plugins, worker_dirs
+
+    if file is not None and not file.is_file():
+        _fail(UsageError(f"{file}: no such file" if not file.exists() else f"{file}: not a workflow file"))
+    refs, warnings = discover_plugins(worker_dirs(file.resolve().parent if file else None), describe=True)
+    if as_json:
+        _echo_json([{"name": name, "description": refs[name].description, "source": refs[name].source,
+                     "target": refs[name].target} for name in sorted(refs)])
+        for warning in warnings:
+            click.echo(f"warning: {warning}", err=True)
+        return
+    width = max(len(n) for n in refs)
+    for name in sorted(refs):
+        ref = refs[name]
+        where = ref.source if ref.source != "file" else f"file {ref.target.rpartition(':')[0]}"
+        click.echo(f"{name:<{width}}  {ref.description or '(no description)'}  [{where}]")
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
+@main.command()
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+def schema(file):
+    """Print a JSON Schema (draft 2020-12) of the workflow format, plugin configs included.
+
+    Plugins from workers/ beside FILE (or in the current folder) are included too.
+    """
+    from opflow.workflow.schema import workflow_schema
+
+    click.echo(json.dumps(workflow_schema(file.resolve().parent if file else None), indent=2))
+
+
+@main.command()
+@click.argument("directory", required=False, default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite existing files.")
+def init(directory, force):
+    """Write a runnable example workflow (and its sample CSV) into DIRECTORY."""
+    from opflow.cli.scaffold import write_example
+
+    try:
+        written = write_example(directory, force=force)
+    except FileExistsError as exc:
+        _fail(UsageError(f"{exc} already exist(s); use --force to overwrite"))
+    except OpflowError as error:  # a symlink where a file goes
+        _fail(error)
+    except OSError as exc:
+        _fail(UsageError(f"{directory}: cannot write there: {exc.strerror or exc}"))
+    for path in written:
+        click.echo(f"wrote {path}")
+    click.echo(f"next: opflow run {written[0]}")
+
+
+@main.command()
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("logs"), show_default=True,
+              help="Where the runs are.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def runs(file, log_dir, as_json):
+    """List past runs (of FILE, if given), newest first: run dir, workflow, status,
+    started, duration, task counts. A run whose coordinator died shows as crashed."""
+    from opflow.rundir.runs import format_row, list_runs
+
+    rows = list_runs(log_dir, file)
+    if as_json:
+        _echo_json(rows)
+        return
+    if not rows:
+        click.echo(f"no runs under {log_dir}" + (f" of {file}" if file else ""))
+    for row in rows:
+        click.echo(format_row(row))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("task_id", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print run.json (or the task's record, with log_tail).")
+def show(run_dir, task_id, as_json):
+    """Show a run's summary, or one task's record with the end of its log and its result."""
+    from opflow.rundir.runs import format_run, format_task, read_run, read_task
+
+    try:
+        if task_id is None:
+            doc = read_run(run_dir)
+            if as_json:
+                _echo_json(doc)
+            else:
+                click.echo(format_run(run_dir, doc), nl=False)
+            return
+        record = read_task(run_dir, task_id)
+    except OpflowError as error:
+        _fail(error)
+    if as_json:
+        _echo_json(record)
+    else:
+        click.echo(format_task(record), nl=False)
+
+
+@main.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the HTML (default: report.html in the first run directory).")
+def report(run_dirs, output):
+    """Write one self-contained HTML report of RUN_DIRS (several runs are compared):
+    timeline per worker, task graph, per-task wall/CPU/memory, failures."""
+    from opflow.rundir.report import write_report
+
+    try:
+        path = write_report(list(run_dirs), output)
+    except OpflowError as error:
+        _fail(error)
+    click.echo(f"report: {path}")
+
+
+def entry(prog_name: str | None = None) -> None:
+    """Console-script entry point: Ctrl-C outside a run still exits 130, quietly."""
+    try:
+        main(prog_name=prog_name)
+    except KeyboardInterrupt:
+        click.echo("opflow: interrupted", err=True)
+        sys.exit(130)
+    except SystemExit as done:
+        _exit_without_teardown(done)
+        raise
+
+
+def _exit_without_teardown(done: SystemExit) -> None:
+    """Leave the process at once, the command's work done: the interpreter's own
+    teardown frees every module a run imported (networkx alone is thousands of
+    objects), which took 50-150 ms of a one-task run and frees nothing the OS
+    does not. Everything that teardown does that matters still happens here:
+    atexit handlers run, stdout and stderr are flushed. Returns (the caller exits
+    normally) whenever that could change the outcome: a non-daemon thread still
+    running (the interpreter would wait for it), an exit status that is not a
+    number, or output that cannot be flushed (a closed pipe, reported as usual).
+    """
+    import atexit
+    import threading
+
+    code = done.code
+    if code is not None and not isinstance(code, int):
+        return  # a message: the interpreter prints it
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.current_thread()):
+        return
+    # atexit has no public "run them now"; _run_exitfuncs is what the interpreter calls.
+    atexit._run_exitfuncs()  # noqa: SLF001
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        return
+    os._exit(code or 0)

@@ -1,0 +1,943 @@
+"""The run loop: dependency-driven dispatch on asyncio, over a backend (backends/base.py).
+
+Data lane (a task's request out, its outcome back, its result on to its readers):
+
+    ready task ─▶ _submit: TaskRequest ─▶ backend.submit ─▶ worker: execute() ─▶ plugin.run(config, context)
+                                            │  attaches the store and the       │ context: TaskContext, reads
+                                            │  small upstream results (inline)  │ upstream results lazily
+    _on_outcome ◀── _Mailbox (one wake-up ◀─┴─ Outcome (rendering, timings, ◀───┘ result: small → in the Outcome,
+        │           per burst)                 error; small result to the        large → the store / shared memory
+        │                                      backend's relay, never here)
+        └─ task_finished ─▶ reporters (audit trail: tasks/<id>.json, events.jsonl; console)
+
+Control lane: a worker's start (slot table or Dask event) ─▶ _Mailbox ─▶ _on_started (arms
+the timeout) · timeout ─▶ backend.stop · failure under fail fast, SIGINT/SIGTERM, a cancelled
+run_async, --timeout, an unwritable record ─▶ stop dispatching, backend.halt_queued /
+backend.interrupt ─▶ what never ran ends cancelled or skipped, with its reason.
+
+One thread owns all run state: the event loop's. Backends report back through a
+mailbox (`call_soon_threadsafe` once per burst), so no lock guards the state. A task
+is submitted the moment its last upstream task succeeds (trigger rules: triggers.py;
+cached results: cache.py). Failures are values (`Outcome.ok`), never exceptions; the
+exit status is decided in one place (`RunSummary.exit_code`). The coordinator imports
+no backend module and nothing that runs in a worker (tests/test_backends.py).
+"""
+from __future__ import annotations
+
+__all__ = ["RunOptions", "RunSummary", "Coordinator", "run_async", "run"]
+
+import asyncio
+import collections
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from typing import TYPE_CHECKING
+
+from opflow.attempt import NOT_STARTED, Outcome, TaskRequest, error_record
+from opflow.backends import make_backend
+from opflow.rundir.failure_text import add_log_tail
+from opflow.dispatch.interrupts import await_despite_cancel, call_off_loop
+from opflow.events import Reporter, RunStatus, TaskStatus, iso_time
+from opflow.workflow.plan import build_plan
+from opflow.dispatch.readers import ReaderCount
+from opflow.rundir.results_log import append_result, close_results_logs
+from opflow.dispatch.reused import reused_record
+from opflow.dispatch.triggers import TriggerRules
+
+if TYPE_CHECKING:
+    from opflow.plugins import PluginRef
+    from opflow.workflow.spec import Workflow
+
+RETRY_DELAY_CAP = 300.0  # seconds: backoff never waits longer than this
+#: A work item holds about this much work (by the recent mean task duration):
+#: its own cost (~0.3-1 ms on the process pool) is then paid once for many short
+#: tasks, and a worker finishes its item soon enough to keep the load even.
+BATCH_SECONDS = 0.02
+BATCH_MAX = 32  # ready tasks in one work item, at most
+#: Events a reporter may have waiting to be written before no more tasks start:
+#: each waits as ~1.5 KB, so a writer left behind holds at most a few MB.
+RECORD_BACKLOG_MAX = 3000
+BACKLOG_RECHECK_SECONDS = 0.02
+CHAIN_MAX = 256  # tasks of a chain sent after its head in the same work item, at most
+INTERRUPT_WAIT = 10.0  # seconds to wait for killed tasks to report back
+
+
+@dataclass
+class RunOptions:
+    workers: int = 0  # 0: the CPU count
+    executor: str = "process"
+    scheduler: str | None = None  # dask: a scheduler address; None starts a LocalCluster
+    keep_going: bool = False
+    #: task_id -> pickled result of an earlier run (resume; None where no task reads
+    #: it): these tasks count as succeeded and are not run again.
+    reuse: dict = field(default_factory=dict)
+    reused_from: str = ""  # the earlier run's directory
+    #: The run's results log (see results_log.py), or None to keep no results.
+    results_path: str | None = None
+    #: When the run started (epoch seconds), if the caller already read the clock
+    #: for it (to name the run dir): run.json's started_at is that same instant.
+    started_at: float | None = None
+    timeout: float | None = None  # seconds for the whole run (--timeout)
+    cache: object = None  # a cache.CacheStore of earlier runs (None: --no-cache, or no task caches)
+    #: The run's tasks/ folder: each task's output goes to <id>.log there (None: not kept).
+    task_logs_dir: str | None = None
+    #: Resume: task_id -> its record in the earlier run (reused tasks keep its result and times).
+    reused_records: dict = field(default_factory=dict)
+
+    def pool_size(self) -> int:
+        return self.workers if self.workers > 0 else (os.cpu_count() or 1)
+
+
+@dataclass
+class RunSummary:
+    status: RunStatus
+    tasks: dict  # task_id -> TaskStatus
+    signal: int | None = None
+
+    @property
+    def exit_code(self) -> int:
+        if self.status is RunStatus.INTERRUPTED:
+            return 128 + (self.signal or signal.SIGINT)
+        return 0 if self.status is RunStatus.SUCCEEDED else 1
+
+
+class _Attempt:
+    """One attempt of a task, as its record's attempt_log shows it (a slotted object:
+    a 100,000-task run keeps one per task)."""
+
+    __slots__ = ("number", "started", "finished", "error", "pid")
+
+    def __init__(self, number: int, started: float):
+        self.number = number
+        self.started = started
+        self.finished: float | None = None
+        self.error: dict | None = None
+        self.pid: int | None = None
+
+
+class _TaskState:
+    __slots__ = ("spec", "status", "waiting", "attempts", "reason", "outcome", "timer", "reused", "reused_from",
+                 "cache_key", "log", "announced")
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.status = TaskStatus.PENDING
+        self.waiting = len(spec.depends_on)
+        self.attempts: list[_Attempt] = []
+        self.reason: str | None = None
+        self.outcome: Outcome | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.reused = False
+        self.reused_from: str | None = None
+        self.cache_key: str | None = None
+        self.log: bool | None = False  # has an attempt left tasks/<id>.log? (None: one could not say)
+        self.announced = 0  # the attempt whose task_started was emitted (0: none)
+
+
+class _Children(dict):
+    """task_id -> the tasks that depend on it. A task none depends on has no entry
+    (and reads as ()): most of a 100,000-task run would hold an empty list each."""
+
+    def __missing__(self, task_id: str) -> tuple:
+        return ()
+
+
+class _UpstreamSets(dict):
+    """task_id -> every task it transitively depends on. All the empty sets stored
+    are one: `frozenset()` makes a new 216-byte object each time (21 MB for a
+    100,000-task run of independent tasks)."""
+
+    _EMPTY = frozenset()
+
+    def __setitem__(self, task_id: str, upstream: frozenset) -> None:
+        super().__setitem__(task_id, upstream or self._EMPTY)
+
+
+class Coordinator:
+    def __init__(self, workflow: Workflow, plugins: dict[str, PluginRef], options: RunOptions,
+                 reporters: Iterable[Reporter] = ()):
+        self.workflow = workflow
+        self.plugins = plugins
+        self.options = options
+        self.reporters = list(reporters)
+        self.plan = build_plan(workflow)
+        self.states = {t.id: _TaskState(t) for t in workflow.tasks}
+        self._children = _Children()
+        for t in workflow.tasks:
+            for dep in t.depends_on:
+                self._children.setdefault(dep, []).append(t.id)
+        self._order = {t.id: i for i, t in enumerate(workflow.tasks)}
+        self._ready: collections.deque[str] = collections.deque()
+        self._running: dict[int, str] = {}  # token -> task_id
+        self._abandoned: set[int] = set()  # tokens whose late outcome we ignore
+        self._retry_timers: dict[str, asyncio.TimerHandle] = {}
+        self._next_token = 0
+        self._stop_reason: str | None = None  # set: dispatch nothing new
+        self._signal: int | None = None
+        self._backend = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._finished: asyncio.Future | None = None
+        self._max_inflight = 1  # work items
+        self._items: dict[object, int] = {}  # work item in flight -> its tasks without an outcome yet
+        self._item_of: dict[int, object] = {}  # token -> its work item
+        self._batches = False  # does the backend take several tasks per work item?
+        self._workers = 1
+        self._typical_task_s: float | None = None  # recent mean duration of a task (_next_batch)
+        self._batch_seconds = _batch_seconds()
+        self._early_starts: dict[str, tuple[int, int]] = {}  # task_id -> (token, pid): see _on_started
+        self._backlog_wait = False  # a look at the reporters' backlog is scheduled (_has_room)
+        self._upstream_cache: dict[str, frozenset] = _UpstreamSets()
+        self._upstream_readers: dict[str, int] = {}  # task_id -> dependents yet to compute their upstream
+        self._loop_thread: int | None = None
+        self._rules = TriggerRules(self)  # all_done / one_failed tasks (triggers.py)
+        self._timed_out: str | None = None  # --timeout: why the run stopped
+        self._readers = ReaderCount(self._children, lambda t: self.states[t].status.final)
+
+    # -- events -------------------------------------------------------------
+    def _wait_recorded_start(self) -> None:
+        for reporter in list(self.reporters):
+            try:
+                reporter.wait_recorded_start()
+            except Exception:  # a reporter that cannot say: the run goes on (emit drops broken ones)
+                pass
+
+    def emit(self, kind: str, **fields) -> None:
+        event = {"event": kind, "time": iso_time(time.time()), **fields}
+        for reporter in list(self.reporters):
+            try:
+                reporter.handle(event)
+            except Exception as exc:  # a broken reporter (a closed pipe) must not stall the run
+                self.reporters.remove(reporter)
+                try:
+                    sys.stderr.write(f"opflow: reporter {type(reporter).__name__} dropped: {type(exc).__name__}: {exc}\n")
+                except (OSError, ValueError):
+                    pass  # stderr is gone too: nothing left to tell
+
+    # -- the run ------------------------------------------------------------
+    async def run(self) -> RunSummary:
+        self._loop = asyncio.get_running_loop()
+        self._finished = self._loop.create_future()
+        workers = self.options.pool_size()
+        # Keep the pool's queue full enough that a worker never waits for the loop
+        # to hand it its next task. Queued tasks cost nothing when the run stops:
+        # the backend's halt_queued() keeps them from starting.
+        self._loop_thread = threading.get_ident()
+        self._outcomes = _Mailbox(self._loop, self._on_outcome)
+        self._starts = _Mailbox(self._loop, self._on_started)
+        # The backend first: one that cannot start (no such scheduler) fails the
+        # run before anything is recorded as started.
+        self._backend = make_backend(self.options.executor, workers, self._on_worker_start,
+                                     scheduler=self.options.scheduler)
+        self._max_inflight = self._backend.max_inflight(workers)
+        self._batches = self._backend.takes_batches
+        self._workers = workers
+        # Results will travel: let the backend start what carries them now, so
+        # that one that cannot start fails the run here, not in the middle of dispatch.
+        # Workers too, off the loop (a caller's loop must not wait seconds for a forkserver).
+        needs_results = any(t.depends_on for t in self.workflow.tasks)
+        try:
+            await self._loop.run_in_executor(None, self._backend.start, needs_results)
+            await self._loop.run_in_executor(None, self._backend.warm_up, min(workers, len(self.workflow.tasks)))
+        except BaseException:  # also cancelled (a signal, the caller's wait_for): nothing was recorded yet
+            await self._loop.run_in_executor(None, self._backend.close, True)
+            raise
+        started = self.options.started_at or time.time()
+        for reporter in self.reporters:
+            reporter.abort = self.abort
+        self.emit("run_started", workflow=self.workflow.name, workers=workers, executor=self.options.executor,
+                  scheduler=self._backend.describe().get("scheduler"),
+                  params=self.workflow.params, tasks=[t.id for t in self.workflow.tasks],
+                  layers=self.plan.layers, started_at=iso_time(started))
+        handlers = self._install_signal_handlers()
+        deadline = self._loop.call_later(self.options.timeout, self._on_run_timeout) if self.options.timeout else None
+        cancelled = False
+        try:
+            # What run_started records (run.json) is on disk before any task starts;
+            # waited for off the loop, so a caller's loop (run_async) never stalls on a disk.
+            recorded = self._loop.run_in_executor(None, self._wait_recorded_start)
+            cancelled = await await_despite_cancel(recorded, self._on_cancel)
+            self._seed_reused_results()
+            for task in self.workflow.tasks:
+                state = self.states[task.id]
+                if state.status is TaskStatus.PENDING and state.waiting == 0:
+                    if task.trigger == "all_success":
+                        self._ready.append(task.id)
+                    else:
+                        self._rules.ready(task.id)
+            self._pump()
+            self._check_finished()
+            # Cancelled (the caller's wait_for, or a signal the CLI routes here)? Stop as
+            # for SIGINT, record it all, then raise CancelledError (at the end).
+            cancelled = await await_despite_cancel(self._finished, self._on_cancel) or cancelled
+        finally:
+            if deadline is not None:
+                deadline.cancel()
+            self._remove_signal_handlers(handlers)
+            backend, self._backend = self._backend, None
+            # Closing a process pool joins processes: off the loop's thread.
+            closing = self._loop.run_in_executor(None, backend.close, self._signal is not None)
+            cancelled = await await_despite_cancel(closing) or cancelled
+            close_results_logs()
+        self._settle_unrun()
+        summary = self._summary()
+        finished = time.time()
+        self.emit("run_finished", status=summary.status.value, exit_code=summary.exit_code,
+                  finished_at=iso_time(finished), duration_s=round(finished - started, 6),
+                  tasks={tid: s.status.value for tid, s in self.states.items()},
+                  signal=signal.Signals(self._signal).name if self._signal else None)
+        if cancelled:
+            raise asyncio.CancelledError
+        return summary
+
+    def _on_cancel(self) -> None:
+        """The run's task was cancelled: the first time an interrupt, then a hard one."""
+        if self._finished.done():  # it had ended already; only the clean-up was cut short
+            return
+        self._on_signal(self._signal or signal.SIGINT)
+
+    def _seed_reused_results(self) -> None:
+        """Resume: tasks that succeeded before count as succeeded, their results in the store."""
+        for task_id, blob in self.options.reuse.items():
+            state = self.states.get(task_id)
+            if state is None:
+                continue
+            if blob is not None:
+                if self.options.results_path:
+                    append_result(self.options.results_path, task_id, blob)
+                self._backend.seed(task_id, blob)
+            state.status = TaskStatus.SUCCEEDED
+            state.reused = True
+            state.reused_from = self.options.reused_from or None
+            state.reason = f"reused from {self.options.reused_from or 'an earlier run'}"
+            for child in self._children[task_id]:
+                self.states[child].waiting -= 1
+            self.emit("task_finished", record=reused_record(self._record(state), self.options.reused_records.get(task_id),
+                                                            self.options.reused_from))
+
+    # -- dispatch -----------------------------------------------------------
+    def _pump(self) -> None:
+        """Submit ready tasks while there is room in flight (several per work item: _next_batch)."""
+        while self._ready and self._has_room() and self._stop_reason is None:
+            batch = self._next_batch()
+            if batch:
+                self._submit_batch(batch)
+        self._rules.pump()
+
+    def _has_room(self) -> bool:
+        if len(self._items) >= self._max_inflight:
+            return False
+        if any(reporter.backlog() > RECORD_BACKLOG_MAX for reporter in self.reporters):
+            # The record writer is far behind (a slow disk, a flood of tiny tasks):
+            # wait for it, rather than hold ever more records in memory. Looked at
+            # again shortly, as no outcome may come to wake the pump.
+            if not self._backlog_wait:
+                self._backlog_wait = True
+                self._loop.call_later(BACKLOG_RECHECK_SECONDS, self._after_backlog_wait)
+            return False
+        return True
+
+    def _after_backlog_wait(self) -> None:
+        self._backlog_wait = False
+        self._pump()
+        self._check_finished()
+
+    def _next_batch(self) -> list[str]:
+        """Ready tasks for one work item: one, unless the backend takes batches and tasks are short.
+
+        A pool work item costs the pool's threads and pipes about as much as a
+        no-op task; sending several short tasks in one item pays that once. Only
+        short tasks are grouped, about BATCH_SECONDS of them by the recent mean
+        duration (none before a first task has ended), and no more than leaves
+        two items per worker: a long task must not keep its batch-mates waiting
+        while another worker idles. Each is followed by its chain (_chain_after),
+        which could run nowhere sooner.
+        """
+        size = 1
+        if self._batches and self._typical_task_s is not None:
+            size = min(BATCH_MAX, len(self._ready) // (2 * self._workers),
+                       int(self._batch_seconds / max(self._typical_task_s, 1e-6)))
+            size = max(1, size)
+        batch: list[str] = []
+        while self._ready and len(batch) < size:
+            task_id = self._ready.popleft()
+            if not self._reuse_cached(task_id):
+                batch.append(task_id)
+                if self._batches:
+                    batch.extend(self._chain_after(task_id))
+        return batch
+
+    def _chain_after(self, task_id: str) -> list[str]:
+        """The chain that hangs off `task_id`: each next task its predecessor's only reader,
+        reading only it (an all_success, uncached task, waiting for nothing else).
+
+        They go in the same work item, after it: the worker runs each as soon as
+        its predecessor succeeds (and never if it does not), so a chain pays no
+        round trip to the coordinator per hop. Each still reports its own outcome.
+        """
+        chain = []
+        while len(chain) < CHAIN_MAX:
+            children = self._children[task_id]
+            if len(children) != 1:
+                break
+            child = self.states[children[0]]
+            spec = child.spec
+            if (len(spec.depends_on) != 1 or spec.trigger != "all_success" or spec.cache
+                    or child.status is not TaskStatus.PENDING or child.waiting != 1):
+                break
+            task_id = spec.id
+            chain.append(task_id)
+        return chain
+
+    def _submit(self, task_id: str) -> None:
+        self._submit_batch([task_id])
+
+    def _submit_batch(self, task_ids: list[str]) -> None:
+        requests = [self._request(task_id) for task_id in task_ids]
+        item = object()  # the work item: in flight until its last task's outcome is in
+        self._items[item] = len(requests)
+        for request in requests:
+            self._item_of[request.token] = item
+        futures = self._backend.submit_batch(requests) if len(requests) > 1 else [self._backend.submit(requests[0])]
+        for request, future in zip(requests, futures):
+            future.add_done_callback(lambda f, token=request.token: self._deliver(token, f))
+
+    def _request(self, task_id: str) -> TaskRequest:
+        """A new attempt of `task_id`, recorded as queued."""
+        state = self.states[task_id]
+        spec = state.spec
+        self._next_token += 1
+        token = self._next_token
+        state.status = TaskStatus.RUNNING
+        attempt = len(state.attempts) + 1
+        upstream = self._upstream(task_id)
+        publish = bool(self._children[task_id])
+        request = TaskRequest(
+            token=token, task_id=task_id, attempt=attempt, plugin=self.plugins[spec.plugin],
+            config=spec.config, depends_on=spec.depends_on, upstream=upstream,
+            params=self.workflow.params, workflow_dir=str(self.workflow.directory), publish=publish,
+            # Only a result some task reads is needed to resume: keep only those.
+            persist_path=self.options.results_path if (publish or spec.cache) else None,
+            max_memory=spec.max_memory, notify_start=True,  # every start: task_started means started in a worker
+            halt_on_failure=not self.options.keep_going and attempt > spec.retries,
+            groups=spec.groups, **self._rules.request_fields(spec, upstream),
+            log_path=os.path.join(self.options.task_logs_dir, f"{task_id}.log") if self.options.task_logs_dir else None,
+            keep_children=spec.keep_children,
+        )
+        state.attempts.append(_Attempt(attempt, time.time()))
+        self._running[token] = task_id
+        self.emit("task_queued", task_id=task_id, attempt=attempt, plugin=spec.plugin)
+        return request
+
+    def _deliver(self, token: int, future) -> None:
+        """Hand a finished attempt to the loop (from whichever thread finished it)."""
+        now = time.time()
+        if future.cancelled():
+            outcome = Outcome(token=token, ok=False, started_at=now, finished_at=now,
+                              error=error_record(NOT_STARTED, "the run stopped before this task started"))
+        elif future.exception() is not None:  # a backend that could not make an Outcome
+            exc = future.exception()
+            outcome = Outcome(token=token, ok=False, started_at=now, finished_at=now,
+                              error=error_record(type(exc).__name__, f"the task's outcome was lost: {exc}"))
+        else:
+            outcome = future.result()
+        self._outcomes.post(token, outcome)
+
+    def _upstream(self, task_id: str) -> frozenset:
+        """Every task `task_id` transitively depends on; memoised (its upstream is
+        always computed first, since a task is submitted after all of it).
+
+        A task's set is dropped once each task that depends on it has its own: on a
+        chain each set holds all the tasks before it, and keeping them all would
+        cost memory quadratic in the chain's length (600 MB at 5,000 tasks).
+        """
+        cached = self._upstream_cache.get(task_id)
+        if cached is None:
+            deps = self.states[task_id].spec.depends_on
+            cached = frozenset(deps).union(*(self._upstream(d) for d in deps)) if deps else frozenset()
+            self._upstream_cache[task_id] = cached
+            cached = self._upstream_cache[task_id]  # (empty: the one shared empty set)
+            for dep in set(deps):
+                left = self._upstream_readers.get(dep, len(self._children[dep])) - 1
+                if left > 0:
+                    self._upstream_readers[dep] = left
+                else:
+                    self._upstream_readers.pop(dep, None)
+                    self._upstream_cache.pop(dep, None)
+        return cached
+
+    def _on_worker_start(self, token: int, pid: int) -> None:
+        """Called from a backend thread when a worker picks up a task."""
+        self._starts.post(token, pid)
+
+    def _on_started(self, token: int, pid: int) -> None:
+        task_id = self._running.get(token)
+        if task_id is None:
+            return
+        state = self.states[task_id]
+        if state.waiting:
+            # A chain's link, started in its work item before its predecessor's
+            # outcome reached us: heard of once that one is recorded as finished.
+            self._early_starts[task_id] = (token, pid)
+            return
+        state.attempts[-1].pid = pid
+        state.attempts[-1].started = time.time()
+        self._announce_start(state, pid)
+        if state.spec.timeout:
+            if state.timer is not None:
+                state.timer.cancel()  # resubmitted after a pool rebuild: the clock restarts
+            state.timer = self._loop.call_later(state.spec.timeout, self._on_timeout, token)
+
+    def _announce_start(self, state: _TaskState, pid: int) -> None:
+        attempt = state.attempts[-1]
+        if state.announced != attempt.number:
+            state.announced = attempt.number
+            self.emit("task_started", task_id=state.spec.id, attempt=attempt.number, plugin=state.spec.plugin, pid=pid)
+
+    def _on_timeout(self, token: int) -> None:
+        task_id = self._running.get(token)
+        if task_id is None:
+            return
+        timeout = self.states[task_id].spec.timeout
+        error = error_record("Timeout", f"timed out after {timeout:g}s; its process tree was killed")
+        if self._backend.can_stop:
+            self._backend.stop(token, error)
+        else:
+            # A thread cannot be stopped: give up on it, and say so.
+            error["message"] = f"timed out after {timeout:g}s (the {self._backend.name} backend cannot stop it; its work may go on)"
+            self._abandoned.add(token)
+            now = time.time()
+            self._on_outcome(token, Outcome(token=token, ok=False, error=error, started_at=now, finished_at=now), forced=True)
+
+    # -- outcomes -----------------------------------------------------------
+    def _on_outcome(self, token: int, outcome: Outcome, forced: bool = False) -> None:
+        if token in self._abandoned and not forced:
+            self._abandoned.discard(token)
+            return
+        task_id = self._running.pop(token, None)
+        if task_id is None:
+            return
+        self._item_ended(token, outcome)
+        state = self.states[task_id]
+        if state.timer is not None:
+            state.timer.cancel()
+            state.timer = None
+        if outcome.error and outcome.error.get("type") == NOT_STARTED:
+            # It never started: the run is stopping (a worker saw the stop flag,
+            # perhaps before we heard of the failure that raised it). Not an attempt.
+            state.attempts.pop()
+            state.status = TaskStatus.PENDING
+            # Waiting: a task of a chain whose predecessor in its work item did not
+            # succeed (or has not said so yet); it is queued again when that one succeeds.
+            if self._stop_reason is None and state.waiting == 0:
+                self._ready.appendleft(task_id)
+                self._pump()
+            self._check_finished()
+            return
+        state.outcome = outcome
+        if state.log is not True and outcome.log is not False:
+            state.log = outcome.log
+        if outcome.pid:  # it ran, even if it ended before its start was noticed
+            self._announce_start(state, outcome.pid)
+        attempt = state.attempts[-1]
+        attempt.finished = outcome.finished_at or time.time()
+        if outcome.started_at and outcome.pid:
+            attempt.started = outcome.started_at  # the worker's own clock: when the plugin began
+        attempt.error = outcome.error
+        attempt.pid = outcome.pid or attempt.pid
+        if outcome.ok:
+            self._succeed(state)
+        elif self._signal is not None or self._timed_out:
+            state.status = TaskStatus.CANCELLED
+            state.reason = (f"interrupted by {signal.Signals(self._signal).name} while running" if self._signal
+                            else f"{self._timed_out}: killed while running")
+            self.emit("task_finished", record=self._record(state))
+        elif len(state.attempts) <= state.spec.retries:
+            if self._stop_reason is None:
+                self._schedule_retry(state)
+            else:
+                # The run stopped before its retry could start: cancelled, whichever
+                # of the two outcomes the loop heard first (the error is in attempt_log).
+                state.status = TaskStatus.PENDING
+        else:
+            self._fail(state)
+        self._pump()
+        self._check_finished()
+
+    def _item_ended(self, token: int, outcome: Outcome) -> None:
+        """One task of a work item has its outcome: the item leaves the flight with its last."""
+        item = self._item_of.pop(token, None)
+        left = self._items.get(item, 0) - 1
+        if left > 0:
+            self._items[item] = left
+        else:
+            self._items.pop(item, None)
+        if outcome.pid and outcome.finished_at:  # it ran: how long tasks take now (batch sizes)
+            took = outcome.finished_at - outcome.started_at
+            typical = self._typical_task_s
+            self._typical_task_s = took if typical is None else 0.8 * typical + 0.2 * took
+
+    def _succeed(self, state: _TaskState) -> None:
+        state.status = TaskStatus.SUCCEEDED
+        self.emit("task_finished", record=self._record(state))
+        self._release_read(state.spec.id, held=state.outcome.shared)
+        _keep_only_what_readers_need(state.outcome)
+        for child in self._children[state.spec.id]:
+            child_state = self.states[child]
+            child_state.waiting -= 1
+            if child_state.waiting == 0 and child in self._early_starts:
+                self._on_started(*self._early_starts.pop(child))
+            if child_state.waiting == 0 and child_state.status is TaskStatus.PENDING:
+                if child_state.spec.trigger == "all_success":
+                    self._ready.append(child)
+                else:
+                    self._rules.ready(child)
+
+    def _fail(self, state: _TaskState) -> None:
+        state.status = TaskStatus.FAILED
+        if self.options.task_logs_dir and state.outcome is not None:  # (a timeout's tail: from its log)
+            add_log_tail(state.outcome.error, os.path.join(self.options.task_logs_dir, f"{state.spec.id}.log"))
+        self.emit("task_finished", record=self._record(state))
+        self._rules.ended(state.spec.id)
+        self._release_read(state.spec.id)
+        if not self.options.keep_going and self._stop_reason is None:
+            self._stop_reason = f"the run stopped after '{state.spec.id}' failed (fail fast; --keep-going runs the rest)"
+            self._cancel_retries()
+            self._backend.halt_queued()
+
+    def _release_read(self, task_id: str, held: bool = False) -> None:
+        """Free the shared memory of results no remaining task reads (see readers.py)."""
+        done = self._readers.finished(task_id)
+        if held:
+            done += self._readers.held(task_id)
+        if self._backend is not None:  # None: closing, and the backend frees everything
+            for producer in done:
+                self._backend.release(producer)
+
+    def _schedule_retry(self, state: _TaskState) -> None:
+        n = len(state.attempts)
+        delay = min(RETRY_DELAY_CAP, state.spec.retry_delay * 2 ** (n - 1))
+        delay *= random.uniform(0.8, 1.0)  # jitter: retries of many tasks do not land together
+        state.status = TaskStatus.PENDING
+        self.emit("task_retrying", task_id=state.spec.id, attempt=n, delay_s=round(delay, 3),
+                  error=state.outcome.error)
+        self._retry_timers[state.spec.id] = self._loop.call_later(delay, self._retry, state.spec.id)
+
+    def _retry(self, task_id: str) -> None:
+        self._retry_timers.pop(task_id, None)
+        if self._stop_reason is None:
+            self._ready.append(task_id)
+            self._pump()
+        self._check_finished()
+
+    def _cancel_retries(self) -> None:
+        for handle in self._retry_timers.values():
+            handle.cancel()
+        self._retry_timers.clear()
+
+    def _check_finished(self) -> None:
+        idle = not self._running and not self._retry_timers and (not self._ready or self._stop_reason is not None)
+        if idle and not self._finished.done() and not self._rules.go_on():
+            self._finished.set_result(None)
+
+    # -- interrupts ---------------------------------------------------------
+    def _install_signal_handlers(self) -> dict:
+        """Route SIGINT/SIGTERM to the loop for the run; returns what to restore after."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous = {}
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                before = signal.getsignal(signum)
+                self._loop.add_signal_handler(signum, self._on_signal, signum)
+                previous[signum] = before
+            except (NotImplementedError, RuntimeError, ValueError):  # not on this platform/loop
+                pass
+        return previous
+
+    def _remove_signal_handlers(self, previous: dict) -> None:
+        # asyncio would reset to the defaults; put back what the caller had (the
+        # CLI's: a Ctrl-C during the clean-up after an interrupt still exits 130).
+        for signum, handler in previous.items():
+            self._loop.remove_signal_handler(signum)
+            if handler is not None:
+                signal.signal(signum, handler)
+
+    def _on_signal(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        if self._signal is not None:
+            # The second interrupt: no more grace, kill everything now.
+            self.emit("interrupt", signal=name, hard=True)
+            backend = self._backend
+            if backend is not None:
+                threading.Thread(target=backend.interrupt, kwargs={"grace": 0.0}, daemon=True).start()
+            self._give_up_on_running(f"killed by a second {name}")
+            return
+        self._signal = signum
+        self._stop_reason = f"interrupted by {name}"
+        self._cancel_retries()
+        if self._backend is not None:
+            self._backend.halt_queued()
+        self.emit("interrupt", signal=name, hard=False)
+        backend = self._backend
+        if backend is None:
+            return
+        if backend.can_stop:
+            self._loop.run_in_executor(None, backend.interrupt)
+            self._loop.call_later(INTERRUPT_WAIT, self._give_up_on_running, "did not stop in time")
+        else:
+            self._give_up_on_running(f"interrupted by {name}; the {backend.name} backend cannot stop it")
+        self._check_finished()
+
+    def _on_run_timeout(self) -> None:
+        """--timeout: stop the run as an interrupt would, but it ends `failed` (exit 1)."""
+        if self._signal is not None or self._finished.done():
+            return
+        self._timed_out = f"the run timed out after {self.options.timeout:g}s (--timeout)"
+        self._stop_reason = self._timed_out
+        self._cancel_retries()
+        self.emit("run_timeout", reason=self._timed_out)
+        backend = self._backend
+        if backend is not None:
+            backend.halt_queued()
+            if backend.can_stop:
+                self._loop.run_in_executor(None, backend.interrupt)
+                self._loop.call_later(INTERRUPT_WAIT, self._give_up_on_running, "did not stop in time")
+            else:
+                self._give_up_on_running(f"{self._timed_out}; the {backend.name} backend cannot stop it")
+        self._check_finished()
+
+    def _reuse_cached(self, task_id: str) -> bool:
+        """`cache: true`: finish the task with an earlier run's result if its key matches (cache.py)."""
+        state = self.states[task_id]
+        if not state.spec.cache or self.options.cache is None:
+            return False
+        from opflow.dispatch.cache import cache_key
+        from opflow.plugins import plugin_reads_params, plugin_source_digest
+
+        spec = state.spec
+        ref = self.plugins[spec.plugin]
+        upstream = [(d, self.states[d].outcome.digest if self.states[d].outcome else "") for d in spec.depends_on]
+        params = self.workflow.params if plugin_reads_params(ref) else None
+        state.cache_key = cache_key(spec.plugin, plugin_source_digest(ref), spec.config, params,
+                                    upstream, spec.inputs, self.workflow.directory)
+        publish = bool(self._children[task_id])
+        hit = self.options.cache.lookup(task_id, state.cache_key, need_blob=publish)
+        if hit is None:
+            return False
+        if publish:
+            if self.options.results_path:
+                append_result(self.options.results_path, task_id, hit.blob)
+            self._backend.seed(task_id, hit.blob)
+        now = time.time()
+        state.outcome = Outcome(token=0, ok=True, result=hit.result, digest=hit.digest, started_at=now, finished_at=now)
+        state.reused, state.reused_from = True, hit.run_dir
+        state.reason = f"cache: reused from {hit.run_dir}"
+        self._succeed(state)
+        return True
+
+    def abort(self, reason: str) -> None:
+        """Stop the run from any thread: dispatch nothing more, kill what runs (the run
+        record can no longer be written, say). The run ends failed; tasks cancelled."""
+        def stop():
+            if self._stop_reason is not None and self._stop_reason.startswith("aborted"):
+                return
+            self._stop_reason = f"aborted: {reason}"
+            self._cancel_retries()
+            backend = self._backend
+            if backend is not None:
+                backend.halt_queued()
+                if backend.can_stop:
+                    self._loop.run_in_executor(None, backend.interrupt)
+            self._check_finished()
+
+        try:
+            self._loop.call_soon_threadsafe(stop)
+        except RuntimeError:  # the loop is closed: the run is over anyway
+            pass
+
+    def _give_up_on_running(self, why: str) -> None:
+        for token in list(self._running):
+            self._abandoned.add(token)
+            now = time.time()
+            self._on_outcome(token, Outcome(token=token, ok=False, error=error_record("Interrupted", why),
+                                            started_at=now, finished_at=now), forced=True)
+        self._check_finished()
+
+    # -- the end ------------------------------------------------------------
+    def _settle_unrun(self) -> None:
+        """Give every task that never ran its final status and a reason."""
+        for layer in self.plan.layers:
+            for task_id in sorted(layer, key=self._order.__getitem__):
+                state = self.states[task_id]
+                if state.status.final:
+                    continue
+                blockers = [d for d in state.spec.depends_on
+                            if self.states[d].status in (TaskStatus.FAILED, TaskStatus.SKIPPED)]
+                if blockers:
+                    state.status = TaskStatus.SKIPPED
+                    verb = "failed" if self.states[blockers[0]].status is TaskStatus.FAILED else "was skipped"
+                    state.reason = f"upstream '{blockers[0]}' {verb}"
+                else:
+                    state.status = TaskStatus.CANCELLED
+                    state.reason = self._stop_reason or "the run stopped before it could run"
+                self.emit("task_finished", record=self._record(state))
+
+    def _summary(self) -> RunSummary:
+        statuses = {tid: s.status for tid, s in self.states.items()}
+        if self._signal is not None:
+            status = RunStatus.INTERRUPTED
+        elif all(s is TaskStatus.SUCCEEDED or tid in self._rules.not_triggered for tid, s in statuses.items()):
+            status = RunStatus.SUCCEEDED
+        else:
+            status = RunStatus.FAILED
+        return RunSummary(status=status, tasks=statuses, signal=self._signal)
+
+    def _record(self, state: _TaskState) -> dict:
+        """The task's record, as tasks/<id>.json shows it."""
+        outcome = state.outcome
+        attempts = [
+            {"attempt": a.number, "started_at": iso_time(a.started), "finished_at": iso_time(a.finished),
+             "duration_s": _seconds(a.started, a.finished), "pid": a.pid, "error": a.error}
+            for a in state.attempts
+        ]
+        started = state.attempts[0].started if state.attempts else None
+        finished = state.attempts[-1].finished if state.attempts else None
+        record = {
+            "id": state.spec.id,
+            "plugin": state.spec.plugin,
+            "status": state.status.value,
+            "attempts": len(state.attempts),
+            "started_at": iso_time(started),
+            "finished_at": iso_time(finished),
+            "duration_s": _seconds(started, finished),
+            "result": outcome.result if outcome is not None and outcome.ok else None,
+            # The error of a failure; a cancelled or skipped task says why in `reason`
+            # (an earlier attempt's error, say before a retry delay, is in attempt_log).
+            "error": outcome.error if outcome is not None and state.status is TaskStatus.FAILED else None,
+            "reason": state.reason,
+            "reused": state.reused,
+            "reused_from": state.reused_from,
+            "cache_key": state.cache_key,
+            "result_sha256": outcome.digest or None if outcome is not None and outcome.ok else None,
+            "trigger": state.spec.trigger,
+            "config": state.spec.config,  # after templating: what the plugin was given
+            "depends_on": list(state.spec.depends_on),
+            "attempt_log": attempts,
+            "resources": None,
+            # A task that wrote nothing has no log (worker/output.py's spool).
+            "log": f"tasks/{state.spec.id}.log" if self._has_log(state) else None,
+        }
+        if outcome is not None and outcome.pid:
+            record["resources"] = {
+                "pid": outcome.pid,
+                "wall_s": _seconds(outcome.started_at, outcome.finished_at),
+                "cpu_user_s": outcome.cpu_user_s,
+                "cpu_system_s": outcome.cpu_system_s,
+                "peak_rss_bytes": outcome.peak_rss,
+            }
+            record["resources"].update(outcome.where)
+        return record
+
+
+    def _has_log(self, state: _TaskState) -> bool:
+        # An attempt that reported says whether it left a log; else (a crash, a
+        # timeout, a stop) look on disk.
+        if not self.options.task_logs_dir or not state.attempts or state.log is False:
+            return False
+        return state.log or os.path.exists(os.path.join(self.options.task_logs_dir, f"{state.spec.id}.log"))
+
+
+class _Mailbox:
+    """Hands calls from backend threads to the loop in batches: one wake-up of the
+    loop (a self-pipe write) for a burst of outcomes or starts, not one each."""
+
+    PER_TURN = 16  # calls handled per turn of the loop, at most
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, handler):
+        self._loop = loop
+        self._handler = handler
+        self._loop_thread = threading.get_ident()
+        self._items: list[tuple] = []
+        self._lock = threading.Lock()
+        self._pending = False
+
+    def post(self, *args) -> None:
+        with self._lock:
+            self._items.append(args)
+            if self._pending:
+                return  # a drain is already on its way: it takes this one too
+            self._pending = True
+        try:
+            if threading.get_ident() == self._loop_thread:
+                self._loop.call_soon(self._drain)  # inline: no self-pipe wake-up needed
+            else:
+                self._loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:  # the loop is closed: the run ended (interrupted) without these
+            pass
+
+    def _drain(self) -> None:
+        # A bounded share per turn of the loop: a burst of outcomes (a batch's)
+        # must not keep the caller's other coroutines waiting.
+        with self._lock:
+            items, self._items = self._items[:self.PER_TURN], self._items[self.PER_TURN:]
+            more = bool(self._items)
+            self._pending = more
+        if more:
+            self._loop.call_soon(self._drain)
+        for args in items:
+            self._handler(*args)
+
+
+def _keep_only_what_readers_need(outcome: Outcome) -> None:
+    """Its record is out: of a succeeded task's outcome the run needs only `ok` and the
+    digest (downstream cache keys); its rendered result may be large, and a run keeps
+    one outcome per task."""
+    outcome.result = None
+    outcome.where = None
+    outcome.extra = None
+
+
+def _batch_seconds() -> float:
+    """BATCH_SECONDS, or OPFLOW_BATCH_SECONDS (0: one task per work item)."""
+    try:
+        return max(0.0, float(os.environ.get("OPFLOW_BATCH_SECONDS") or BATCH_SECONDS))
+    except ValueError:
+        return BATCH_SECONDS
+
+
+def _seconds(start: float | None, end: float | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return round(max(0.0, end - start), 6)
+
+
+async def run_async(workflow: Workflow, plugins: dict[str, PluginRef], options: RunOptions | None = None,
+                    reporters: Iterable[Reporter] = ()) -> RunSummary:
+    """Run a workflow from inside an event loop."""
+    reporters = list(reporters)
+    try:
+        # Building the plan of a large workflow takes a while: off the caller's loop.
+        coordinator = await call_off_loop(Coordinator, workflow, plugins, options or RunOptions(), reporters)
+        return await coordinator.run()
+    finally:
+        # Closing the audit trail waits for its writer thread to catch up (thousands
+        # of records at the end of a large run): off the caller's loop, and to its end.
+        closing = asyncio.get_running_loop().run_in_executor(None, _close_reporters, reporters)
+        await await_despite_cancel(closing)
+
+
+def _close_reporters(reporters: list) -> None:
+    for reporter in reporters:
+        reporter.close()
+
+
+def run(workflow: Workflow, plugins: dict[str, PluginRef], options: RunOptions | None = None,
+        reporters: Iterable[Reporter] = ()) -> RunSummary:
+    """Run a workflow to the end, for callers without an event loop."""
+    return asyncio.run(run_async(workflow, plugins, options, reporters))

@@ -1,0 +1,220 @@
+"""Reading past runs back: `opflow runs` (a list) and `opflow show` (one run, one task).
+
+Only reads run directories; never writes. A run.json that says "running" while
+its coordinator is gone (killed, power cut) reads as "crashed": run.json records
+the coordinator's `pid` and `host`; where they are missing (older runs) the
+status stays as written.
+"""
+from __future__ import annotations
+
+__all__ = ["list_runs", "read_run", "read_task", "effective_status", "coordinator_alive", "RunsError"]
+
+import json
+import re
+import socket
+import time
+from datetime import datetime
+from pathlib import Path
+
+import psutil
+
+from opflow.errors import UsageError
+from opflow.rundir.task_logs import read_tail
+
+RUN_DIR_NAME = re.compile(r"\d{8}T\d{6}Z-.+")
+
+
+class RunsError(UsageError):
+    pass
+
+
+def coordinator_alive(doc: dict) -> bool | None:
+    """Is the process that wrote this run.json still running? None: cannot tell
+    (no pid recorded, or another host)."""
+    pid = doc.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return None
+    host = doc.get("host")
+    if host and host != socket.gethostname():
+        return None
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        started = _epoch(doc.get("started_at"))
+        # A pid the OS gave to a newer process since: not our coordinator.
+        return not (started is not None and process.create_time() > started + 5)
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
+        return None
+
+
+def effective_status(doc: dict) -> str:
+    status = doc.get("status") or "unknown"
+    if status == "running" and coordinator_alive(doc) is False:
+        return "crashed"
+    return status
+
+
+def _epoch(iso: str | None) -> float | None:
+    try:
+        return datetime.fromisoformat(iso).timestamp() if iso else None
+    except ValueError:
+        return None
+
+
+def _load(path: Path) -> dict | None:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _counts(doc: dict) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for status in (doc.get("tasks") or {}).values():
+        counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
+def _row(run_dir: Path, doc: dict) -> dict:
+    status = effective_status(doc)
+    duration = doc.get("duration_s")
+    if duration is None and status == "running":
+        started = _epoch(doc.get("started_at"))
+        duration = round(time.time() - started, 3) if started else None
+    return {
+        "run_dir": str(run_dir),
+        "workflow": doc.get("workflow"),
+        "workflow_file": doc.get("workflow_file"),
+        "status": status,
+        "started_at": doc.get("started_at"),
+        "duration_s": duration,
+        "counts": _counts(doc),
+        "resumed_from": doc.get("resumed_from"),
+    }
+
+
+def list_runs(log_dir: Path, workflow_file: Path | None = None) -> list[dict]:
+    """One row per run directory under log_dir (of workflow_file, if given), newest first."""
+    if not log_dir.is_dir():
+        return []
+    wanted = str(workflow_file.resolve()) if workflow_file is not None else None
+    rows = []
+    for run_dir in log_dir.iterdir():
+        if not RUN_DIR_NAME.fullmatch(run_dir.name) or not run_dir.is_dir():
+            continue
+        doc = _load(run_dir / "run.json")
+        if doc is None:
+            continue
+        if wanted is not None and doc.get("workflow_file") != wanted:
+            continue
+        rows.append(_row(run_dir, doc))
+    rows.sort(key=lambda r: (r["started_at"] or "", r["run_dir"]), reverse=True)
+    return rows
+
+
+def read_run(run_dir: Path) -> dict:
+    doc = _load(run_dir / "run.json")
+    if doc is None:
+        raise RunsError(f"{run_dir}: not a run directory (no readable run.json)")
+    doc["status"] = effective_status(doc)
+    return doc
+
+
+def read_task(run_dir: Path, task_id: str, tail_lines: int = 20) -> dict:
+    """A task's record, with `log_tail` (the end of tasks/<id>.log) added."""
+    doc = read_run(run_dir)
+    known = list(doc.get("tasks") or {})
+    record = _load(run_dir / "tasks" / f"{task_id}.json")
+    if record is None:
+        if task_id in known:  # not finished (or never ran): what run.json says
+            record = {"id": task_id, "status": doc["tasks"][task_id]}
+        else:
+            shown = ", ".join(known[:10]) + (f", ... ({len(known)} in all)" if len(known) > 10 else "")
+            raise RunsError(f"{run_dir}: no task '{task_id}' in this run (tasks: {shown})")
+    log = run_dir / "tasks" / f"{task_id}.log"
+    try:
+        record["log_tail"] = read_tail(log, tail_lines) if log.is_file() else None
+    except OSError:
+        record["log_tail"] = None
+    return record
+
+
+def human_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def format_counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no tasks"
+
+
+def _local_time(iso: str | None) -> str:
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S") if iso else "-"
+    except ValueError:
+        return iso or "-"
+
+
+def format_row(row: dict) -> str:
+    return (f"{row['run_dir']}  {row['workflow']}  {row['status']}  {_local_time(row['started_at'])}  "
+            f"{human_duration(row['duration_s'])}  {format_counts(row['counts'])}")
+
+
+def format_run(run_dir: Path, doc: dict) -> str:
+    """A run's summary: summary.txt when the run finished, else built from run.json."""
+    summary = run_dir / "summary.txt"
+    if doc["status"] not in ("running", "crashed") and summary.is_file():
+        return summary.read_text(encoding="utf-8")
+    lines = [
+        f"Workflow: {doc.get('workflow')}",
+        f"Status:   {doc['status']}" + ("  (its coordinator is gone; `opflow resume` reruns what did not finish)"
+                                         if doc["status"] == "crashed" else ""),
+        f"Started:  {doc.get('started_at')}",
+        f"File:     {doc.get('workflow_file')}",
+        "",
+        "Tasks: " + format_counts(_counts(doc)),
+    ]
+    for task_id, status in (doc.get("tasks") or {}).items():
+        lines.append(f"  {status:<9} {task_id}")
+    return "\n".join(lines) + "\n"
+
+
+def format_task(record: dict) -> str:
+    from opflow.rundir.failure_text import detail_lines, headline
+
+    lines = [f"Task:     {record.get('id')}", f"Status:   {record.get('status')}"
+             + ("  (reused)" if record.get("reused") else "")]
+    for key, label in (("plugin", "Plugin"), ("attempts", "Attempts"), ("started_at", "Started"),
+                       ("finished_at", "Finished"), ("duration_s", "Duration"), ("reason", "Reason"), ("log", "Log")):
+        if record.get(key) not in (None, ""):
+            value = f"{record[key]:.2f}s" if key == "duration_s" else record[key]
+            lines.append(f"{label + ':':<9} {value}")
+    resources = record.get("resources")
+    if resources:
+        lines.append(f"Resources: pid {resources.get('pid')}, cpu {resources.get('cpu_user_s', 0) + resources.get('cpu_system_s', 0):.2f}s, "
+                     f"peak {resources.get('peak_rss_bytes', 0) / 1e6:.1f} MB")
+    if record.get("error"):
+        lines.append(f"Error:    {headline(record['error'])}")
+        lines.extend(f"    | {line}" for line in detail_lines(record["error"]))
+    if record.get("result") is not None:
+        text = json.dumps(record["result"], indent=2, default=str)
+        shown = text.splitlines()
+        lines.append("Result:")
+        lines.extend("  " + line for line in shown[:40])
+        if len(shown) > 40:
+            lines.append(f"  ... ({len(shown) - 40} more lines in tasks/{record.get('id')}.json)")
+    if record.get("log_tail"):
+        lines.append("Log (last lines):")
+        lines.extend("  " + line for line in record["log_tail"].splitlines())
+    return "\n".join(lines) + "\n"

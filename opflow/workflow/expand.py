@@ -1,0 +1,239 @@
+"""From checked tasks to the tasks that run: the keys of issue 11, templating,
+foreach fan-out and plugin config checks. Called by spec.py's checker, which
+collects the problems (file:line: task 'id': ...).
+
+    task draft ─ task_features ─▶ trigger, cache, inputs, foreach (checked shapes)
+    all tasks ─ expand_tasks ─▶ ${...} rendered; `foreach` -> <id>[0], <id>[1], ...;
+                                depends_on <id> -> its instances; config vs the plugin's schema
+"""
+from __future__ import annotations
+
+__all__ = ["TRIGGERS", "FEATURE_KEYS", "FEATURE_DEFAULT_KEYS", "task_features", "default_features",
+           "config_lines", "expand_tasks"]
+
+import dataclasses
+from typing import Callable
+
+import yaml
+
+from opflow.workflow.config_schema import check_config
+from opflow.workflow.templating import Scope, render_value
+
+TRIGGERS = ("all_success", "all_done", "one_failed")
+FEATURE_KEYS = ("trigger", "cache", "inputs", "foreach")
+FEATURE_DEFAULT_KEYS = ("cache",)
+MAX_INSTANCES = 100_000  # a foreach larger than this is a typo (or a job for another tool)
+
+#: Which config strings of which plugin are shell commands (their values are shell-quoted).
+SHELL_KEYS = {"shell": (("command",),)}
+
+
+def default_features(checker, items) -> dict:
+    """The `defaults:` keys this module owns (`cache`)."""
+    found = {}
+    if "cache" in items:
+        value = checker.value(items["cache"][1])
+        if not isinstance(value, bool):
+            checker.problem(f"'cache' must be true or false, got {value!r}", items["cache"][1])
+        else:
+            found["cache"] = value
+    return found
+
+
+def task_features(checker, items, task_id, defaults: dict) -> dict:
+    """trigger, cache, inputs, foreach of one task (shapes checked; values rendered later)."""
+    features = {"trigger": "all_success", "cache": bool(defaults.get("cache", False)), "inputs": (), "foreach": None}
+    if "trigger" in items:
+        node = items["trigger"][1]
+        value = checker.value(node)
+        if value not in TRIGGERS:
+            import difflib
+
+            close = difflib.get_close_matches(str(value), TRIGGERS, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else "one of: " + ", ".join(TRIGGERS)
+            checker.problem(f"'trigger' {value!r} is not a trigger rule ({hint})", node, task_id)
+        else:
+            features["trigger"] = value
+    if "cache" in items:
+        node = items["cache"][1]
+        value = checker.value(node)
+        if not isinstance(value, bool):
+            checker.problem(f"'cache' must be true or false, got {value!r}", node, task_id)
+        else:
+            features["cache"] = value
+    if "inputs" in items:
+        node = items["inputs"][1]
+        value = checker.value(node)
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            checker.problem("'inputs' must be a list of paths or globs (relative: to the workflow file)", node, task_id)
+        else:
+            features["inputs"] = tuple(value)
+    if "foreach" in items:
+        node = items["foreach"][1]
+        value = checker.value(node)
+        if not isinstance(value, (list, str)):
+            checker.problem(f"'foreach' must be a list or '${{params.NAME}}', got {type(value).__name__}", node, task_id)
+        else:
+            features["foreach"] = value
+    return features
+
+
+def config_lines(node, path: tuple = (), lines: dict | None = None) -> dict:
+    """key path -> 1-based line, for every value inside a config node (merge keys aside)."""
+    lines = {} if lines is None else lines
+    if len(lines) > 10_000 or len(path) > 50:  # an alias bomb: stop mapping, lines fall back to the task's
+        return lines
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                config_lines(value_node, path + (key_node.value,), lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            config_lines(item, path + (i,), lines)
+    return lines
+
+
+class _LazyLines(dict):
+    """config_lines of a node, worked out on first use (only a task with a problem needs them)."""
+
+    def __init__(self, node):
+        super().__init__()
+        self._node = node
+
+    def _fill(self):
+        if self._node is not None:
+            self.update(config_lines(self._node))
+            self._node = None
+
+    def __contains__(self, key):
+        self._fill()
+        return super().__contains__(key)
+
+    def get(self, key, default=None):
+        self._fill()
+        return super().get(key, default)
+
+
+def _line_of(lines: dict, path: tuple, fallback: int | None) -> int | None:
+    while path:
+        if path in lines:
+            return lines[path]
+        path = path[:-1]
+    return lines.get((), fallback)
+
+
+def expand_tasks(checker, tasks: list, params: dict,
+                 plugin_checks: Callable[[str], tuple[dict | None, Callable | None]] | None) -> tuple[list, dict]:
+    """The runnable tasks (foreach instances in place of their task) and the groups
+    (foreach task id -> its instance ids, in order). Problems go to `checker`."""
+    out = []
+    groups: dict[str, tuple[str, ...]] = {}
+    checked: dict = {}  # _flat_key -> check_config's findings
+
+    def config_problems(plugin, schema, config) -> list:
+        key = _flat_key(plugin, config)
+        found = checked.get(key) if key is not None else None
+        if found is None:
+            found = check_config(schema, config)
+            if key is not None and len(checked) < 10_000:
+                checked[key] = found
+        return found
+
+    for task in tasks:
+        if task.foreach is None and not task.inputs and task.id in checker.plain_configs:
+            # Nothing to render (most tasks of a 100,000-task file): only the plugin's
+            # checks. Any problem is worded by the full walk below.
+            schema, check_task = plugin_checks(task.plugin) if plugin_checks is not None else (None, None)
+            if task.id not in checker.bad_config and not (
+                    (schema is not None and config_problems(task.plugin, schema, task.config))
+                    or (check_task is not None and check_task(task.config, task.depends_on))):
+                out.append(task)
+                continue
+        feature_lines = checker.feature_lines.get(task.id, {})
+        reported: set = set()
+        lines = _LazyLines(checker.config_nodes.get(task.id))
+
+        def report(message, line, task=task, reported=reported):
+            if (line, message) not in reported:
+                reported.add((line, message))
+                checker.problem(message, task_id=task.id, line=line or task.line)
+
+        variants = [(task.id, Scope(params))]
+        if task.foreach is not None:
+            items = task.foreach
+            if isinstance(items, str):
+                items, problems = render_value(items, Scope(params))
+                for _, message in problems:
+                    report(f"foreach: {message}", feature_lines.get("foreach"))
+                if problems:
+                    items = []
+                elif not isinstance(items, list):
+                    report(f"'foreach' must give a list; {task.foreach!r} is a {type(items).__name__}",
+                           feature_lines.get("foreach"))
+                    items = []
+            if len(items) > MAX_INSTANCES:
+                report(f"'foreach' has {len(items)} items; at most {MAX_INSTANCES}", feature_lines.get("foreach"))
+                items = []
+            variants = [(f"{task.id}[{i}]", Scope(params, item=item, index=i)) for i, item in enumerate(items)]
+            groups[task.id] = tuple(v[0] for v in variants)
+        schema, check_task = plugin_checks(task.plugin) if plugin_checks is not None else (None, None)
+        if task.id in checker.bad_config:
+            schema, check_task = None, None
+        plain = task.foreach is None and task.id in checker.plain_configs
+        for instance_id, scope in variants:
+            if plain:
+                config, problems = task.config, []
+            else:
+                config, problems = render_value(task.config, scope, quote_paths=SHELL_KEYS.get(task.plugin, ()))
+            for path, message in problems:
+                report(message, _line_of(lines, path, task.line))
+            inputs, input_problems = render_value(list(task.inputs), scope)
+            for _, message in input_problems:
+                report(f"inputs: {message}", feature_lines.get("inputs"))
+            if not problems and schema is not None:
+                for path, message in config_problems(task.plugin, schema, config):
+                    report(message, _line_of(lines, path, task.line))
+            if check_task is not None:
+                for message in check_task(config, task.depends_on):
+                    report(message, lines.get(("source",), task.line))
+            if task.foreach is None and config is task.config and not task.inputs:
+                out.append(task)  # nothing to render: keep the spec (100,000-task files)
+                continue
+            out.append(dataclasses.replace(task, id=instance_id, config=config,
+                                           inputs=tuple(str(i) for i in inputs),
+                                           group=task.id if task.foreach is not None else None))
+    if groups:
+        out = [_with_instances(t, groups) for t in out]
+    return out, groups
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _flat_key(plugin: str, config: dict):
+    """A hashable stand-in for a config of plain scalars (None for any other): a
+    config repeated by thousands of tasks is checked against its schema once.
+    The types are part of it (1, 1.0 and True are equal keys, not equal configs)."""
+    if len(config) > 20:
+        return None
+    items = []
+    for key, value in config.items():
+        if type(value) not in _SCALARS:
+            return None
+        items.append((key, type(value), value))
+    return plugin, tuple(items)
+
+
+def _with_instances(task, groups: dict):
+    """depends_on a foreach task -> on each of its instances; `groups` tells the worker
+    to give the task context[<id>] as the list of their results."""
+    if not any(d in groups for d in task.depends_on):
+        return task
+    deps: list[str] = []
+    for dep in task.depends_on:
+        deps.extend(groups.get(dep, (dep,)))
+    return dataclasses.replace(task, depends_on=tuple(deps),
+                               groups=tuple((d, groups[d]) for d in task.depends_on if d in groups))

@@ -1,0 +1,117 @@
+"""The task graph: layers, upstream closure, cycles as paths, critical path.
+
+Layers (networkx's `topological_generations`) are for `opflow plan`, validation,
+run.json and display; dispatch itself is dependency-driven (see coordinator.py).
+networkx is imported, and the graph built (about 300 bytes a task), only when a
+command asks the graph something: `validate` and a run ask for the layers.
+"""
+from __future__ import annotations
+
+__all__ = ["Plan", "build_plan", "plan_of", "find_cycles"]
+
+from typing import TYPE_CHECKING, Iterable, Mapping, Protocol, Sequence
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+
+class _Task(Protocol):
+    id: str
+    depends_on: tuple
+
+
+class _Graph(Protocol):
+    """What a plan reads of a workflow (spec.py's `Workflow`; spec.py imports this module)."""
+
+    tasks: Sequence[_Task]
+
+
+def _graph(depends_on: Mapping[str, Iterable[str]]) -> nx.DiGraph:
+    import networkx as nx
+
+    graph = nx.DiGraph()
+    graph.add_nodes_from(depends_on)
+    for task_id, deps in depends_on.items():
+        for dep in deps:
+            graph.add_edge(dep, task_id)
+    return graph
+
+
+def find_cycles(depends_on: Mapping[str, Iterable[str]]) -> list[list[str]]:
+    """One cycle (task ids in dependency order) per knot in the graph of
+    `{task_id: its depends_on}`, in the mapping's order."""
+    import networkx as nx
+
+    graph = _graph(depends_on)
+    order = {task_id: i for i, task_id in enumerate(depends_on)}
+    cycles = []
+    for component in nx.strongly_connected_components(graph):
+        if len(component) == 1:
+            (node,) = component
+            if not graph.has_edge(node, node):
+                continue
+        start = min(component, key=order.__getitem__)
+        edges = nx.find_cycle(graph.subgraph(component), source=start)
+        cycles.append([u for u, _ in edges])
+    cycles.sort(key=lambda c: order[c[0]])
+    return cycles
+
+
+class Plan:
+    def __init__(self, depends_on: Mapping[str, Iterable[str]]):
+        self._depends_on = depends_on
+        self._graph: nx.DiGraph | None = None
+        self._layers: list[list[str]] | None = None
+
+    @property
+    def graph(self) -> nx.DiGraph:
+        """Edges point the way results flow: upstream -> downstream."""
+        if self._graph is None:
+            self._graph = _graph(self._depends_on)
+        return self._graph
+
+    @property
+    def layers(self) -> list[list[str]]:
+        """networkx's topological_generations, each sorted (worked out once)."""
+        if self._layers is None:
+            import networkx as nx
+
+            self._layers = [sorted(layer) for layer in nx.topological_generations(self.graph)]
+        return self._layers
+
+    def upstream(self, task_id: str) -> set[str]:
+        """Every task that `task_id` transitively depends on."""
+        import networkx as nx
+
+        return nx.ancestors(self.graph, task_id)
+
+    def downstream(self, task_id: str) -> set[str]:
+        import networkx as nx
+
+        return nx.descendants(self.graph, task_id)
+
+    def critical_path(self, durations: Mapping[str, float]) -> tuple[list[str], float]:
+        """The longest chain by known durations (unknown ones count as 0)."""
+        if not durations:
+            return [], 0.0
+        import networkx as nx
+
+        # Weigh each edge by the duration of the task it leads to; a virtual start
+        # node in front of the roots lets the first task's duration count too.
+        start = object()
+        weighted = self.graph.copy()
+        for u, v in weighted.edges:
+            weighted.edges[u, v]["w"] = durations.get(v, 0.0)
+        for root in [n for n, degree in self.graph.in_degree() if degree == 0]:
+            weighted.add_edge(start, root, w=durations.get(root, 0.0))
+        path = [t for t in nx.dag_longest_path(weighted, weight="w", default_weight=0) if t is not start]
+        return path, sum(durations.get(t, 0.0) for t in path)
+
+
+def build_plan(workflow: _Graph) -> Plan:
+    return Plan({t.id: t.depends_on for t in workflow.tasks})
+
+
+def plan_of(depends_on: Mapping[str, Iterable[str]]) -> Plan:
+    """The plan of a graph given as `{task_id: its depends_on}`."""
+    return Plan({task_id: tuple(deps) for task_id, deps in depends_on.items()})
