@@ -1,7 +1,7 @@
 """Reaching a Dask cluster: check the extra, connect to a scheduler, or start a LocalCluster."""
 from __future__ import annotations
 
-__all__ = ["check_available", "connect", "start_local_cluster", "cluster_pids", "MIN_DISTRIBUTED"]
+__all__ = ["check_available", "cluster_security", "connect", "start_local_cluster", "cluster_pids", "MIN_DISTRIBUTED"]
 
 from opflow.errors import UsageError
 
@@ -20,6 +20,11 @@ def check_available() -> None:
     if version < MIN_DISTRIBUTED:
         raise UsageError(f"--executor dask needs distributed>={MIN_DISTRIBUTED[0]}.{MIN_DISTRIBUTED[1]} "
                          f"(found {distributed.__version__}): pip install -U 'opflow-runner[dask]'")
+    try:
+        import cryptography  # noqa: F401  (cluster_security: the LocalCluster's TLS)
+    except ImportError:
+        raise UsageError("--executor dask needs the 'cryptography' package, to keep other users out of the "
+                         "cluster: pip install 'opflow-runner[dask]'") from None
 
 
 def connect(scheduler: str):
@@ -53,8 +58,29 @@ def _opflow_version() -> str:
     return __version__
 
 
+def cluster_security():
+    """Mutual TLS with a key and certificate made for this run and held in memory.
+
+    A LocalCluster listens on 127.0.0.1 ports that every local user can see in
+    /proc/net/tcp; with Dask's default (no TLS, no authentication) any of them
+    could connect a Client and run code as the user running opflow. Every
+    connection to this cluster (scheduler, nannies, workers, our client) must
+    present the run's certificate, which reaches the spawned workers through
+    their start-up pipe, never a file of ours. (distributed writes it to a
+    private temporary folder for a moment while it builds each SSL context.)
+    """
+    from distributed.security import Security
+
+    try:
+        return Security.temporary()
+    except ImportError:
+        raise UsageError("--executor dask without --scheduler needs the 'cryptography' package, to keep other "
+                         "users out of the cluster it starts: pip install 'opflow-runner[dask]'") from None
+
+
 def start_local_cluster(workers: int):
-    """A LocalCluster on 127.0.0.1: one single-threaded worker process per pool slot, no dashboard.
+    """A LocalCluster on 127.0.0.1 that only this run can reach (TLS, `cluster_security`): one
+    single-threaded worker process per pool slot, no dashboard.
 
     Spawned worker processes (distributed's default start method): the coordinator
     runs threads (the cluster's event loop), and forking a threaded process can
@@ -65,6 +91,8 @@ def start_local_cluster(workers: int):
     from distributed import LocalCluster
 
     import dask
+
+    security = cluster_security()
 
     # allowed-failures 0: a task whose worker dies is not run again by Dask
     # behind our back; opflow's own `retries` decide, as on the process pool.
@@ -78,6 +106,7 @@ def start_local_cluster(workers: int):
                           "distributed.scheduler.worker-saturation": 1.0,
                           "distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []}):
         return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                            protocol="tls://", security=security,
                             dashboard_address=None, worker_dashboard_address=None, silence_logs=logging.CRITICAL,
                             scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
 
