@@ -372,7 +372,7 @@ def _builtin(name):
 
 
 def test_start_pid_worker_address_and_scheduler_are_reported(backend, tmp_path):
-    assert backend.scheduler_address.startswith("tcp://127.0.0.1:")
+    assert backend.scheduler_address.startswith("tls://127.0.0.1:")
     outcome = backend.submit(_request(1, "one", _builtin("shell"), {"command": "echo hi"}, tmp_path)).result(timeout=60)
     assert outcome.ok, outcome.error
     wait_for(backend.started.is_set, 10, "the start message")
