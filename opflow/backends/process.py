@@ -481,8 +481,7 @@ class ProcessBackend(Backend):
         for pool in pools:
             pool.shutdown(wait=True, cancel_futures=True)
         if self._channel is not None:  # every worker is gone: hand on what they sent last
-            everyone = {pid: p for procs in [*self._pool_processes.values(), *self._broken_processes.values()]
-                        for pid, p in procs.items()}
+            everyone = everyone_of(self._pool_processes, self._broken_processes)
             self._channel.wait_drained(everyone, timeout=5)
         with self._lock:
             leftover = list(self._inflight)
@@ -500,6 +499,25 @@ class ProcessBackend(Backend):
         if self._shared_prefix:  # every worker is gone: nothing of the run's stays in shared memory
             self._shared.clear()
             shared_results.sweep(self._shared_prefix)
+        _release(everyone_of(self._pool_processes, self._broken_processes))
+        with self._lock:  # their shared memory goes back to multiprocessing's heap now, not at a collection
+            self._slots = self._slot_counter = None
+
+
+def everyone_of(*tables: dict) -> dict:
+    """pid -> Process over tables of `id(pool) -> its pid -> Process`."""
+    return {pid: p for table in tables for procs in table.values() for pid, p in procs.items()}
+
+
+def _release(processes: dict) -> None:
+    # A worker's Process holds its forkserver pipe until the object is collected,
+    # and the pool's internals keep it in reference cycles: a service that calls
+    # opflow.run in a loop ran out of descriptors. Every worker is joined by now.
+    for process in processes.values():
+        try:
+            process.close()
+        except ValueError:  # still running: cannot be (the pool was shut down and waited for)
+            pass
 
 
 def _wake_manager_thread(pool: ProcessPoolExecutor) -> None:
