@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 
-from conftest import REPO
+import psutil
+
+from conftest import REPO, gone, latest_run_dir, records, run_cli
 
 # -- the Python API, called again and again in one process ------------------------
 LOOP = textwrap.dedent("""
@@ -39,3 +42,38 @@ def test_the_python_api_leaves_no_descriptor_open_run_after_run(tmp_path, write_
     counts = json.loads(done.stdout.strip().splitlines()[-1])
     # The first run starts what lives as long as the process (the forkserver, the resource tracker).
     assert len(set(counts[1:])) == 1, f"open descriptors after each run: {counts}"
+
+
+# -- a timeout kills what it says it killed ----------------------------------------
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if os.getpgid(proc.pid) == pgid:
+                members.append(proc.pid)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return members
+
+
+def test_a_timeout_kills_a_command_that_ignores_sigterm_and_the_one_it_starts_next(tmp_path, write_workflow):
+    flow = write_workflow("""
+        name: stubborn
+        tasks:
+          - id: hold
+            plugin: shell
+            timeout: 2
+            config: {command: "trap '' TERM; echo $$ > pid; sleep 1000; sleep 1000"}
+    """)
+    done = run_cli("run", str(flow), "--quiet", cwd=tmp_path)
+    shell = int((tmp_path / "pid").read_text())
+    try:
+        assert done.returncode == 1, done.stderr
+        record = records(latest_run_dir(tmp_path / "logs"))["hold"]
+        assert record["error"]["type"] == "Timeout" and "killed" in record["error"]["message"]
+        # Killed means gone once opflow has exited: the shell and the sleep it started after the first died.
+        assert gone(shell), f"the command's shell {shell} outlived its timeout"
+        assert _group_members(shell) == []
+    finally:
+        for pid in _group_members(shell):
+            os.kill(pid, signal.SIGKILL)

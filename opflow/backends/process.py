@@ -597,6 +597,9 @@ class _ResultRelay:
 # -- the pool worker's side ---------------------------------------------------
 #: Exit status of a pool worker that killed itself for exceeding `max_memory`.
 MEMORY_EXIT_CODE = 86
+#: How long a SIGTERMed worker gives its task's processes between SIGTERM and SIGKILL:
+#: under the coordinator's own grace (procs.GRACE_SECONDS), so it ends them before it is killed.
+WORKER_KILL_GRACE = 1.5
 
 _pool_state: dict = {}
 
@@ -637,6 +640,12 @@ def _on_sigterm(signum, frame) -> None:
     if _pool_state["busy"] and slots[_pool_state["token_index"] - 1] < 0 and not slots[0]:
         _pool_state["retire"] = True
         return
+    # Our task's processes die before we do: once we are gone they re-parent to
+    # init, where no kill can find them (a command ignoring SIGTERM outlived its
+    # timeout so). A second SIGTERM must not cut this short; the coordinator's
+    # SIGKILL, after its own longer grace, still ends us if we hang.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    kill_tree(os.getpid(), include_self=False, grace=WORKER_KILL_GRACE)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
 
