@@ -59,14 +59,35 @@ def kill_tree(pid: int, *, include_self: bool = True, grace: float = GRACE_SECON
             proc.terminate()
         except psutil.NoSuchProcess:
             pass
+    groups = _groups_led_by(procs)
     alive = _wait_for_exit(procs, grace, hurry)
     for proc in alive:
         try:
             proc.kill()
         except psutil.NoSuchProcess:
             pass
+    # A shell that ignores SIGTERM starts its next command after the first one
+    # died: a process listed nowhere above, but in the shell's own group.
+    for pgid in groups:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
     psutil.wait_procs(alive, timeout=grace)
     return [p.pid for p in procs]
+
+
+def _groups_led_by(procs: list[psutil.Process]) -> set[int]:
+    """The process groups whose leaders are among `procs` (a shell task's session), never our own."""
+    own = os.getpgid(0)
+    groups = set()
+    for proc in procs:
+        try:
+            if os.getpgid(proc.pid) == proc.pid != own:
+                groups.add(proc.pid)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return groups
 
 
 def _wait_for_exit(procs: list[psutil.Process], grace: float, hurry: threading.Event | None) -> list[psutil.Process]:

@@ -481,8 +481,7 @@ class ProcessBackend(Backend):
         for pool in pools:
             pool.shutdown(wait=True, cancel_futures=True)
         if self._channel is not None:  # every worker is gone: hand on what they sent last
-            everyone = {pid: p for procs in [*self._pool_processes.values(), *self._broken_processes.values()]
-                        for pid, p in procs.items()}
+            everyone = everyone_of(self._pool_processes, self._broken_processes)
             self._channel.wait_drained(everyone, timeout=5)
         with self._lock:
             leftover = list(self._inflight)
@@ -500,6 +499,25 @@ class ProcessBackend(Backend):
         if self._shared_prefix:  # every worker is gone: nothing of the run's stays in shared memory
             self._shared.clear()
             shared_results.sweep(self._shared_prefix)
+        _release(everyone_of(self._pool_processes, self._broken_processes))
+        with self._lock:  # their shared memory goes back to multiprocessing's heap now, not at a collection
+            self._slots = self._slot_counter = None
+
+
+def everyone_of(*tables: dict) -> dict:
+    """pid -> Process over tables of `id(pool) -> its pid -> Process`."""
+    return {pid: p for table in tables for procs in table.values() for pid, p in procs.items()}
+
+
+def _release(processes: dict) -> None:
+    # A worker's Process holds its forkserver pipe until the object is collected,
+    # and the pool's internals keep it in reference cycles: a service that calls
+    # opflow.run in a loop ran out of descriptors. Every worker is joined by now.
+    for process in processes.values():
+        try:
+            process.close()
+        except ValueError:  # still running: cannot be (the pool was shut down and waited for)
+            pass
 
 
 def _wake_manager_thread(pool: ProcessPoolExecutor) -> None:
@@ -579,6 +597,9 @@ class _ResultRelay:
 # -- the pool worker's side ---------------------------------------------------
 #: Exit status of a pool worker that killed itself for exceeding `max_memory`.
 MEMORY_EXIT_CODE = 86
+#: How long a SIGTERMed worker gives its task's processes between SIGTERM and SIGKILL:
+#: under the coordinator's own grace (procs.GRACE_SECONDS), so it ends them before it is killed.
+WORKER_KILL_GRACE = 1.5
 
 _pool_state: dict = {}
 
@@ -619,6 +640,12 @@ def _on_sigterm(signum, frame) -> None:
     if _pool_state["busy"] and slots[_pool_state["token_index"] - 1] < 0 and not slots[0]:
         _pool_state["retire"] = True
         return
+    # Our task's processes die before we do: once we are gone they re-parent to
+    # init, where no kill can find them (a command ignoring SIGTERM outlived its
+    # timeout so). A second SIGTERM must not cut this short; the coordinator's
+    # SIGKILL, after its own longer grace, still ends us if we hang.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    kill_tree(os.getpid(), include_self=False, grace=WORKER_KILL_GRACE)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
 

@@ -133,6 +133,9 @@ class ManagedStore:
             manager, self._manager, self._proxy = self._manager, None, None
         if manager is not None:
             manager.shutdown()
+            process = getattr(manager, "_process", None)
+            if process is not None:  # its pipe to us is freed now, not when a cycle is collected
+                process.close()
 
 
 def _refused(manager) -> bool:

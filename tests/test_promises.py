@@ -1,0 +1,79 @@
+"""What the README promises holds on every path: stopping, repeating, reusing."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import psutil
+
+from conftest import REPO, gone, latest_run_dir, records, run_cli
+
+# -- the Python API, called again and again in one process ------------------------
+LOOP = textwrap.dedent("""
+    import os, sys
+    import opflow
+
+    if __name__ == "__main__":
+        counts = []
+        for _ in range(int(sys.argv[3])):
+            assert opflow.run(sys.argv[1], workers=2, log_dir=sys.argv[2]).status == "succeeded"
+            counts.append(len(os.listdir("/proc/self/fd")))
+        print(counts)
+""")
+
+
+def test_the_python_api_leaves_no_descriptor_open_run_after_run(tmp_path, write_workflow):
+    # a -> b starts the context store's Manager as well as the pool's workers.
+    flow = write_workflow("""
+        name: again
+        tasks:
+          - {id: a, plugin: shell, config: {command: "echo a"}}
+          - {id: b, plugin: shell, config: {command: "echo b"}, depends_on: [a]}
+    """)
+    script = tmp_path / "service.py"
+    script.write_text(LOOP)
+    done = subprocess.run([sys.executable, str(script), str(flow), str(tmp_path / "logs"), "8"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=240, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    counts = json.loads(done.stdout.strip().splitlines()[-1])
+    # The first run starts what lives as long as the process (the forkserver, the resource tracker).
+    assert len(set(counts[1:])) == 1, f"open descriptors after each run: {counts}"
+
+
+# -- a timeout kills what it says it killed ----------------------------------------
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if os.getpgid(proc.pid) == pgid:
+                members.append(proc.pid)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return members
+
+
+def test_a_timeout_kills_a_command_that_ignores_sigterm_and_the_one_it_starts_next(tmp_path, write_workflow):
+    flow = write_workflow("""
+        name: stubborn
+        tasks:
+          - id: hold
+            plugin: shell
+            timeout: 2
+            config: {command: "trap '' TERM; echo $$ > pid; sleep 1000; sleep 1000"}
+    """)
+    done = run_cli("run", str(flow), "--quiet", cwd=tmp_path)
+    shell = int((tmp_path / "pid").read_text())
+    try:
+        assert done.returncode == 1, done.stderr
+        record = records(latest_run_dir(tmp_path / "logs"))["hold"]
+        assert record["error"]["type"] == "Timeout" and "killed" in record["error"]["message"]
+        # Killed means gone once opflow has exited: the shell and the sleep it started after the first died.
+        assert gone(shell), f"the command's shell {shell} outlived its timeout"
+        assert _group_members(shell) == []
+    finally:
+        for pid in _group_members(shell):
+            os.kill(pid, signal.SIGKILL)
