@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 
+import psutil
 import pytest
 
 from conftest import latest_run_dir, run_cli, wait_for
@@ -91,7 +92,8 @@ def test_a_running_run_whose_coordinator_is_dead_shows_as_crashed(here):
     (run_dir / "run.json").write_text(json.dumps(doc))
     assert _runs_json(here)[0]["status"] == "crashed"
     assert "crashed" in run_cli("show", str(run_dir), cwd=here).stdout
-    doc["pid"] = os.getpid()  # alive, and started before the run: still running
+    # alive, the very process the record names (its start time too): still running
+    doc.update(pid=os.getpid(), pid_create_time=psutil.Process().create_time())
     (run_dir / "run.json").write_text(json.dumps(doc))
     assert _runs_json(here)[0]["status"] == "running"
     del doc["pid"]  # older runs record no pid: shown as written
