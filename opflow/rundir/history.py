@@ -1,4 +1,7 @@
-"""Past runs in a log dir: find the latest, prune old ones, plan a resume.
+"""Past runs in a log dir: prune old ones, plan a resume, weigh a run's tasks for its critical path.
+
+Finding runs, reading them and judging whether their coordinator lives are
+rundir/layout.py's; the names are imported here so that their old homes still answer.
 
 A resume reruns only what did not succeed. A succeeded task's recorded result is
 reused only while nothing it depends on changed: its own spec (plugin, config,
