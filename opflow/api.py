@@ -6,7 +6,6 @@ __all__ = ["load", "run", "run_async", "resume", "RunResult"]
 import asyncio
 import functools
 import importlib
-import json
 import shutil
 import time
 from contextlib import ExitStack
@@ -16,22 +15,17 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Iterable
 
 from opflow.dispatch import interrupts
-from opflow.rundir.audit import AuditTrail, create_run_dir, slugify, write_new_file
+from opflow.rundir.audit import AuditTrail
+from opflow.rundir.files import write_new_file
 from opflow.backends import EXECUTORS
 from opflow.backends.mp_context import start_method
 from opflow.backends.capabilities import concurrency, unenforced_settings
 from opflow.errors import UsageError
 from opflow.events import Reporter, iso_time
 from opflow.worker.guard import GUARD_MESSAGE, refuse_in_starting_worker, unguarded_call_site
-from opflow.rundir.history import (
-    WORKFLOW_COPY,
-    latest_run,
-    needs_file_tag,
-    plan_resume,
-    prune_runs,
-    read_run_record,
-    workflow_copy,
-)
+from opflow.rundir.history import plan_resume, prune_runs, workflow_copy
+from opflow.rundir.layout import (RUN_JSON, TASKS, WORKFLOW_COPY, create_run_dir, latest_run, load_task_record,
+                                  needs_file_tag, read_trusted_run_json, runs_of_file, slugify)
 from opflow.workflow.limits import MAX_WORKERS
 from opflow.rundir.lock import WorkflowLock
 from opflow.rundir.results_log import RESULTS_FILE, create_results_log
@@ -88,8 +82,7 @@ class _TaskRecords(Mapping):
             raise KeyError(task_id)
         record = self._read.get(task_id)
         if record is None:
-            path = self._run_dir / "tasks" / f"{task_id}.json"
-            record = self._read[task_id] = json.loads(path.read_text(encoding="utf-8"))
+            record = self._read[task_id] = load_task_record(self._run_dir, task_id)
         return record
 
     def __iter__(self):
@@ -169,7 +162,6 @@ async def _prepare_and_run(path, workers, executor, log_dir, params, keep_going,
                              scheduler=scheduler, timeout=timeout)
         if cache and any(t.cache for t in workflow.tasks):
             from opflow.dispatch.cache import CacheStore
-            from opflow.rundir.history import runs_of_file
 
             options.cache = CacheStore(runs_of_file(log_dir, workflow))  # before this run's own directory exists
         extra = {}
@@ -191,7 +183,7 @@ async def _prepare_and_run(path, workers, executor, log_dir, params, keep_going,
         except OSError as exc:
             raise UsageError(f"--log-dir {log_dir}: cannot create a run directory there: {exc.strerror or exc}") from None
         options.results_path = str(run_dir / RESULTS_FILE)
-        options.task_logs_dir = str(run_dir / "tasks")
+        options.task_logs_dir = str(run_dir / TASKS)
         # What tasks/<id>.log catches (worker/output.py): all of the worker's fds 1/2,
         # or, sharing opflow's own process, only what goes through sys.stdout/stderr.
         extra["task_output"] = "python" if executor in ("thread", "inline") else "fd"
@@ -202,7 +194,7 @@ async def _prepare_and_run(path, workers, executor, log_dir, params, keep_going,
         try:
             summary = await _run_async(workflow, plugins, options, [audit, collector, *reporters])
         except BaseException:  # an error, a signal, the caller's wait_for: if it never started,
-            if not (run_dir / "run.json").exists():
+            if not (run_dir / RUN_JSON).exists():
                 shutil.rmtree(run_dir, ignore_errors=True)  # it never started: leave no half a record
             raise
         if keep_runs:
@@ -277,13 +269,13 @@ def resume(run_dir: str | Path, **kwargs) -> RunResult:
     run's; returns a `RunResult` whose records mark the reused tasks (`reused`).
 
     Trusts the run directory only if it is this user's and no one else may write to
-    it (history.read_run_record), and runs the copy of the workflow kept in it,
+    it (layout.read_trusted_run_json), and runs the copy of the workflow kept in it,
     checked against the sha256 in run.json: never a file merely named by run.json.
     """
     # Resolved once: a symlink to a run dir is fine (the target's owner and mode are
     # checked), and every later read goes to that same directory.
     run_dir = Path(run_dir).resolve()
-    doc = read_run_record(run_dir)
+    doc = read_trusted_run_json(run_dir)
     workflow_copy(run_dir, doc)  # refuses a copy that is not what the run ran
     kwargs.setdefault("params", doc.get("params") or None)
     kwargs.setdefault("workers", doc.get("workers") or 0)

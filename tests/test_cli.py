@@ -15,6 +15,7 @@ import types
 from datetime import datetime, timezone
 from pathlib import Path
 
+import psutil
 import pytest
 
 import opflow
@@ -481,6 +482,9 @@ def test_run_json_has_the_contract_keys_and_provenance(here, ok_flow):
     assert doc["workflow_file"] == str(ok_flow.resolve())
     assert doc["workflow_sha256"] == hashlib.sha256(ok_flow.read_bytes()).hexdigest()
     assert isinstance(doc["host"], str) and doc["host"]
+    # Who wrote it (the CLI ran in this process): what tells a crashed run from a running one.
+    assert doc["pid"] == os.getpid()
+    assert doc["pid_create_time"] == pytest.approx(psutil.Process().create_time(), abs=0.01)
     assert doc["python"] == ".".join(map(str, sys.version_info[:3]))
     assert doc["opflow_version"] == opflow.__version__
     assert isinstance(doc["packages"], dict)

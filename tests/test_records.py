@@ -377,3 +377,42 @@ def test_the_audit_trail_writes_a_record_encoded_on_arrival_and_fails_one_that_i
     assert lines[-1] == {"event": "task_finished", "time": "t1", "task_id": "a", "id": "a", "status": "succeeded",
                          "config": {"command": "true"}}
     assert json.loads((run_dir / "run.json").read_text())["tasks"] == {"a": "pending", "b": "pending"}
+
+
+@pytest.mark.parametrize("plant", ["summary-symlink", "run-dir-swapped"])
+def test_the_last_word_after_a_failed_write_goes_through_the_run_directory_descriptor(plant, tmp_path, write_workflow):
+    # After a write fails (here a record that is not JSON; a full disk in test_full_disk.py), the
+    # final run.json and summary.txt are written like every other file: in the run directory
+    # opened at the start, never through a symlink planted at a name or in the run dir's place.
+    from opflow import api
+    from opflow.errors import OpflowError
+    from opflow.rundir.audit import AuditTrail, create_run_dir
+
+    workflow, _ = api.load(write_workflow('name: w\ntasks:\n  - {id: a, plugin: shell, config: {command: "true"}}\n'))
+    run_dir = create_run_dir(tmp_path / "logs", workflow.name)
+    audit = AuditTrail(run_dir, workflow)
+    audit.handle({"event": "run_started", "time": "t0", "workflow": "w", "workers": 1, "executor": "inline",
+                  "scheduler": None, "params": {}, "tasks": ["a"], "layers": [["a"]], "started_at": "t0"})
+    audit.handle({"event": "task_finished", "time": "t1", "record": {"id": "a", "status": "succeeded",
+                                                                     "result": float("nan")}})
+    audit.wait_recorded_start()
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "summary.txt").write_text("precious")
+    real = run_dir
+    if plant == "summary-symlink":
+        (run_dir / "summary.txt").symlink_to(victim / "summary.txt")
+    else:
+        real = run_dir.with_name("moved")
+        run_dir.rename(real)
+        run_dir.symlink_to(victim, target_is_directory=True)
+    audit.handle({"event": "run_finished", "time": "t2", "status": "succeeded", "finished_at": "t2",
+                  "duration_s": 1.0, "tasks": {"a": "succeeded"}, "exit_code": 0, "signal": None})
+    with pytest.raises(OpflowError, match="cannot write the run record"):
+        audit.close()
+    assert (victim / "summary.txt").read_text() == "precious"
+    assert sorted(p.name for p in victim.iterdir()) == ["summary.txt"]
+    document = json.loads((real / "run.json").read_text())
+    assert document["status"] == "failed" and "could not be written" in document["record_error"]
+    summary = real / "summary.txt"
+    assert not summary.is_symlink() and "Status:   failed" in summary.read_text()

@@ -5,6 +5,7 @@ Set OPFLOW_DOCS_SCREENSHOT=PATH to keep the screenshot (docs/report.png is made 
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -120,3 +121,60 @@ def test_the_report_renders_in_a_headless_browser(runs, tmp_path):
     keep = os.environ.get("OPFLOW_DOCS_SCREENSHOT")
     if keep:
         shutil.copy(shot, keep)
+
+
+RESUMED = """
+name: resumed critical
+tasks:
+  - id: slow
+    plugin: shell
+    config: {command: "sleep 1.0"}
+  - id: flaky
+    plugin: shell
+    config: {command: "test -e fixed"}
+  - id: after_flaky
+    plugin: shell
+    depends_on: [flaky]
+    config: {command: "true"}
+  - id: late_fail
+    plugin: shell
+    config: {command: "sleep 0.5; exit 3"}
+"""
+
+
+def _report_critical_path(html_text: str) -> tuple[list[str], float]:
+    match = re.search(r'Critical path \(([\d.]+)s of task time\): <span class="mono">([^<]*)</span>', html_text)
+    assert match, "the report names no critical path"
+    return match.group(2).split(" → "), float(match.group(1))
+
+
+def test_plan_and_report_name_one_critical_path_for_a_resumed_run(tmp_path):
+    # In the resumed run `slow` is reused (1 s, in the first run), `late_fail` fails again
+    # after 0.5 s, `flaky` now passes at once. One rule weighs them for both commands: the
+    # time this run spent, so the reused task weighs nothing and the failed one its 0.5 s.
+    (tmp_path / "flow.yaml").write_text(textwrap.dedent(RESUMED))
+    assert run_cli("run", "flow.yaml", "--keep-going", cwd=tmp_path).returncode == 1
+    first = latest_run_dir(tmp_path / "logs")
+    (tmp_path / "fixed").write_text("")
+    resumed = run_cli("resume", str(first), "--keep-going", cwd=tmp_path)
+    assert resumed.returncode == 1, resumed.stdout + resumed.stderr
+    second = latest_run_dir(tmp_path / "logs")
+    assert json.loads((second / "run.json").read_text())["reused"] == ["slow"]
+
+    plan = json.loads(run_cli("plan", "flow.yaml", "--json", cwd=tmp_path).stdout)["critical_path"]
+    report = run_cli("report", str(second), "-o", str(tmp_path / "r.html"), cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    path, seconds = _report_critical_path((tmp_path / "r.html").read_text())
+    assert plan["tasks"] == path == ["late_fail"]
+    assert plan["seconds"] == pytest.approx(seconds, abs=0.01)
+    text = run_cli("plan", "flow.yaml", cwd=tmp_path).stdout
+    assert "critical path (last run's durations): late_fail (" in text
+
+
+def test_the_weight_rule():
+    from opflow.rundir.history import task_weights
+
+    records = {"ran": {"status": "succeeded", "duration_s": 2.0}, "broke": {"status": "failed", "duration_s": 1.5},
+               "reused": {"status": "succeeded", "duration_s": 9.0, "reused": True},
+               "skipped": {"status": "skipped", "duration_s": None}, "odd": {"status": "failed"}}
+    assert task_weights(records) == {"ran": 2.0, "broke": 1.5}

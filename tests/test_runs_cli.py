@@ -4,10 +4,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 
+import psutil
 import pytest
 
 from conftest import latest_run_dir, run_cli, wait_for
@@ -91,12 +93,58 @@ def test_a_running_run_whose_coordinator_is_dead_shows_as_crashed(here):
     (run_dir / "run.json").write_text(json.dumps(doc))
     assert _runs_json(here)[0]["status"] == "crashed"
     assert "crashed" in run_cli("show", str(run_dir), cwd=here).stdout
-    doc["pid"] = os.getpid()  # alive, and started before the run: still running
+    # alive, the very process the record names (its start time too): still running
+    doc.update(pid=os.getpid(), pid_create_time=psutil.Process().create_time())
     (run_dir / "run.json").write_text(json.dumps(doc))
     assert _runs_json(here)[0]["status"] == "running"
     del doc["pid"]  # older runs record no pid: shown as written
     (run_dir / "run.json").write_text(json.dumps(doc))
     assert _runs_json(here)[0]["status"] == "running"
+
+
+@pytest.fixture
+def zombie():
+    """A child that has exited and is not reaped (its parent, this test, has not waited)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        wait_for(lambda: psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE, timeout=60,
+                 what="the child to exit")
+        yield child.pid, psutil.Process(child.pid).create_time()
+    finally:
+        child.wait()
+
+
+@pytest.mark.parametrize("case", ["zombie", "no-host-later-pid"])
+def test_every_command_reads_one_liveness_rule(case, here, zombie):
+    # One planted run.json, read by `runs`, `show`, `report`, `resume` and --keep-runs alike.
+    # A zombie coordinator has exited: dead (crashed). A record without `host` whose pid now
+    # belongs to a later process: where that pid lives cannot be told, so never crashed by guess.
+    assert run_cli("run", "other.yaml", cwd=here).returncode == 0
+    run_dir = latest_run_dir(here / "logs")
+    doc = json.loads((run_dir / "run.json").read_text())
+    doc.update(status="running", finished_at=None, duration_s=None)
+    if case == "zombie":
+        pid, created = zombie
+        doc.update(pid=pid, pid_create_time=created, host=socket.gethostname())
+    else:  # this test's own process, which started long after that run (an hour before it, here)
+        del doc["host"]
+        doc.update(pid=os.getpid(), started_at="2000-01-01T00:00:00+00:00", pid_create_time=946684800.0)
+    (run_dir / "run.json").write_text(json.dumps(doc))
+    expected = "crashed" if case == "zombie" else "running"
+
+    assert _runs_json(here)[0]["status"] == expected
+    assert json.loads(run_cli("show", str(run_dir), "--json", cwd=here).stdout)["status"] == expected
+    assert f"Status:   {expected}" in run_cli("show", str(run_dir), cwd=here).stdout
+    report = run_cli("report", str(run_dir), "-o", str(here / "report.html"), cwd=here)
+    assert report.returncode == 0, report.stderr
+    assert f">{expected}</span></h2>" in (here / "report.html").read_text()
+    resumed = run_cli("resume", str(run_dir), cwd=here)
+    if case == "zombie":
+        assert resumed.returncode == 0, resumed.stderr
+    else:
+        assert resumed.returncode == 2 and "cannot tell whether its coordinator" in resumed.stderr
+    assert run_cli("run", "other.yaml", "--keep-runs", "1", cwd=here).returncode == 0
+    assert run_dir.exists() == (case != "zombie")  # pruned only when its coordinator is known dead
 
 
 def test_a_killed_coordinator_reads_as_crashed(here):
@@ -111,6 +159,7 @@ def test_a_killed_coordinator_reads_as_crashed(here):
     coordinator = subprocess.Popen([sys.executable, "-m", "opflow", "run", "slow.yaml"], cwd=here,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
+        started = psutil.Process(coordinator.pid).create_time()
         # It prints nothing, so it has no log: its start is in the journal.
         wait_for(lambda: any('"task_started"' in p.read_text() for p in (here / "logs").glob("*/events.jsonl")),
                  timeout=60, what="the task to start")
@@ -122,9 +171,12 @@ def test_a_killed_coordinator_reads_as_crashed(here):
             coordinator.kill()
             coordinator.wait()
     doc = json.loads((latest_run_dir(here / "logs") / "run.json").read_text())
-    if "pid" not in doc:
-        pytest.skip("run.json does not record the coordinator's pid on this branch (issue 9 item 1 adds it)")
+    # Crash detection reads these two: a run.json without them could never read as crashed.
+    assert doc.get("pid") == coordinator.pid
+    assert doc.get("pid_create_time") == pytest.approx(started, abs=0.01)
+    assert doc.get("host") == socket.gethostname()
     assert _runs_json(here)[0]["status"] == "crashed"
+    assert json.loads(run_cli("show", str(latest_run_dir(here / "logs")), "--json", cwd=here).stdout)["status"] == "crashed"
 
 
 def test_json_on_validate_plan_and_plugins(here):

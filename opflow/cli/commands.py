@@ -106,7 +106,9 @@ def _execute(start, *, as_json: bool, quiet: bool, **kwargs) -> None:
         click.echo(f"opflow: {signal.Signals(signum).name}: interrupted; nothing more was run", err=True)
         sys.exit(128 + signum)
     if as_json:
-        document = (result.run_dir / "run.json").read_bytes()
+        from opflow.rundir.layout import RUN_JSON
+
+        document = (result.run_dir / RUN_JSON).read_bytes()  # exactly as written, not parsed and printed again
         if document_fd is None:
             click.echo(document.decode("utf-8"), nl=False)
         else:
@@ -229,6 +231,7 @@ def validate(file, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON document: layers and critical path.")
 def plan(file, log_dir, as_json):
     """Print the topological layers of FILE (tasks in one layer can run at once)."""
+    from opflow.rundir.history import last_durations
     from opflow.workflow.loading import load
     from opflow.workflow.plan import build_plan
 
@@ -238,7 +241,7 @@ def plan(file, log_dir, as_json):
         _fail(error)
     the_plan = build_plan(workflow)
     if as_json:
-        durations = _last_durations(log_dir, workflow)
+        durations = last_durations(log_dir, workflow)
         critical = None
         if durations:
             path, total = the_plan.critical_path(durations)
@@ -252,28 +255,10 @@ def plan(file, log_dir, as_json):
     for n, layer in enumerate(the_plan.layers, 1):
         for line in wrap_list(f"layer {n}: ", list(layer), width):
             click.echo(line)
-    durations = _last_durations(log_dir, workflow)
+    durations = last_durations(log_dir, workflow)
     if durations:
         path, total = the_plan.critical_path(durations)
         click.echo(f"critical path (last run's durations): {' -> '.join(path)} ({total:.2f}s)")
-
-
-def _last_durations(log_dir: Path, workflow) -> dict[str, float]:
-    """Task durations from the latest run of this workflow file under log_dir, if any."""
-    from opflow.rundir.history import latest_run
-
-    run_dir = latest_run(log_dir, workflow)
-    if run_dir is None:
-        return {}
-    durations = {}
-    for path in (run_dir / "tasks").glob("*.json"):
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if record.get("status") == "succeeded" and record.get("duration_s") is not None:
-            durations[record["id"]] = float(record["duration_s"])
-    return durations
 
 
 @main.command()

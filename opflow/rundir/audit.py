@@ -15,6 +15,9 @@ The run directory is the user's alone: 0700, every file in it 0600 (params may
 hold tokens, results are pickles). Files are opened through a descriptor of the
 run directory, never through a final symlink, new ones with O_EXCL (rundir/files.py).
 
+Its names, and making one, are rundir/layout.py's; how a file is written (atomically,
+never through a symlink), rundir/files.py's.
+
 The files are written by one writer thread, in event order, so the coordinator's
 loop never waits on the disk (a file write here costs about as much as a whole
 task dispatch). The writer flushes the journal after every batch it drains: an
@@ -22,21 +25,17 @@ event reaches the OS within milliseconds of happening.
 """
 from __future__ import annotations
 
-__all__ = ["AuditTrail", "create_run_dir", "write_json_atomic", "write_new_file", "slugify", "file_tag", "provenance"]
+__all__ = ["AuditTrail", "provenance",
+           # where they now live, kept importable from here: rundir/layout.py, rundir/files.py
+           "create_run_dir", "slugify", "file_tag", "write_json_atomic", "write_new_file"]
 
-import hashlib
-import itertools
 import json
 import os
 import platform
 import queue
-import re
 import socket
 import sys
 import threading
-import time
-import unicodedata
-from datetime import datetime, timezone
 from pathlib import Path
 
 from opflow._version import __version__
@@ -46,127 +45,11 @@ from opflow.events import Reporter
 from opflow.rundir.failure_text import detail_lines
 from opflow.workflow.spec import Workflow
 from opflow.rundir.task_logs import remove_spools
-from opflow.rundir.files import DIR_MODE, open_nofollow
+from opflow.rundir.files import open_nofollow, write_json_atomic, write_lines_atomic, write_new_file, write_text_atomic
+from opflow.rundir.layout import JOURNAL, RUN_JSON, SUMMARY, TASKS, create_run_dir, file_tag, slugify
 from opflow.words import plural
 
 PROVENANCE_PACKAGES = ("PyYAML", "networkx", "psutil", "click", "pandas")
-
-
-def slugify(name: str) -> str:
-    """A workflow name as a folder name: "Données — été 2026 / v2" -> "donnees-ete-2026-v2".
-
-    Accents are taken off the letters that have them (NFKD, then the combining
-    marks dropped); letters with no plain form (ß, 日本) are kept as they are.
-    """
-    bare = "".join(c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c))
-    slug = re.sub(r"[\W_]+", "-", bare).strip("-").lower()
-    return slug[:60].rstrip("-") or "workflow"
-
-
-def file_tag(workflow_path: Path) -> str:
-    """A short hash of the workflow file's absolute path: tells apart the runs of two
-    files that share a workflow name in one log dir."""
-    return hashlib.sha1(str(Path(workflow_path).resolve()).encode()).hexdigest()[:6]
-
-
-def create_run_dir(log_dir: Path, workflow_name: str, now: float | None = None,
-                   workflow_path: Path | None = None) -> Path:
-    """Make a new, unique run directory: <UTC time>-<slug>, then -2, -3... on collision.
-
-    With `workflow_path`, the slug is followed by `-f<file tag>` (another file
-    with the same workflow name already runs under this log dir).
-
-    `now` is the run's one clock reading: the same instant is its run.json `started_at`.
-    """
-    log_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.fromtimestamp(now or time.time(), timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    base = f"{stamp}-{slugify(workflow_name)}"
-    if workflow_path is not None:
-        base += f"-f{file_tag(workflow_path)}"
-    for n in range(1, 10_000):
-        candidate = log_dir / (base if n == 1 else f"{base}-{n}")
-        try:
-            candidate.mkdir(mode=DIR_MODE)  # atomic: two runs can never share a directory
-        except FileExistsError:
-            continue
-        os.chmod(candidate, DIR_MODE)  # whatever the umask: params and pickles are the user's alone
-        (candidate / "tasks").mkdir(mode=DIR_MODE)
-        return candidate
-    raise RuntimeError(f"cannot create a run directory under {log_dir}")
-
-
-def write_json_atomic(path: Path, document, *, pretty: bool = True, dir_fd: int | None = None) -> None:
-    """Write JSON to a temporary file, then rename it into place.
-
-    `pretty=False` for the per-task records: one-shot `json.dumps` without indent
-    runs CPython's C encoder, several times faster than the indented one, and
-    this runs once per task. With `dir_fd`, `path`'s name is taken in that directory.
-    """
-    if not pretty:
-        write_text_atomic(path, json.dumps(document, allow_nan=False, default=str) + "\n", dir_fd=dir_fd)
-        return
-    # The indented text is written piece by piece: json.dumps would hold a list of
-    # every piece and then the whole text (run.json of 100,000 tasks: ~30 MB at once).
-    pieces = json.JSONEncoder(indent=2, allow_nan=False, default=str).iterencode(document)
-    write_lines_atomic(path, itertools.chain(pieces, ("\n",)), dir_fd=dir_fd)
-
-
-_tmp_serial = itertools.count()
-
-
-def write_text_atomic(path: Path, text: str, *, dir_fd: int | None = None) -> None:
-    """A new file (O_EXCL, 0600, never through a symlink) renamed over `path`: a symlink
-    planted at `path` is replaced, never written through."""
-    write_lines_atomic(path, (text,), dir_fd=dir_fd)
-
-
-def write_lines_atomic(path: Path, pieces, *, dir_fd: int | None = None) -> None:
-    """`write_text_atomic` of the text the strings `pieces` make up, written as they come."""
-    if dir_fd is not None:
-        path = Path(path.name)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{next(_tmp_serial)}.tmp")  # one per write, any thread
-    fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, dir_fd=dir_fd)
-    try:
-        try:
-            _write_all(fd, pieces)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-    except BaseException:
-        try:
-            os.unlink(tmp, dir_fd=dir_fd)
-        except OSError:
-            pass
-        raise
-
-
-def _write_all(fd: int, pieces, chunk: int = 1 << 16) -> None:
-    """The UTF-8 of `pieces` to `fd` with os.write, 64 KB at a time. A task's record
-    is one system call: a file object would add three (fstat, isatty, and a
-    flush), and each system call hands the GIL to the coordinator's loop and
-    waits to get it back (up to 5 ms): the writer fell thousands of records behind."""
-    buffered: list[str] = []
-    size = 0
-    for piece in pieces:
-        buffered.append(piece)
-        size += len(piece)
-        if size >= chunk:
-            _write_bytes(fd, "".join(buffered).encode("utf-8"))
-            buffered, size = [], 0
-    if buffered:
-        _write_bytes(fd, "".join(buffered).encode("utf-8"))
-
-
-def _write_bytes(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def write_new_file(path: Path, data: bytes) -> None:
-    """Create `path` (O_EXCL, 0600, never through a symlink) holding `data`."""
-    with open(open_nofollow(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "wb") as handle:
-        handle.write(data)
 
 
 def provenance(workflow: Workflow) -> dict:
@@ -183,7 +66,7 @@ def provenance(workflow: Workflow) -> dict:
         "workflow_sha256": workflow.sha256,
         "host": socket.gethostname(),
         # Who writes this record: with `host`, a reader can tell a "running" run whose
-        # coordinator died (history.run_state); the start time tells a reused pid apart.
+        # coordinator died (layout.coordinator_alive); the start time tells a reused pid apart.
         "pid": os.getpid(),
         "pid_create_time": _create_time(),
         "platform": platform.platform(),
@@ -270,11 +153,11 @@ class AuditTrail(Reporter):
         # Descriptors of the run directory and its tasks/: every file is opened in them,
         # so a run dir renamed or replaced by a symlink mid-run is never written through.
         self._dir_fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        self._tasks_fd = os.open("tasks", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+        self._tasks_fd = os.open(TASKS, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
                                  dir_fd=self._dir_fd)
-        self._events = open(open_nofollow("events.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL,
+        self._events = open(open_nofollow(JOURNAL, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL,
                                           dir_fd=self._dir_fd), "a", encoding="utf-8")
-        self._tasks_dir = run_dir / "tasks"
+        self._tasks_dir = run_dir / TASKS
         self._run: dict = {}
         self._records: dict[str, _Brief] = {}  # task_id -> the parts of its record the summary shows
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -379,11 +262,11 @@ class AuditTrail(Reporter):
             record_error=f"the run record could not be written: {self._failure}; the run was stopped, and "
                          "tasks/ and events.jsonl may be incomplete",
         )
-        try:
-            write_json_atomic(self.run_dir / "run.json", self._run)
-            (self.run_dir / "summary.txt").write_text(self._summary_text(), encoding="utf-8")
-        except OSError:
-            pass  # not even the reserve sufficed: close() reports the first failure
+        try:  # through the run directory's descriptor, like every other write: never a planted symlink
+            write_json_atomic(self.run_dir / RUN_JSON, self._run, dir_fd=self._dir_fd)
+            write_lines_atomic(self.run_dir / SUMMARY, self._summary_text_lines(), dir_fd=self._dir_fd)
+        except (OSError, OpflowError):
+            pass  # not even the reserve sufficed (or a temp name was planted): close() reports the first failure
 
     def _write(self, event, kind: str) -> None:
         if kind == "task_finished":
@@ -410,7 +293,7 @@ class AuditTrail(Reporter):
                 "run_dir": str(self.run_dir.resolve()),
                 **self.extra,
             }
-            write_json_atomic(self.run_dir / "run.json", dict(self._run, tasks=dict.fromkeys(event["tasks"], "pending")),
+            write_json_atomic(self.run_dir / RUN_JSON, dict(self._run, tasks=dict.fromkeys(event["tasks"], "pending")),
                               dir_fd=self._dir_fd)
             self._events.flush()
         elif kind == "run_finished":
@@ -420,9 +303,8 @@ class AuditTrail(Reporter):
                 problems=self._problems(),
             )
             self._events.flush()
-            write_json_atomic(self.run_dir / "run.json", self._run, dir_fd=self._dir_fd)
-            write_lines_atomic(self.run_dir / "summary.txt", (line + "\n" for line in self._summary_lines()),
-                               dir_fd=self._dir_fd)
+            write_json_atomic(self.run_dir / RUN_JSON, self._run, dir_fd=self._dir_fd)
+            write_lines_atomic(self.run_dir / SUMMARY, self._summary_text_lines(), dir_fd=self._dir_fd)
 
     def _append(self, event: dict) -> None:
         self._events.write(json.dumps(event, allow_nan=False, default=str) + "\n")
@@ -438,8 +320,8 @@ class AuditTrail(Reporter):
             problems[task_id] = {"status": record.status, "why": why}
         return problems
 
-    def _summary_text(self) -> str:
-        return "".join(line + "\n" for line in self._summary_lines())
+    def _summary_text_lines(self):
+        return (line + "\n" for line in self._summary_lines())
 
     def _summary_lines(self):
         """summary.txt, a line at a time (100,000 tasks: written as they come, never all held)."""

@@ -1,4 +1,7 @@
-"""Past runs in a log dir: find the latest, prune old ones, plan a resume.
+"""Past runs in a log dir: prune old ones, plan a resume, weigh a run's tasks for its critical path.
+
+Finding runs, reading them and judging whether their coordinator lives are
+rundir/layout.py's; the names are imported here so that their old homes still answer.
 
 A resume reruns only what did not succeed. A succeeded task's recorded result is
 reused only while nothing it depends on changed: its own spec (plugin, config,
@@ -7,57 +10,24 @@ depends_on), the params, and (transitively) every upstream task's reuse.
 from __future__ import annotations
 
 __all__ = ["find_runs", "needs_file_tag", "runs_of_file", "latest_run", "prune_runs", "ResumePlan", "plan_resume",
-           "WORKFLOW_COPY", "run_state", "coordinator_alive", "journal_statuses", "read_run_record", "workflow_copy"]
+           "WORKFLOW_COPY", "run_state", "coordinator_alive", "journal_statuses", "read_run_record", "workflow_copy",
+           "task_weights", "last_durations"]
 
 import hashlib
 import json
-import re
 import shutil
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from opflow.rundir.audit import slugify
 from opflow.errors import UsageError, WorkflowError
+from opflow.rundir.files import read_private
+# The run directory's names, finding runs and liveness are layout.py's; kept importable from here.
+from opflow.rundir.layout import (JOURNAL, WORKFLOW_COPY, coordinator_alive, find_runs, latest_run, needs_file_tag,
+                                  read_run_json, read_task_records, run_state, runs_of_file)
+from opflow.rundir.layout import read_trusted_run_json as read_run_record
 from opflow.rundir.results_log import RESULTS_FILE, read_results
 from opflow.workflow.spec import Workflow, load_workflow
-from opflow.rundir.files import check_private_dir, read_private
-
-WORKFLOW_COPY = "workflow.yaml"  # the workflow file as it was when the run started
-JOURNAL = "events.jsonl"
-
-
-def run_state(run_dir: Path) -> str:
-    """run.json's status, or 'crashed' for a 'running' run whose coordinator is gone
-    (its pid dead, or reused by another process, on this host)."""
-    try:
-        doc = json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return "unknown"
-    status = doc.get("status") or "unknown"
-    if status == "running" and coordinator_alive(doc) is False:
-        return "crashed"
-    return status
-
-
-def coordinator_alive(doc: dict) -> bool | None:
-    """Is the coordinator that wrote this run.json still running? None: cannot tell
-    (another host, or a record from before opflow kept the pid)."""
-    pid = doc.get("pid")
-    if not isinstance(pid, int) or doc.get("host") != socket.gethostname():
-        return None
-    import psutil
-
-    try:
-        created = psutil.Process(pid).create_time()
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.Error:  # exists but unreadable (another user's): alive as far as we know
-        return True
-    recorded = doc.get("pid_create_time")
-    if isinstance(recorded, (int, float)) and abs(created - recorded) > 1.0:
-        return False  # the pid was reused by a later process
-    return True
 
 
 def journal_statuses(run_dir: Path) -> dict[str, str]:
@@ -79,65 +49,6 @@ def journal_statuses(run_dir: Path) -> dict[str, str]:
     return statuses
 
 
-def find_runs(log_dir: Path, workflow_name: str) -> list[Path]:
-    """Run directories named for this workflow, oldest first."""
-    if not log_dir.is_dir():
-        return []
-    # <time>-<slug>, or <time>-<slug>-<n> for the n-th run in one second, with the
-    # file tag after the slug where two files share a name. The slug itself may end
-    # in -<digits> ("job 2"), so match it exactly, not loosely.
-    name = _run_dir_name(workflow_name)
-    runs = []
-    for path in log_dir.iterdir():
-        match = name.fullmatch(path.name)
-        if match and (path / "run.json").is_file():
-            runs.append((match.group("stamp"), int(match.group("n") or 1), path))
-    return [path for _, _, path in sorted(runs)]
-
-
-def _run_dir_name(workflow_name: str) -> re.Pattern:
-    return re.compile(r"(?P<stamp>\d{8}T\d{6}Z)-" + re.escape(slugify(workflow_name))
-                      + r"(?:-f(?P<tag>[0-9a-f]{6}))?(?:-(?P<n>\d+))?")
-
-
-def needs_file_tag(log_dir: Path, workflow: Workflow) -> bool:
-    """Whether this file's run dirs need the file tag to tell them apart.
-
-    The first file to run under a workflow name in a log dir keeps the plain
-    `<time>-<slug>` names; another file with the same name gets `-f<tag>` after
-    the slug. One run.json is read: the oldest plain-named run's.
-    """
-    pattern = _run_dir_name(workflow.name)
-    for run_dir in find_runs(log_dir, workflow.name):
-        if pattern.fullmatch(run_dir.name).group("tag"):
-            continue
-        try:
-            doc = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        return doc.get("workflow_file") != str(workflow.path)
-    return False
-
-
-def runs_of_file(log_dir: Path, workflow: Workflow) -> list[Path]:
-    """Run directories of this very workflow file (its run.json says so), oldest first."""
-    found = []
-    for run_dir in find_runs(log_dir, workflow.name):
-        try:
-            doc = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if doc.get("workflow_file") == str(workflow.path):
-            found.append(run_dir)
-    return found
-
-
-def latest_run(log_dir: Path, workflow: Workflow) -> Path | None:
-    """The newest run directory of this same workflow file under log_dir."""
-    runs = runs_of_file(log_dir, workflow)
-    return runs[-1] if runs else None
-
-
 def prune_runs(log_dir: Path, workflow: Workflow, keep: int, protect: Path | None = None) -> list[Path]:
     """Delete all but the newest `keep` runs of this workflow file; returns what was deleted."""
     runs = runs_of_file(log_dir, workflow)
@@ -149,9 +60,8 @@ def prune_runs(log_dir: Path, workflow: Workflow, keep: int, protect: Path | Non
 
 
 def _maybe_running(run_dir: Path) -> bool:
-    try:
-        doc = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    doc = read_run_json(run_dir)
+    if doc is None:
         return True  # unreadable: cannot tell, so keep it
     return doc.get("status") == "running" and coordinator_alive(doc) is not False
 
@@ -172,8 +82,12 @@ def plan_resume(run_dir: Path, workflow: Workflow) -> ResumePlan:
         if alive:
             raise UsageError(f"{run_dir}: that run is still in progress (pid {doc.get('pid')}); resume it once it ends")
         if alive is None and doc.get("pid") is not None:
-            raise UsageError(f"{run_dir}: that run says running, on host {doc.get('host')}: only there can opflow "
-                             "tell whether it crashed; resume it there")
+            if doc.get("host") and doc.get("host") != socket.gethostname():
+                raise UsageError(f"{run_dir}: that run says running, on host {doc.get('host')}: only there can opflow "
+                                 "tell whether it crashed; resume it there")
+            raise UsageError(f"{run_dir}: that run says running, and opflow cannot tell whether its coordinator "
+                             f"(pid {doc.get('pid')}, host {doc.get('host') or 'not recorded'}) still runs; "
+                             "resume it once it ends")
     plan = ResumePlan(source=run_dir)
     old = _old_workflow(run_dir, doc.get("params"))
     if old is None:
@@ -230,22 +144,6 @@ def _old_workflow(run_dir: Path, params: dict | None = None) -> Workflow | None:
         return None
 
 
-def read_run_record(run_dir: Path) -> dict:
-    """run.json of a run directory resume may trust: this user's, writable by no one else."""
-    run_dir = Path(run_dir)
-    check_private_dir(run_dir)
-    run_json = run_dir / "run.json"
-    try:
-        doc = json.loads(read_private(run_json).decode("utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{run_dir}: not a run directory (no run.json)") from None
-    except ValueError as exc:
-        raise UsageError(f"{run_json}: unreadable: {exc}") from None
-    if not isinstance(doc, dict):
-        raise UsageError(f"{run_json}: unreadable: not a JSON object")
-    return doc
-
-
 def workflow_copy(run_dir: Path, doc: dict) -> bytes:
     """The workflow file as the run ran it: the copy in the run dir, checked against the
     sha256 run.json recorded."""
@@ -266,3 +164,30 @@ def _in_dependency_order(workflow: Workflow):
     order = build_plan(workflow).layers
     by_id = {t.id: t for t in workflow.tasks}
     return [by_id[t] for layer in order for t in layer]
+
+
+def task_weights(records: dict[str, dict]) -> dict[str, float]:
+    """task_id -> what it weighs on a critical path: the seconds this run spent on it.
+
+    The one rule `opflow plan` (the latest run's) and `opflow report` (each run's) weigh by:
+    a task that ran in this run weighs the `duration_s` its record holds, whether it
+    succeeded or failed (the time was spent either way, and a failure holds up its chain
+    as long as a success would); a reused task weighs nothing (it ran in an earlier run,
+    and its record's duration is that run's), nor does a task whose record holds no
+    duration (skipped, or never started) or that has no record (not finished). Those
+    are left out: they count as 0.
+    """
+    weights = {}
+    for task_id, record in records.items():
+        if record.get("reused"):
+            continue
+        duration = record.get("duration_s")
+        if isinstance(duration, (int, float)) and not isinstance(duration, bool):
+            weights[task_id] = float(duration)
+    return weights
+
+
+def last_durations(log_dir: Path, workflow: Workflow) -> dict[str, float]:
+    """`task_weights` of the latest run of this workflow file under log_dir ({} if none)."""
+    run_dir = latest_run(log_dir, workflow)
+    return {} if run_dir is None else task_weights(read_task_records(run_dir))

@@ -15,14 +15,16 @@ from __future__ import annotations
 __all__ = ["load_run", "write_report", "render_report"]
 
 import html
-import json
 from datetime import datetime
 from pathlib import Path
 
 from opflow.errors import UsageError
 from opflow.rundir.failure_text import detail_lines, headline
-from opflow.rundir.runs import effective_status, human_duration
+from opflow.rundir.history import task_weights
+from opflow.rundir.layout import TASKS, effective_status, read_run_json, read_task_records
+from opflow.rundir.runs import human_duration
 from opflow.rundir.task_logs import read_tail
+from opflow.workflow.plan import plan_of
 from opflow.words import plural
 
 GRAPH_LIMIT = 300  # tasks: above this the graph is drawn as tasks per layer
@@ -40,19 +42,11 @@ def _epoch(iso):
 
 
 def load_run(run_dir: Path) -> dict:
-    try:
-        doc = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise UsageError(f"{run_dir}: not a run directory (no readable run.json)") from None
+    doc = read_run_json(run_dir)
+    if doc is None:
+        raise UsageError(f"{run_dir}: not a run directory (no readable run.json)")
     doc["status"] = effective_status(doc)
-    records = {}
-    for path in sorted((run_dir / "tasks").glob("*.json")):
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(record, dict) and "id" in record:
-            records[record["id"]] = record
+    records = read_task_records(run_dir)
     order = list(doc.get("tasks") or records)
     for task_id in order:  # tasks without a record (never finished): what run.json says
         records.setdefault(task_id, {"id": task_id, "status": doc["tasks"].get(task_id, "pending"), "depends_on": []})
@@ -80,43 +74,23 @@ def _attempts(run: dict) -> list[dict]:
     return bars
 
 
+def _plan(run: dict):
+    """The run's task graph (from its records' depends_on), in run.json's task order."""
+    records, known = run["records"], set(run["order"])
+    return plan_of({task_id: [d for d in records[task_id].get("depends_on") or [] if d in known]
+                    for task_id in run["order"]})
+
+
 def critical_path(run: dict) -> tuple[list[str], float]:
-    """The chain of dependencies whose durations add up to the most (this run's durations)."""
-    records = run["records"]
-    best: dict[str, tuple[float, list[str]]] = {}
-
-    def visit(task_id, seen=()):
-        if task_id in best:
-            return best[task_id]
-        record = records.get(task_id) or {}
-        own = 0.0 if record.get("reused") else float(record.get("duration_s") or 0.0)
-        chains = [visit(dep, seen + (task_id,)) for dep in record.get("depends_on") or []
-                  if dep in records and dep not in seen]
-        longest = max(chains, key=lambda c: c[0], default=(0.0, []))
-        best[task_id] = (longest[0] + own, longest[1] + [task_id])
-        return best[task_id]
-
-    for task_id in run["order"]:
-        visit(task_id)
-    total, path = max(best.values(), key=lambda v: v[0], default=(0.0, []))
-    return path, total
+    """The chain of dependencies that weighs the most: workflow/plan.py's critical path,
+    by history.task_weights (the rule `opflow plan` weighs by too)."""
+    return _plan(run).critical_path(task_weights(run["records"]))
 
 
 def _layers(run: dict) -> list[list[str]]:
-    records, depth = run["records"], {}
-
-    def level(task_id, seen=()):
-        if task_id not in depth:
-            deps = [d for d in (records.get(task_id) or {}).get("depends_on") or [] if d in records and d not in seen]
-            depth[task_id] = 1 + max((level(d, seen + (task_id,)) for d in deps), default=-1)
-        return depth[task_id]
-
-    for task_id in run["order"]:
-        level(task_id)
-    layers: list[list[str]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
-    for task_id in run["order"]:
-        layers[depth[task_id]].append(task_id)
-    return layers
+    """workflow/plan.py's layers, each in run.json's task order."""
+    position = {task_id: n for n, task_id in enumerate(run["order"])}
+    return [sorted(layer, key=position.__getitem__) for layer in _plan(run).layers]
 
 
 def _wall(run: dict) -> float | None:
@@ -283,7 +257,7 @@ def _failures(run: dict) -> str:
         error = record.get("error") or {}
         detail = "\n".join(detail_lines(error))
         tail = ""
-        log = run["dir"] / "tasks" / f"{record['id']}.log"
+        log = run["dir"] / TASKS / f"{record['id']}.log"
         if log.is_file():
             try:
                 tail = read_tail(log, 20)

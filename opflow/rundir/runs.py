@@ -1,60 +1,28 @@
 """Reading past runs back: `opflow runs` (a list) and `opflow show` (one run, one task).
 
 Only reads run directories; never writes. A run.json that says "running" while
-its coordinator is gone (killed, power cut) reads as "crashed": run.json records
-the coordinator's `pid` and `host`; where they are missing (older runs) the
-status stays as written.
+its coordinator is gone (killed, power cut) reads as "crashed", by the one rule of
+rundir/layout.py (`coordinator_alive`); where it cannot tell (no pid or host
+recorded, another host), the status stays as written.
 """
 from __future__ import annotations
 
 __all__ = ["list_runs", "read_run", "read_task", "effective_status", "coordinator_alive", "RunsError"]
 
 import json
-import re
-import socket
 import time
 from datetime import datetime
 from pathlib import Path
 
-import psutil
-
 from opflow.errors import UsageError
+# One rule for whether a run's coordinator lives (layout.py); kept importable from here.
+from opflow.rundir.layout import (TASKS, coordinator_alive, effective_status, is_run_dir_name, read_run_json,
+                                  read_task_record)
 from opflow.rundir.task_logs import read_tail
-
-RUN_DIR_NAME = re.compile(r"\d{8}T\d{6}Z-.+")
 
 
 class RunsError(UsageError):
     pass
-
-
-def coordinator_alive(doc: dict) -> bool | None:
-    """Is the process that wrote this run.json still running? None: cannot tell
-    (no pid recorded, or another host)."""
-    pid = doc.get("pid")
-    if not isinstance(pid, int) or pid <= 0:
-        return None
-    host = doc.get("host")
-    if host and host != socket.gethostname():
-        return None
-    try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return False
-        started = _epoch(doc.get("started_at"))
-        # A pid the OS gave to a newer process since: not our coordinator.
-        return not (started is not None and process.create_time() > started + 5)
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.Error:
-        return None
-
-
-def effective_status(doc: dict) -> str:
-    status = doc.get("status") or "unknown"
-    if status == "running" and coordinator_alive(doc) is False:
-        return "crashed"
-    return status
 
 
 def _epoch(iso: str | None) -> float | None:
@@ -62,14 +30,6 @@ def _epoch(iso: str | None) -> float | None:
         return datetime.fromisoformat(iso).timestamp() if iso else None
     except ValueError:
         return None
-
-
-def _load(path: Path) -> dict | None:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) else None
 
 
 def _counts(doc: dict) -> dict[str, int]:
@@ -104,9 +64,9 @@ def list_runs(log_dir: Path, workflow_file: Path | None = None) -> list[dict]:
     wanted = str(workflow_file.resolve()) if workflow_file is not None else None
     rows = []
     for run_dir in log_dir.iterdir():
-        if not RUN_DIR_NAME.fullmatch(run_dir.name) or not run_dir.is_dir():
+        if not is_run_dir_name(run_dir.name) or not run_dir.is_dir():
             continue
-        doc = _load(run_dir / "run.json")
+        doc = read_run_json(run_dir)
         if doc is None:
             continue
         if wanted is not None and doc.get("workflow_file") != wanted:
@@ -117,7 +77,7 @@ def list_runs(log_dir: Path, workflow_file: Path | None = None) -> list[dict]:
 
 
 def read_run(run_dir: Path) -> dict:
-    doc = _load(run_dir / "run.json")
+    doc = read_run_json(run_dir)
     if doc is None:
         raise RunsError(f"{run_dir}: not a run directory (no readable run.json)")
     doc["status"] = effective_status(doc)
@@ -128,14 +88,14 @@ def read_task(run_dir: Path, task_id: str, tail_lines: int = 20) -> dict:
     """A task's record, with `log_tail` (the end of tasks/<id>.log) added."""
     doc = read_run(run_dir)
     known = list(doc.get("tasks") or {})
-    record = _load(run_dir / "tasks" / f"{task_id}.json")
+    record = read_task_record(run_dir, task_id)
     if record is None:
         if task_id in known:  # not finished (or never ran): what run.json says
             record = {"id": task_id, "status": doc["tasks"][task_id]}
         else:
             shown = ", ".join(known[:10]) + (f", ... ({len(known)} in all)" if len(known) > 10 else "")
             raise RunsError(f"{run_dir}: no task '{task_id}' in this run (tasks: {shown})")
-    log = run_dir / "tasks" / f"{task_id}.log"
+    log = run_dir / TASKS / f"{task_id}.log"
     try:
         record["log_tail"] = read_tail(log, tail_lines) if log.is_file() else None
     except OSError:
