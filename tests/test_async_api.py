@@ -14,7 +14,7 @@ import time
 import pytest
 
 import opflow
-from conftest import gone, latest_run_dir, wait_for
+from helpers import gone, latest_run_dir, wait_for
 
 #: How late a 20 ms heartbeat may be at worst. Blocking the loop for parsing or
 #: for starting the forkserver cost seconds; what is left is scheduling noise

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, latest_run_dir, records, run_cli, wait_for
+from helpers import REPO, latest_run_dir, records, run_cli, wait_for
 
 OPFLOW = REPO / "opflow"
 

@@ -23,21 +23,9 @@ import opflow.rundir.audit
 from opflow.plugins import PLUGINS
 from opflow.cli.scaffold import FILES
 
-from conftest import invoke, latest_run_dir, run_cli
+from helpers import GREET, invoke, latest_run_dir, run_cli, run_dirs, run_json
 
 RUN_DIR_NAME = re.compile(r"^(\d{8}T\d{6}Z)-([a-z0-9-]+)$")
-GREET = '''\
-from opflow.plugin_base import Plugin
-
-
-class GreetPlugin(Plugin):
-    """Say hello to config 'name' (default: world)."""
-
-    name = "greet"
-
-    def run(self, config, context):
-        return {"message": f"Hello, {config.get('name', 'world')}!"}
-'''
 
 
 @pytest.fixture
@@ -59,15 +47,6 @@ def failing_flow(write_workflow):
           - {id: bad, plugin: shell, config: {command: "echo broken >&2; exit 5"}}
           - {id: after, plugin: shell, config: {command: "true"}, depends_on: [bad]}
     """, name="fails.yaml")
-
-
-def run_dirs(log_dir: Path) -> list[Path]:
-    """The run directories under a log dir (not its hidden bookkeeping, such as .locks)."""
-    return [p for p in log_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
-
-
-def run_json(run_dir: Path) -> dict:
-    return json.loads((run_dir / "run.json").read_text())
 
 
 # validate --------------------------------------------------------------------

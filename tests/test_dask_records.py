@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("distributed", reason="the dask extra is not installed: pip install 'opflow[dask]'")
 
-from conftest import catches, latest_run_dir, records, run_cli, wait_for  # noqa: E402
+from helpers import catches, latest_run_dir, records, run_cli, wait_for  # noqa: E402
 
 OPFLOW = Path(sys.executable).with_name("opflow")
 

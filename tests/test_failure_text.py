@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from conftest import latest_run_dir, records, run_cli
+from helpers import latest_run_dir, records, run_cli
 
 TOOLS = '''
 import sys

@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import gone, latest_run_dir, records, run_cli, wait_for
+from helpers import gone, latest_run_dir, records, run_cli, wait_for
 
 from opflow.api import run
 from opflow.rundir.lock import WorkflowLock

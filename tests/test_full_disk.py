@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from conftest import latest_run_dir, run_cli
+from helpers import latest_run_dir, run_cli
 
 
 @pytest.fixture

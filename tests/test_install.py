@@ -6,7 +6,7 @@ import shutil
 import subprocess
 import sys
 
-from conftest import REPO, latest_run_dir, records, run_cli
+from helpers import REPO, latest_run_dir, records, run_cli
 
 
 def _setup_cfg():

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import run_cli
+from helpers import run_cli
 
 TASK = '  - {id: t, plugin: shell, config: {command: "touch ran"}}\n'
 

@@ -18,7 +18,7 @@ from opflow.rundir.audit import file_tag
 from opflow.rundir.history import latest_run
 from opflow.words import format_bytes, plural
 
-from conftest import invoke, records
+from helpers import invoke, records
 
 
 def only_run_dir(log_dir):

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import textwrap
 
-from conftest import REPO
+from helpers import REPO
 
 
 def test_pool_sizes_times_the_users_workflow_and_ends_with_a_report(tmp_path):

@@ -13,7 +13,7 @@ import zlib
 
 import pytest
 
-from conftest import REPO, latest_run_dir, records, run_cli, wait_for
+from helpers import REPO, latest_run_dir, records, run_cli, wait_for
 
 HEADER = struct.Struct("<4sHQI")  # results_log's record header
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import latest_run_dir, records, run_cli
+from helpers import latest_run_dir, records, run_cli
 
 from opflow.api import run
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import latest_run_dir, run_cli
+from helpers import latest_run_dir, run_cli
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import textwrap
 
-from conftest import latest_run_dir, records, run_cli
+from helpers import latest_run_dir, records, run_cli
 
 
 def test_a_resumed_run_keeps_the_reused_tasks_result_and_duration(tmp_path):

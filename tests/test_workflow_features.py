@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, invoke, latest_run_dir, records, run_cli, write
+from helpers import REPO, invoke, latest_run_dir, records, run_cli, write
 
 
 def invalid(*args) -> list[str]:
