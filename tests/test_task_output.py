@@ -12,6 +12,7 @@ from helpers import flow_file, latest_run_dir, records, run_cli, wait_for
 
 TOOLS = '''
 import logging, os, sys, time
+from pathlib import Path
 
 def chatty():
     print("PRINTED-LINE")
