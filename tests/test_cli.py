@@ -329,7 +329,10 @@ def test_run_json_stdout_stays_clean_when_a_task_prints(here, write_workflow):
     """)
     proc = run_cli("run", str(flow), "--json", "--workers", "1", cwd=here)
     assert proc.returncode == 0, proc.stderr
-    json.loads(proc.stdout)
+    run_dir = latest_run_dir(here / "logs")
+    assert json.loads(proc.stdout) == run_json(run_dir)
+    assert proc.stdout == (run_dir / "run.json").read_text()  # run.json and nothing else: no progress, no print
+    assert "noise from a task" in (run_dir / "tasks" / "speak.log").read_text()  # the print went to the task's log
 
 
 def test_run_param_overrides_reach_run_json_and_tasks(here, write_workflow):
