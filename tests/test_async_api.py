@@ -1,4 +1,4 @@
-"""The asyncio façade, through the real API (issue 9, item 12).
+"""The asyncio façade, through the real API.
 
 Cancelling `opflow.run_async` (here by `asyncio.wait_for`) stops the run as
 SIGINT does: what runs is killed, run.json says `interrupted`, and the caller

@@ -1,4 +1,5 @@
-"""Dask: the same record quality and the same clean exit as the process pool (issue 9, item 13)."""
+"""Dask keeps records as the process pool does: a timed-out task's record says how long it ran, and
+SIGTERM to the whole process group, while the cluster starts or while a task runs, exits 143 cleanly."""
 from __future__ import annotations
 
 import os

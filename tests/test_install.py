@@ -1,4 +1,4 @@
-"""Installable anywhere, and the seed document's quickstart works as written (issue 10 items 7, 8)."""
+"""Installable anywhere, and the seed document's quickstart works as written."""
 from __future__ import annotations
 
 import configparser

@@ -1,5 +1,5 @@
 """An honest live view: queued is not running; a status line that fits the
-terminal; NO_COLOR; dated plain lines when not a terminal (issue 10 item 3)."""
+terminal; NO_COLOR; dated plain lines when not a terminal."""
 from __future__ import annotations
 
 import fcntl

@@ -1,5 +1,5 @@
 """benchmarks/pool_sizes.py --workflow FILE: the user's own workflow at each pool
-size, ending with an `opflow report` of those runs (issue 10 item 5)."""
+size, ending with an `opflow report` of those runs."""
 from __future__ import annotations
 
 import subprocess

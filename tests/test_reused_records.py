@@ -1,5 +1,5 @@
 """Reused tasks keep their result rendering and original duration; summary and
-console mark them (issue 10 item 9)."""
+console mark them."""
 from __future__ import annotations
 
 import json

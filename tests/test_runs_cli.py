@@ -1,4 +1,4 @@
-"""History: `opflow runs`, `opflow show`, and --json on validate/plan/plugins (issue 10 item 4)."""
+"""History: `opflow runs`, `opflow show`, and --json on validate/plan/plugins."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""Large results through shared memory (issue 12): published once, mapped by readers, always released.
+"""Large results through shared memory: published once, mapped by readers, always released.
 
 Each test gives the run its own shared-memory folder (a directory in /dev/shm,
 through OPFLOW_SHM_DIR), so "nothing left" means that folder is empty, whatever

@@ -1,4 +1,4 @@
-"""SIGINT/SIGTERM from the first instant of `opflow run` (issue 9, item 6).
+"""SIGINT/SIGTERM from the first instant of `opflow run`.
 
 A real `opflow run` (the console script) gets a signal at several moments of its
 start-up: during imports, while parsing, while the run directory and the pool

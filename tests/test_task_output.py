@@ -1,5 +1,6 @@
 """Per-task output: tasks/<id>.log, streamed, attempts separated, bounded memory,
-never on opflow's own stdout/stderr (issue 10 item 1; issue 9 item 9)."""
+never on opflow's own stdout/stderr; a task that closes its fds or sys streams
+does not break the next task on its worker."""
 from __future__ import annotations
 
 import json
@@ -167,7 +168,7 @@ def test_a_hundred_megabytes_of_output_cost_little_memory(tools_folder):
 
 
 def test_a_task_that_closes_fds_0_to_2_does_not_break_the_next_task_on_its_worker(tools_folder):
-    # issue 9 item 9: one worker, so the second task runs where the first closed its fds
+    # One worker, so the second task runs where the first closed its fds.
     flow = flow_file(tools_folder, """
     - id: closer
       plugin: python
