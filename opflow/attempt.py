@@ -65,8 +65,9 @@ class Outcome:
     cpu_system_s: float = 0.0
     peak_rss: int = 0
     pid: int = 0
-    #: Where it ran, beyond the pid (a Dask worker's address and host): copied
-    #: into the record's `resources`.
+    #: Where it ran, beyond the pid (a Dask worker's address and host), and notes on
+    #: how its result travelled (worker/execute.py: `result_shared_bytes`,
+    #: `result_note`): copied into the record's `resources`.
     where: dict = field(default_factory=dict)
     #: The pickled result, when it is small and some task reads it: it travels
     #: back here instead of through the shared store (see backends/process.py).

@@ -3,8 +3,10 @@
 The coordinator never calls the audit trail or the console directly: it emits
 events (plain dicts, JSON-ready) to every reporter, and each reporter does its
 one job. Event names: run_started, task_queued (submitted to the backend),
-task_started (began in a worker), task_retrying, task_finished,
-run_finished.
+task_started (began in a worker), task_retrying, task_finished, interrupt (a
+SIGINT or SIGTERM; `hard` on the second), run_timeout (--timeout ran out),
+run_finished. One more comes from api.py, not the coordinator, before the run
+starts: warning (a setting the backend will not enforce).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""opflow.run()/resume() give every task's record, the duration and the run dir (issue 10 item 6)."""
+"""opflow.run()/resume() give every task's record, the duration and the run dir."""
 from __future__ import annotations
 
 import json

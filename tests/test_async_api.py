@@ -1,4 +1,4 @@
-"""The asyncio façade, through the real API (issue 9, item 12).
+"""The asyncio façade, through the real API.
 
 Cancelling `opflow.run_async` (here by `asyncio.wait_for`) stops the run as
 SIGINT does: what runs is killed, run.json says `interrupted`, and the caller
@@ -14,7 +14,7 @@ import time
 import pytest
 
 import opflow
-from conftest import gone, latest_run_dir, wait_for
+from helpers import gone, latest_run_dir, wait_for
 
 #: How late a 20 ms heartbeat may be at worst. Blocking the loop for parsing or
 #: for starting the forkserver cost seconds; what is left is scheduling noise

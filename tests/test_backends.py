@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, latest_run_dir, records, run_cli, wait_for
+from helpers import REPO, latest_run_dir, records, run_cli, wait_for
 
 OPFLOW = REPO / "opflow"
 
@@ -129,7 +129,7 @@ def test_every_upstream_result_is_readable_small_or_large_near_or_far(tmp_path, 
 
 
 def test_a_killed_coordinator_gets_no_leaked_semaphore_warning(tmp_path):
-    """The resource tracker cleans up after a SIGKILLed coordinator, silently (issue 13 item 9)."""
+    """The resource tracker cleans up after a SIGKILLed coordinator, silently."""
     (tmp_path / "flow.yaml").write_text(textwrap.dedent("""
         name: killed
         tasks:

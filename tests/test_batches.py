@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import latest_run_dir, records, run_cli, signal_when
+from helpers import latest_run_dir, records, run_cli, signal_when
 
 from opflow.api import load, run
 from opflow.attempt import NOT_STARTED, TaskRequest

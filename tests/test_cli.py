@@ -24,21 +24,9 @@ import opflow.rundir.audit
 from opflow.plugins import PLUGINS
 from opflow.cli.scaffold import FILES
 
-from conftest import invoke, latest_run_dir, run_cli
+from helpers import GREET, invoke, latest_run_dir, run_cli, run_dirs, run_json
 
 RUN_DIR_NAME = re.compile(r"^(\d{8}T\d{6}Z)-([a-z0-9-]+)$")
-GREET = '''\
-from opflow.plugin_base import Plugin
-
-
-class GreetPlugin(Plugin):
-    """Say hello to config 'name' (default: world)."""
-
-    name = "greet"
-
-    def run(self, config, context):
-        return {"message": f"Hello, {config.get('name', 'world')}!"}
-'''
 
 
 @pytest.fixture
@@ -60,15 +48,6 @@ def failing_flow(write_workflow):
           - {id: bad, plugin: shell, config: {command: "echo broken >&2; exit 5"}}
           - {id: after, plugin: shell, config: {command: "true"}, depends_on: [bad]}
     """, name="fails.yaml")
-
-
-def run_dirs(log_dir: Path) -> list[Path]:
-    """The run directories under a log dir (not its hidden bookkeeping, such as .locks)."""
-    return [p for p in log_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
-
-
-def run_json(run_dir: Path) -> dict:
-    return json.loads((run_dir / "run.json").read_text())
 
 
 # validate --------------------------------------------------------------------
@@ -351,7 +330,10 @@ def test_run_json_stdout_stays_clean_when_a_task_prints(here, write_workflow):
     """)
     proc = run_cli("run", str(flow), "--json", "--workers", "1", cwd=here)
     assert proc.returncode == 0, proc.stderr
-    json.loads(proc.stdout)
+    run_dir = latest_run_dir(here / "logs")
+    assert json.loads(proc.stdout) == run_json(run_dir)
+    assert proc.stdout == (run_dir / "run.json").read_text()  # run.json and nothing else: no progress, no print
+    assert "noise from a task" in (run_dir / "tasks" / "speak.log").read_text()  # the print went to the task's log
 
 
 def test_run_param_overrides_reach_run_json_and_tasks(here, write_workflow):

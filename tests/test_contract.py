@@ -13,7 +13,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from conftest import REPO
+from helpers import REPO, go, records, run_json
 
 from opflow.api import run
 
@@ -27,27 +27,16 @@ BACKENDS = [
 CONCURRENT = ["process", "thread", pytest.param("dask", marks=BACKENDS[-1].marks)]
 
 
-def records(run_dir):
-    return {p.stem: json.loads(p.read_text()) for p in (run_dir / "tasks").glob("*.json")}
-
-
-def run_json(run_dir):
-    return json.loads((run_dir / "run.json").read_text())
-
-
 @pytest.fixture(params=BACKENDS)
-def backend(request):
+def executor(request):
+    """The name of the backend this run of a contract test is on (`executor=` to `opflow.api.run`)."""
     return request.param
 
 
-def go(path, backend, tmp_path, **options):
-    return run(path, executor=backend, workers=2, log_dir=tmp_path / "logs", **options)
-
-
-def test_seed_example_metrics_equal_pandas_describe(backend, tmp_path):
+def test_seed_example_metrics_equal_pandas_describe(executor, tmp_path):
     for name in ("workflow_example.yaml", "sample_data.csv"):
         shutil.copy(REPO / "examples" / name, tmp_path / name)
-    result = go(tmp_path / "workflow_example.yaml", backend, tmp_path)
+    result = go(tmp_path / "workflow_example.yaml", executor, tmp_path)
     assert result.exit_code == 0
     tasks = records(result.run_dir)
     expected = pd.read_csv(tmp_path / "sample_data.csv")[["age", "score"]].describe()
@@ -61,7 +50,7 @@ def test_seed_example_metrics_equal_pandas_describe(backend, tmp_path):
     assert tasks["notify"]["result"]["stdout"] == "Metrics computed\n"
 
 
-def test_context_holds_exactly_the_transitive_upstream_and_params(backend, tmp_path, write_workflow, faults):
+def test_context_holds_exactly_the_transitive_upstream_and_params(executor, tmp_path, write_workflow, faults):
     flow = write_workflow("""
         name: context
         params: {region: north}
@@ -72,7 +61,7 @@ def test_context_holds_exactly_the_transitive_upstream_and_params(backend, tmp_p
           - {id: lone, plugin: python, config: {function: "faults:echo_context"}}
           - {id: total, plugin: python, config: {function: "faults:add_upstream"}, depends_on: [a, b]}
     """)
-    result = go(flow, backend, tmp_path, params={"region": "south"})
+    result = go(flow, executor, tmp_path, params={"region": "south"})
     assert result.exit_code == 0
     tasks = records(result.run_dir)
     assert tasks["c"]["result"] == {"seen": ["a", "b"], "params": {"region": "south"}}
@@ -80,8 +69,8 @@ def test_context_holds_exactly_the_transitive_upstream_and_params(backend, tmp_p
     assert tasks["total"]["result"] == 3
 
 
-@pytest.mark.parametrize("backend", CONCURRENT)
-def test_diamond_branches_overlap_in_time(backend, tmp_path, write_workflow, faults):
+@pytest.mark.parametrize("executor", CONCURRENT)
+def test_diamond_branches_overlap_in_time(executor, tmp_path, write_workflow, faults):
     # b waits for the file c writes and c for b's: both finish only if they run at once.
     flow = write_workflow(f"""
         name: diamond
@@ -99,13 +88,13 @@ def test_diamond_branches_overlap_in_time(backend, tmp_path, write_workflow, fau
             timeout: 60
           - {{id: d, plugin: python, config: {{function: "faults:echo_context"}}, depends_on: [b, c]}}
     """)
-    result = go(flow, backend, tmp_path)
+    result = go(flow, executor, tmp_path)
     assert result.exit_code == 0, records(result.run_dir)
     assert records(result.run_dir)["d"]["result"]["seen"] == ["a", "b", "c"]
 
 
-@pytest.mark.parametrize("backend", CONCURRENT)
-def test_dispatch_is_dependency_driven_not_layer_by_layer(backend, tmp_path, write_workflow, faults):
+@pytest.mark.parametrize("executor", CONCURRENT)
+def test_dispatch_is_dependency_driven_not_layer_by_layer(executor, tmp_path, write_workflow, faults):
     # `slow` (layer 1) waits for a file that only `second` (layer 2) writes: a
     # layer-by-layer runner would never start `second` while `slow` runs.
     flag = tmp_path / "second.flag"
@@ -116,11 +105,11 @@ def test_dispatch_is_dependency_driven_not_layer_by_layer(backend, tmp_path, wri
           - {{id: first, plugin: python, config: {{function: "faults:ok"}}}}
           - {{id: second, plugin: python, config: {{function: "faults:touch", args: ["{flag}"]}}, depends_on: [first]}}
     """)
-    result = go(flow, backend, tmp_path)
+    result = go(flow, executor, tmp_path)
     assert result.exit_code == 0, records(result.run_dir)
 
 
-def test_fail_fast_cancels_the_rest_and_skips_downstream(backend, tmp_path, write_workflow, faults):
+def test_fail_fast_cancels_the_rest_and_skips_downstream(executor, tmp_path, write_workflow, faults):
     flow = write_workflow("""
         name: failfast
         tasks:
@@ -129,7 +118,7 @@ def test_fail_fast_cancels_the_rest_and_skips_downstream(backend, tmp_path, writ
           - {id: gate, plugin: python, config: {function: "faults:ok"}, depends_on: [bad]}
           - {id: later, plugin: python, config: {function: "faults:ok"}, depends_on: [gate]}
     """)
-    result = go(flow, backend, tmp_path)
+    result = go(flow, executor, tmp_path)
     assert result.exit_code == 1
     tasks = records(result.run_dir)
     assert tasks["bad"]["status"] == "failed"
@@ -172,7 +161,7 @@ def test_fail_fast_starts_nothing_queued_after_the_failure(tmp_path, write_workf
     assert not list(tmp_path.glob("*.ran"))
 
 
-def test_keep_going_runs_everything_whose_upstream_succeeded(backend, tmp_path, write_workflow, faults):
+def test_keep_going_runs_everything_whose_upstream_succeeded(executor, tmp_path, write_workflow, faults):
     flow = write_workflow("""
         name: keepgoing
         tasks:
@@ -181,13 +170,13 @@ def test_keep_going_runs_everything_whose_upstream_succeeded(backend, tmp_path, 
           - {id: good, plugin: python, config: {function: "faults:ok"}}
           - {id: good_next, plugin: python, config: {function: "faults:ok"}, depends_on: [good]}
     """)
-    result = go(flow, backend, tmp_path, keep_going=True)
+    result = go(flow, executor, tmp_path, keep_going=True)
     assert result.exit_code == 1
     assert run_json(result.run_dir)["tasks"] == {
         "bad": "failed", "downstream": "skipped", "good": "succeeded", "good_next": "succeeded"}
 
 
-def test_retry_then_succeed_records_every_attempt(backend, tmp_path, write_workflow, faults):
+def test_retry_then_succeed_records_every_attempt(executor, tmp_path, write_workflow, faults):
     marker = tmp_path / "attempts.txt"
     flow = write_workflow(f"""
         name: retry
@@ -195,7 +184,7 @@ def test_retry_then_succeed_records_every_attempt(backend, tmp_path, write_workf
         tasks:
           - {{id: flaky, plugin: python, config: {{function: "faults:fail_until", args: ["{marker}", 2]}}}}
     """)
-    result = go(flow, backend, tmp_path)
+    result = go(flow, executor, tmp_path)
     assert result.exit_code == 0
     record = records(result.run_dir)["flaky"]
     assert record["status"] == "succeeded"
@@ -204,20 +193,20 @@ def test_retry_then_succeed_records_every_attempt(backend, tmp_path, write_workf
     assert record["result"] == {"attempts_seen": 3}
 
 
-def test_unpicklable_result_fails_its_task_clearly(backend, tmp_path, write_workflow, faults):
+def test_unpicklable_result_fails_its_task_clearly(executor, tmp_path, write_workflow, faults):
     flow = write_workflow("""
         name: unpicklable
         tasks:
           - {id: lock, plugin: python, config: {function: "faults:unpicklable"}}
     """)
-    result = go(flow, backend, tmp_path)
+    result = go(flow, executor, tmp_path)
     record = records(result.run_dir)["lock"]
     assert record["status"] == "failed"
     assert record["error"]["type"] == "UnpicklableResult"
     assert "cannot be pickled" in record["error"]["message"]
 
 
-def test_run_directory_holds_what_the_contract_lists(backend, tmp_path, write_workflow, faults):
+def test_run_directory_holds_what_the_contract_lists(executor, tmp_path, write_workflow, faults):
     flow = write_workflow("""
         name: Records Check!
         params: {n: 3}
@@ -225,7 +214,7 @@ def test_run_directory_holds_what_the_contract_lists(backend, tmp_path, write_wo
           - {id: one, plugin: python, config: {function: "faults:ok"}}
           - {id: two, plugin: shell, config: {command: "echo hi"}, depends_on: [one]}
     """)
-    result = go(flow, backend, tmp_path)
+    result = go(flow, executor, tmp_path)
     run_dir = result.run_dir
     assert run_dir.parent == tmp_path / "logs"
     assert run_dir.name.endswith("-records-check")
@@ -235,7 +224,7 @@ def test_run_directory_holds_what_the_contract_lists(backend, tmp_path, write_wo
         assert key in doc, key
     assert doc["workflow"] == "Records Check!" and doc["status"] == "succeeded"
     # The true concurrency: inline runs one task at a time, whatever the pool size asked.
-    assert doc["params"] == {"n": 3} and doc["executor"] == backend and doc["workers"] == (1 if backend == "inline" else 2)
+    assert doc["params"] == {"n": 3} and doc["executor"] == executor and doc["workers"] == (1 if executor == "inline" else 2)
     assert len(doc["workflow_sha256"]) == 64
     for task_id in ("one", "two"):
         record = records(run_dir)[task_id]

@@ -25,7 +25,7 @@ from opflow.rundir.results_log import RESULTS_FILE, read_results
 
 distributed = pytest.importorskip("distributed", reason="the dask extra is not installed: pip install 'opflow-runner[dask]'")
 
-from conftest import REPO, gone, latest_run_dir, records, run_cli, wait_for  # noqa: E402
+from helpers import REPO, go, gone, latest_run_dir, records, run_cli, run_json, wait_for  # noqa: E402
 
 from opflow.backends.dask import backend as dask_backend  # noqa: E402
 from opflow.backends.dask import cluster as dask_cluster_module  # noqa: E402
@@ -34,14 +34,6 @@ from opflow.errors import UsageError  # noqa: E402
 from opflow.plugins import PluginRef, discover_plugins  # noqa: E402
 from opflow.procs import kill_tree  # noqa: E402
 from opflow.attempt import TaskRequest  # noqa: E402
-
-
-def run_json(run_dir):
-    return json.loads((run_dir / "run.json").read_text())
-
-
-def go(path, tmp_path, **options):
-    return run(path, executor="dask", workers=2, log_dir=tmp_path / "logs", **options)
 
 
 # -- availability ----------------------------------------------------------------
@@ -80,7 +72,7 @@ def test_an_unreachable_scheduler_is_a_usage_error(monkeypatch, tmp_path, write_
 def test_example_workflow_metrics_equal_pandas_describe(tmp_path):
     for name in ("workflow_example.yaml", "sample_data.csv"):
         shutil.copy(REPO / "examples" / name, tmp_path / name)
-    result = go(tmp_path / "workflow_example.yaml", tmp_path)
+    result = go(tmp_path / "workflow_example.yaml", "dask", tmp_path)
     assert result.exit_code == 0
     tasks = records(result.run_dir)
     expected = pd.read_csv(tmp_path / "sample_data.csv")[["age", "score"]].describe()
@@ -108,7 +100,7 @@ def test_diamond_context_is_the_transitive_upstream_and_params(tmp_path, write_w
           - {id: total, plugin: python, config: {function: "faults:add_upstream"}, depends_on: [b, c]}
           - {id: lone, plugin: python, config: {function: "faults:echo_context"}}
     """)
-    result = go(flow, tmp_path, params={"region": "south"})
+    result = go(flow, "dask", tmp_path, params={"region": "south"})
     assert result.exit_code == 0, records(result.run_dir)
     tasks = records(result.run_dir)
     assert tasks["d"]["result"] == {"seen": ["a", "b", "c"], "params": {"region": "south"}}
@@ -137,7 +129,7 @@ def test_without_the_outcome_messages_outcomes_are_read_from_the_cluster(tmp_pat
           - {id: total, plugin: python, config: {function: "faults:add_upstream"}, depends_on: [a, b]}
           - {id: bad, plugin: python, config: {function: "faults:raise_error"}, depends_on: [total]}
     """)
-    result = go(flow, tmp_path)
+    result = go(flow, "dask", tmp_path)
     assert result.exit_code == 1
     tasks = records(result.run_dir)
     assert len(dropped) == 4
@@ -153,7 +145,7 @@ def test_an_outcome_too_large_for_a_message_is_read_from_the_cluster(tmp_path, w
           - {id: long, plugin: python, config: {function: "big:text", args: [60000]}}
           - {id: short, plugin: python, config: {function: "big:text", args: [10]}}
     """)
-    result = go(flow, tmp_path)
+    result = go(flow, "dask", tmp_path)
     assert result.exit_code == 0
     tasks = records(result.run_dir)
     assert tasks["long"]["result"] == "x" * 60000 and tasks["short"]["result"] == "x" * 10
@@ -167,7 +159,7 @@ def test_a_failure_is_recorded_and_fail_fast_skips_downstream(tmp_path, write_wo
           - {id: after_bad, plugin: python, config: {function: "faults:ok"}, depends_on: [bad]}
           - {id: later, plugin: python, config: {function: "faults:ok"}, depends_on: [after_bad]}
     """)
-    result = go(flow, tmp_path)
+    result = go(flow, "dask", tmp_path)
     assert result.exit_code == 1
     tasks = records(result.run_dir)
     assert tasks["bad"]["status"] == "failed"
@@ -198,7 +190,7 @@ def test_fail_fast_lets_running_tasks_finish_and_cancels_the_rest(tmp_path, writ
           - {id: bad, plugin: python, config: {function: "faults:raise_error"}}
           - {id: child, plugin: python, config: {function: "faults:ok"}, depends_on: [running]}
     """)
-    result = go(flow, tmp_path)
+    result = go(flow, "dask", tmp_path)
     assert result.exit_code == 1
     tasks = records(result.run_dir)
     assert tasks["running"]["status"] == "succeeded"
@@ -239,7 +231,7 @@ def test_keep_going_runs_everything_whose_upstream_succeeded(tmp_path, write_wor
           - {id: good, plugin: python, config: {function: "faults:ok"}}
           - {id: good_next, plugin: python, config: {function: "faults:ok"}, depends_on: [good]}
     """)
-    result = go(flow, tmp_path, keep_going=True)
+    result = go(flow, "dask", tmp_path, keep_going=True)
     assert result.exit_code == 1
     assert run_json(result.run_dir)["tasks"] == {
         "bad": "failed", "downstream": "skipped", "good": "succeeded", "good_next": "succeeded"}
@@ -253,7 +245,7 @@ def test_retry_then_succeed_records_every_attempt(tmp_path, write_workflow, faul
           - {{id: flaky, plugin: python, config: {{function: "faults:fail_until", args: ["{marker}", 2]}},
               retries: 2, retry_delay: 0.01}}
     """)
-    result = go(flow, tmp_path)
+    result = go(flow, "dask", tmp_path)
     assert result.exit_code == 0
     record = records(result.run_dir)["flaky"]
     assert record["attempts"] == 3 and record["result"] == {"attempts_seen": 3}
@@ -269,9 +261,9 @@ def test_resume_puts_earlier_results_on_the_cluster(tmp_path, write_workflow, fa
           - {{id: b, plugin: python, config: {{function: "faults:fail_until", args: ["{marker}", 1]}}, depends_on: [a]}}
           - {{id: c, plugin: python, config: {{function: "faults:add_upstream"}}, depends_on: [a]}}
     """)
-    first = go(flow, tmp_path, keep_going=True)
+    first = go(flow, "dask", tmp_path, keep_going=True)
     assert run_json(first.run_dir)["tasks"] == {"a": "succeeded", "b": "failed", "c": "succeeded"}
-    second = go(flow, tmp_path, resume=True)
+    second = go(flow, "dask", tmp_path, resume=True)
     assert second.exit_code == 0
     tasks = records(second.run_dir)
     assert tasks["a"]["reused"] and tasks["b"]["status"] == "succeeded"
@@ -311,7 +303,7 @@ def test_results_stay_on_the_cluster(tmp_path, write_workflow, monkeypatch):
 
     monkeypatch.setattr(distributed.Future, "result", spy_result)
     monkeypatch.setattr(distributed.Client, "run", spy_run)
-    result = go(flow, tmp_path)
+    result = go(flow, "dask", tmp_path)
     assert result.exit_code == 0
     expected = sum(range(100000))
     assert {t: r["result"] for t, r in records(result.run_dir).items() if t != "make"} == dict.fromkeys(("r1", "r2", "r3"), expected)
@@ -345,7 +337,8 @@ def test_a_result_is_reported_while_its_worker_runs_the_next_task(tmp_path, writ
 
 
 @pytest.fixture
-def backend():
+def cluster_backend():
+    """A DaskBackend of 2 workers on its own LocalCluster; `.starts` and `.started` record the start messages."""
     starts: list[tuple[int, int]] = []
     started = threading.Event()
 
@@ -371,62 +364,62 @@ def _builtin(name):
     return refs[name]
 
 
-def test_start_pid_worker_address_and_scheduler_are_reported(backend, tmp_path):
-    assert backend.scheduler_address.startswith("tls://127.0.0.1:")
-    outcome = backend.submit(_request(1, "one", _builtin("shell"), {"command": "echo hi"}, tmp_path)).result(timeout=60)
+def test_start_pid_worker_address_and_scheduler_are_reported(cluster_backend, tmp_path):
+    assert cluster_backend.scheduler_address.startswith("tls://127.0.0.1:")
+    outcome = cluster_backend.submit(_request(1, "one", _builtin("shell"), {"command": "echo hi"}, tmp_path)).result(timeout=60)
     assert outcome.ok, outcome.error
-    wait_for(backend.started.is_set, 10, "the start message")
-    workers = backend._client.scheduler_info()["workers"]
+    wait_for(cluster_backend.started.is_set, 10, "the start message")
+    workers = cluster_backend._client.scheduler_info()["workers"]
     assert outcome.where["worker"] in workers
-    assert backend.starts == [(1, outcome.pid)]
+    assert cluster_backend.starts == [(1, outcome.pid)]
     assert outcome.pid in {p.pid for p in psutil.Process().children(recursive=True)}  # a LocalCluster worker
 
 
-def test_halt_queued_answers_not_started_for_tasks_that_had_not_started(backend, tmp_path):
-    backend.halt_queued()
+def test_halt_queued_answers_not_started_for_tasks_that_had_not_started(cluster_backend, tmp_path):
+    cluster_backend.halt_queued()
     shell = _builtin("shell")
     deadline = time.monotonic() + 30
     token = 0
     while True:  # the halt reaches the workers a moment later (Client.run on a thread)
         token += 1
-        outcome = backend.submit(_request(token, f"t{token}", shell, {"command": "true"}, tmp_path)).result(timeout=60)
+        outcome = cluster_backend.submit(_request(token, f"t{token}", shell, {"command": "true"}, tmp_path)).result(timeout=60)
         if not outcome.ok:
             break
         assert time.monotonic() < deadline, "halt_queued never reached the workers"
     assert outcome.error["type"] == "NotStarted"
     # A trigger task (all_done, one_failed) still runs after a fail-fast stop.
-    trigger = backend.submit(_request(token + 1, "cleanup", shell, {"command": "true"}, tmp_path, ignore_halt=True))
+    trigger = cluster_backend.submit(_request(token + 1, "cleanup", shell, {"command": "true"}, tmp_path, ignore_halt=True))
     assert trigger.result(timeout=60).ok
 
 
-def test_finished_tasks_are_released_on_the_cluster_in_batches(backend, tmp_path, monkeypatch):
+def test_finished_tasks_are_released_on_the_cluster_in_batches(cluster_backend, tmp_path, monkeypatch):
     # Each release makes the scheduler message the task's worker, and a worker gets
     # one batch every 5 ms: one at a time, those messages held back the next task.
     monkeypatch.setattr(dask_backend, "RELEASE_BATCH", 3)
     shell = _builtin("shell")
-    scheduler = backend._cluster.scheduler
+    scheduler = cluster_backend._cluster.scheduler
 
     def ours():
         return [k for k in scheduler.tasks if str(k).startswith("opflow-")]
 
     for token in (1, 2):
-        assert backend.submit(_request(token, f"t{token}", shell, {"command": "true"}, tmp_path)).result(timeout=60).ok
+        assert cluster_backend.submit(_request(token, f"t{token}", shell, {"command": "true"}, tmp_path)).result(timeout=60).ok
     # A round trip after them on the client's stream: a release sent before it is handled by now.
-    backend._client.submit(int, 0, pure=False).result(timeout=60)
+    cluster_backend._client.submit(int, 0, pure=False).result(timeout=60)
     assert len(ours()) == 2, "finished tasks were released one by one"
-    assert backend.submit(_request(3, "t3", shell, {"command": "true"}, tmp_path)).result(timeout=60).ok
+    assert cluster_backend.submit(_request(3, "t3", shell, {"command": "true"}, tmp_path)).result(timeout=60).ok
     wait_for(lambda: not ours(), 30, "the batch of three to be released")
 
 
-def test_a_plugin_file_a_worker_lacks_fails_its_task_saying_so(backend, tmp_path):
+def test_a_plugin_file_a_worker_lacks_fails_its_task_saying_so(cluster_backend, tmp_path):
     ref = PluginRef("ghost", "file", f"{tmp_path / 'workers' / 'ghost.py'}:Ghost")
-    outcome = backend.submit(_request(1, "ghost", ref, tmp_path=tmp_path)).result(timeout=60)
+    outcome = cluster_backend.submit(_request(1, "ghost", ref, tmp_path=tmp_path)).result(timeout=60)
     assert not outcome.ok
     assert outcome.error["type"] == "PluginError"
     assert "does not exist on dask worker" in outcome.error["message"] and "ghost.py" in outcome.error["message"]
 
 
-def test_a_workers_folder_is_shipped_to_workers_that_lack_it(backend, tmp_path):
+def test_a_workers_folder_is_shipped_to_workers_that_lack_it(cluster_backend, tmp_path):
     folder = tmp_path / "workers"
     folder.mkdir()
     (folder / "helper.py").write_text("GREETING = 'hello from a shipped file'\n")
@@ -442,12 +435,12 @@ def test_a_workers_folder_is_shipped_to_workers_that_lack_it(backend, tmp_path):
     """))
     refs, _ = discover_plugins([folder])
     ref = refs["shipped"]
-    bundle = backend._bundle_for(ref)  # what a remote scheduler gets: read here, scattered once
+    bundle = cluster_backend._bundle_for(ref)  # what a remote scheduler gets: read here, scattered once
     shutil.rmtree(folder)  # ...and the workers do not have the folder
-    backend._bundle_for = lambda ref: bundle
-    backend.local = False
-    outcome = backend.submit(_request(1, "shipped", ref, tmp_path=tmp_path)).result(timeout=60)
-    backend.local = True
+    cluster_backend._bundle_for = lambda ref: bundle
+    cluster_backend.local = False
+    outcome = cluster_backend.submit(_request(1, "shipped", ref, tmp_path=tmp_path)).result(timeout=60)
+    cluster_backend.local = True
     assert outcome.ok, outcome.error
     assert outcome.result["said"] == "hello from a shipped file"
     assert "opflow-plugins" in outcome.result["file"]
@@ -462,7 +455,7 @@ def test_timeout_kills_the_hung_task_and_the_cluster_goes_on(tmp_path, write_wor
           - {id: after, plugin: python, config: {function: "faults:ok"}, depends_on: [fine]}
     """)
     started = time.monotonic()
-    result = go(flow, tmp_path, keep_going=True)
+    result = go(flow, "dask", tmp_path, keep_going=True)
     assert time.monotonic() - started < 60
     tasks = records(result.run_dir)
     assert tasks["stuck"]["status"] == "failed" and tasks["stuck"]["attempts"] == 2
@@ -497,7 +490,7 @@ def test_a_crashing_task_fails_alone(tmp_path, write_workflow, faults):
           - {id: fine, plugin: python, config: {function: "faults:ok"}}
           - {id: after, plugin: python, config: {function: "faults:ok"}, depends_on: [fine]}
     """)
-    result = go(flow, tmp_path, keep_going=True)
+    result = go(flow, "dask", tmp_path, keep_going=True)
     tasks = records(result.run_dir)
     assert tasks["victim"]["status"] == "failed"
     assert tasks["victim"]["error"]["type"] == "WorkerCrashed"

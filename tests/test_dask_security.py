@@ -19,7 +19,7 @@ import pytest
 
 pytest.importorskip("distributed", reason="the dask extra is not installed: pip install 'opflow-runner[dask]'")
 
-from conftest import latest_run_dir, wait_for  # noqa: E402
+from helpers import latest_run_dir, wait_for  # noqa: E402
 
 INTRUDER = "opflow-intruder"
 

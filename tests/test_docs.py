@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from conftest import REPO
+from helpers import REPO
 
 README_MAX_LINES = 250
 #: Pages another change writes: a link to one is let through only while it does not exist yet.

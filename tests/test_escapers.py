@@ -1,4 +1,4 @@
-"""Nothing a task starts outlives it, unless the task says so (issue 9, item 4).
+"""Nothing a task starts outlives it, unless the task says so.
 
 Daemons (double fork + setsid) started by shell and python tasks, 50 background
 children, and a daemon started by a task that then times out: all gone when the
@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import gone, latest_run_dir, records, run_cli, wait_for
+from helpers import gone, latest_run_dir, records, run_cli, wait_for
 
 OPFLOW = Path(sys.executable).with_name("opflow")
 

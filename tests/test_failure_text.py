@@ -1,12 +1,12 @@
 """Failures that explain themselves: the console's FAILED line, --quiet output,
-summary.txt and the record show the end of stderr / traceback (issue 10 item 2)."""
+summary.txt and the record show the end of stderr / traceback."""
 from __future__ import annotations
 
 import textwrap
 
 import pytest
 
-from conftest import latest_run_dir, records, run_cli
+from helpers import latest_run_dir, records, run_cli
 
 TOOLS = '''
 import sys

@@ -1,4 +1,4 @@
-"""The log dir's disk fills mid-run (issue 9, item 7).
+"""The log dir's disk fills mid-run.
 
 A real `opflow run` with its log dir on a 1 MB tmpfs, where a task fills the
 disk: the run stops dispatching, kills what runs, and run.json says failed with
@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from conftest import latest_run_dir, run_cli
+from helpers import latest_run_dir, run_cli
 
 
 @pytest.fixture

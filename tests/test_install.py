@@ -1,4 +1,4 @@
-"""Installable anywhere, and the seed document's quickstart works as written (issue 10 items 7, 8)."""
+"""Installable anywhere, and the seed document's quickstart works as written."""
 from __future__ import annotations
 
 import configparser
@@ -6,7 +6,7 @@ import shutil
 import subprocess
 import sys
 
-from conftest import REPO, latest_run_dir, records, run_cli
+from helpers import REPO, latest_run_dir, records, run_cli
 
 
 def _setup_cfg():

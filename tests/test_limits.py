@@ -1,4 +1,4 @@
-"""Bad input that used to pass validate and then hurt the run (issue 9, item 5).
+"""Bad input that used to pass validate and then hurt the run.
 
 Each is refused by `validate` and `run` alike: exit 2, one located message, no
 traceback, nothing run, no run directory.
@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import run_cli
+from helpers import run_cli
 
 TASK = '  - {id: t, plugin: shell, config: {command: "touch ran"}}\n'
 

@@ -1,5 +1,5 @@
 """An honest live view: queued is not running; a status line that fits the
-terminal; NO_COLOR; dated plain lines when not a terminal (issue 10 item 3)."""
+terminal; NO_COLOR; dated plain lines when not a terminal."""
 from __future__ import annotations
 
 import fcntl
@@ -14,16 +14,15 @@ import termios
 import time
 
 
-from conftest import latest_run_dir, run_cli
+from helpers import flow_file, latest_run_dir, run_cli
 
 ANSI = re.compile(r"\033\[[0-9;]*[A-Za-z]")
 
 
-def _flow(tmp_path, n=8, seconds=0.6):
-    lines = ["name: many", "tasks:"]
-    for i in range(n):
-        lines += [f"  - id: a_rather_long_task_name_{i}", "    plugin: shell", f'    config: {{command: "sleep {seconds}"}}']
-    (tmp_path / "flow.yaml").write_text("\n".join(lines) + "\n")
+def _sleepers(tmp_path, n=8, seconds=0.6):
+    """tmp_path/flow.yaml: `n` tasks with long names, each sleeping `seconds`, none waiting for another."""
+    task = '- {{id: a_rather_long_task_name_{}, plugin: shell, config: {{command: "sleep {}"}}}}'
+    flow_file(tmp_path, "\n".join(task.format(i, seconds) for i in range(n)), name="many")
 
 
 def _run_in_pty(tmp_path, *args, columns=60, env=None) -> tuple[int, str]:
@@ -55,7 +54,7 @@ def _run_in_pty(tmp_path, *args, columns=60, env=None) -> tuple[int, str]:
 
 
 def test_the_journal_says_queued_at_submit_and_started_in_a_worker(tmp_path):
-    _flow(tmp_path)
+    _sleepers(tmp_path)
     proc = run_cli("run", "flow.yaml", "--workers", "2", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     events = [json.loads(line) for line in (latest_run_dir(tmp_path / "logs") / "events.jsonl").read_text().splitlines()]
@@ -73,7 +72,7 @@ def test_the_journal_says_queued_at_submit_and_started_in_a_worker(tmp_path):
 
 
 def test_a_terminal_gets_one_status_line_that_fits_and_counts_queued_apart(tmp_path):
-    _flow(tmp_path)
+    _sleepers(tmp_path)
     code, out = _run_in_pty(tmp_path, "run", "flow.yaml", "--workers", "2", columns=60)
     assert code == 0, out
     statuses = [ANSI.sub("", s) for s in re.split(r"\r\033\[K|\r?\n", out)]
@@ -89,14 +88,14 @@ def test_a_terminal_gets_one_status_line_that_fits_and_counts_queued_apart(tmp_p
 
 
 def test_no_color_turns_colour_off(tmp_path):
-    _flow(tmp_path, n=2, seconds=0.1)
+    _sleepers(tmp_path, n=2, seconds=0.1)
     code, out = _run_in_pty(tmp_path, "run", "flow.yaml", env={"NO_COLOR": "1"})
     assert code == 0, out
     assert "ok " in out and not re.search(r"\033\[\d+m", out)
 
 
 def test_plain_dated_lines_when_not_a_terminal(tmp_path):
-    _flow(tmp_path, n=2, seconds=0.1)
+    _sleepers(tmp_path, n=2, seconds=0.1)
     proc = run_cli("run", "flow.yaml", cwd=tmp_path)
     assert proc.returncode == 0
     lines = proc.stdout.splitlines()[:-1]  # the last is "record: ..."

@@ -1,4 +1,4 @@
-"""Issue 13, paper cuts: the words and numbers a new user reads.
+"""Paper cuts: the words and numbers a new user reads.
 
 Each test asserts the text a person sees (terminal, run.json, summary.txt), on
 real files and the real CLI.
@@ -18,7 +18,7 @@ from opflow.rundir.audit import file_tag
 from opflow.rundir.history import latest_run
 from opflow.words import format_bytes, plural
 
-from conftest import invoke, records
+from helpers import invoke, records
 
 
 def only_run_dir(log_dir):
@@ -33,7 +33,7 @@ ONE_TASK = """
 """
 
 
-# 5. words and numbers --------------------------------------------------------
+# words and numbers -----------------------------------------------------------
 
 def test_plural_and_sizes_helpers():
     assert [plural(1, "task"), plural(0, "task"), plural(2, "layer")] == ["1 task", "0 tasks", "2 layers"]
@@ -118,7 +118,7 @@ def test_plan_wraps_a_wide_layer_to_the_terminal(here, write_workflow):
     assert shown == [f"task_{n:03d}" for n in range(170)]
 
 
-# 6. names --------------------------------------------------------------------
+# names -----------------------------------------------------------------------
 
 def test_run_dir_slug_keeps_accented_letters(here, write_workflow):
     flow = write_workflow(ONE_TASK.replace("Single", "'Données — été 2026 / v2'"))
@@ -158,7 +158,7 @@ def test_run_dir_time_and_started_at_are_one_clock_reading(tmp_path, write_workf
     assert started_at == stamp  # the same instant, to the millisecond (the clock reads whole seconds)
 
 
-# 7. YAML habits: x- keys hold anchors, merge keys work ---------------------------
+# YAML habits: x- keys hold anchors, merge keys work ------------------------------
 
 ANCHORS = """
     name: Anchored
@@ -227,7 +227,7 @@ def test_other_unknown_top_level_keys_are_still_errors(here, write_workflow):
     assert "flow.yaml:2: unknown key 'xdefaults'" in result.output
 
 
-# 3. opflow plugins -----------------------------------------------------------
+# opflow plugins --------------------------------------------------------------
 
 DUCK_MODULE = '''
 class Duck:
@@ -292,7 +292,7 @@ def test_plugins_with_a_missing_file_says_so_exit_2(here):
     assert result.output == "opflow: error: nope.yaml: no such file\n"
 
 
-# 2. an unguarded script ------------------------------------------------------
+# an unguarded script ---------------------------------------------------------
 
 BACKSTOP = """\
 import sys
@@ -346,7 +346,7 @@ def test_a_guarded_script_and_an_unguarded_thread_run_are_not_refused(tmp_path, 
         assert (done.returncode, done.stdout, done.stderr) == (0, "succeeded\n", ""), script
 
 
-# 8. csv_ingest's fallback ----------------------------------------------------
+# csv_ingest's fallback -------------------------------------------------------
 
 def test_csv_ingest_falls_back_to_the_current_folder_and_names_every_path_tried(here, tmp_path, write_workflow):
     (tmp_path / "flows").mkdir()
@@ -368,7 +368,7 @@ def test_csv_ingest_falls_back_to_the_current_folder_and_names_every_path_tried(
         "config 'path': no such file '/no/such/dir/x.csv'; looked for /no/such/dir/x.csv")
 
 
-# 1. settings a backend cannot honour ---------------------------------------------
+# settings a backend cannot honour ------------------------------------------------
 
 LIMITS = """
     name: Limits
@@ -427,7 +427,7 @@ def test_dask_would_warn_of_max_memory_only(write_workflow):
     assert (concurrency("dask", 4), concurrency("inline", 4), concurrency("inline", 0)) == (4, 1, 1)
 
 
-# 4. Dask: no dashboard, no port 8787 ---------------------------------------------
+# Dask: no dashboard, no port 8787 ------------------------------------------------
 
 def test_a_local_cluster_binds_no_fixed_port_and_warns_of_none(tmp_path, write_workflow, faults):
     pytest.importorskip("distributed", reason="the dask extra is not installed")

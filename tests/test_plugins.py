@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import write
+from helpers import GREET, write
 from click.testing import CliRunner
 
 from opflow.api import run
@@ -28,10 +28,6 @@ from opflow.plugins.csv_ingest import CsvIngestPlugin
 from opflow.plugins.metrics import MetricsPlugin
 from opflow.plugins.python_call import PythonPlugin
 from opflow.plugins.shell import ShellPlugin
-
-# The shipped example plugin (the seed's, only its import line changed): the tests
-# below use the very file users get.
-GREET = (Path(__file__).resolve().parent.parent / "workers" / "greet.py").read_text(encoding="utf-8")
 
 CSV = """\
 name,age,score,city,flag

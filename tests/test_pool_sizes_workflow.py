@@ -1,12 +1,12 @@
 """benchmarks/pool_sizes.py --workflow FILE: the user's own workflow at each pool
-size, ending with an `opflow report` of those runs (issue 10 item 5)."""
+size, ending with an `opflow report` of those runs."""
 from __future__ import annotations
 
 import subprocess
 import sys
 import textwrap
 
-from conftest import REPO
+from helpers import REPO
 
 
 def test_pool_sizes_times_the_users_workflow_and_ends_with_a_report(tmp_path):

@@ -10,7 +10,7 @@ import textwrap
 
 import psutil
 
-from conftest import REPO, gone, latest_run_dir, records, run_cli
+from helpers import REPO, gone, latest_run_dir, records, run_cli
 
 # -- the Python API, called again and again in one process ------------------------
 LOOP = textwrap.dedent("""

@@ -1,4 +1,4 @@
-"""Trustworthy records (issue 9): the results log, resume after a crash, what resume
+"""Trustworthy records: the results log, resume after a crash, what resume
 trusts, symlinks, file modes, pruning. Real CLI runs on real YAML in tmp_path."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import zlib
 
 import pytest
 
-from conftest import REPO, latest_run_dir, records, run_cli, wait_for
+from helpers import REPO, latest_run_dir, records, run_cli, wait_for
 
 HEADER = struct.Struct("<4sHQI")  # results_log's record header
 
@@ -84,7 +84,7 @@ def test_resume_after_a_coordinator_sigkill_reruns_exactly_what_had_not_succeede
     assert trial.wrong_results == []
 
 
-# -- what resume trusts (item 2) ---------------------------------------------------
+# -- what resume trusts --------------------------------------------------------------
 def _failed_run(write_workflow, tmp_path):
     """A run where `a` succeeded (its result read by `b`) and `b` failed."""
     flow = write_workflow(f"""
@@ -174,7 +174,7 @@ def test_resume_refuses_a_copy_that_does_not_match_its_sha256(tmp_path, write_wo
     assert "does not match the sha256 recorded in run.json" in refused.stderr
 
 
-# -- file modes (item 10) ----------------------------------------------------------
+# -- file modes ------------------------------------------------------------------
 def test_run_directory_is_owner_only_whatever_the_umask(tmp_path, write_workflow, faults):
     flow = write_workflow("""
         name: secret
@@ -196,7 +196,7 @@ def test_run_directory_is_owner_only_whatever_the_umask(tmp_path, write_workflow
     assert "s3cret" in (run_dir / "run.json").read_text()  # kept (for resume), but for the owner only
 
 
-# -- symlinks (item 3) -------------------------------------------------------------
+# -- symlinks ---------------------------------------------------------------------
 def test_a_symlink_at_the_lock_path_is_refused_not_truncated(tmp_path, write_workflow, faults):
     from opflow.rundir.lock import WorkflowLock
 
@@ -246,7 +246,7 @@ def test_a_symlink_planted_in_the_run_dir_is_never_written_through(name, tmp_pat
         assert "cannot write the run record" in done.stderr and "is a symlink" in done.stderr
 
 
-# -- pruning (item 11) -------------------------------------------------------------
+# -- pruning ----------------------------------------------------------------------
 def test_keep_runs_never_deletes_a_run_still_in_progress_even_with_no_lock(tmp_path, write_workflow, faults):
     marker, go = tmp_path / "first", tmp_path / "go"
     flow = write_workflow(f"""

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import latest_run_dir, records, run_cli
+from helpers import latest_run_dir, records, run_cli
 
 from opflow.api import run
 
@@ -143,7 +143,7 @@ def test_an_unguarded_script_fails_clearly_instead_of_running_itself_in_every_wo
     # Worker (and Manager) processes re-import the script that started the run. Without
     # `if __name__ == "__main__":` each one used to start a run of its own: no end, and
     # processes left behind. Now the call is refused before any process starts, with one
-    # message naming the line (issue 13: not a traceback from every worker).
+    # message naming the line, not a traceback from every worker.
     depends = ", depends_on: [a]" if second_depends_on_first else ""
     write_workflow(f"""
         name: unguarded

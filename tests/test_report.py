@@ -1,5 +1,5 @@
 """`opflow report`: one self-contained HTML file, checked in a real headless
-browser (Debian's chromium; skipped where it is not installed) (issue 10 item 5).
+browser (Debian's chromium; skipped where it is not installed).
 
 Set OPFLOW_DOCS_SCREENSHOT=PATH to keep the screenshot (docs/report.png is made so).
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import latest_run_dir, run_cli
+from helpers import latest_run_dir, run_cli
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

@@ -1,11 +1,11 @@
 """Reused tasks keep their result rendering and original duration; summary and
-console mark them (issue 10 item 9)."""
+console mark them."""
 from __future__ import annotations
 
 import json
 import textwrap
 
-from conftest import latest_run_dir, records, run_cli
+from helpers import latest_run_dir, records, run_cli
 
 
 def test_a_resumed_run_keeps_the_reused_tasks_result_and_duration(tmp_path):

@@ -18,7 +18,7 @@ from opflow.rundir import history, layout, runs
 from opflow.rundir.layout import (RunName, coordinator_alive, create_run_dir, effective_status, file_tag,
                                   find_runs, is_run_dir_name, parse_run_dir_name, run_state)
 
-from conftest import wait_for
+from helpers import wait_for
 
 STAMP = "20260101T000000Z"
 

@@ -1,4 +1,4 @@
-"""History: `opflow runs`, `opflow show`, and --json on validate/plan/plugins (issue 10 item 4)."""
+"""History: `opflow runs`, `opflow show`, and --json on validate/plan/plugins."""
 from __future__ import annotations
 
 import json
@@ -12,7 +12,7 @@ import textwrap
 import psutil
 import pytest
 
-from conftest import latest_run_dir, run_cli, wait_for
+from helpers import latest_run_dir, run_cli, wait_for
 
 TOOLS = '''
 import time
@@ -27,7 +27,8 @@ def wait_for_file(path):
 
 
 @pytest.fixture
-def here(tmp_path):
+def flows_folder(tmp_path):
+    """tmp_path holding tools.py, flow.yaml (hello, then a failing bad) and other.yaml (one shell task)."""
     (tmp_path / "tools.py").write_text(TOOLS)
     (tmp_path / "flow.yaml").write_text(textwrap.dedent("""
         name: hist
@@ -44,39 +45,39 @@ def here(tmp_path):
     return tmp_path
 
 
-def _runs_json(here, *args):
-    proc = run_cli("runs", *args, "--json", cwd=here)
+def _runs_json(flows_folder, *args):
+    proc = run_cli("runs", *args, "--json", cwd=flows_folder)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
 
-def test_runs_lists_newest_first_one_line_each_and_filters_by_file(here):
-    assert run_cli("run", "flow.yaml", cwd=here).returncode == 1
-    assert run_cli("run", "other.yaml", cwd=here).returncode == 0
-    rows = _runs_json(here)
+def test_runs_lists_newest_first_one_line_each_and_filters_by_file(flows_folder):
+    assert run_cli("run", "flow.yaml", cwd=flows_folder).returncode == 1
+    assert run_cli("run", "other.yaml", cwd=flows_folder).returncode == 0
+    rows = _runs_json(flows_folder)
     assert [r["workflow"] for r in rows] == ["other", "hist"]
     assert rows[1]["status"] == "failed" and rows[1]["counts"] == {"failed": 1, "succeeded": 1}
     assert rows[0]["duration_s"] > 0
-    assert [r["workflow"] for r in _runs_json(here, "flow.yaml")] == ["hist"]
-    text = run_cli("runs", cwd=here).stdout.splitlines()
+    assert [r["workflow"] for r in _runs_json(flows_folder, "flow.yaml")] == ["hist"]
+    text = run_cli("runs", cwd=flows_folder).stdout.splitlines()
     assert len(text) == 2 and "other" in text[0] and "hist" in text[1] and "1 failed, 1 succeeded" in text[1]
 
 
-def test_show_prints_the_summary_and_one_task_with_its_log_and_result(here):
-    run_cli("run", "flow.yaml", cwd=here)
-    run_dir = latest_run_dir(here / "logs")
-    summary = run_cli("show", str(run_dir), cwd=here)
+def test_show_prints_the_summary_and_one_task_with_its_log_and_result(flows_folder):
+    run_cli("run", "flow.yaml", cwd=flows_folder)
+    run_dir = latest_run_dir(flows_folder / "logs")
+    summary = run_cli("show", str(run_dir), cwd=flows_folder)
     assert summary.returncode == 0 and "Status:   failed" in summary.stdout and "broken-pipe-detail" in summary.stdout
-    task = run_cli("show", str(run_dir), "hello", cwd=here)
+    task = run_cli("show", str(run_dir), "hello", cwd=flows_folder)
     assert task.returncode == 0
     assert "HELLO-OUTPUT" in task.stdout.split("Log (last lines):")[1]  # the log tail
     assert '"stdout"' in task.stdout  # the result
-    record = json.loads(run_cli("show", str(run_dir), "bad", "--json", cwd=here).stdout)
+    record = json.loads(run_cli("show", str(run_dir), "bad", "--json", cwd=flows_folder).stdout)
     assert record["status"] == "failed" and "broken-pipe-detail" in record["log_tail"]
-    missing = run_cli("show", str(run_dir), "nope", cwd=here)
+    missing = run_cli("show", str(run_dir), "nope", cwd=flows_folder)
     assert missing.returncode == 2 and "no task 'nope'" in missing.stderr and "hello" in missing.stderr
     assert "Traceback" not in missing.stderr
-    assert run_cli("show", str(here), cwd=here).returncode == 2  # not a run directory
+    assert run_cli("show", str(flows_folder), cwd=flows_folder).returncode == 2  # not a run directory
 
 
 def _dead_pid() -> int:
@@ -85,21 +86,21 @@ def _dead_pid() -> int:
     return proc.pid
 
 
-def test_a_running_run_whose_coordinator_is_dead_shows_as_crashed(here):
-    run_cli("run", "other.yaml", cwd=here)
-    run_dir = latest_run_dir(here / "logs")
+def test_a_running_run_whose_coordinator_is_dead_shows_as_crashed(flows_folder):
+    run_cli("run", "other.yaml", cwd=flows_folder)
+    run_dir = latest_run_dir(flows_folder / "logs")
     doc = json.loads((run_dir / "run.json").read_text())
     doc.update(status="running", finished_at=None, duration_s=None, pid=_dead_pid())
     (run_dir / "run.json").write_text(json.dumps(doc))
-    assert _runs_json(here)[0]["status"] == "crashed"
-    assert "crashed" in run_cli("show", str(run_dir), cwd=here).stdout
+    assert _runs_json(flows_folder)[0]["status"] == "crashed"
+    assert "crashed" in run_cli("show", str(run_dir), cwd=flows_folder).stdout
     # alive, the very process the record names (its start time too): still running
     doc.update(pid=os.getpid(), pid_create_time=psutil.Process().create_time())
     (run_dir / "run.json").write_text(json.dumps(doc))
-    assert _runs_json(here)[0]["status"] == "running"
+    assert _runs_json(flows_folder)[0]["status"] == "running"
     del doc["pid"]  # older runs record no pid: shown as written
     (run_dir / "run.json").write_text(json.dumps(doc))
-    assert _runs_json(here)[0]["status"] == "running"
+    assert _runs_json(flows_folder)[0]["status"] == "running"
 
 
 @pytest.fixture
@@ -115,53 +116,53 @@ def zombie():
 
 
 @pytest.mark.parametrize("case", ["zombie", "no-host-later-pid"])
-def test_every_command_reads_one_liveness_rule(case, here, zombie):
+def test_every_command_reads_one_liveness_rule(case, flows_folder, zombie):
     # One planted run.json, read by `runs`, `show`, `report`, `resume` and --keep-runs alike.
     # A zombie coordinator has exited: dead (crashed). A record without `host` whose pid now
     # belongs to a later process: where that pid lives cannot be told, so never crashed by guess.
-    assert run_cli("run", "other.yaml", cwd=here).returncode == 0
-    run_dir = latest_run_dir(here / "logs")
+    assert run_cli("run", "other.yaml", cwd=flows_folder).returncode == 0
+    run_dir = latest_run_dir(flows_folder / "logs")
     doc = json.loads((run_dir / "run.json").read_text())
     doc.update(status="running", finished_at=None, duration_s=None)
     if case == "zombie":
         pid, created = zombie
         doc.update(pid=pid, pid_create_time=created, host=socket.gethostname())
-    else:  # this test's own process, which started long after that run (an hour before it, here)
+    else:  # this test's own process, which started long after that run (an hour before it, flows_folder)
         del doc["host"]
         doc.update(pid=os.getpid(), started_at="2000-01-01T00:00:00+00:00", pid_create_time=946684800.0)
     (run_dir / "run.json").write_text(json.dumps(doc))
     expected = "crashed" if case == "zombie" else "running"
 
-    assert _runs_json(here)[0]["status"] == expected
-    assert json.loads(run_cli("show", str(run_dir), "--json", cwd=here).stdout)["status"] == expected
-    assert f"Status:   {expected}" in run_cli("show", str(run_dir), cwd=here).stdout
-    report = run_cli("report", str(run_dir), "-o", str(here / "report.html"), cwd=here)
+    assert _runs_json(flows_folder)[0]["status"] == expected
+    assert json.loads(run_cli("show", str(run_dir), "--json", cwd=flows_folder).stdout)["status"] == expected
+    assert f"Status:   {expected}" in run_cli("show", str(run_dir), cwd=flows_folder).stdout
+    report = run_cli("report", str(run_dir), "-o", str(flows_folder / "report.html"), cwd=flows_folder)
     assert report.returncode == 0, report.stderr
-    assert f">{expected}</span></h2>" in (here / "report.html").read_text()
-    resumed = run_cli("resume", str(run_dir), cwd=here)
+    assert f">{expected}</span></h2>" in (flows_folder / "report.html").read_text()
+    resumed = run_cli("resume", str(run_dir), cwd=flows_folder)
     if case == "zombie":
         assert resumed.returncode == 0, resumed.stderr
     else:
         assert resumed.returncode == 2 and "cannot tell whether its coordinator" in resumed.stderr
-    assert run_cli("run", "other.yaml", "--keep-runs", "1", cwd=here).returncode == 0
+    assert run_cli("run", "other.yaml", "--keep-runs", "1", cwd=flows_folder).returncode == 0
     assert run_dir.exists() == (case != "zombie")  # pruned only when its coordinator is known dead
 
 
-def test_a_killed_coordinator_reads_as_crashed(here):
-    go = here / "go"
-    (here / "slow.yaml").write_text(textwrap.dedent(f"""
+def test_a_killed_coordinator_reads_as_crashed(flows_folder):
+    go = flows_folder / "go"
+    (flows_folder / "slow.yaml").write_text(textwrap.dedent(f"""
         name: slow
         tasks:
           - id: wait
             plugin: python
             config: {{function: "tools:wait_for_file", args: ["{go}"]}}
     """))
-    coordinator = subprocess.Popen([sys.executable, "-m", "opflow", "run", "slow.yaml"], cwd=here,
+    coordinator = subprocess.Popen([sys.executable, "-m", "opflow", "run", "slow.yaml"], cwd=flows_folder,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         started = psutil.Process(coordinator.pid).create_time()
         # It prints nothing, so it has no log: its start is in the journal.
-        wait_for(lambda: any('"task_started"' in p.read_text() for p in (here / "logs").glob("*/events.jsonl")),
+        wait_for(lambda: any('"task_started"' in p.read_text() for p in (flows_folder / "logs").glob("*/events.jsonl")),
                  timeout=60, what="the task to start")
         coordinator.send_signal(signal.SIGKILL)
         coordinator.wait(timeout=30)
@@ -170,24 +171,24 @@ def test_a_killed_coordinator_reads_as_crashed(here):
         if coordinator.poll() is None:
             coordinator.kill()
             coordinator.wait()
-    doc = json.loads((latest_run_dir(here / "logs") / "run.json").read_text())
+    doc = json.loads((latest_run_dir(flows_folder / "logs") / "run.json").read_text())
     # Crash detection reads these two: a run.json without them could never read as crashed.
     assert doc.get("pid") == coordinator.pid
     assert doc.get("pid_create_time") == pytest.approx(started, abs=0.01)
     assert doc.get("host") == socket.gethostname()
-    assert _runs_json(here)[0]["status"] == "crashed"
-    assert json.loads(run_cli("show", str(latest_run_dir(here / "logs")), "--json", cwd=here).stdout)["status"] == "crashed"
+    assert _runs_json(flows_folder)[0]["status"] == "crashed"
+    assert json.loads(run_cli("show", str(latest_run_dir(flows_folder / "logs")), "--json", cwd=flows_folder).stdout)["status"] == "crashed"
 
 
-def test_json_on_validate_plan_and_plugins(here):
-    valid = json.loads(run_cli("validate", "flow.yaml", "--json", cwd=here).stdout)
+def test_json_on_validate_plan_and_plugins(flows_folder):
+    valid = json.loads(run_cli("validate", "flow.yaml", "--json", cwd=flows_folder).stdout)
     assert valid == {"file": "flow.yaml", "ok": True, "workflow": "hist", "tasks": 2, "layers": 2}
-    (here / "broken.yaml").write_text("name: b\ntasks:\n  - id: a\n    plugin: nope\n")
-    broken = run_cli("validate", "broken.yaml", "--json", cwd=here)
+    (flows_folder / "broken.yaml").write_text("name: b\ntasks:\n  - id: a\n    plugin: nope\n")
+    broken = run_cli("validate", "broken.yaml", "--json", cwd=flows_folder)
     assert broken.returncode == 2
     problems = json.loads(broken.stdout)["problems"]
     assert problems[0]["line"] == 4 and problems[0]["task_id"] == "a"
-    plan = json.loads(run_cli("plan", "flow.yaml", "--json", cwd=here).stdout)
+    plan = json.loads(run_cli("plan", "flow.yaml", "--json", cwd=flows_folder).stdout)
     assert plan["layers"] == [["hello"], ["bad"]] and plan["critical_path"] is None
-    plugins = json.loads(run_cli("plugins", "--json", cwd=here).stdout)
+    plugins = json.loads(run_cli("plugins", "--json", cwd=flows_folder).stdout)
     assert {"shell", "python", "csv_ingest", "metrics"} <= {p["name"] for p in plugins}

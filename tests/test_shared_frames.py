@@ -1,4 +1,4 @@
-"""Large results through shared memory (issue 12): published once, mapped by readers, always released.
+"""Large results through shared memory: published once, mapped by readers, always released.
 
 Each test gives the run its own shared-memory folder (a directory in /dev/shm,
 through OPFLOW_SHM_DIR), so "nothing left" means that folder is empty, whatever
@@ -19,7 +19,7 @@ import pandas as pd
 import psutil
 import pytest
 
-from conftest import gone, latest_run_dir, records, run_cli, signal_when, wait_for
+from helpers import flow_file, gone, latest_run_dir, records, run_cli, signal_when, wait_for
 from opflow.worker import shared_results
 from opflow.rundir import results_log
 from opflow.rundir.results_log import append_result, append_result_parts, read_results
@@ -183,18 +183,14 @@ def test_a_shared_result_is_kept_for_resume(tmp_path, shm, monkeypatch):
 
 
 # -- real runs ------------------------------------------------------------------
-def _flow(write_workflow, body: str) -> Path:
-    return write_workflow("name: frames\ntasks:\n" + body)
-
-
-def test_readers_share_one_copy_and_it_is_released_when_read(tmp_path, write_workflow, frames, shm):
+def test_readers_share_one_copy_and_it_is_released_when_read(tmp_path, frames, shm):
     m1, m2 = tmp_path / "r1.done", tmp_path / "r2.done"
-    flow = _flow(write_workflow, f"""
+    flow = flow_file(tmp_path, f"""
   - {{id: watch, plugin: python, config: {{function: "frames:watch_release", args: ["{shm}", ["{m1}", "{m2}"]]}}}}
   - {{id: make, plugin: python, config: {{function: "frames:make"}}}}
   - {{id: r1, plugin: python, config: {{function: "frames:total_and_mark", args: ["{shm}", "{m1}"]}}, depends_on: [make]}}
   - {{id: r2, plugin: python, config: {{function: "frames:total_and_mark", args: ["{shm}", "{m2}"]}}, depends_on: [make]}}
-""")
+""", name="frames")
     result = run_cli("run", str(flow), "--log-dir", "logs", "--workers", "2", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     tasks = records(latest_run_dir(tmp_path / "logs"))
@@ -207,12 +203,12 @@ def test_readers_share_one_copy_and_it_is_released_when_read(tmp_path, write_wor
     assert list(shm.iterdir()) == []
 
 
-def test_a_shared_result_with_a_large_pickle_stream(tmp_path, write_workflow, frames, shm):
+def test_a_shared_result_with_a_large_pickle_stream(tmp_path, frames, shm):
     # Its SharedRef (the stream) is over the 64 KiB that travel inline: it goes through the store.
-    flow = _flow(write_workflow, """
+    flow = flow_file(tmp_path, """
   - {id: make, plugin: python, config: {function: "frames:make_mixed"}}
   - {id: r1, plugin: python, config: {function: "frames:total"}, depends_on: [make]}
-""")
+""", name="frames")
     result = run_cli("run", str(flow), "--log-dir", "logs", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     run_dir = latest_run_dir(tmp_path / "logs")
@@ -224,12 +220,12 @@ def test_a_shared_result_with_a_large_pickle_stream(tmp_path, write_workflow, fr
     assert list(shm.iterdir()) == []
 
 
-def test_a_reader_that_writes_to_its_frame_changes_nobody_elses(tmp_path, write_workflow, frames, shm):
-    flow = _flow(write_workflow, """
+def test_a_reader_that_writes_to_its_frame_changes_nobody_elses(tmp_path, frames, shm):
+    flow = flow_file(tmp_path, """
   - {id: make, plugin: python, config: {function: "frames:make"}}
   - {id: writer, plugin: python, config: {function: "frames:scribble"}, depends_on: [make]}
   - {id: after, plugin: python, config: {function: "frames:total"}, depends_on: [make, writer]}
-""")
+""", name="frames")
     result = run_cli("run", str(flow), "--log-dir", "logs", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     tasks = records(latest_run_dir(tmp_path / "logs"))
@@ -238,12 +234,12 @@ def test_a_reader_that_writes_to_its_frame_changes_nobody_elses(tmp_path, write_
     assert list(shm.iterdir()) == []
 
 
-def test_a_worker_that_dies_in_the_middle_of_a_read(tmp_path, write_workflow, frames, shm):
-    flow = _flow(write_workflow, """
+def test_a_worker_that_dies_in_the_middle_of_a_read(tmp_path, frames, shm):
+    flow = flow_file(tmp_path, """
   - {id: make, plugin: python, config: {function: "frames:make"}}
   - {id: dies, plugin: python, config: {function: "frames:read_then_die"}, depends_on: [make]}
   - {id: reads, plugin: python, config: {function: "frames:total"}, depends_on: [make]}
-""")
+""", name="frames")
     result = run_cli("run", str(flow), "--log-dir", "logs", "--keep-going", cwd=tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
     tasks = records(latest_run_dir(tmp_path / "logs"))
@@ -252,13 +248,13 @@ def test_a_worker_that_dies_in_the_middle_of_a_read(tmp_path, write_workflow, fr
     assert list(shm.iterdir()) == []
 
 
-def test_a_worker_that_dies_while_publishing_leaves_nothing(tmp_path, write_workflow, frames, shm):
+def test_a_worker_that_dies_while_publishing_leaves_nothing(tmp_path, frames, shm):
     killed, done = tmp_path / "killed", tmp_path / "done"
-    flow = _flow(write_workflow, f"""
+    flow = flow_file(tmp_path, f"""
   - {{id: dies, plugin: python, config: {{function: "frames:die_while_publishing", args: ["{shm}", "{killed}"]}}}}
   - {{id: reader, plugin: python, config: {{function: "frames:total"}}, depends_on: [dies]}}
   - {{id: hold, plugin: python, config: {{function: "frames:wait_for_file", args: ["{done}"]}}}}
-""")
+""", name="frames")
     proc = subprocess.Popen([sys.executable, "-m", "opflow", "run", str(flow), "--log-dir", str(tmp_path / "logs"),
                              "--keep-going"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -279,11 +275,11 @@ def test_a_worker_that_dies_while_publishing_leaves_nothing(tmp_path, write_work
     assert tasks["reader"]["status"] == "skipped" and tasks["hold"]["status"] == "succeeded"
 
 
-def test_a_result_too_large_for_shared_memory_goes_through_the_store(tmp_path, write_workflow, frames, shm):
-    flow = _flow(write_workflow, """
+def test_a_result_too_large_for_shared_memory_goes_through_the_store(tmp_path, frames, shm):
+    flow = flow_file(tmp_path, """
   - {id: make, plugin: python, config: {function: "frames:make"}}
   - {id: r1, plugin: python, config: {function: "frames:total"}, depends_on: [make]}
-""")
+""", name="frames")
     watcher = subprocess.Popen([sys.executable, "-c", (
         "import os, sys, time\n"
         "seen = False\n"
@@ -310,11 +306,11 @@ def _start(flow: Path, cwd: Path, env: dict | None = None) -> subprocess.Popen:
                             env={**os.environ, **(env or {})})
 
 
-def _waiting_reader_flow(write_workflow, marker: Path) -> Path:
-    return _flow(write_workflow, f"""
+def _waiting_reader_flow(tmp_path, marker: Path) -> Path:
+    return flow_file(tmp_path, f"""
   - {{id: make, plugin: python, config: {{function: "frames:make"}}}}
   - {{id: holds, plugin: python, config: {{function: "frames:read_then_wait", args: ["{marker}"]}}, depends_on: [make]}}
-""")
+""", name="frames")
 
 
 def _ours(folder: Path, pid: int) -> list[str]:
@@ -322,13 +318,13 @@ def _ours(folder: Path, pid: int) -> list[str]:
 
 
 @pytest.mark.parametrize("real_shm", [True, False], ids=["dev-shm", "own-folder"])
-def test_coordinator_sigkill_leaves_nothing_in_shared_memory(real_shm, tmp_path, write_workflow, frames, monkeypatch):
+def test_coordinator_sigkill_leaves_nothing_in_shared_memory(real_shm, tmp_path, frames, monkeypatch):
     folder = Path("/dev/shm")
     if not real_shm:
         folder = Path(tempfile.mkdtemp(prefix="i12test-", dir="/dev/shm"))
     monkeypatch.setenv("OPFLOW_SHM_DIR", str(folder))
     marker = tmp_path / "reading.pid"
-    proc = _start(_waiting_reader_flow(write_workflow, marker), tmp_path)
+    proc = _start(_waiting_reader_flow(tmp_path, marker), tmp_path)
     try:
         wait_for(lambda: marker.exists() and marker.read_text(), 120, "the reader to hold the frame")
         assert _ours(folder, proc.pid), "the frame should be in shared memory while it is read"
@@ -345,16 +341,16 @@ def test_coordinator_sigkill_leaves_nothing_in_shared_memory(real_shm, tmp_path,
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_sigint_leaves_nothing_in_shared_memory(tmp_path, write_workflow, frames, shm):
+def test_sigint_leaves_nothing_in_shared_memory(tmp_path, frames, shm):
     marker = tmp_path / "reading.pid"
-    proc = _start(_waiting_reader_flow(write_workflow, marker), tmp_path)
+    proc = _start(_waiting_reader_flow(tmp_path, marker), tmp_path)
     output = signal_when(proc, lambda: marker.exists() and marker.read_text() and list(shm.iterdir()),
                          "the reader to hold the frame")
     assert proc.returncode == 130, output
     assert list(shm.iterdir()) == []  # removed before the coordinator exited
 
 
-def test_a_stale_run_is_swept_by_the_next(tmp_path, write_workflow, frames, shm):
+def test_a_stale_run_is_swept_by_the_next(tmp_path, frames, shm):
     # A file of a coordinator that no longer exists (a pid that is gone), and one of a live one.
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -362,22 +358,22 @@ def test_a_stale_run_is_swept_by_the_next(tmp_path, write_workflow, frames, shm)
     alive = shm / f"opflow-{os.getpid()}-abcd1234-{os.getpid()}-1"
     stale.write_bytes(b"x")
     alive.write_bytes(b"x")
-    flow = _flow(write_workflow, """
+    flow = flow_file(tmp_path, """
   - {id: make, plugin: python, config: {function: "frames:make"}}
   - {id: r1, plugin: python, config: {function: "frames:total"}, depends_on: [make]}
-""")
+""", name="frames")
     result = run_cli("run", str(flow), "--log-dir", "logs", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert sorted(shm.iterdir()) == [alive]
 
 
-def test_resume_reads_a_result_that_was_shared(tmp_path, write_workflow, frames, faults, shm):
+def test_resume_reads_a_result_that_was_shared(tmp_path, frames, faults, shm):
     count = tmp_path / "r.count"
-    flow = _flow(write_workflow, f"""
+    flow = flow_file(tmp_path, f"""
   - {{id: make, plugin: python, config: {{function: "frames:make"}}}}
   - {{id: gate, plugin: python, config: {{function: "faults:fail_until", args: ["{count}", 1]}}, depends_on: [make]}}
   - {{id: r1, plugin: python, config: {{function: "frames:total"}}, depends_on: [gate]}}
-""")
+""", name="frames")
     first = run_cli("run", str(flow), "--log-dir", "logs", cwd=tmp_path)
     assert first.returncode == 1
     second = run_cli("resume", str(latest_run_dir(tmp_path / "logs")), cwd=tmp_path)

@@ -1,4 +1,4 @@
-"""SIGINT/SIGTERM from the first instant of `opflow run` (issue 9, item 6).
+"""SIGINT/SIGTERM from the first instant of `opflow run`.
 
 A real `opflow run` (the console script) gets a signal at several moments of its
 start-up: during imports, while parsing, while the run directory and the pool
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import catches, wait_for
+from helpers import catches, run_dirs, wait_for
 
 OPFLOW = Path(sys.executable).with_name("opflow")
 
@@ -38,11 +38,6 @@ def start(flow: Path, tmp_path: Path) -> subprocess.Popen:
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def run_dirs(tmp_path: Path) -> list[Path]:
-    logs = tmp_path / "logs"
-    return [p for p in logs.iterdir() if p.is_dir() and not p.name.startswith(".")] if logs.exists() else []
-
-
 def check_clean_stop(proc: subprocess.Popen, signum: int, tmp_path: Path, when: str) -> None:
     try:
         out, err = proc.communicate(timeout=120)
@@ -53,7 +48,7 @@ def check_clean_stop(proc: subprocess.Popen, signum: int, tmp_path: Path, when: 
     assert proc.returncode == 128 + signum, f"{when}: exit {proc.returncode}\n{out}\n{err}"
     assert "Traceback" not in err, f"{when}:\n{err}"
     assert signal.Signals(signum).name in out + err, f"{when}:\n{out}\n{err}"
-    for run_dir in run_dirs(tmp_path):
+    for run_dir in run_dirs(tmp_path / "logs"):
         document = json.loads((run_dir / "run.json").read_text())
         assert document["status"] == "interrupted", f"{when}: {run_dir.name} says {document['status']}"
         assert (run_dir / "summary.txt").exists()
@@ -80,7 +75,7 @@ def test_a_signal_when_the_run_directory_appears(signum, flow, tmp_path):
     # The run directory exists, the pool and the Manager are starting: the run
     # directory must end complete and interrupted, or not exist at all.
     proc = start(flow, tmp_path)
-    wait_for(lambda: run_dirs(tmp_path) or proc.poll() is not None, 120, "the run directory")
+    wait_for(lambda: run_dirs(tmp_path / "logs") or proc.poll() is not None, 120, "the run directory")
     proc.send_signal(signum)
     check_clean_stop(proc, signum, tmp_path, "as the run directory appeared")
 
@@ -88,11 +83,11 @@ def test_a_signal_when_the_run_directory_appears(signum, flow, tmp_path):
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_when_run_json_appears(signum, flow, tmp_path):
     proc = start(flow, tmp_path)
-    wait_for(lambda: any((d / "run.json").exists() for d in run_dirs(tmp_path)) or proc.poll() is not None,
+    wait_for(lambda: any((d / "run.json").exists() for d in run_dirs(tmp_path / "logs")) or proc.poll() is not None,
              120, "run.json")
     proc.send_signal(signum)
     check_clean_stop(proc, signum, tmp_path, "as run.json appeared")
-    assert len(run_dirs(tmp_path)) == 1
+    assert len(run_dirs(tmp_path / "logs")) == 1
 
 
 def test_python_m_opflow_handles_a_signal_during_imports_too(flow, tmp_path):

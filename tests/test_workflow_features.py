@@ -1,4 +1,4 @@
-"""Issue 11, writing real workflows: every feature through the real CLI on real files.
+"""Writing real workflows: every feature through the real CLI on real files.
 
 Templating, declared params, foreach, trigger rules, caching by inputs, plugin
 config schemas, `opflow schema`, every problem in one pass, batch options.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, invoke, latest_run_dir, records, run_cli, write
+from helpers import REPO, invoke, latest_run_dir, records, run_cli, write
 
 
 def invalid(*args) -> list[str]:
@@ -36,7 +36,7 @@ def last_records(here: Path) -> tuple[dict, dict]:
     return json.loads((run_dir / "run.json").read_text()), records(run_dir)
 
 
-# 8. every problem in one pass, cycles included, sorted by line ----------------
+# every problem in one pass, cycles included, sorted by line -------------------
 
 def test_every_problem_in_one_pass_cycles_included_sorted_by_line(here):
     flow = write(here, "flow.yaml", """
@@ -60,7 +60,7 @@ def test_every_problem_in_one_pass_cycles_included_sorted_by_line(here):
     assert len(lines) == 4, lines
 
 
-# 2. params are declared ---------------------------------------------------------
+# params are declared ------------------------------------------------------------
 
 @pytest.fixture
 def params_flow(here):
@@ -105,7 +105,7 @@ def test_param_values_take_the_declared_type(here, params_flow):
     assert shown == {"t": 20, "r": 2.0, "tag": "007", "f": True, "any": [1, 2], "files": ["x.csv", "y.csv"]}
 
 
-# 1. templating ----------------------------------------------------------------
+# templating -------------------------------------------------------------------
 
 def test_templating_types_keys_env_literals_and_the_record_keeps_the_rendered_config(here, monkeypatch):
     monkeypatch.setenv("OPFLOW_TEST_REGION", "south")
@@ -173,7 +173,7 @@ def test_a_bad_reference_is_a_located_validate_error(here, reference, fragment):
     assert line.startswith(f"{flow}:7: task 'a': ") and fragment in line, line
 
 
-# 6. plugin configs checked before the run --------------------------------------
+# plugin configs checked before the run -----------------------------------------
 
 @pytest.mark.parametrize("task, line, fragment", [
     ("{id: a, plugin: shell, config: {comand: ls}}", 3, "config: unknown key 'comand' (did you mean 'command'?)"),
@@ -234,7 +234,7 @@ def test_workers_plugins_declare_schemas_subclasses_are_found_and_a_broken_file_
     assert notes == [f"{here / 'workers' / 'broken.py'}:2: note: cannot read plugin file: invalid syntax (broken.py, line 2)"]
 
 
-# 9. options for batch jobs -------------------------------------------------------
+# options for batch jobs ----------------------------------------------------------
 
 def test_run_timeout_kills_and_cancels_the_rest_exit_1(here):
     flow = write(here, "flow.yaml", """
@@ -296,7 +296,7 @@ def test_opflow_env_variables_are_defaults_for_the_options(here, tmp_path):
     assert json.loads((latest_run_dir(logs) / "run.json").read_text())["executor"] == "inline"
 
 
-# 4. trigger rules ----------------------------------------------------------------
+# trigger rules -------------------------------------------------------------------
 
 TRIGGER_TOOLS = '''
 def fail():
@@ -361,7 +361,7 @@ def test_a_bad_trigger_is_a_validate_error(here):
     assert "'trigger' 'one_fail' is not a trigger rule (did you mean 'one_failed'?)" in line
 
 
-# 3. fan-out ----------------------------------------------------------------------
+# fan-out -------------------------------------------------------------------------
 
 FANOUT_TOOLS = '''
 def square(x, i):
@@ -417,7 +417,7 @@ def test_foreach_over_a_non_list_is_a_validate_error(here):
     assert line.startswith(f"{flow}:6: task 'a': 'foreach' must give a list"), line
 
 
-# 5. caching by inputs --------------------------------------------------------------
+# caching by inputs -----------------------------------------------------------------
 
 def test_cache_reuses_until_an_input_changes_and_no_cache_ignores_it(here):
     data = here / "data"
@@ -482,7 +482,7 @@ def test_cache_key_changes_with_the_config_after_templating(here):
     assert counter.read_text().split() == ["a", "b"]
 
 
-# 7. a schema for editors -------------------------------------------------------------
+# a schema for editors ----------------------------------------------------------------
 
 def test_schema_validates_the_shipped_examples_and_rejects_a_typo(here):
     jsonschema = pytest.importorskip("jsonschema")

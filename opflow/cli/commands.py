@@ -1,4 +1,5 @@
-"""The command line: click commands, output, exit codes. Nothing imports this module.
+"""The command line: click commands, output, exit codes. Imported only by the entry points
+(__main__.py for `python -m opflow`, cli/launch.py for the `opflow` console script).
 
 Exit codes: 0 all tasks succeeded; 1 a task failed; 2 invalid workflow or usage;
 3 another run of the workflow holds the lock; 130 SIGINT; 143 SIGTERM.

@@ -4,7 +4,8 @@ Three sources, later ones winning on a name clash (the most local is the most
 deliberate): the built-ins, the `opflow.plugins` entry-point group, and `*.py`
 files in the `workers/` folder beside the workflow file. Discovery never imports user files: it reads them
 with `ast`, so `validate` and `plan` run no user code and stay fast. The worker
-process imports exactly the one plugin a task names (see `load_plugin_class`).
+process imports the four built-ins with this module, and of the user's plugins exactly
+the one a task names (see `load_plugin_class`).
 """
 from __future__ import annotations
 

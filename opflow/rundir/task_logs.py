@@ -1,7 +1,8 @@
 """The end of a task's log: what a failure shows, `opflow show` and the report print.
 
-Read by the coordinator and the commands, never by a worker (which writes the
-log: worker/output.py), so this module imports nothing that runs a task.
+Read by the coordinator and the commands, and in the worker by worker/output.py
+(which writes the log, and reads back the tail of the attempt it wrote), so this
+module imports nothing that runs a task.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""From checked tasks to the tasks that run: the keys of issue 11, templating,
-foreach fan-out and plugin config checks. Called by spec.py's checker, which
-collects the problems (file:line: task 'id': ...).
+"""From checked tasks to the tasks that run: the task keys trigger, cache, inputs and
+foreach, templating, foreach fan-out and plugin config checks. Called by spec.py's
+checker, which collects the problems (file:line: task 'id': ...).
 
     task draft ─ task_features ─▶ trigger, cache, inputs, foreach (checked shapes)
     all tasks ─ expand_tasks ─▶ ${...} rendered; `foreach` -> <id>[0], <id>[1], ...;

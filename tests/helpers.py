@@ -1,0 +1,137 @@
+"""Plain helpers the tests share: run the CLI, read a run directory, wait with a bound, write files.
+
+Fixtures live in conftest.py; everything here is an ordinary function or constant,
+imported as `from helpers import ...` (pytest puts tests/ on sys.path for conftest.py).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+
+#: The shipped example plugin (the seed's, only its import line changed): tests use the very file users get.
+GREET = (REPO / "workers" / "greet.py").read_text(encoding="utf-8")
+
+
+# -- running opflow ----------------------------------------------------------------
+def run_cli(*args: str, cwd: Path, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m opflow ARGS` as a real process; bounded in time."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "opflow", *args], cwd=cwd, capture_output=True, text=True,
+        timeout=timeout, env=full_env,
+    )
+
+
+def invoke(*args, env=None):
+    """The real CLI in this process (click's runner); an unexpected exception is raised, not swallowed."""
+    from click.testing import CliRunner
+
+    from opflow.cli.commands import main
+
+    result = CliRunner().invoke(main, [str(a) for a in args], env=env)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result
+
+
+def go(path, executor: str, tmp_path: Path, **options):
+    """`opflow.api.run` of the workflow at `path` on `executor` with 2 workers, logs under tmp_path/logs."""
+    from opflow.api import run
+
+    return run(path, executor=executor, workers=2, log_dir=tmp_path / "logs", **options)
+
+
+# -- reading a run directory -------------------------------------------------------
+def run_dirs(log_dir: Path) -> list[Path]:
+    """The run directories under a log dir, oldest first (not its hidden bookkeeping, such as .locks);
+    none when the log dir was never made."""
+    if not log_dir.exists():
+        return []
+    return sorted(p for p in log_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def latest_run_dir(log_dir: Path) -> Path:
+    """The newest run directory under a log dir; fails the test when there is none."""
+    runs = run_dirs(log_dir)
+    assert runs, f"no run directory under {log_dir}"
+    return runs[-1]
+
+
+def run_json(run_dir: Path) -> dict:
+    """The run's run.json, parsed."""
+    return json.loads((run_dir / "run.json").read_text())
+
+
+def records(run_dir: Path) -> dict:
+    """task_id -> its tasks/<id>.json record."""
+    return {p.stem: json.loads(p.read_text()) for p in (run_dir / "tasks").glob("*.json")}
+
+
+# -- waiting, with a bound -----------------------------------------------------------
+def wait_for(predicate, timeout=30.0, what="condition"):
+    """Poll `predicate` until true; fail after `timeout` seconds (never wait unbounded)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def gone(pid: int) -> bool:
+    """The process has exited (a zombie awaiting its parent counts as gone)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def catches(pid: int, signum: int) -> bool:
+    """Whether the process has a handler for `signum` (its SigCgt mask in /proc)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) & (1 << (signum - 1)))
+    except OSError:
+        pass
+    return False
+
+
+def signal_when(proc: subprocess.Popen, ready, what: str, signum: int = signal.SIGINT, *,
+                wait: float = 120, settle: float = 0.0, timeout: float = 60) -> str:
+    """Once `ready()` holds, send `proc` `signum` and return its output; the process is reaped whatever happens."""
+    try:
+        wait_for(ready, wait, what)
+        time.sleep(settle)
+        proc.send_signal(signum)
+        output, _ = proc.communicate(timeout=timeout)
+        return output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+# -- writing files -------------------------------------------------------------------
+def write(folder: Path, name: str, text: str) -> Path:
+    """A file `name` under `folder` (folders made), its text dedented."""
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return path
+
+
+def flow_file(folder: Path, tasks: str, name: str = "flow", file: str = "flow.yaml") -> Path:
+    """folder/file: a workflow called `name` whose task list is `tasks` (YAML list items, at any indent)."""
+    body = textwrap.indent(textwrap.dedent(tasks).strip("\n"), "  ")
+    return write(folder, file, f"name: {name}\ntasks:\n{body}\n")
