@@ -14,14 +14,20 @@ One connection per worker, not one queue shared by all: a worker killed in the
 middle of a write (a timeout's kill, the OOM killer) cuts only its own
 connection, never a lock or a stream the other workers need. The peer's uid is
 checked on accept (SO_PEERCRED): another user on the machine cannot forge an
-outcome. After a worker dies, `wait_drained` tells when everything it sent has
+outcome, and a process of our own user that is not one of our workers cannot
+either: a connection counts only once its first message is the channel's key (32
+random bytes the pool workers get through their initializer, never a file). The
+socket's name is no secret (abstract names are listed in /proc/net/unix, to every
+process of the network namespace); until a connection shows the key, nothing it
+sends is unpickled. After a worker dies, `wait_drained` tells when everything it sent has
 been handed on, so the backend can then tell the tasks that ended from those
 that never started.
 """
 from __future__ import annotations
 
-__all__ = ["OutcomeChannel", "connect", "send"]
+__all__ = ["OutcomeChannel", "connect", "send", "KEY_BYTES"]
 
+import hmac
 import os
 import secrets
 import socket
@@ -31,6 +37,8 @@ import time
 from multiprocessing.connection import Connection, wait
 from typing import Callable
 
+KEY_BYTES = 32
+
 
 class OutcomeChannel:
     """The coordinator's side: a listening socket and the thread that reads every worker."""
@@ -38,11 +46,13 @@ class OutcomeChannel:
     def __init__(self, on_outcome: Callable[[object], None]):
         self._on_outcome = on_outcome
         self.address = f"\0opflow-outcomes-{os.getpid()}-{secrets.token_hex(8)}"
+        self.key = secrets.token_bytes(KEY_BYTES)
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._listener.bind(self.address)
         self._listener.listen(64)
         self._wake_r, self._wake_w = os.pipe()
         self._conns: dict[Connection, int] = {}  # connection -> the worker's pid
+        self._unproven: dict[Connection, int] = {}  # accepted, key not read yet -> the peer's pid
         self._drained: set[int] = set()  # pids whose connection reached EOF
         self._sweeps = 0  # reader loop iterations: wait_drained waits for fresh ones
         self._changed = threading.Condition()
@@ -52,17 +62,19 @@ class OutcomeChannel:
 
     def _read(self) -> None:
         while not self._closing:
-            for ready in wait([self._listener, self._wake_r, *self._conns], timeout=None):
+            for ready in wait([self._listener, self._wake_r, *self._unproven, *self._conns], timeout=None):
                 if ready is self._wake_r:
                     os.read(self._wake_r, 4096)
                 elif ready is self._listener:
                     self._accept()
+                elif ready in self._unproven:
+                    self._admit(ready)
                 else:
                     self._drain(ready)
             with self._changed:
                 self._sweeps += 1
                 self._changed.notify_all()
-        for conn in self._conns:
+        for conn in [*self._unproven, *self._conns]:
             conn.close()
 
     def _accept(self) -> None:
@@ -74,7 +86,22 @@ class OutcomeChannel:
         if uid != os.getuid():  # not one of our workers: another user's process
             sock.close()
             return
-        self._conns[Connection(sock.detach())] = pid
+        self._unproven[Connection(sock.detach())] = pid
+
+    def _admit(self, conn: Connection) -> None:
+        """Read a new connection's first message: the key makes it a worker's; anything else closes it."""
+        pid = self._unproven.pop(conn)
+        try:
+            proof = conn.recv_bytes(KEY_BYTES)  # raw bytes, never unpickled; longer is refused unread
+        except Exception:  # EOF, too long, cut short
+            proof = b""
+        if hmac.compare_digest(proof, self.key):
+            self._conns[conn] = pid
+            return
+        conn.close()
+        with self._changed:  # a worker that died before proving itself has nothing more to send
+            self._drained.add(pid)
+            self._changed.notify_all()
 
     def _drain(self, conn: Connection) -> None:
         """Hand on every outcome waiting on `conn`; at EOF, mark its worker drained."""
@@ -122,7 +149,8 @@ class OutcomeChannel:
             if not self._wake():
                 return False  # closed: nothing more will be read
             with self._changed:
-                if self._sweeps >= start + 2 and not set(self._conns.values()).intersection(processes):
+                open_pids = {*self._conns.values(), *self._unproven.values()}
+                if self._sweeps >= start + 2 and not open_pids.intersection(processes):
                     return True
                 if left() <= 0 or self._closing:
                     return False
@@ -149,7 +177,7 @@ class OutcomeChannel:
 _conn: Connection | None = None
 
 
-def connect(address: str) -> None:
+def connect(address: str, key: bytes) -> None:
     """Connect this pool worker to the coordinator's channel (once, at the worker's start)."""
     global _conn
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -159,6 +187,10 @@ def connect(address: str) -> None:
         sock.close()
         return  # outcomes then travel back with the work item (send() says False)
     _conn = Connection(sock.detach())
+    try:
+        _conn.send_bytes(key)  # first: the coordinator reads nothing else from a connection without it
+    except OSError:
+        _conn = None
 
 
 def send(outcome) -> bool:

@@ -114,7 +114,7 @@ class ProcessBackend(Backend):
                 self._channel = OutcomeChannel(self._on_streamed)
             self._pool = ProcessPoolExecutor(
                 max_workers=self._workers, mp_context=self._ctx, initializer=init_pool_worker,
-                initargs=(os.getpid(), self._slots, self._slot_counter, self._channel.address),
+                initargs=(os.getpid(), self._slots, self._slot_counter, self._channel.address, self._channel.key),
             )
             self._processes = self._pool._processes  # pid -> Process; read to tell how a worker died
             self._pool_processes[id(self._pool)] = self._processes
@@ -611,7 +611,7 @@ def _exit_for_memory(rss: int, limit: int) -> None:
     os._exit(MEMORY_EXIT_CODE)
 
 
-def init_pool_worker(coordinator_pid: int, slots, slot_counter, channel_address: str) -> None:
+def init_pool_worker(coordinator_pid: int, slots, slot_counter, channel_address: str, channel_key: bytes) -> None:
     """Pool initializer: watch the coordinator; claim a row in the shared slot table.
 
     The slot table (shared memory: pid, token per row) tells the coordinator which
@@ -627,7 +627,7 @@ def init_pool_worker(coordinator_pid: int, slots, slot_counter, channel_address:
     slots[2 * row] = os.getpid()
     slots[2 * row + 1] = 0
     _pool_state.update(in_pool=True, slots=slots, token_index=2 * row + 1, busy=False, retire=False)
-    outcome_channel.connect(channel_address)
+    outcome_channel.connect(channel_address, channel_key)
     signal.signal(signal.SIGTERM, _on_sigterm)
 
 
