@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import psutil
 
@@ -77,3 +78,29 @@ def test_a_timeout_kills_a_command_that_ignores_sigterm_and_the_one_it_starts_ne
     finally:
         for pid in _group_members(shell):
             os.kill(pid, signal.SIGKILL)
+
+
+# -- the folder opflow is started from ---------------------------------------------
+def test_modules_in_the_current_folder_do_not_shadow_the_workers_own(tmp_path, write_workflow):
+    # A `random.py`, a `socket.py` and a clone named opflow/ where the user stands; the
+    # workflow elsewhere. The coordinator (the console script) never looks there; its
+    # helper processes and workers must not either, and the tasks get the user's environment.
+    here = tmp_path / "home"
+    (here / "opflow").mkdir(parents=True)
+    (here / "opflow" / "__init__.py").write_text("raise ImportError('the clone in the current folder')\n")
+    for name in ("random", "socket", "selectors"):
+        (here / f"{name}.py").write_text(f"raise SystemExit('the {name}.py in the current folder')\n")
+    (tmp_path / "work").mkdir()
+    flow = write_workflow("""
+        name: elsewhere
+        tasks:
+          - {id: a, plugin: shell, config: {command: "echo ${PYTHONSAFEPATH:-unset}"}}
+          - {id: b, plugin: python, config: {function: "os:getcwd"}, depends_on: [a]}
+    """, name="work/flow.yaml")
+    opflow = Path(sys.executable).with_name("opflow")
+    done = subprocess.run([str(opflow), "run", str(flow), "--log-dir", str(tmp_path / "logs")], cwd=here,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    tasks = records(latest_run_dir(tmp_path / "logs"))
+    assert tasks["a"]["result"]["stdout"].strip() == "unset"
+    assert tasks["b"]["result"] == str(here)  # the workers still run in the folder opflow was started from

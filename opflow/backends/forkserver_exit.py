@@ -7,10 +7,16 @@ gone. It goes when the coordinator exits, but then tore down every module it had
 preloaded: 30-70 ms after the run had ended. It has nothing to clean up (the
 workers it forked are gone; they never run atexit handlers, leaving by
 `os._exit`), so once its own loop has ended it exits at once.
+
+It also takes back the PYTHONSAFEPATH that mp_context set to start it, before
+it forks a worker: the workers' tasks get the environment the user had.
 """
 import atexit
 import os
 import sys
+
+if os.environ.pop("OPFLOW_FORKSERVER_SAFE_PATH", None):  # mp_context.SAFE_PATH_MARK
+    os.environ.pop("PYTHONSAFEPATH", None)
 
 
 def _leave() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 __all__ = ["pool_context", "start_helpers", "start_method"]
 
+import contextlib
 import multiprocessing
 import os
 import sys
@@ -45,12 +46,39 @@ def pool_context():
     ctx = multiprocessing.get_context(method)
     if method == "forkserver":
         ctx.set_forkserver_preload(FORKSERVER_PRELOAD)
-    _start_resource_tracker_detached()  # first: the forkserver would start it attached
-    if method == "forkserver":
-        from multiprocessing import forkserver
+    with _current_folder_off_path():
+        _start_resource_tracker_detached()  # first: the forkserver would start it attached
+        if method == "forkserver":
+            from multiprocessing import forkserver
 
-        forkserver.ensure_running()
+            forkserver.ensure_running()
     return ctx
+
+
+#: Set beside PYTHONSAFEPATH when we set it: the forkserver takes both back (forkserver_exit.py).
+SAFE_PATH_MARK = "OPFLOW_FORKSERVER_SAFE_PATH"
+
+
+@contextlib.contextmanager
+def _current_folder_off_path():
+    """Start helper processes without the current folder at the head of their sys.path.
+
+    They start as `python -c ...`, so the folder opflow was started from came first
+    on their path: a `random.py` or `socket.py` there, or a clone named `opflow/`,
+    was imported instead of the real one, and the forkserver or the workers failed
+    (Python 3.11 preloads before it applies the coordinator's path). PYTHONSAFEPATH
+    (3.11+; Python 3.10 ignores it) leaves that folder off; it must not reach
+    the tasks, whose own `python script.py` expects the script's folder on its path.
+    """
+    if "PYTHONSAFEPATH" in os.environ:  # the user's own choice: theirs to keep
+        yield
+        return
+    os.environ["PYTHONSAFEPATH"] = os.environ[SAFE_PATH_MARK] = "1"
+    try:
+        yield
+    finally:
+        os.environ.pop("PYTHONSAFEPATH", None)
+        os.environ.pop(SAFE_PATH_MARK, None)
 
 
 def start_helpers(executor: str) -> None:
