@@ -5,19 +5,21 @@ tracker and (on Linux) the forkserver, a fresh interpreter that imports opflow's
 worker side once so that every worker forks from it ready. The forkserver's
 start-up is a few hundred milliseconds of CPU; started when the pool is built,
 it comes after the parsing and imports that precede a run, all on one core.
-`start_helpers` starts both at once (each is a fork and exec, a few ms) as soon
-as a run knows it will use the process pool, so they get ready on another core
+`pool_context` starts both at once (each is a fork and exec, a few ms) as soon
+as a run knows it will use the process pool (base.ProcessPool.start_early), so they get ready on another core
 while the coordinator parses the workflow and imports its machinery.
 
-Only multiprocessing and os here: the CLI imports this before the run's modules.
+Only multiprocessing, os and the knobs here: the CLI imports this before the run's modules.
 """
 from __future__ import annotations
 
-__all__ = ["pool_context", "start_helpers", "start_method"]
+__all__ = ["pool_context", "start_method"]
 
 import multiprocessing
 import os
 import sys
+
+from opflow import knobs
 
 #: What the forkserver imports once, for every worker it forks; forkserver_exit
 #: makes it exit without tearing all that down again.
@@ -33,7 +35,7 @@ def start_method() -> str:
     forks from a clean single-threaded server with opflow preloaded, so workers
     start fast; spawn is the portable fallback (macOS, Windows).
     """
-    chosen = os.environ.get("OPFLOW_START_METHOD")
+    chosen = knobs.read("OPFLOW_START_METHOD")
     if chosen:
         return chosen
     return "forkserver" if sys.platform.startswith("linux") else "spawn"
@@ -51,12 +53,6 @@ def pool_context():
 
         forkserver.ensure_running()
     return ctx
-
-
-def start_helpers(executor: str) -> None:
-    """Start the helper processes of `executor`'s pool now, if it has any."""
-    if executor == "process":
-        pool_context()
 
 
 def _start_resource_tracker_detached() -> None:
