@@ -8,8 +8,8 @@ and the value) for a bad one. `check()` reads them all, so that a run refuses a 
 value before anything starts, however deep the code that would read it.
 
 docs/environment.md is this list as a table (`markdown_table`; tests/test_knobs.py
-keeps the two the same). Variables opflow *sets* for a task (OPFLOW_PARAM_*,
-OPFLOW_TASK_ID, ...) are not knobs: nothing here reads them.
+keeps the two the same). The variables opflow *sets* for a task (a shell
+task's OPFLOW_PARAM_<KEY>) are not knobs: opflow never reads them.
 """
 from __future__ import annotations
 
