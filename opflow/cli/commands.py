@@ -195,7 +195,7 @@ def run(file, log_dir, params, resume, workers, executor, run_timeout, no_cache,
         overrides = parse_cli_params(params)
     except OpflowError as error:
         _fail(error)
-    _execute(run_workflow, as_json=as_json, quiet=quiet, path=file, log_dir=log_dir, params=overrides,
+    _execute(run_workflow, as_json=as_json, quiet=quiet, path=file, log_dir=log_dir, params=overrides or None,
              resume=resume, workers=workers, executor=executor, scheduler=scheduler,
              keep_going=keep_going, lock=lock, keep_runs=keep_runs, timeout=run_timeout, cache=not no_cache)
 
