@@ -17,7 +17,6 @@ __all__ = ["Knob", "KnobError", "KNOBS", "USER", "TEST", "CLI", "RUN", "read", "
 
 import math
 import os
-from dataclasses import dataclass
 from typing import Callable
 
 from opflow.errors import UsageError
@@ -32,21 +31,29 @@ class KnobError(UsageError):
     """An environment variable opflow reads holds a value it cannot use."""
 
 
-@dataclass(frozen=True)
 class Knob:
-    name: str
-    #: The kind of value, as the table shows it ("seconds >= 0", "a path", ...).
-    kind: str
-    #: What applies when the variable is unset or empty, in words (the code that
-    #: uses the value owns the default itself: a CPU count, a platform's choice).
-    default: str
-    audience: str  # USER or TEST
-    #: Who reads it: CLI (the command line: defaults for its options) or RUN (every
-    #: run, from the command line or `opflow.run`).
-    scope: str
-    means: str
-    #: text -> value; raises ValueError for a bad one.
-    parse: Callable[[str], object]
+    """One environment variable opflow reads (a plain class: this module is read at start-up)."""
+
+    __slots__ = ("name", "kind", "default", "audience", "scope", "means", "parse")
+
+    def __init__(self, name: str, kind: str, default: str, audience: str, scope: str, means: str,
+                 parse: Callable[[str], object]):
+        self.name = name
+        #: The kind of value, as the table shows it ("a number of seconds >= 0", "a path", ...).
+        self.kind = kind
+        #: What applies when the variable is unset or empty, in words (the code that uses
+        #: the value owns the default itself: a CPU count, a platform's choice).
+        self.default = default
+        self.audience = audience  # USER or TEST
+        #: Who reads it: CLI (the command line: defaults for its options) or RUN (every
+        #: run, from the command line or `opflow.run`).
+        self.scope = scope
+        self.means = means
+        #: text -> value; raises ValueError for a bad one.
+        self.parse = parse
+
+    def __repr__(self) -> str:
+        return f"Knob({self.name!r})"
 
 
 def _seconds(text: str) -> float:
