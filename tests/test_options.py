@@ -85,6 +85,11 @@ def test_run_and_run_async_take_every_option_by_keyword_with_its_default(functio
     assert all(parameters[name].annotation == f.type for name, f in ((f.name, f) for f in dataclasses.fields(Options)))
 
 
+def test_the_docstring_of_run_explains_every_option():
+    described = {line.split()[0] for line in inspect.getdoc(api.run).splitlines() if line.startswith("  ")}
+    assert [name for name in Options.names() if name not in described] == []
+
+
 def test_the_coordinators_run_options_declare_no_option_again():
     assert issubclass(coordinator.RunOptions, Options)
     own = coordinator.RunOptions.__dict__.get("__annotations__", {})  # the subclass's own fields only
