@@ -89,7 +89,7 @@ def _text(text: str) -> str:
 _KNOBS = [
     Knob("OPFLOW_WORKERS", "a whole number >= 1", "the CPUs this process may use", USER, CLI,
          "`opflow run` / `resume`: the default for `--workers`.", _at_least(1)),
-    Knob("OPFLOW_EXECUTOR", "a backend name (process, thread, inline, dask)", "process", USER, CLI,
+    Knob("OPFLOW_EXECUTOR", "a backend's name, as `--executor` takes", "process", USER, CLI,
          # Which names are backends is the backends' to say (above this module): the CLI checks it.
          "`opflow run` / `resume`: the default for `--executor`.", _text),
     Knob("OPFLOW_LOG_DIR", "a path", "./logs", USER, CLI,
