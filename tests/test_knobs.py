@@ -161,3 +161,9 @@ def test_the_read_check_sees_each_way_of_reading():
     code = ("import os\nos.environ.get('A')\nos.getenv('B')\nos.environ['C']\n'D' in os.environ\n"
             "click.option('--x', envvar='E')\nos.environ.get(name)\n")
     assert sorted(name for _, name in _reads_by_name(ast.parse(code))) == ["'E'", "A", "B", "C", "D"]
+
+
+def test_the_listed_defaults_are_the_codes_own():
+    from opflow.dispatch.coordinator import BATCH_SECONDS
+
+    assert knobs.KNOBS["OPFLOW_BATCH_SECONDS"].default == f"{BATCH_SECONDS:g}"
