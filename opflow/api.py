@@ -14,14 +14,15 @@ from pathlib import Path
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Iterable
 
+from opflow import knobs
 from opflow.dispatch import interrupts
 from opflow.rundir.audit import AuditTrail
 from opflow.rundir.files import write_new_file
-from opflow.backends import EXECUTORS
-from opflow.backends.mp_context import start_method
+from opflow.backends import BACKENDS, backend_class
 from opflow.backends.capabilities import concurrency, unenforced_settings
 from opflow.errors import UsageError
 from opflow.events import Reporter, iso_time
+from opflow.options import Options
 from opflow.worker.guard import GUARD_MESSAGE, refuse_in_starting_worker, unguarded_call_site
 from opflow.rundir.history import plan_resume, prune_runs, workflow_copy
 from opflow.rundir.layout import (RUN_JSON, TASKS, WORKFLOW_COPY, create_run_dir, latest_run, load_task_record,
@@ -109,106 +110,107 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
                     timeout: float | None = None, cache: bool = True,
                     reporters: Iterable[Reporter] = (), _source: Path | None = None,
                     _source_sha256: str | None = None) -> RunResult:
-    """Run a workflow file from inside an event loop; see `run` for the options.
+    """Run a workflow file from inside an event loop; see `run` for the options
+    (opflow/options.py holds them: each keyword here is a field of `Options`).
 
     `resume=True` reuses what the latest run of this workflow under `log_dir`
     recorded as succeeded (a path names the run directory instead); `lock` keeps
     two runs of one workflow from overlapping; `keep_runs` prunes older runs.
     `timeout` (seconds) stops the whole run; `cache=False` ignores `cache: true`.
     """
-    _check_guard(executor, scheduler)
-    if executor not in EXECUTORS:
-        raise UsageError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
-    if workers < 0:
-        raise UsageError(f"--workers {workers}: must be at least 1")
-    if timeout is not None and not timeout > 0:
-        raise UsageError(f"--timeout {timeout}: must be > 0")
-    if workers > MAX_WORKERS:
-        raise UsageError(f"--workers {workers}: at most {MAX_WORKERS}")
-    if keep_runs is not None and keep_runs < 1:
-        raise UsageError(f"--keep-runs {keep_runs}: must be at least 1")
-    if scheduler and executor != "dask":
-        raise UsageError("--scheduler goes with --executor dask")
-    if executor == "dask":
-        from opflow.backends.dask import check_available
+    return await _run_options(path, Options.pick(locals()), reporters, _source, _source_sha256)
 
-        check_available()  # raises UsageError naming the extra to install
-    _start_pool_helpers(executor)
+
+async def _run_options(path: str | Path, options: Options, reporters: Iterable[Reporter] = (),
+                       _source: Path | None = None, _source_sha256: str | None = None) -> RunResult:
+    knobs.check(knobs.RUN)  # a bad OPFLOW_* value: refused before anything starts
+    _check_guard(options)
+    backend = backend_class(options.executor)
+    if options.workers < 0:
+        raise UsageError(f"--workers {options.workers}: must be at least 1")
+    if options.timeout is not None and not options.timeout > 0:
+        raise UsageError(f"--timeout {options.timeout}: must be > 0")
+    if options.workers > MAX_WORKERS:
+        raise UsageError(f"--workers {options.workers}: at most {MAX_WORKERS}")
+    if options.keep_runs is not None and options.keep_runs < 1:
+        raise UsageError(f"--keep-runs {options.keep_runs}: must be at least 1")
+    if options.scheduler and not backend.takes_scheduler:
+        takers = " or ".join(name for name, cls in BACKENDS.items() if cls.takes_scheduler)
+        raise UsageError(f"--scheduler goes with --executor {takers}")
+    backend.check_available()  # raises UsageError naming the extra to install
+    _start_early(backend)
     with interrupts.attach():  # under the CLI, a signal from here on cancels this coroutine
-        return await _prepare_and_run(path, workers, executor, log_dir, params, keep_going, scheduler,
-                                      lock, keep_runs, resume, timeout, cache, reporters, _source, _source_sha256)
+        return await _prepare_and_run(path, options, reporters, _source, _source_sha256)
 
 
-async def _prepare_and_run(path, workers, executor, log_dir, params, keep_going, scheduler, lock, keep_runs,
-                           resume, timeout, cache, reporters, _source, _source_sha256) -> RunResult:
+async def _prepare_and_run(path: str | Path, options: Options, reporters: Iterable[Reporter],
+                           _source: Path | None, _source_sha256: str | None) -> RunResult:
     # Parsing a large file takes seconds: off the caller's loop.
-    workflow, plugins = await interrupts.call_off_loop(functools.partial(load, path, params, source=_source))
+    workflow, plugins = await interrupts.call_off_loop(functools.partial(load, path, options.params, source=_source))
     if _source_sha256 and workflow.sha256 != _source_sha256:  # changed since resume checked it
         raise UsageError(f"{_source}: does not match the sha256 recorded in run.json; refusing to run it")
     # The run machinery (the backends) only once there is a run, and
     # imported off the caller's loop (a cold import takes a few hundred ms).
     coordinator = await interrupts.call_off_loop(importlib.import_module, "opflow.dispatch.coordinator")
     RunOptions, _run_async = coordinator.RunOptions, coordinator.run_async
+    executor, backend = options.executor, backend_class(options.executor)
 
-    log_dir = Path(log_dir)
+    log_dir = Path(options.log_dir)
     with ExitStack() as cleanup:
-        if lock:
+        if options.lock:
             try:
                 cleanup.enter_context(WorkflowLock(log_dir, workflow.path, slugify(workflow.name)))
             except OSError as exc:
                 raise UsageError(f"--log-dir {log_dir}: cannot use it: {exc.strerror or exc}") from None
         # The true concurrency (inline: 1), as the banner and run.json show it.
-        options = RunOptions(workers=concurrency(executor, workers), executor=executor, keep_going=keep_going,
-                             scheduler=scheduler, timeout=timeout)
-        if cache and any(t.cache for t in workflow.tasks):
+        run_options = RunOptions(**{**options.as_dict(), "log_dir": log_dir,
+                                    "workers": concurrency(executor, options.workers)})
+        if options.cache and any(t.cache for t in workflow.tasks):
             from opflow.dispatch.cache import CacheStore
 
-            options.cache = CacheStore(runs_of_file(log_dir, workflow))  # before this run's own directory exists
+            run_options.cache_store = CacheStore(runs_of_file(log_dir, workflow))  # before this run's own directory exists
         extra = {}
-        if resume:
-            source = latest_run(log_dir, workflow) if resume is True else Path(resume)
+        if options.resume:
+            source = latest_run(log_dir, workflow) if options.resume is True else Path(options.resume)
             if source is None:
                 raise UsageError(f"--resume: no earlier run of '{workflow.name}' ({workflow.path}) under {log_dir}")
             plan = await interrupts.call_off_loop(plan_resume, source, workflow)
-            options.reuse, options.reused_from = plan.reuse, str(source)
-            options.reused_records = load_reused_records(source, plan.reuse)
+            run_options.reuse, run_options.reused_from = plan.reuse, str(source)
+            run_options.reused_records = load_reused_records(source, plan.reuse)
             extra = {"resumed_from": str(source), "resume_changes": plan.changes, "reused": sorted(plan.reuse)}
         try:
             # One clock reading names the run dir and is run.json's started_at.
-            options.started_at = time.time()
-            run_dir = create_run_dir(log_dir, workflow.name, options.started_at,
+            run_options.started_at = time.time()
+            run_dir = create_run_dir(log_dir, workflow.name, run_options.started_at,
                                      workflow.path if needs_file_tag(log_dir, workflow) else None)
             write_new_file(run_dir / WORKFLOW_COPY, Path(_source or workflow.path).read_bytes())
             create_results_log(str(run_dir / RESULTS_FILE))
         except OSError as exc:
             raise UsageError(f"--log-dir {log_dir}: cannot create a run directory there: {exc.strerror or exc}") from None
-        options.results_path = str(run_dir / RESULTS_FILE)
-        options.task_logs_dir = str(run_dir / TASKS)
-        # What tasks/<id>.log catches (worker/output.py): all of the worker's fds 1/2,
-        # or, sharing opflow's own process, only what goes through sys.stdout/stderr.
-        extra["task_output"] = "python" if executor in ("thread", "inline") else "fd"
-        warnings = unenforced_settings(workflow, executor, workers)
+        run_options.results_path = str(run_dir / RESULTS_FILE)
+        run_options.task_logs_dir = str(run_dir / TASKS)
+        # What tasks/<id>.log catches (worker/output.py), as the backend says (base.py).
+        extra["task_output"] = backend.task_output
+        warnings = unenforced_settings(workflow, executor, options.workers)
         audit = AuditTrail(run_dir, workflow, {**extra, "warnings": warnings})
         _warn(reporters, warnings)
         collector = _Collector()
         try:
-            summary = await _run_async(workflow, plugins, options, [audit, collector, *reporters])
+            summary = await _run_async(workflow, plugins, run_options, [audit, collector, *reporters])
         except BaseException:  # an error, a signal, the caller's wait_for: if it never started,
             if not (run_dir / RUN_JSON).exists():
                 shutil.rmtree(run_dir, ignore_errors=True)  # it never started: leave no half a record
             raise
-        if keep_runs:
-            prune_runs(log_dir, workflow, keep_runs, protect=run_dir)
+        if options.keep_runs:
+            prune_runs(log_dir, workflow, options.keep_runs, protect=run_dir)
     return RunResult(summary, run_dir, collector.duration_s)
 
 
-def _start_pool_helpers(executor: str) -> None:
+def _start_early(backend) -> None:
     """The pool's forkserver imports opflow for a few hundred ms: started now, it does so
     on another core while this process parses the workflow and imports the coordinator."""
-    from opflow.backends.mp_context import start_helpers
-
     try:
-        start_helpers(executor)
+        backend.start_early()
     except OSError:
         pass  # cannot start a process now: the pool's own start meets it again and reports it
 
@@ -220,11 +222,12 @@ def _warn(reporters: Iterable[Reporter], warnings: list[str]) -> None:
             reporter.handle({"event": "warning", "time": iso_time(time.time()), "message": text})
 
 
-def _check_guard(executor: str, scheduler: str | None) -> None:
+def _check_guard(options: Options) -> None:
     """Refuse a run a script starts from its unguarded top level (see guard.py),
     before it starts a process, when its workers would import the script."""
     refuse_in_starting_worker()
-    if (executor == "process" and start_method() != "fork") or (executor == "dask" and not scheduler):
+    backend = BACKENDS.get(options.executor)  # an unknown name: refused next, by name
+    if backend is not None and backend.workers_import_main(options.scheduler):
         site = unguarded_call_site()
         if site is not None:
             raise UsageError(f"{site}: {GUARD_MESSAGE}")
@@ -256,10 +259,10 @@ def run(path: str | Path, *, workers: int = 0, executor: str = "process", log_di
     task's record, as in `run_dir/tasks/<id>.json`). Bad input raises
     `opflow.errors.WorkflowError`; a failing task does not raise.
     """
-    _check_guard(executor, scheduler)  # here too: a short traceback
-    return asyncio.run(run_async(path, workers=workers, executor=executor, log_dir=log_dir, params=params,
-                                 keep_going=keep_going, scheduler=scheduler, lock=lock, keep_runs=keep_runs,
-                                 resume=resume, timeout=timeout, cache=cache, reporters=reporters))
+    options = Options.pick(locals())
+    knobs.check(knobs.RUN)
+    _check_guard(options)  # here too: a short traceback
+    return asyncio.run(_run_options(path, options, reporters))
 
 
 def resume(run_dir: str | Path, **kwargs) -> RunResult:
@@ -286,6 +289,9 @@ def resume(run_dir: str | Path, **kwargs) -> RunResult:
     original = Path(doc.get("workflow_file") or run_dir / WORKFLOW_COPY)
     if not original.parent.is_dir():
         original = run_dir / WORKFLOW_COPY
-    _check_guard(kwargs["executor"], kwargs.get("scheduler"))
-    return asyncio.run(run_async(original, resume=run_dir, _source=run_dir / WORKFLOW_COPY,
-                                 _source_sha256=doc["workflow_sha256"], **kwargs))
+    reporters = kwargs.pop("reporters", ())
+    options = Options(**kwargs, resume=run_dir)
+    knobs.check(knobs.RUN)
+    _check_guard(options)
+    return asyncio.run(_run_options(original, options, reporters, _source=run_dir / WORKFLOW_COPY,
+                                    _source_sha256=doc["workflow_sha256"]))

@@ -169,3 +169,188 @@ def test_a_silent_task_has_no_log_and_no_scratch_file_is_left(tmp_path):
     assert recs["loud"]["log"] == "tasks/loud.log" and "=== attempt 1" in loud and "HELLO-FROM-TASK" in loud
     assert "FROM-SHELL" in (run_dir / "tasks" / "sh.log").read_text()
     assert [p.name for p in (run_dir / "tasks").iterdir() if p.name.startswith(".")] == []
+
+
+# What a backend can do: said once, on its class (backends/base.py) -------------------------
+
+from opflow.backends import BACKENDS, register  # noqa: E402
+from opflow.backends.base import CAPABILITIES, Backend  # noqa: E402
+
+ANSWERS = {"parallel": {True, False}, "can_stop": {True, False}, "timeout": {"kills", "abandons", "never"},
+           "max_memory": {True, False}, "takes_batches": {True, False}, "takes_scheduler": {True, False},
+           "task_output": {"fd", "python"}}
+
+
+def test_every_backend_class_answers_every_capability_question():
+    assert set(ANSWERS) == set(CAPABILITIES)
+    assert list(BACKENDS) == ["process", "thread", "inline", "dask"]
+    for name, cls in BACKENDS.items():
+        assert cls.name == name
+        for question, allowed in ANSWERS.items():
+            assert getattr(cls, question) in allowed, f"{cls.__qualname__}.{question} = {getattr(cls, question)!r}"
+        if cls.timeout != "kills":
+            assert cls.why_no_timeout, f"{cls.__qualname__} says no reason for its timeout"
+        if not cls.max_memory:
+            assert cls.why_no_max_memory, f"{cls.__qualname__} says no reason for its max_memory"
+
+
+@pytest.mark.parametrize("name", ["process", "thread", "inline", "dask"])
+def test_each_implementation_inherits_its_answers_and_says_none_itself(name):
+    import importlib
+
+    cls = BACKENDS[name]
+    module, _, attribute = cls.implementation.partition(":")
+    implementation = getattr(importlib.import_module(module), attribute)
+    assert issubclass(implementation, cls)
+    for question in ("name", "implementation", *CAPABILITIES, "why_no_timeout", "why_no_max_memory"):
+        assert question not in implementation.__dict__, f"{implementation.__qualname__} says {question} again"
+
+
+def test_register_refuses_a_backend_that_leaves_a_question_unanswered():
+    class Half(Backend):
+        name = "half"
+        parallel = True
+
+    with pytest.raises(TypeError, match="can_stop, timeout"):
+        register(Half)
+    assert "half" not in BACKENDS
+
+
+def _loaded_by(code: str) -> set[str]:
+    out = subprocess.run([sys.executable, "-c", f"import sys\n{code}\nprint(sorted(sys.modules))"],
+                         capture_output=True, text=True, check=True).stdout.splitlines()[-1]
+    return set(eval(out))  # a printed list of module names
+
+
+HEAVY = ("multiprocessing", "concurrent.futures.process", "distributed", "dask", "opflow.backends.process",
+         "opflow.backends.local", "opflow.backends.dask", "opflow.backends.mp_context")
+
+
+@pytest.mark.parametrize("code", [
+    "import opflow.backends",
+    "import opflow.backends.capabilities",
+    "import opflow.cli.commands",
+    "from opflow.backends import BACKENDS\nfor cls in BACKENDS.values(): cls.parallel, cls.task_output, cls.timeout",
+])
+def test_asking_what_a_backend_can_do_loads_neither_the_pool_nor_dask(code):
+    loaded = _loaded_by(code)
+    assert [m for m in loaded if m.startswith(HEAVY)] == []
+
+
+def test_validate_loads_neither_the_pool_nor_dask(tmp_path):
+    flow = tmp_path / "flow.yaml"
+    flow.write_text("name: v\ntasks:\n  - {id: a, plugin: shell, config: {command: 'true'}}\n")
+    code = ("from opflow.cli.commands import main\n"
+            f"try:\n    main(['validate', {str(flow)!r}])\nexcept SystemExit as done:\n    assert not done.code\n")
+    loaded = _loaded_by(code)
+    assert [m for m in loaded if m.startswith(HEAVY)] == []
+
+
+def _compares_to_a_backend_name(path: Path) -> list[str]:
+    import ast
+
+    names = set(BACKENDS)
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Compare):
+            constants = [c for c in ast.walk(node) if isinstance(c, ast.Constant) and c.value in names]
+            if constants:
+                found.append(f"{path.relative_to(REPO)}:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_api_and_the_worker_ask_the_backend_class_not_its_name():
+    paths = [OPFLOW / "api.py", *sorted((OPFLOW / "worker").glob("*.py")), OPFLOW / "backends" / "mp_context.py",
+             OPFLOW / "backends" / "capabilities.py"]
+    assert [hit for path in paths for hit in _compares_to_a_backend_name(path)] == []
+    for path in sorted((OPFLOW / "worker").glob("*.py")):
+        assert "distributed" not in path.read_text(encoding="utf-8"), f"{path.name} sniffs for Dask"
+
+
+def test_the_name_check_sees_a_comparison():
+    probe = REPO / "tests" / "_probe_names.py"
+    try:
+        probe.write_text('x = executor == "dask"\ny = executor in ("thread", "inline")\nz = "process"\n')
+        assert len(_compares_to_a_backend_name(probe)) == 2
+    finally:
+        probe.unlink()
+
+
+FIFTH_FLOW = """
+    name: fifth
+    tasks:
+      - {id: hello, plugin: python, config: {function: "os:getcwd"}, timeout: 30}
+      - {id: after, plugin: shell, depends_on: [hello], config: {command: "echo fifth"}, max_memory: 1GB}
+"""
+
+
+@pytest.fixture
+def fifth_backend():
+    """A fifth backend: one class, registered for this test only."""
+    from concurrent.futures import Future
+
+    from opflow.backends.local import run_in_thread
+    from opflow.worker.context import ContextStore
+
+    class Fifth(Backend):
+        """Each task run at once in the caller's thread: `inline` under another name and answers."""
+
+        name = "fifth"
+        parallel = False
+        can_stop = False
+        timeout = "never"
+        max_memory = False
+        takes_batches = False
+        takes_scheduler = False
+        task_output = "python"  # it runs in opflow's own process; run.json must take the class's word
+        why_no_timeout = "the fifth backend never looks at a clock"
+        why_no_max_memory = "the fifth backend never looks at memory"
+        opened: list = []
+
+        def __init__(self, workers, on_start=None):
+            self._store = ContextStore()
+            self._on_start = on_start
+            Fifth.opened.append(workers)
+
+        def submit(self, request):
+            request.store = self._store
+            future = Future()
+            future.set_result(run_in_thread(request, self._on_start))
+            return future
+
+        def seed(self, task_id, blob):
+            self._store.put(task_id, blob)
+
+        def max_inflight(self, workers):
+            return 1
+
+        def close(self, kill=False):
+            pass
+
+    register(Fifth)
+    try:
+        yield Fifth
+    finally:
+        del BACKENDS["fifth"]
+
+
+def test_a_fifth_backend_is_one_class(tmp_path, fifth_backend):
+    import json
+
+    import opflow
+
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(textwrap.dedent(FIFTH_FLOW))
+    result = opflow.run(flow, executor="fifth", workers=3, log_dir=tmp_path / "logs")
+    assert result.exit_code == 0, result.records
+    assert result.tasks == {"hello": "succeeded", "after": "succeeded"}
+    assert fifth_backend.opened == [1]  # not parallel: one at a time, whatever --workers says
+    doc = json.loads((result.run_dir / "run.json").read_text())
+    assert doc["executor"] == "fifth" and doc["task_output"] == "python"
+    assert doc["warnings"] == [
+        "--workers 3 is not used: the fifth backend runs one task at a time",
+        "timeout is not enforced on the fifth backend (the fifth backend never looks at a clock); set on task 'hello'",
+        "max_memory is not enforced on the fifth backend (the fifth backend never looks at memory); set on task 'after'",
+    ]
+    with pytest.raises(opflow.errors.UsageError, match="--scheduler goes with --executor dask"):
+        opflow.run(flow, executor="fifth", scheduler="tcp://nowhere:1", log_dir=tmp_path / "logs")

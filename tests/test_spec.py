@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from opflow.cli.commands import main
 from opflow.errors import Problem, UsageError, WorkflowError
 from opflow.plugins import PLUGINS
-from opflow.workflow.spec import TaskSpec, Workflow, load_workflow, parse_param_overrides
+from opflow.workflow.params import CliValue, parse_cli_params
+from opflow.workflow.spec import TaskSpec, Workflow, load_workflow
 
 KNOWN = sorted(PLUGINS)
 
@@ -607,40 +608,52 @@ def test_unknown_plugin_hint_is_appended(write_workflow):
 
 # --param overrides -----------------------------------------------------------
 
+# The one --param parser is the command line's (workflow/params.py): it splits KEY=VALUE and
+# keeps VALUE as typed; the workflow's declared default gives it its type (merge_params).
+
 @pytest.mark.parametrize("items, expected", [
     ([], {}),
-    (["n=5"], {"n": 5}),
-    (["rate=0.25"], {"rate": 0.25}),
-    (["flag=true"], {"flag": True}),
+    (["n=5"], {"n": "5"}),
     (["region=south"], {"region": "south"}),
     (["empty="], {"empty": ""}),
-    (["none=null"], {"none": None}),
-    (["url=http://x/?a=b"], {"url": "http://x/?a=b"}),
+    (["url=http://x/?a=b"], {"url": "http://x/?a=b"}),  # split at the first '='
     ([" key =value"], {"key": "value"}),
-    (["items=[1, 2]"], {"items": "[1, 2]"}),  # only scalars are parsed; anything else stays text
-    (["bad=[unclosed"], {"bad": "[unclosed"}),
-    (["n=1", "n=2"], {"n": 2}),  # the last one wins
+    (["items=[1, 2]"], {"items": "[1, 2]"}),
+    (["n=1", "n=2"], {"n": "2"}),  # the last one wins
 ])
-def test_parse_param_overrides(items, expected):
-    assert parse_param_overrides(items) == expected
+def test_parse_cli_params(items, expected):
+    parsed = parse_cli_params(items)
+    assert parsed == expected
+    assert all(isinstance(value, CliValue) for value in parsed.values())  # not yet typed
 
 
 @pytest.mark.parametrize("item", ["novalue", "=value", " =value", ""])
 def test_malformed_param_override_is_a_usage_error(item):
     with pytest.raises(UsageError, match="expected KEY=VALUE") as info:
-        parse_param_overrides(["ok=1", item])
+        parse_cli_params(["ok=1", item])
     assert info.value.exit_code == 2
 
 
-def test_param_overrides_replace_file_params(write_workflow):
+@pytest.mark.parametrize("item, key, expected", [
+    ("n=7", "n", 7),
+    ("rate=0.25", "rate", 0.25),
+    ("rate=2", "rate", 2.0),  # an int for a float default
+    ("flag=true", "flag", True),
+    ("tag=007", "tag", "007"),  # a string param keeps the text as written
+    ("files=[a.csv, b.csv]", "files", ["a.csv", "b.csv"]),
+    ("free=null", "free", None),  # a null default: read as a YAML scalar
+    ("free=5", "free", 5),
+])
+def test_param_overrides_replace_file_params_with_the_declared_type(write_workflow, item, key, expected):
     path = write_workflow("""
         name: p
-        params: {region: north, n: 3}
+        params: {region: north, n: 3, rate: 0.5, flag: false, tag: x, files: [], free: null}
         tasks:
           - {id: a, plugin: shell}
     """)
-    workflow = load_workflow(path, KNOWN, param_overrides=parse_param_overrides(["n=7"]))
-    assert workflow.params == {"region": "north", "n": 7}
+    workflow = load_workflow(path, KNOWN, param_overrides=parse_cli_params([item]))
+    assert workflow.params[key] == expected and type(workflow.params[key]) is type(expected)
+    assert workflow.params["region"] == "north"
 
 
 def test_malformed_param_on_the_command_line_is_exit_2_and_runs_nothing(tmp_path, write_workflow):

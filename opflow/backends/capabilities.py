@@ -1,4 +1,4 @@
-"""What each backend can enforce, so that a setting it cannot honour is said at the start.
+"""Settings the chosen backend cannot honour, said at the start (what it can do: base.py).
 
 A `timeout` on the inline backend, or a `max_memory` on the thread backend, used to
 be ignored without a word. `unenforced_settings` lists, once per run, each setting
@@ -7,51 +7,23 @@ and `concurrency` is how many tasks really run at once.
 """
 from __future__ import annotations
 
-__all__ = ["Capabilities", "CAPABILITIES", "concurrency", "unenforced_settings"]
+__all__ = ["concurrency", "unenforced_settings"]
 
-from dataclasses import dataclass
-
+from opflow.backends import BACKENDS
 from opflow.workflow.spec import Workflow
-
-
-@dataclass(frozen=True)
-class Capabilities:
-    #: Runs several tasks at once (inline runs one, inside the coordinator).
-    parallel: bool
-    #: "kills": past its timeout a task's work is stopped; "abandons": the task fails
-    #: on time but its work goes on (a thread cannot be killed); "never": no timeout fires.
-    timeout: str
-    #: Past `max_memory` the task's process tree is killed.
-    max_memory: bool
-    #: Why not, in a few words, for the warnings.
-    why_no_timeout: str = ""
-    why_no_max_memory: str = ""
-
-
-CAPABILITIES: dict[str, Capabilities] = {
-    "process": Capabilities(parallel=True, timeout="kills", max_memory=True),
-    "thread": Capabilities(parallel=True, timeout="abandons", max_memory=False,
-                           why_no_timeout="a thread cannot be stopped: the task fails on time, but its work goes on",
-                           why_no_max_memory="tasks share opflow's own process, so no task's memory can be told apart"),
-    "inline": Capabilities(parallel=False, timeout="never", max_memory=False,
-                           why_no_timeout="each task runs inside opflow itself, to its end",
-                           why_no_max_memory="each task runs inside opflow's own process"),
-    "dask": Capabilities(parallel=True, timeout="kills", max_memory=False,
-                         why_no_max_memory="a Dask worker's own --memory-limit applies instead"),
-}
 
 _SHOWN = 5  # task ids named in a warning before "and N more"
 
 
 def concurrency(executor: str, workers: int) -> int:
-    """How many tasks run at once: the pool size, but 1 on the inline backend."""
-    caps = CAPABILITIES.get(executor)
+    """How many tasks run at once: the pool size, but 1 on a backend that is not parallel (inline)."""
+    caps = BACKENDS.get(executor)
     return workers if caps is None or caps.parallel else 1
 
 
 def unenforced_settings(workflow: Workflow, executor: str, workers: int = 0) -> list[str]:
     """One line per setting the backend will not enforce, naming the tasks that set it."""
-    caps = CAPABILITIES.get(executor)
+    caps = BACKENDS.get(executor)
     if caps is None:
         return []
     warnings = []

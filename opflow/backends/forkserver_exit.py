@@ -15,8 +15,8 @@ import atexit
 import os
 import sys
 
-if os.environ.pop("OPFLOW_FORKSERVER_SAFE_PATH", None):  # mp_context.SAFE_PATH_MARK
-    os.environ.pop("PYTHONSAFEPATH", None)
+if os.environ.get("PYTHONSAFEPATH") == "opflow-helpers":  # mp_context.SAFE_PATH_VALUE
+    del os.environ["PYTHONSAFEPATH"]
 
 
 def _leave() -> None:

@@ -15,7 +15,7 @@ from opflow.attempt import Outcome, TaskRequest
 from opflow.worker.context import ContextStore
 from opflow.procs import kill_own_children
 from opflow.worker.execute import execute
-from opflow.backends.base import Backend, OnStart
+from opflow.backends.base import Inline, OnStart, ThreadPool
 
 
 def run_in_thread(request: TaskRequest, on_start: OnStart | None) -> Outcome:
@@ -25,10 +25,8 @@ def run_in_thread(request: TaskRequest, on_start: OnStart | None) -> Outcome:
     return execute(request)
 
 
-class InlineBackend(Backend):
+class InlineBackend(Inline):
     """Runs each task in the coordinator itself, one at a time: for debugging."""
-
-    name = "inline"
 
     def __init__(self, workers: int = 1, on_start: OnStart | None = None):
         self._on_start = on_start
@@ -50,10 +48,8 @@ class InlineBackend(Backend):
         pass
 
 
-class ThreadBackend(Backend):
+class ThreadBackend(ThreadPool):
     """A thread pool: for I/O-bound tasks; timeouts are advisory (threads cannot be killed)."""
-
-    name = "thread"
 
     def __init__(self, workers: int, on_start: OnStart | None = None):
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="opflow-task")

@@ -5,20 +5,22 @@ tracker and (on Linux) the forkserver, a fresh interpreter that imports opflow's
 worker side once so that every worker forks from it ready. The forkserver's
 start-up is a few hundred milliseconds of CPU; started when the pool is built,
 it comes after the parsing and imports that precede a run, all on one core.
-`start_helpers` starts both at once (each is a fork and exec, a few ms) as soon
-as a run knows it will use the process pool, so they get ready on another core
+`pool_context` starts both at once (each is a fork and exec, a few ms) as soon
+as a run knows it will use the process pool (base.ProcessPool.start_early), so they get ready on another core
 while the coordinator parses the workflow and imports its machinery.
 
-Only multiprocessing and os here: the CLI imports this before the run's modules.
+Only multiprocessing, os and the knobs here: the CLI imports this before the run's modules.
 """
 from __future__ import annotations
 
-__all__ = ["pool_context", "start_helpers", "start_method"]
+__all__ = ["pool_context", "start_method"]
 
 import contextlib
 import multiprocessing
 import os
 import sys
+
+from opflow import knobs
 
 #: What the forkserver imports once, for every worker it forks; forkserver_exit
 #: makes it exit without tearing all that down again.
@@ -34,7 +36,7 @@ def start_method() -> str:
     forks from a clean single-threaded server with opflow preloaded, so workers
     start fast; spawn is the portable fallback (macOS, Windows).
     """
-    chosen = os.environ.get("OPFLOW_START_METHOD")
+    chosen = knobs.read("OPFLOW_START_METHOD")
     if chosen:
         return chosen
     return "forkserver" if sys.platform.startswith("linux") else "spawn"
@@ -55,8 +57,9 @@ def pool_context():
     return ctx
 
 
-#: Set beside PYTHONSAFEPATH when we set it: the forkserver takes both back (forkserver_exit.py).
-SAFE_PATH_MARK = "OPFLOW_FORKSERVER_SAFE_PATH"
+#: PYTHONSAFEPATH as we set it (any non-empty value enables it): the forkserver takes back
+#: this value only, never the user's own (forkserver_exit.py).
+SAFE_PATH_VALUE = "opflow-helpers"
 
 
 @contextlib.contextmanager
@@ -73,18 +76,11 @@ def _current_folder_off_path():
     if "PYTHONSAFEPATH" in os.environ:  # the user's own choice: theirs to keep
         yield
         return
-    os.environ["PYTHONSAFEPATH"] = os.environ[SAFE_PATH_MARK] = "1"
+    os.environ["PYTHONSAFEPATH"] = SAFE_PATH_VALUE
     try:
         yield
     finally:
         os.environ.pop("PYTHONSAFEPATH", None)
-        os.environ.pop(SAFE_PATH_MARK, None)
-
-
-def start_helpers(executor: str) -> None:
-    """Start the helper processes of `executor`'s pool now, if it has any."""
-    if executor == "process":
-        pool_context()
 
 
 def _start_resource_tracker_detached() -> None:

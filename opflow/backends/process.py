@@ -44,7 +44,7 @@ from opflow.worker.execute import execute
 from opflow.backends import outcome_channel
 from opflow.backends.mp_context import start_method
 from opflow.backends.mp_context import pool_context
-from opflow.backends.base import Backend, OnStart
+from opflow.backends.base import OnStart, ProcessPool
 from opflow.backends.outcome_channel import OutcomeChannel
 
 
@@ -53,12 +53,9 @@ def _mp_context():
     return pool_context()
 
 
-class ProcessBackend(Backend):
+class ProcessBackend(ProcessPool):
     """A ProcessPoolExecutor, rebuilt when a worker dies; see the module docstring."""
 
-    name = "process"
-    can_stop = True
-    takes_batches = True
     #: How often the start watcher looks at the slot table while a submitted task
     #: has not been seen to start: the precision of task_started and of a timeout's start.
     START_POLL_SECONDS = 0.02

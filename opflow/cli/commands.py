@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from opflow import knobs
 from opflow._version import __version__
 from opflow.dispatch import interrupts
 from opflow.backends import EXECUTORS
@@ -43,8 +44,8 @@ def _run_options(command):
     """The options `run` and `resume` share."""
     options = [
         click.option("--workers", "-w", type=click.IntRange(min=1, max=MAX_WORKERS), default=None,
-                     envvar="OPFLOW_WORKERS", help="Pool size (default: $OPFLOW_WORKERS, else the CPU count)."),
-        click.option("--executor", type=click.Choice(EXECUTORS), default=None, envvar="OPFLOW_EXECUTOR",
+                     help="Pool size (default: $OPFLOW_WORKERS, else the CPU count)."),
+        click.option("--executor", type=click.Choice(EXECUTORS), default=None,
                      help="Where tasks run: process pool (default), thread pool, inline in the coordinator "
                           "(debugging), or a Dask cluster (pip install 'opflow-runner[dask]'). Default: $OPFLOW_EXECUTOR."),
         click.option("--timeout", "run_timeout", type=_Duration(), default=None, metavar="DURATION",
@@ -81,16 +82,24 @@ class _Duration(click.ParamType):
 
 
 def _execute(start, *, as_json: bool, quiet: bool, **kwargs) -> None:
-    """Run with console progress, print the outcome, exit with the run's code."""
+    """Run with console progress, print the outcome, exit with the run's code.
+
+    `kwargs` are the flags given (None: not given), by the names of opflow.options.Options:
+    `start` (opflow.run or opflow.resume) fills in the rest."""
     import asyncio  # here, not at the top: only run and resume need it
 
     from opflow.cli.progress import ConsoleProgress
     from opflow.cli.startup_gc import release_at_start
 
     interrupts.install()  # already, under the console script; again for CliRunner and python -m
+    try:
+        knobs.check()  # every OPFLOW_* value this run reads, before anything starts
+        kwargs = {**kwargs, **_defaults_from_environment(kwargs)}
+    except OpflowError as error:
+        _fail(error)
     document_fd = _stdout_for_document_only() if as_json else None
     stream = sys.stderr if as_json else sys.stdout
-    progress = ConsoleProgress(stream, tty=stream.isatty() and os.environ.get("TERM") != "dumb", quiet=quiet)
+    progress = ConsoleProgress(stream, tty=stream.isatty() and knobs.read("TERM") != "dumb", quiet=quiet)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     try:
         result = start(reporters=[progress, release_at_start()], **kwargs)
@@ -120,6 +129,23 @@ def _execute(start, *, as_json: bool, quiet: bool, **kwargs) -> None:
     elif result.exit_code != 0:
         click.echo(f"record: {result.run_dir}", err=True)
     sys.exit(result.exit_code)
+
+
+def _defaults_from_environment(given: dict) -> dict:
+    """OPFLOW_WORKERS, OPFLOW_EXECUTOR and OPFLOW_LOG_DIR, for those flags of the command
+    not given (knobs.py)."""
+    defaults = {}
+    if "log_dir" in given and given["log_dir"] is None:
+        defaults["log_dir"] = knobs.read("OPFLOW_LOG_DIR")
+    if given.get("workers") is None:
+        defaults["workers"] = knobs.read("OPFLOW_WORKERS")
+        if defaults["workers"] is not None and defaults["workers"] > MAX_WORKERS:
+            raise knobs.KnobError(f"OPFLOW_WORKERS={defaults['workers']}: at most {MAX_WORKERS}")
+    if given.get("executor") is None:
+        defaults["executor"] = knobs.read("OPFLOW_EXECUTOR")
+        if defaults["executor"] is not None and defaults["executor"] not in EXECUTORS:
+            raise knobs.KnobError(f"OPFLOW_EXECUTOR={defaults['executor']!r}: not one of {', '.join(EXECUTORS)}")
+    return {name: value for name, value in defaults.items() if value is not None}
 
 
 def _stdout_for_document_only() -> int | None:
@@ -153,8 +179,8 @@ Exit codes:
 
 @main.command(epilog=EXIT_CODES_HELP)
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("logs"), show_default=True,
-              envvar="OPFLOW_LOG_DIR", help="Each run makes a new directory under this one (default: $OPFLOW_LOG_DIR, else ./logs).")
+@click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Each run makes a new directory under this one (default: $OPFLOW_LOG_DIR, else ./logs).")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
               help="Override a declared workflow param (repeatable). VALUE is read as a YAML scalar: 5 is a number, "
                    "true a boolean; it must match the type of the param's default (a string param keeps 007 as "
@@ -172,8 +198,8 @@ def run(file, log_dir, params, resume, workers, executor, run_timeout, no_cache,
         overrides = parse_cli_params(params)
     except OpflowError as error:
         _fail(error)
-    _execute(run_workflow, as_json=as_json, quiet=quiet, path=file, log_dir=log_dir, params=overrides,
-             resume=resume, workers=workers or 0, executor=executor or "process", scheduler=scheduler,
+    _execute(run_workflow, as_json=as_json, quiet=quiet, path=file, log_dir=log_dir, params=overrides or None,
+             resume=resume, workers=workers, executor=executor, scheduler=scheduler,
              keep_going=keep_going, lock=lock, keep_runs=keep_runs, timeout=run_timeout, cache=not no_cache)
 
 

@@ -21,6 +21,7 @@ import threading
 import time
 from typing import TextIO
 
+from opflow import knobs
 from opflow.events import Reporter
 from opflow.words import plural
 from opflow.rundir.failure_text import detail_lines, headline
@@ -36,7 +37,7 @@ class ConsoleProgress(Reporter):
         self.stream = stream
         self.tty = tty
         self.quiet = quiet
-        self.colour = tty and (colour if colour is not None else not os.environ.get("NO_COLOR"))
+        self.colour = tty and (colour if colour is not None else knobs.read("NO_COLOR") is None)
         self._running: dict[str, int] = {}  # task_id -> worker pid, in start order
         self._queued: set[str] = set()
         self._total = 0

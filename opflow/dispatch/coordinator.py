@@ -39,11 +39,13 @@ from typing import Iterable
 
 from typing import TYPE_CHECKING
 
+from opflow import knobs
 from opflow.attempt import NOT_STARTED, Outcome, TaskRequest, error_record
 from opflow.backends import make_backend
 from opflow.rundir.failure_text import add_log_tail
 from opflow.dispatch.interrupts import await_despite_cancel, call_off_loop
 from opflow.events import Reporter, RunStatus, TaskStatus, iso_time
+from opflow.options import Options
 from opflow.workflow.plan import build_plan
 from opflow.dispatch.readers import ReaderCount
 from opflow.rundir.results_log import append_result, close_results_logs
@@ -69,11 +71,9 @@ INTERRUPT_WAIT = 10.0  # seconds to wait for killed tasks to report back
 
 
 @dataclass
-class RunOptions:
-    workers: int = 0  # 0: the CPU count
-    executor: str = "process"
-    scheduler: str | None = None  # dask: a scheduler address; None starts a LocalCluster
-    keep_going: bool = False
+class RunOptions(Options):
+    """The run's options (opflow/options.py), and what api.py prepared for this run."""
+
     #: task_id -> pickled result of an earlier run (resume; None where no task reads
     #: it): these tasks count as succeeded and are not run again.
     reuse: dict = field(default_factory=dict)
@@ -83,8 +83,7 @@ class RunOptions:
     #: When the run started (epoch seconds), if the caller already read the clock
     #: for it (to name the run dir): run.json's started_at is that same instant.
     started_at: float | None = None
-    timeout: float | None = None  # seconds for the whole run (--timeout)
-    cache: object = None  # a cache.CacheStore of earlier runs (None: --no-cache, or no task caches)
+    cache_store: object = None  # a cache.CacheStore of earlier runs (None: --no-cache, or no task caches)
     #: The run's tasks/ folder: each task's output goes to <id>.log there (None: not kept).
     task_logs_dir: str | None = None
     #: Resume: task_id -> its record in the earlier run (reused tasks keep its result and times).
@@ -715,7 +714,7 @@ class Coordinator:
     def _reuse_cached(self, task_id: str) -> bool:
         """`cache: true`: finish the task with an earlier run's result if its key matches (cache.py)."""
         state = self.states[task_id]
-        if not state.spec.cache or self.options.cache is None:
+        if not state.spec.cache or self.options.cache_store is None:
             return False
         from opflow.dispatch.cache import cache_key
         from opflow.plugins import plugin_reads_params, plugin_source_digest
@@ -727,7 +726,7 @@ class Coordinator:
         state.cache_key = cache_key(spec.plugin, plugin_source_digest(ref), spec.config, params,
                                     upstream, spec.inputs, self.workflow.directory)
         publish = bool(self._children[task_id])
-        hit = self.options.cache.lookup(task_id, state.cache_key, need_blob=publish)
+        hit = self.options.cache_store.lookup(task_id, state.cache_key, need_blob=publish)
         if hit is None:
             return False
         if publish:
@@ -904,11 +903,10 @@ def _keep_only_what_readers_need(outcome: Outcome) -> None:
 
 
 def _batch_seconds() -> float:
-    """BATCH_SECONDS, or OPFLOW_BATCH_SECONDS (0: one task per work item)."""
-    try:
-        return max(0.0, float(os.environ.get("OPFLOW_BATCH_SECONDS") or BATCH_SECONDS))
-    except ValueError:
-        return BATCH_SECONDS
+    """BATCH_SECONDS, or OPFLOW_BATCH_SECONDS (0: one task per work item; a bad value is
+    refused before the run starts, knobs.check)."""
+    chosen = knobs.read("OPFLOW_BATCH_SECONDS")
+    return BATCH_SECONDS if chosen is None else chosen
 
 
 def _seconds(start: float | None, end: float | None) -> float | None:

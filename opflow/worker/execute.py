@@ -23,12 +23,15 @@ from opflow.worker.monitor import monitor
 from opflow.worker.render import render
 from opflow.rundir.results_log import append_result, append_result_parts
 from opflow.worker.shared_results import SHARED_MIN_BYTES, dumps_out_of_band, publish as shared_publish
-from opflow.worker.output import capture, current_sink, fd_level_here, repair_std_fds
+from opflow.worker.output import capture, current_sink, repair_std_fds
 
 
 def execute(request: TaskRequest, *, own_process: bool = False) -> Outcome:
-    """Run one attempt of one task in this process, its output sent to its log. Never raises for task errors."""
-    with capture(request.log_path, request.attempt, fd_level=fd_level_here(own_process)) as log:
+    """Run one attempt of one task in this process, its output sent to its log. Never raises for task errors.
+
+    `own_process`: the backend says this process runs this one task alone (a pool
+    worker; a Dask worker of one thread), so the attempt may take over fds 1/2."""
+    with capture(request.log_path, request.attempt, fd_level=own_process) as log:
         outcome = _execute(request)
     if log is not None and outcome.error is not None:
         outcome.error["log_tail"] = log.tail()

@@ -21,7 +21,7 @@ Nothing is held in memory: bytes go to the file as they come.
 """
 from __future__ import annotations
 
-__all__ = ["capture", "current_sink", "fd_level_here", "repair_std_fds", "LogSink"]
+__all__ = ["capture", "current_sink", "repair_std_fds", "LogSink"]
 
 import io
 import os
@@ -70,28 +70,6 @@ class LogSink:
 def current_sink() -> LogSink | None:
     """The log of the attempt this thread runs, or None outside an attempt."""
     return getattr(_local, "sink", None)
-
-
-def fd_level_here(in_pool: bool) -> bool:
-    """May this attempt take over fds 1/2? Only in a process of its own: a pool
-    worker, or a Dask worker running one task at a time."""
-    if in_pool:
-        return True
-    distributed = sys.modules.get("distributed")
-    if distributed is None:
-        return False
-    try:
-        worker = distributed.get_worker()
-    except Exception:  # not in a Dask worker
-        return False
-    return getattr(worker.state, "nthreads", getattr(worker, "nthreads", 2)) == 1 and _is_main_process_of(worker)
-
-
-def _is_main_process_of(worker) -> bool:
-    # A LocalCluster with processes=False runs workers in the coordinator's process.
-    import multiprocessing
-
-    return multiprocessing.parent_process() is not None
 
 
 @contextmanager

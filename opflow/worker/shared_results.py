@@ -38,6 +38,8 @@ import threading
 
 import psutil
 
+from opflow import knobs
+
 #: A buffer at least this large goes out of band (smaller ones stay in the stream).
 BUFFER_MIN_BYTES = 64 * 1024
 #: Shared memory only for results whose out-of-band buffers total at least this:
@@ -58,7 +60,7 @@ _own_files: set[str] = set()
 
 def shm_dir() -> str:
     """Where shared results live: OPFLOW_SHM_DIR (tests), else /dev/shm."""
-    return os.environ.get("OPFLOW_SHM_DIR") or "/dev/shm"
+    return knobs.read("OPFLOW_SHM_DIR") or "/dev/shm"
 
 
 def new_prefix() -> str | None:
@@ -76,12 +78,9 @@ def free_bytes(directory: str) -> int:
         free = stat.f_bavail * stat.f_frsize - HEADROOM_BYTES
     except OSError:
         return 0
-    limit = os.environ.get("OPFLOW_SHM_LIMIT")
-    if limit:
-        try:
-            free = min(free, int(limit))
-        except ValueError:
-            pass
+    limit = knobs.read("OPFLOW_SHM_LIMIT")  # a bad value is refused before the run starts (knobs.check)
+    if limit is not None:
+        free = min(free, limit)
     return max(0, free)
 
 

@@ -7,7 +7,7 @@ where plugins come from.
 """
 from __future__ import annotations
 
-__all__ = ["TaskSpec", "Workflow", "load_workflow", "parse_param_overrides", "TASK_KEYS", "TOP_KEYS"]
+__all__ = ["TaskSpec", "Workflow", "load_workflow", "TASK_KEYS", "TOP_KEYS"]
 
 import contextlib
 import difflib
@@ -22,7 +22,7 @@ from typing import Any, Iterable
 import yaml
 
 from opflow.words import parse_duration
-from opflow.errors import OpflowError, Problem, UsageError, WorkflowError
+from opflow.errors import OpflowError, Problem, WorkflowError
 from opflow.workflow.expand import (
     FEATURE_DEFAULT_KEYS,
     FEATURE_KEYS,
@@ -224,21 +224,6 @@ def _char_at(text: str, mark) -> str:
     lines = text.splitlines()
     row = lines[mark.line] if mark.line < len(lines) else ""
     return row[mark.column] if mark.column < len(row) else ""
-
-
-def parse_param_overrides(items: Iterable[str]) -> dict[str, Any]:
-    """`--param KEY=VALUE` strings -> dict; VALUE is read as a YAML scalar (5 -> int)."""
-    overrides: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--param {item!r}: expected KEY=VALUE")
-        try:
-            parsed = yaml.safe_load(value) if value.strip() else ""
-        except yaml.YAMLError:
-            parsed = value
-        overrides[key.strip()] = parsed if isinstance(parsed, (str, int, float, bool)) or parsed is None else value
-    return overrides
 
 
 class _Checker:

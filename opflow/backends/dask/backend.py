@@ -18,7 +18,7 @@ from opflow.attempt import NOT_STARTED, Outcome, TaskRequest, error_record
 from opflow.plugins import PluginRef
 from opflow.procs import descendants, kill_trees
 from opflow.rundir.results_log import append_result
-from opflow.backends.base import Backend, OnStart
+from opflow.backends.base import DaskCluster, OnStart
 from opflow.backends.dask.cluster import check_available, cluster_pids, connect, start_local_cluster
 from opflow.backends.dask.on_worker import (
     Held,
@@ -85,11 +85,9 @@ class _Inflight:
     resubmits: int = 0  # times run again because a worker died under it before it started
 
 
-class DaskBackend(Backend):
+class DaskBackend(DaskCluster):
     """Tasks on a Dask cluster: a running scheduler, or a LocalCluster we start and close."""
 
-    name = "dask"
-    can_stop = True
 
     def __init__(self, workers: int, on_start: OnStart | None = None, *, scheduler: str | None = None):
         check_available()

@@ -100,7 +100,7 @@ def run_task(request_blob: bytes, topic: str, upstream: dict, bundle: PluginBund
     persist = request.persist_path
     persisted = bool(persist) and os.path.isdir(os.path.dirname(persist))
     attempt = replace(request, plugin=plugin, store=local, publish=True, persist_path=persist if persisted else None)
-    outcome = execute(attempt)
+    outcome = execute(attempt, own_process=_runs_alone(worker))
     outcome.where = where
     outcome.extra = {**outcome.extra, "persisted": persisted}
     keep = outcome.ok and (want_blob or (bool(persist) and not persisted))
@@ -113,6 +113,16 @@ def run_task(request_blob: bytes, topic: str, upstream: dict, bundle: PluginBund
 #: The runs (their topics) halted in this worker process: a task of theirs that has
 #: not started answers "not started" instead (fail fast, an interrupt, --timeout).
 _halted: set[str] = set()
+
+
+def _runs_alone(worker) -> bool:
+    """Does this task have its worker's process to itself (may it take over fds 1/2)?
+    Only a worker of one thread, in a process of its own: a LocalCluster with
+    processes=False runs workers in the coordinator's process."""
+    import multiprocessing
+
+    nthreads = getattr(worker.state, "nthreads", getattr(worker, "nthreads", 2))
+    return nthreads == 1 and multiprocessing.parent_process() is not None
 
 
 def halt_run(topic: str) -> None:

@@ -1,0 +1,54 @@
+"""A run's options: what `opflow run` / `opflow.run(...)` were asked, written once.
+
+`opflow.run(path, workers=..., ...)` takes these by keyword (its signature lists them for
+the reader; tests/test_options.py holds it to this class), the CLI hands its flags over
+by the same names, and the coordinator's `RunOptions` (dispatch/coordinator.py) is this
+class plus what api.py prepares for one run (the run directory's files, what resume
+reuses). A new option is a field here, a keyword of `run` and `run_async`, and a flag.
+"""
+from __future__ import annotations
+
+__all__ = ["Options"]
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Mapping
+
+
+@dataclass
+class Options:
+    #: Pool size; 0 means the CPUs this process may use.
+    workers: int = 0
+    #: Where tasks run: a backend's name (backends/base.py): process, thread, inline, dask.
+    executor: str = "process"
+    #: Each run makes a new directory under it.
+    log_dir: str | Path = "logs"
+    #: Overrides of the workflow's declared params (the CLI's --param, parsed).
+    params: dict | None = None
+    #: After a failure, still run every task whose upstream succeeded.
+    keep_going: bool = False
+    #: With executor "dask": a scheduler address (None starts a LocalCluster).
+    scheduler: str | None = None
+    #: Refuse to start while another run of this workflow (same log_dir) runs.
+    lock: bool = True
+    #: Afterwards, delete all but the newest N run directories of this workflow.
+    keep_runs: int | None = None
+    #: True: reuse what the latest run under log_dir recorded as succeeded; a path: that run.
+    resume: bool | str | Path = False
+    #: Seconds for the whole run: then running tasks are killed, the rest cancelled.
+    timeout: float | None = None
+    #: False: ignore `cache: true` (run every task, as --no-cache does).
+    cache: bool = True
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(Options))
+
+    @classmethod
+    def pick(cls, namespace: Mapping) -> Options:
+        """The options among `namespace` (a function's `locals()`): one per field, by name."""
+        return cls(**{name: namespace[name] for name in cls.names()})
+
+    def as_dict(self) -> dict:
+        """The options alone, by name (a subclass's own fields left out)."""
+        return {name: getattr(self, name) for name in Options.names()}
