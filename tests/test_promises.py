@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psutil
 
-from helpers import REPO, gone, latest_run_dir, records, run_cli
+from helpers import REPO, gone, latest_run_dir, records, run_cli, signal_when
 
 # -- the Python API, called again and again in one process ------------------------
 LOOP = textwrap.dedent("""
@@ -104,3 +104,48 @@ def test_modules_in_the_current_folder_do_not_shadow_the_workers_own(tmp_path, w
     tasks = records(latest_run_dir(tmp_path / "logs"))
     assert tasks["a"]["result"]["stdout"].strip() == "unset"
     assert tasks["b"]["result"] == str(here)  # the workers still run in the folder opflow was started from
+
+
+# -- --quiet: nothing when every task succeeds, a failure in a few lines -------------
+def test_quiet_prints_nothing_for_a_retry_that_heals(tmp_path, write_workflow, faults):
+    flow = write_workflow(f"""
+        name: heals
+        tasks:
+          - {{id: flaky, plugin: python, retries: 2, config: {{function: "faults:fail_until", args: ["{tmp_path / 'n'}", 1]}}}}
+    """)
+    done = run_cli("run", str(flow), "--quiet", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (done.stdout, done.stderr) == ("", "")
+    assert records(latest_run_dir(tmp_path / "logs"))["flaky"]["attempts"] == 2  # it did retry
+
+
+def test_quiet_shows_the_retries_of_a_task_that_fails_in_the_end(tmp_path, write_workflow, faults):
+    flow = write_workflow(f"""
+        name: fails
+        tasks:
+          - {{id: flaky, plugin: python, retries: 1, config: {{function: "faults:fail_until", args: ["{tmp_path / 'n'}", 5]}}}}
+    """)
+    done = run_cli("run", str(flow), "--quiet", cwd=tmp_path)
+    assert done.returncode == 1
+    out = done.stdout + done.stderr
+    assert "retrying  flaky" in out and "attempt 1 fails on purpose" in out
+    assert out.index("retrying  flaky") < out.index("FAILED    flaky")
+
+
+def test_quiet_counts_the_tasks_a_stopped_run_cancelled_in_one_line(tmp_path, write_workflow, faults):
+    marker, go = tmp_path / "started", tmp_path / "never"
+    queued = "\n".join(f'          - {{id: q{i}, plugin: python, config: {{function: "faults:ok"}}}}' for i in range(30))
+    flow = write_workflow(f"""
+        name: stopped
+        tasks:
+          - {{id: first, plugin: python, config: {{function: "faults:first_caller_waits", args: ["{marker}", "{go}"]}}}}
+{queued}
+    """)
+    run = subprocess.Popen([sys.executable, "-m", "opflow", "run", str(flow), "--quiet", "--workers", "1"],
+                           cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = signal_when(run, marker.exists, "the first task to start")
+    assert run.returncode == 130
+    statuses = [r["status"] for r in records(latest_run_dir(tmp_path / "logs")).values()]
+    assert statuses.count("cancelled") >= 25  # most never started
+    assert "cancelled" not in "".join(line for line in out.splitlines() if not line.count(" run "))  # no line each
+    assert len(out.splitlines()) <= 6, out

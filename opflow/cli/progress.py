@@ -49,6 +49,7 @@ class ConsoleProgress(Reporter):
         self._dirty = False
         self._closed_stream = False
         self._warnings: list[str] = []
+        self._held_retries: dict[str, list[str]] = {}  # --quiet: task_id -> its retry lines, shown if it fails
         self._lock = threading.Lock()  # the ticker thread redraws too
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -103,11 +104,15 @@ class ConsoleProgress(Reporter):
             self._forget(event["task_id"])
             error = event.get("error") or {}
             when = f"in {event['delay_s']:.1f}s" if event["delay_s"] >= 0.05 else "now"
-            self._line(f"retrying  {event['task_id']} {when} after attempt {event['attempt']}: "
-                       f"{headline(error)}", status="retrying", important=True)
+            text = f"retrying  {event['task_id']} {when} after attempt {event['attempt']}: {headline(error)}"
+            if self.quiet:  # news only if the task fails in the end: --quiet prints nothing when all succeed
+                self._held_retries.setdefault(event["task_id"], []).append(text)
+            else:
+                self._line(text, status="retrying", important=True)
         elif kind == "task_finished":
             record = event["record"]
             self._forget(record["id"])
+            held = self._held_retries.pop(record["id"], [])
             self._done += 1
             status = record["status"]
             if status == "succeeded":
@@ -116,13 +121,16 @@ class ConsoleProgress(Reporter):
                 self._line(f"{'ok':<9} {record['id']}{took}{note}", status=status, important=False)
             elif status == "failed":
                 self._failed += 1
+                for text in held:
+                    self._line(text, status="retrying", important=True)
                 error = record.get("error") or {}
                 self._line(f"FAILED    {record['id']}: {headline(error)}", status=status, important=True)
                 for line in detail_lines(error):
                     self._line(f"    | {line}", important=True)
             else:
-                # A trigger rule not met (one_failed, nothing failed) is no news for --quiet (cron mail).
-                news = not (record.get("reason") or "").startswith("not triggered")
+                # A trigger rule not met (one_failed, nothing failed) is no news for --quiet (cron mail),
+                # nor is each task a stopped run cancelled: the run's last line counts them.
+                news = not (record.get("reason") or "").startswith("not triggered") and status != "cancelled"
                 self._line(f"{status:<9} {record['id']}: {record.get('reason') or ''}", status=status, important=news)
         elif kind == "interrupt":
             hard = " again: killing everything now" if event.get("hard") else ": stopping running tasks"
