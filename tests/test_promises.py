@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,8 +11,9 @@ import textwrap
 from pathlib import Path
 
 import psutil
+import pytest
 
-from helpers import REPO, gone, latest_run_dir, records, run_cli, signal_when
+from helpers import REPO, gone, latest_run_dir, records, run_cli, run_dirs, signal_when
 
 # -- the Python API, called again and again in one process ------------------------
 LOOP = textwrap.dedent("""
@@ -149,3 +151,24 @@ def test_quiet_counts_the_tasks_a_stopped_run_cancelled_in_one_line(tmp_path, wr
     assert statuses.count("cancelled") >= 25  # most never started
     assert "cancelled" not in "".join(line for line in out.splitlines() if not line.count(" run "))  # no line each
     assert len(out.splitlines()) <= 6, out
+
+
+# -- a full /dev/shm ----------------------------------------------------------------
+def test_a_full_dev_shm_is_one_line_naming_it(tmp_path, write_workflow):
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("a private /dev/shm needs root and unshare")
+    flow = write_workflow("""
+        name: shm
+        tasks:
+          - {id: a, plugin: shell, config: {command: "echo a"}}
+    """)
+    # A private mount namespace, its own 64 KiB /dev/shm filled before opflow starts.
+    script = ("mount -t tmpfs -o size=64k tmpfs /dev/shm && dd if=/dev/zero of=/dev/shm/fill bs=4k count=16 "
+              f"2>/dev/null; exec {sys.executable} -m opflow run {flow}")
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "/dev/shm" in lines[0], done.stderr
+    assert run_dirs(tmp_path / "logs") == []  # nothing ran, no half a record

@@ -32,6 +32,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from opflow import reaper
+from opflow.errors import OpflowError
 from opflow.attempt import NOT_STARTED, Outcome, TaskRequest, error_record
 from opflow.worker.context import ManagedStore, connect_store
 from opflow.worker.guard import GUARD_MESSAGE, REFUSED_EXIT
@@ -104,15 +105,20 @@ class ProcessBackend(ProcessPool):
     # -- pool lifetime -------------------------------------------------------
     def _ensure_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            if self._slots is None:
-                rows = 1 + max(64, 8 * self._workers)
-                self._slots = self._ctx.Array("q", 2 * rows, lock=False)
-                self._slot_counter = self._ctx.Value("q", 0)
-                self._channel = OutcomeChannel(self._on_streamed)
-            self._pool = ProcessPoolExecutor(
-                max_workers=self._workers, mp_context=self._ctx, initializer=init_pool_worker,
-                initargs=(os.getpid(), self._slots, self._slot_counter, self._channel.address, self._channel.key),
-            )
+            try:
+                if self._slots is None:
+                    rows = 1 + max(64, 8 * self._workers)
+                    self._slots = self._ctx.Array("q", 2 * rows, lock=False)
+                    self._slot_counter = self._ctx.Value("q", 0)
+                    self._channel = OutcomeChannel(self._on_streamed)
+                self._pool = ProcessPoolExecutor(
+                    max_workers=self._workers, mp_context=self._ctx, initializer=init_pool_worker,
+                    initargs=(os.getpid(), self._slots, self._slot_counter, self._channel.address, self._channel.key),
+                )
+            except OSError as exc:  # the pool's semaphores and the slot table are files in /dev/shm
+                raise OpflowError(f"cannot start the process pool: /dev/shm, where its locks and shared table "
+                                  f"live, said: {exc.strerror or exc} (free space there, or run with "
+                                  f"--executor thread)") from None
             self._processes = self._pool._processes  # pid -> Process; read to tell how a worker died
             self._pool_processes[id(self._pool)] = self._processes
         return self._pool
