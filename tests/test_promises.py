@@ -172,3 +172,62 @@ def test_a_full_dev_shm_is_one_line_naming_it(tmp_path, write_workflow):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "/dev/shm" in lines[0], done.stderr
     assert run_dirs(tmp_path / "logs") == []  # nothing ran, no half a record
+
+
+# -- a reference in a shell command is one word, or refused -------------------------
+PAYLOAD = "$(touch PWNED)"
+UNDONE = {  # where the user's own quoting undoes opflow's: refused at the command's line
+    "double quotes": 'echo "{ref}"',
+    "single quotes": "echo '{ref}'",
+    "bash -c double": 'bash -c "echo {ref}"',
+    "bash -c single": "bash -c 'echo {ref}'",
+    "here-document": "cat <<EOF\n{ref}\nEOF\n",
+    "inside words": 'echo "x{ref}y"',
+}
+SAFE = {  # a word of its own, or inside a command substitution: the value arrives as written
+    "one reference": "{ref}",
+    "a word": "printf '%s\\n' {ref}",
+    "in $(...) in quotes": 'printf "%s\\n" "$(printf %s {ref})"',
+    "after a comment line": "# say {ref}\nprintf '%s\\n' {ref}",
+}
+REFS = {  # each kind of reference, holding the payload
+    "param": ("${params.v}", "params: {v: '%s'}" % PAYLOAD, ""),
+    "item": ("${item}", "", "foreach: ['%s']" % PAYLOAD),
+    "list param": ("${params.l}", "params: {l: ['%s']}" % PAYLOAD, ""),
+    "mapping param": ("${params.m}", "params: {m: {k: '%s'}}" % PAYLOAD, ""),
+}
+
+
+def _quoting_flow(write_workflow, form: str, ref_kind: str):
+    ref, params, foreach = REFS[ref_kind]
+    command = form.format(ref=ref)
+    return write_workflow("\n".join([
+        "name: quoting", params, "tasks:", "  - id: say", "    plugin: shell",
+        *(["    " + foreach] if foreach else []),
+        "    config:", "      command: |-", *("        " + line for line in command.splitlines()),
+    ]) + "\n")
+
+
+@pytest.mark.parametrize("ref_kind", REFS)
+@pytest.mark.parametrize("form", UNDONE)
+def test_a_reference_where_quoting_is_undone_is_refused_at_its_line(tmp_path, write_workflow, form, ref_kind):
+    flow = _quoting_flow(write_workflow, UNDONE[form], ref_kind)
+    done = run_cli("run", str(flow), cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert f"{flow.name}:" in done.stderr and "task 'say'" in done.stderr and "sits inside" in done.stderr
+    assert not (tmp_path / "PWNED").exists() and run_dirs(tmp_path / "logs") == []
+
+
+@pytest.mark.parametrize("ref_kind", REFS)
+@pytest.mark.parametrize("form", SAFE)
+def test_a_reference_as_a_word_of_its_own_arrives_as_written(tmp_path, write_workflow, form, ref_kind):
+    flow = _quoting_flow(write_workflow, SAFE[form], ref_kind)
+    done = run_cli("run", str(flow), "--quiet", cwd=tmp_path)
+    assert not (tmp_path / "PWNED").exists()
+    if form == "one reference":  # the value is the whole command: a word the shell cannot find
+        assert done.returncode == 1
+        return
+    assert done.returncode == 0, done.stderr
+    task_ids = [t for t in records(latest_run_dir(tmp_path / "logs"))]
+    out = "".join(records(latest_run_dir(tmp_path / "logs"))[t]["result"]["stdout"] for t in task_ids)
+    assert PAYLOAD in out

@@ -72,7 +72,7 @@ VALID = {
             config:
               command: |
                 echo one
-                echo "${params.x}"
+                echo ${params.x}
               cwd: >
                 folded text
         params:

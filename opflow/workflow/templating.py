@@ -26,6 +26,8 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from opflow.workflow.shell_quotes import undone_quoting_at
+
 NAMESPACES = ("params", "env", "item")
 _BARE = ("item", "index")
 _TOKEN = re.compile(r"\$\$\{|\$\{([^{}]*)\}")
@@ -87,6 +89,7 @@ def _render_string(text: str, scope: Scope, quote: bool):
             return shlex.quote(_as_text(value)) if quote else value  # exactly one reference keeps its type
     out = []
     last = 0
+    ours = []  # (position, reference) of each of opflow's references
     for match in _TOKEN.finditer(text):
         out.append(text[last:match.start()])
         last = match.end()
@@ -97,10 +100,22 @@ def _render_string(text: str, scope: Scope, quote: bool):
         if value is _MISSING:  # the shell's: leave it
             out.append(match.group(0))
         else:
+            ours.append((match.start(), match.group(0)))
             piece = _as_text(value)
             out.append(shlex.quote(piece) if quote else piece)
     out.append(text[last:])
+    if quote and ours:
+        _refuse_undone_quoting(text, ours)
     return "".join(out)
+
+
+def _refuse_undone_quoting(command: str, references: list) -> None:
+    undone = undone_quoting_at(command, [position for position, _ in references])
+    for position, reference in references:
+        if position in undone:
+            raise TemplateError(f"'{reference}' sits inside {undone[position]} in a shell command, where the "
+                                f"quoting opflow gives each value is undone (a value holding $(...) would run): "
+                                f"write it as a word of its own, outside any quotes or here-document; opflow quotes the value itself")
 
 
 def _as_text(value) -> str:
