@@ -14,13 +14,13 @@ def test_leaf_tasks_and_empty_upstreams_cost_no_object_each(write_workflow):
           - {id: b, plugin: shell, config: {command: "true"}}
           - {id: c, plugin: shell, config: {command: "true"}, depends_on: [a, b]}
     """))
-    coordinator = Coordinator(workflow, plugins, RunOptions())
-    assert coordinator._children["a"] == ["c"] and coordinator._children["c"] == ()
-    assert "c" not in coordinator._children  # read, not stored
-    assert coordinator._upstream("a") is coordinator._upstream("b")  # one empty set for all
-    assert coordinator._upstream("c") == {"a", "b"}
+    ready = Coordinator(workflow, plugins, RunOptions())._ready  # the coordinator's ready set (ready.py)
+    assert ready.children["a"] == ["c"] and ready.children["c"] == ()
+    assert "c" not in ready.children  # read, not stored
+    assert ready.upstream("a") is ready.upstream("b")  # one empty set for all
+    assert ready.upstream("c") == {"a", "b"}
     # a's and b's sets served their only reader: dropped (a chain's would grow quadratic)
-    assert "a" not in coordinator._upstream_cache and "b" not in coordinator._upstream_cache
+    assert "a" not in ready._upstream_sets and "b" not in ready._upstream_sets
 
 
 def test_no_task_starts_while_a_reporter_is_far_behind(write_workflow, tmp_path):
