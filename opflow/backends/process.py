@@ -639,7 +639,7 @@ def _run_one(request: TaskRequest) -> tuple[Outcome, bool]:
     """
     slots = _pool_state["slots"]
     if slots[0] and not request.ignore_halt:  # the run stopped (fail fast, interrupt) while this task waited
-        return _not_started(request, "the run stopped before this task started"), False
+        return _not_started(request, STOPPED_BEFORE_START), False
     index = _pool_state["token_index"]
     _pool_state["busy"] = True  # before the check: a SIGTERM from now on waits for us
     if slots[index - 1] < 0:  # retiring (the pool broke): start nothing more; the coordinator

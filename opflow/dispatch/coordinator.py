@@ -2,25 +2,49 @@
 
 Data lane (a task's request out, its outcome back, its result on to its readers):
 
-    ready task ─▶ _submit: TaskRequest ─▶ backend.submit ─▶ worker: execute() ─▶ plugin.run(config, context)
-                                            │  attaches the store and the       │ context: TaskContext, reads
-                                            │  small upstream results (inline)  │ upstream results lazily
-    _on_outcome ◀── _Mailbox (one wake-up ◀─┴─ Outcome (rendering, timings, ◀───┘ result: small → in the Outcome,
-        │           per burst)                 error; small result to the        large → the store / shared memory
-        │                                      backend's relay, never here)
+    ready task ─▶ _request: TaskRequest ─▶ backend.submit ─▶ worker: execute() ─▶ plugin.run(config, context)
+                                             │  attaches the store and the       │ context: TaskContext, reads
+                                             │  small upstream results (inline)  │ upstream results lazily
+    _on_outcome ◀─── _Mailbox (one wake-up ◀─┴─ Outcome (rendering, timings, ◀───┘ result: small → in the Outcome,
+        │            per burst)                 error; small result to the        large → the store / shared memory
+        │                                       backend's relay, never here)
         └─ task_finished ─▶ reporters (audit trail: tasks/<id>.json, events.jsonl; console)
 
 Control lane: a worker's start (slot table or Dask event) ─▶ _Mailbox ─▶ _on_started (arms
 the timeout) · timeout ─▶ backend.stop · failure under fail fast, SIGINT/SIGTERM, a cancelled
-run_async, --timeout, an unwritable record ─▶ stop dispatching, backend.halt_queued /
+run_async, --timeout, an unwritable record ─▶ _stop(Stop.…): stop dispatching, backend.halt_queued /
 backend.interrupt ─▶ what never ran ends cancelled or skipped, with its reason.
 
 One thread owns all run state: the event loop's. Backends report back through a
 mailbox (`call_soon_threadsafe` once per burst), so no lock guards the state. A task
-is submitted the moment its last upstream task succeeds (trigger rules: triggers.py;
-cached results: cache.py). Failures are values (`Outcome.ok`), never exceptions; the
+is submitted the moment its last upstream task succeeds: what may start is the ready
+set's to say (ready.py: waiting counts, chains, upstream sets, trigger rules, settling
+what can no longer run); a task's state and the record it becomes are record.py's;
+cached results: cache.py. Failures are values (`Outcome.ok`), never exceptions; the
 exit status is decided in one place (`RunSummary.exit_code`). The coordinator imports
 no backend module and nothing that runs in a worker (tests/test_backends.py).
+
+The state a Coordinator keeps (all of it on the loop's thread but the mailboxes'):
+
+    states          task_id -> TaskState (record.py): status, attempts, last outcome, timer
+    _ready          the ReadySet (ready.py): what may start; the stop reason tasks left give
+    _running        token -> task_id of each attempt sent and not yet heard back from
+    _abandoned      tokens given up on (a thread timed out, an interrupt's grace ran out):
+                    their late outcome is dropped
+    _retry_timers   task_id -> the timer that makes it ready again (retry_delay)
+    _early_starts   task_id -> (token, pid): a chain link's start heard before its
+                    predecessor's success (announced once that is in)
+    _items, _item_of  work item in flight -> its tasks without an outcome; token -> item
+    _max_inflight, _batches, _workers, _typical_task_s, _batch_seconds
+                    how many work items may be in flight and how many tasks go in one
+    _backlog_wait   a look at the reporters' backlog is scheduled (_has_room)
+    _next_token     the last attempt's token
+    _stopped_by, _killed_why, _signal
+                    the last stop (Stop), what a task killed while running gives as its
+                    reason (interrupt, --timeout), and the signal that interrupted the run
+    _backend, _loop, _finished, _outcomes, _starts
+                    for one run(): the backend, the loop, the future run() waits on, and the
+                    mailboxes backends post outcomes and starts to
 """
 from __future__ import annotations
 
