@@ -30,7 +30,7 @@ from opflow.rundir.layout import (RUN_JSON, TASKS, WORKFLOW_COPY, create_run_dir
 from opflow.workflow.limits import MAX_WORKERS
 from opflow.rundir.lock import WorkflowLock
 from opflow.rundir.results_log import RESULTS_FILE, create_results_log
-from opflow.dispatch.reused import load_reused_records
+from opflow.dispatch.record import load_reused_records
 from opflow.workflow.loading import load
 
 if TYPE_CHECKING:

@@ -7,13 +7,37 @@ runs in a worker.
 """
 from __future__ import annotations
 
-__all__ = ["TaskRequest", "Outcome", "error_record", "NOT_STARTED"]
+__all__ = ["TaskRequest", "Outcome", "ErrorKind", "error_record", "NOT_STARTED", "STOPPED_BEFORE_START"]
 
+import time
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
-#: Error type of an attempt that never started (the run was stopping): not an attempt.
-NOT_STARTED = "NotStarted"
+
+class ErrorKind(str, Enum):
+    """The error types opflow itself gives an attempt (`error["type"]`); the values
+    are the contract strings records on disk show. A plugin's own exception is
+    recorded under its class name, which is none of these."""
+
+    NOT_STARTED = "NotStarted"  # it never started (the run was stopping): not an attempt
+    PLUGIN_ERROR = "PluginError"
+    UNPICKLABLE_RESULT = "UnpicklableResult"
+    SYSTEM_EXIT = "SystemExit"
+    TIMEOUT = "Timeout"
+    INTERRUPTED = "Interrupted"
+    CANCELLED = "Cancelled"
+    WORKER_CRASHED = "WorkerCrashed"
+    MEMORY_LIMIT_EXCEEDED = "MemoryLimitExceeded"
+    POOL_ERROR = "PoolError"
+    BROKEN_POOL = "BrokenPool"
+    UNGUARDED_SCRIPT = "UnguardedScript"
+
+
+#: Error type of an attempt that never started (the contract string of ErrorKind.NOT_STARTED).
+NOT_STARTED = ErrorKind.NOT_STARTED.value
+#: Why a task that was sent never started, whichever side saw the stop first.
+STOPPED_BEFORE_START = "the run stopped before this task started"
 
 
 @dataclass
@@ -80,7 +104,27 @@ class Outcome:
     digest: str = ""  # sha256 of the pickled result (cache keys of downstream tasks)
     #: Did the attempt leave tasks/<id>.log? None: not known (the attempt never reported).
     log: bool | None = None
+    #: It never started (the run was stopping, or what it waited for in its work
+    #: item did not succeed): not an attempt. Made by `Outcome.not_started` only.
+    never_started: bool = False
+
+    @classmethod
+    def failed(cls, token: int, error: dict, *, started_at: float | None = None, pid: int = 0,
+               where: dict | None = None) -> "Outcome":
+        """A failed attempt that produced no outcome of its own (a crash, a stop, a
+        backend's refusal): it ends now, started at `started_at` (default: now)."""
+        now = time.time()
+        return cls(token=token, ok=False, error=error, started_at=started_at or now, finished_at=now,
+                   pid=pid, where=where if where is not None else {})
+
+    @classmethod
+    def not_started(cls, token: int, why: str = STOPPED_BEFORE_START, **facts) -> "Outcome":
+        """An attempt that never started: the coordinator queues it again, or not at all."""
+        outcome = cls.failed(token, error_record(ErrorKind.NOT_STARTED, why), **facts)
+        outcome.never_started = True
+        return outcome
 
 
-def error_record(kind: str, message: str, tb: str = "") -> dict:
-    return {"type": kind, "message": message, "traceback": tb}
+def error_record(kind: ErrorKind | str, message: str, tb: str = "") -> dict:
+    """An attempt's error as records show it; `kind` an ErrorKind or an exception's class name."""
+    return {"type": kind.value if isinstance(kind, ErrorKind) else kind, "message": message, "traceback": tb}

@@ -33,7 +33,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from opflow import reaper
 from opflow.errors import OpflowError
-from opflow.attempt import NOT_STARTED, Outcome, TaskRequest, error_record
+from opflow.attempt import STOPPED_BEFORE_START, ErrorKind, Outcome, TaskRequest, error_record
 from opflow.worker.context import ManagedStore, connect_store
 from opflow.worker.guard import GUARD_MESSAGE, REFUSED_EXIT
 from opflow.worker.monitor import set_limit_action
@@ -225,16 +225,16 @@ class ProcessBackend(ProcessPool):
             except RuntimeError as exc:
                 for token in tokens:
                     if self._closing:  # the pool is shut down because the run is stopping
-                        self._resolve(token, error_record(NOT_STARTED, "the run stopped before this task ran"))
+                        self._resolve_not_started(token)
                     else:  # it cannot start a worker: a failure, never "not started" (which is retried)
-                        self._resolve(token, error_record("PoolError", f"the process pool could not start a worker: {exc}"))
+                        self._resolve(token, error_record(ErrorKind.POOL_ERROR, f"the process pool could not start a worker: {exc}"))
                 return
             for request in requests:
                 self._watch_for_start(request)
             pool_future.add_done_callback(lambda f, t=tokens, p=pool: self._on_pool_done(t, p, f))
             return
         for token in tokens:
-            self._resolve(token, error_record("WorkerCrashed", "the process pool could not be started"))
+            self._resolve(token, error_record(ErrorKind.WORKER_CRASHED, "the process pool could not be started"))
 
     def _retire(self, pool: ProcessPoolExecutor) -> None:
         if self._pool is pool:
@@ -245,7 +245,7 @@ class ProcessBackend(ProcessPool):
     def _on_pool_done(self, tokens: tuple, pool: ProcessPoolExecutor, pool_future: Future) -> None:
         if pool_future.cancelled():  # queued work dropped by shutdown(cancel_futures=True)
             for token in tokens:
-                self._resolve(token, error_record(NOT_STARTED, "the run stopped before this task ran"))
+                self._resolve_not_started(token)
             return
         exc = pool_future.exception()
         if exc is None:
@@ -306,12 +306,12 @@ class ProcessBackend(ProcessPool):
         elif crashed is not None:
             self._resolve(token, crashed)
         elif self._refused:  # no worker will ever start: say why, once per task
-            self._resolve(token, error_record("UnguardedScript", GUARD_MESSAGE))
+            self._resolve(token, error_record(ErrorKind.UNGUARDED_SCRIPT, GUARD_MESSAGE))
         elif self._closing:
             if token in self._was_running:
-                self._resolve(token, error_record("Cancelled", "the run stopped while this task ran"))
+                self._resolve(token, error_record(ErrorKind.CANCELLED, "the run stopped while this task ran"))
             else:  # the coordinator says why it never ran (the interrupt)
-                self._resolve(token, error_record(NOT_STARTED, "the run stopped before this task started"))
+                self._resolve_not_started(token)
         elif count > self.MAX_INNOCENT_RESUBMITS:
             self._resolve(token, error_record(
                 "BrokenPool", f"the process pool broke {count} times while this task was in it, with no worker "
@@ -324,7 +324,7 @@ class ProcessBackend(ProcessPool):
         else:
             # It never started: back to the coordinator, which queues it again
             # once what it waits for has succeeded (no attempt counted).
-            self._resolve(token, error_record(NOT_STARTED, "its worker's pool broke before it started"))
+            self._resolve_not_started(token, "its worker's pool broke before it started")
 
     def _blame_dead_workers(self, pool: ProcessPoolExecutor) -> None:
         """Map each dead worker of `pool` to the task it was running, and record how it died.
@@ -360,10 +360,10 @@ class ProcessBackend(ProcessPool):
             if exitcode == MEMORY_EXIT_CODE:
                 limit = self._inflight[token][0].max_memory
                 message = f"the task exceeded max_memory ({format_bytes(limit)}) and its process tree was killed"
-                self._blamed[token] = error_record("MemoryLimitExceeded", message)
+                self._blamed[token] = error_record(ErrorKind.MEMORY_LIMIT_EXCEEDED, message)
             else:
                 self._blamed[token] = error_record(
-                    "WorkerCrashed", f"{describe_exit(exitcode)} (pid {pid})"
+                    ErrorKind.WORKER_CRASHED, f"{describe_exit(exitcode)} (pid {pid})"
                 )
 
     def _finish(self, token: int, outcome: Outcome) -> None:
@@ -386,11 +386,18 @@ class ProcessBackend(ProcessPool):
             entry[1].set_result(outcome)
 
     def _resolve(self, token: int, error: dict) -> None:
+        """End a task in flight that has no outcome of its own: failed with `error`."""
         with self._lock:
             if token not in self._inflight:
                 return
-        now = time.time()
-        self._finish(token, Outcome(token=token, ok=False, error=error, started_at=now, finished_at=now))
+        self._finish(token, Outcome.failed(token, error))
+
+    def _resolve_not_started(self, token: int, why: str = STOPPED_BEFORE_START) -> None:
+        """End a task in flight that never started: the coordinator decides what next."""
+        with self._lock:
+            if token not in self._inflight:
+                return
+        self._finish(token, Outcome.not_started(token, why))
 
     def _keep_for_resume(self, request: TaskRequest, ref) -> None:
         """Append a shared result to the results log from its file, on a thread of ours
@@ -489,7 +496,7 @@ class ProcessBackend(ProcessPool):
         with self._lock:
             leftover = list(self._inflight)
         for token in leftover:  # queued work the shutdown cancelled
-            self._resolve(token, error_record(NOT_STARTED, "the run stopped before this task ran"))
+            self._resolve_not_started(token)
         if self._watcher is not None:
             self._watcher.join(timeout=5)
         if self._relay is not None:
@@ -662,7 +669,7 @@ def _run_one(request: TaskRequest) -> tuple[Outcome, bool]:
     """
     slots = _pool_state["slots"]
     if slots[0] and not request.ignore_halt:  # the run stopped (fail fast, interrupt) while this task waited
-        return _not_started(request, "the run stopped before this task started"), False
+        return _not_started(request, STOPPED_BEFORE_START), False
     index = _pool_state["token_index"]
     _pool_state["busy"] = True  # before the check: a SIGTERM from now on waits for us
     if slots[index - 1] < 0:  # retiring (the pool broke): start nothing more; the coordinator
@@ -684,9 +691,7 @@ def _run_one(request: TaskRequest) -> tuple[Outcome, bool]:
 
 
 def _not_started(request: TaskRequest, why: str) -> Outcome:
-    now = time.time()
-    return Outcome(token=request.token, ok=False, started_at=now, finished_at=now, pid=os.getpid(),
-                   error=error_record(NOT_STARTED, why))
+    return Outcome.not_started(request.token, why, pid=os.getpid())
 
 
 def run_batch(requests: list[TaskRequest]) -> list[Outcome]:

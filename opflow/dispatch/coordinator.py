@@ -2,32 +2,56 @@
 
 Data lane (a task's request out, its outcome back, its result on to its readers):
 
-    ready task ─▶ _submit: TaskRequest ─▶ backend.submit ─▶ worker: execute() ─▶ plugin.run(config, context)
-                                            │  attaches the store and the       │ context: TaskContext, reads
-                                            │  small upstream results (inline)  │ upstream results lazily
-    _on_outcome ◀── _Mailbox (one wake-up ◀─┴─ Outcome (rendering, timings, ◀───┘ result: small → in the Outcome,
-        │           per burst)                 error; small result to the        large → the store / shared memory
-        │                                      backend's relay, never here)
+    ready task ─▶ _request: TaskRequest ─▶ backend.submit ─▶ worker: execute() ─▶ plugin.run(config, context)
+                                             │  attaches the store and the       │ context: TaskContext, reads
+                                             │  small upstream results (inline)  │ upstream results lazily
+    _on_outcome ◀─── _Mailbox (one wake-up ◀─┴─ Outcome (rendering, timings, ◀───┘ result: small → in the Outcome,
+        │            per burst)                 error; small result to the        large → the store / shared memory
+        │                                       backend's relay, never here)
         └─ task_finished ─▶ reporters (audit trail: tasks/<id>.json, events.jsonl; console)
 
 Control lane: a worker's start (slot table or Dask event) ─▶ _Mailbox ─▶ _on_started (arms
 the timeout) · timeout ─▶ backend.stop · failure under fail fast, SIGINT/SIGTERM, a cancelled
-run_async, --timeout, an unwritable record ─▶ stop dispatching, backend.halt_queued /
+run_async, --timeout, an unwritable record ─▶ _stop(Stop.…): stop dispatching, backend.halt_queued /
 backend.interrupt ─▶ what never ran ends cancelled or skipped, with its reason.
 
 One thread owns all run state: the event loop's. Backends report back through a
 mailbox (`call_soon_threadsafe` once per burst), so no lock guards the state. A task
-is submitted the moment its last upstream task succeeds (trigger rules: triggers.py;
-cached results: cache.py). Failures are values (`Outcome.ok`), never exceptions; the
+is submitted the moment its last upstream task succeeds: what may start is the ready
+set's to say (ready.py: waiting counts, chains, upstream sets, trigger rules, settling
+what can no longer run); a task's state and the record it becomes are record.py's;
+cached results: cache.py. Failures are values (`Outcome.ok`), never exceptions; the
 exit status is decided in one place (`RunSummary.exit_code`). The coordinator imports
 no backend module and nothing that runs in a worker (tests/test_backends.py).
+
+The state a Coordinator keeps (all of it on the loop's thread but the mailboxes'):
+
+    states          task_id -> TaskState (record.py): status, attempts, last outcome, timer
+    _ready          the ReadySet (ready.py): what may start; the stop reason tasks left give
+    _running        token -> task_id of each attempt sent and not yet heard back from
+    _abandoned      tokens given up on (a thread timed out, an interrupt's grace ran out):
+                    their late outcome is dropped
+    _retry_timers   task_id -> the timer that makes it ready again (retry_delay)
+    _early_starts   task_id -> (token, pid): a chain link's start heard before its
+                    predecessor's success (announced once that is in)
+    _items, _item_of  work item in flight -> its tasks without an outcome; token -> item
+    _max_inflight, _batches, _workers, _typical_task_s, _batch_seconds
+                    how many work items may be in flight and how many tasks go in one
+    _backlog_wait   a look at the reporters' backlog is scheduled (_has_room)
+    _next_token     the last attempt's token
+    _stopped_by, _killed_why, _signal
+                    the last stop (Stop), what a task killed while running gives as its
+                    reason (interrupt, --timeout), and the signal that interrupted the run
+    _backend, _loop, _finished, _outcomes, _starts
+                    for one run(): the backend, the loop, the future run() waits on, and the
+                    mailboxes backends post outcomes and starts to
 """
 from __future__ import annotations
 
 __all__ = ["RunOptions", "RunSummary", "Coordinator", "run_async", "run"]
 
 import asyncio
-import collections
+import enum
 import os
 import random
 import signal
@@ -40,17 +64,16 @@ from typing import Iterable
 from typing import TYPE_CHECKING
 
 from opflow import knobs
-from opflow.attempt import NOT_STARTED, Outcome, TaskRequest, error_record
+from opflow.attempt import ErrorKind, Outcome, TaskRequest, error_record
 from opflow.backends import make_backend
-from opflow.rundir.failure_text import add_log_tail
 from opflow.dispatch.interrupts import await_despite_cancel, call_off_loop
+from opflow.dispatch.ready import CHAIN_MAX, ReadySet  # noqa: F401 (CHAIN_MAX: its old home)
+from opflow.dispatch.record import Attempt, TaskState, reused_record, task_record
 from opflow.events import Reporter, RunStatus, TaskStatus, iso_time
 from opflow.options import Options
-from opflow.workflow.plan import build_plan
-from opflow.dispatch.readers import ReaderCount
+from opflow.rundir.failure_text import add_log_tail
 from opflow.rundir.results_log import append_result, close_results_logs
-from opflow.dispatch.reused import reused_record
-from opflow.dispatch.triggers import TriggerRules
+from opflow.workflow.plan import build_plan
 
 if TYPE_CHECKING:
     from opflow.plugins import PluginRef
@@ -66,7 +89,6 @@ BATCH_MAX = 32  # ready tasks in one work item, at most
 #: each waits as ~1.5 KB, so a writer left behind holds at most a few MB.
 RECORD_BACKLOG_MAX = 3000
 BACKLOG_RECHECK_SECONDS = 0.02
-CHAIN_MAX = 256  # tasks of a chain sent after its head in the same work item, at most
 INTERRUPT_WAIT = 10.0  # seconds to wait for killed tasks to report back
 
 
@@ -106,56 +128,13 @@ class RunSummary:
         return 0 if self.status is RunStatus.SUCCEEDED else 1
 
 
-class _Attempt:
-    """One attempt of a task, as its record's attempt_log shows it (a slotted object:
-    a 100,000-task run keeps one per task)."""
+class Stop(enum.Enum):
+    """Why the run stops dispatching (`Coordinator._stop`)."""
 
-    __slots__ = ("number", "started", "finished", "error", "pid")
-
-    def __init__(self, number: int, started: float):
-        self.number = number
-        self.started = started
-        self.finished: float | None = None
-        self.error: dict | None = None
-        self.pid: int | None = None
-
-
-class _TaskState:
-    __slots__ = ("spec", "status", "waiting", "attempts", "reason", "outcome", "timer", "reused", "reused_from",
-                 "cache_key", "log", "announced")
-
-    def __init__(self, spec):
-        self.spec = spec
-        self.status = TaskStatus.PENDING
-        self.waiting = len(spec.depends_on)
-        self.attempts: list[_Attempt] = []
-        self.reason: str | None = None
-        self.outcome: Outcome | None = None
-        self.timer: asyncio.TimerHandle | None = None
-        self.reused = False
-        self.reused_from: str | None = None
-        self.cache_key: str | None = None
-        self.log: bool | None = False  # has an attempt left tasks/<id>.log? (None: one could not say)
-        self.announced = 0  # the attempt whose task_started was emitted (0: none)
-
-
-class _Children(dict):
-    """task_id -> the tasks that depend on it. A task none depends on has no entry
-    (and reads as ()): most of a 100,000-task run would hold an empty list each."""
-
-    def __missing__(self, task_id: str) -> tuple:
-        return ()
-
-
-class _UpstreamSets(dict):
-    """task_id -> every task it transitively depends on. All the empty sets stored
-    are one: `frozenset()` makes a new 216-byte object each time (21 MB for a
-    100,000-task run of independent tasks)."""
-
-    _EMPTY = frozenset()
-
-    def __setitem__(self, task_id: str, upstream: frozenset) -> None:
-        super().__setitem__(task_id, upstream or self._EMPTY)
+    FAIL_FAST = "fail fast"  # a task failed, no --keep-going: trigger tasks still run; nothing is killed
+    SIGNAL = "signal"  # SIGINT/SIGTERM, or a cancelled run_async: kill what runs; the run ends interrupted
+    TIMEOUT = "timeout"  # --timeout: kill what runs; the run ends failed
+    ABORT = "abort"  # the record cannot be written: kill what runs; trigger tasks still run
 
 
 class Coordinator:
@@ -166,18 +145,14 @@ class Coordinator:
         self.options = options
         self.reporters = list(reporters)
         self.plan = build_plan(workflow)
-        self.states = {t.id: _TaskState(t) for t in workflow.tasks}
-        self._children = _Children()
-        for t in workflow.tasks:
-            for dep in t.depends_on:
-                self._children.setdefault(dep, []).append(t.id)
-        self._order = {t.id: i for i, t in enumerate(workflow.tasks)}
-        self._ready: collections.deque[str] = collections.deque()
+        self.states = {t.id: TaskState(t) for t in workflow.tasks}
+        self._ready = ReadySet(workflow.tasks, self.plan.layers, self.states, self._record_final)
         self._running: dict[int, str] = {}  # token -> task_id
         self._abandoned: set[int] = set()  # tokens whose late outcome we ignore
         self._retry_timers: dict[str, asyncio.TimerHandle] = {}
         self._next_token = 0
-        self._stop_reason: str | None = None  # set: dispatch nothing new
+        self._stopped_by: Stop | None = None  # the last stop (why: self._ready.stop_reason)
+        self._killed_why: str | None = None  # interrupt, --timeout: the reason a task killed while running gives
         self._signal: int | None = None
         self._backend = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -191,12 +166,6 @@ class Coordinator:
         self._batch_seconds = _batch_seconds()
         self._early_starts: dict[str, tuple[int, int]] = {}  # task_id -> (token, pid): see _on_started
         self._backlog_wait = False  # a look at the reporters' backlog is scheduled (_has_room)
-        self._upstream_cache: dict[str, frozenset] = _UpstreamSets()
-        self._upstream_readers: dict[str, int] = {}  # task_id -> dependents yet to compute their upstream
-        self._loop_thread: int | None = None
-        self._rules = TriggerRules(self)  # all_done / one_failed tasks (triggers.py)
-        self._timed_out: str | None = None  # --timeout: why the run stopped
-        self._readers = ReaderCount(self._children, lambda t: self.states[t].status.final)
 
     # -- events -------------------------------------------------------------
     def _wait_recorded_start(self) -> None:
@@ -223,16 +192,15 @@ class Coordinator:
         self._loop = asyncio.get_running_loop()
         self._finished = self._loop.create_future()
         workers = self.options.pool_size()
-        # Keep the pool's queue full enough that a worker never waits for the loop
-        # to hand it its next task. Queued tasks cost nothing when the run stops:
-        # the backend's halt_queued() keeps them from starting.
-        self._loop_thread = threading.get_ident()
         self._outcomes = _Mailbox(self._loop, self._on_outcome)
         self._starts = _Mailbox(self._loop, self._on_started)
         # The backend first: one that cannot start (no such scheduler) fails the
         # run before anything is recorded as started.
         self._backend = make_backend(self.options.executor, workers, self._on_worker_start,
                                      scheduler=self.options.scheduler)
+        # Keep the pool's queue full enough that a worker never waits for the loop
+        # to hand it its next task. Queued tasks cost nothing when the run stops:
+        # the backend's halt_queued() keeps them from starting.
         self._max_inflight = self._backend.max_inflight(workers)
         self._batches = self._backend.takes_batches
         self._workers = workers
@@ -261,14 +229,7 @@ class Coordinator:
             # waited for off the loop, so a caller's loop (run_async) never stalls on a disk.
             recorded = self._loop.run_in_executor(None, self._wait_recorded_start)
             cancelled = await await_despite_cancel(recorded, self._on_cancel)
-            self._seed_reused_results()
-            for task in self.workflow.tasks:
-                state = self.states[task.id]
-                if state.status is TaskStatus.PENDING and state.waiting == 0:
-                    if task.trigger == "all_success":
-                        self._ready.append(task.id)
-                    else:
-                        self._rules.ready(task.id)
+            self._ready.prepare(reused=self._seed_reused_results())
             self._pump()
             self._check_finished()
             # Cancelled (the caller's wait_for, or a signal the CLI routes here)? Stop as
@@ -283,7 +244,7 @@ class Coordinator:
             closing = self._loop.run_in_executor(None, backend.close, self._signal is not None)
             cancelled = await await_despite_cancel(closing) or cancelled
             close_results_logs()
-        self._settle_unrun()
+        self._ready.settle_unrun()
         summary = self._summary()
         finished = time.time()
         self.emit("run_finished", status=summary.status.value, exit_code=summary.exit_code,
@@ -300,12 +261,14 @@ class Coordinator:
             return
         self._on_signal(self._signal or signal.SIGINT)
 
-    def _seed_reused_results(self) -> None:
+    def _seed_reused_results(self) -> list[str]:
         """Resume: tasks that succeeded before count as succeeded, their results in the store."""
+        reused = []
         for task_id, blob in self.options.reuse.items():
             state = self.states.get(task_id)
             if state is None:
                 continue
+            reused.append(task_id)
             if blob is not None:
                 if self.options.results_path:
                     append_result(self.options.results_path, task_id, blob)
@@ -314,19 +277,22 @@ class Coordinator:
             state.reused = True
             state.reused_from = self.options.reused_from or None
             state.reason = f"reused from {self.options.reused_from or 'an earlier run'}"
-            for child in self._children[task_id]:
-                self.states[child].waiting -= 1
             self.emit("task_finished", record=reused_record(self._record(state), self.options.reused_records.get(task_id),
                                                             self.options.reused_from))
+        return reused
 
     # -- dispatch -----------------------------------------------------------
     def _pump(self) -> None:
-        """Submit ready tasks while there is room in flight (several per work item: _next_batch)."""
-        while self._ready and self._has_room() and self._stop_reason is None:
+        """Submit ready tasks while there is room in flight (several per work item: _next_batch),
+        then ready trigger tasks (one per work item)."""
+        while self._ready.has_ready() and self._has_room():
             batch = self._next_batch()
             if batch:
                 self._submit_batch(batch)
-        self._rules.pump()
+        while self._ready.has_ready_trigger() and self._has_room():
+            task_id = self._ready.get_ready_trigger()
+            if task_id is not None and not self._reuse_cached(task_id):
+                self._submit_batch([task_id])
 
     def _has_room(self) -> bool:
         if len(self._items) >= self._max_inflight:
@@ -359,42 +325,16 @@ class Coordinator:
         """
         size = 1
         if self._batches and self._typical_task_s is not None:
-            size = min(BATCH_MAX, len(self._ready) // (2 * self._workers),
+            size = min(BATCH_MAX, self._ready.ready_count() // (2 * self._workers),
                        int(self._batch_seconds / max(self._typical_task_s, 1e-6)))
             size = max(1, size)
         batch: list[str] = []
-        while self._ready and len(batch) < size:
-            task_id = self._ready.popleft()
+        while len(batch) < size and (task_id := self._ready.get_ready()) is not None:
             if not self._reuse_cached(task_id):
                 batch.append(task_id)
                 if self._batches:
-                    batch.extend(self._chain_after(task_id))
+                    batch.extend(self._ready.chain_after(task_id))
         return batch
-
-    def _chain_after(self, task_id: str) -> list[str]:
-        """The chain that hangs off `task_id`: each next task its predecessor's only reader,
-        reading only it (an all_success, uncached task, waiting for nothing else).
-
-        They go in the same work item, after it: the worker runs each as soon as
-        its predecessor succeeds (and never if it does not), so a chain pays no
-        round trip to the coordinator per hop. Each still reports its own outcome.
-        """
-        chain = []
-        while len(chain) < CHAIN_MAX:
-            children = self._children[task_id]
-            if len(children) != 1:
-                break
-            child = self.states[children[0]]
-            spec = child.spec
-            if (len(spec.depends_on) != 1 or spec.trigger != "all_success" or spec.cache
-                    or child.status is not TaskStatus.PENDING or child.waiting != 1):
-                break
-            task_id = spec.id
-            chain.append(task_id)
-        return chain
-
-    def _submit(self, task_id: str) -> None:
-        self._submit_batch([task_id])
 
     def _submit_batch(self, task_ids: list[str]) -> None:
         requests = [self._request(task_id) for task_id in task_ids]
@@ -414,8 +354,8 @@ class Coordinator:
         token = self._next_token
         state.status = TaskStatus.RUNNING
         attempt = len(state.attempts) + 1
-        upstream = self._upstream(task_id)
-        publish = bool(self._children[task_id])
+        upstream = self._ready.upstream(task_id)
+        publish = bool(self._ready.children[task_id])
         request = TaskRequest(
             token=token, task_id=task_id, attempt=attempt, plugin=self.plugins[spec.plugin],
             config=spec.config, depends_on=spec.depends_on, upstream=upstream,
@@ -424,51 +364,25 @@ class Coordinator:
             persist_path=self.options.results_path if (publish or spec.cache) else None,
             max_memory=spec.max_memory, notify_start=True,  # every start: task_started means started in a worker
             halt_on_failure=not self.options.keep_going and attempt > spec.retries,
-            groups=spec.groups, **self._rules.request_fields(spec, upstream),
+            groups=spec.groups, **self._ready.trigger_fields(spec, upstream),
             log_path=os.path.join(self.options.task_logs_dir, f"{task_id}.log") if self.options.task_logs_dir else None,
             keep_children=spec.keep_children,
         )
-        state.attempts.append(_Attempt(attempt, time.time()))
+        state.attempts.append(Attempt(attempt, time.time()))
         self._running[token] = task_id
         self.emit("task_queued", task_id=task_id, attempt=attempt, plugin=spec.plugin)
         return request
 
     def _deliver(self, token: int, future) -> None:
         """Hand a finished attempt to the loop (from whichever thread finished it)."""
-        now = time.time()
         if future.cancelled():
-            outcome = Outcome(token=token, ok=False, started_at=now, finished_at=now,
-                              error=error_record(NOT_STARTED, "the run stopped before this task started"))
+            outcome = Outcome.not_started(token)
         elif future.exception() is not None:  # a backend that could not make an Outcome
             exc = future.exception()
-            outcome = Outcome(token=token, ok=False, started_at=now, finished_at=now,
-                              error=error_record(type(exc).__name__, f"the task's outcome was lost: {exc}"))
+            outcome = Outcome.failed(token, error_record(type(exc).__name__, f"the task's outcome was lost: {exc}"))
         else:
             outcome = future.result()
         self._outcomes.post(token, outcome)
-
-    def _upstream(self, task_id: str) -> frozenset:
-        """Every task `task_id` transitively depends on; memoised (its upstream is
-        always computed first, since a task is submitted after all of it).
-
-        A task's set is dropped once each task that depends on it has its own: on a
-        chain each set holds all the tasks before it, and keeping them all would
-        cost memory quadratic in the chain's length (600 MB at 5,000 tasks).
-        """
-        cached = self._upstream_cache.get(task_id)
-        if cached is None:
-            deps = self.states[task_id].spec.depends_on
-            cached = frozenset(deps).union(*(self._upstream(d) for d in deps)) if deps else frozenset()
-            self._upstream_cache[task_id] = cached
-            cached = self._upstream_cache[task_id]  # (empty: the one shared empty set)
-            for dep in set(deps):
-                left = self._upstream_readers.get(dep, len(self._children[dep])) - 1
-                if left > 0:
-                    self._upstream_readers[dep] = left
-                else:
-                    self._upstream_readers.pop(dep, None)
-                    self._upstream_cache.pop(dep, None)
-        return cached
 
     def _on_worker_start(self, token: int, pid: int) -> None:
         """Called from a backend thread when a worker picks up a task."""
@@ -479,7 +393,7 @@ class Coordinator:
         if task_id is None:
             return
         state = self.states[task_id]
-        if state.waiting:
+        if self._ready.is_waiting(task_id):
             # A chain's link, started in its work item before its predecessor's
             # outcome reached us: heard of once that one is recorded as finished.
             self._early_starts[task_id] = (token, pid)
@@ -492,7 +406,7 @@ class Coordinator:
                 state.timer.cancel()  # resubmitted after a pool rebuild: the clock restarts
             state.timer = self._loop.call_later(state.spec.timeout, self._on_timeout, token)
 
-    def _announce_start(self, state: _TaskState, pid: int) -> None:
+    def _announce_start(self, state: TaskState, pid: int) -> None:
         attempt = state.attempts[-1]
         if state.announced != attempt.number:
             state.announced = attempt.number
@@ -503,15 +417,14 @@ class Coordinator:
         if task_id is None:
             return
         timeout = self.states[task_id].spec.timeout
-        error = error_record("Timeout", f"timed out after {timeout:g}s; its process tree was killed")
+        error = error_record(ErrorKind.TIMEOUT, f"timed out after {timeout:g}s; its process tree was killed")
         if self._backend.can_stop:
             self._backend.stop(token, error)
         else:
             # A thread cannot be stopped: give up on it, and say so.
             error["message"] = f"timed out after {timeout:g}s (the {self._backend.name} backend cannot stop it; its work may go on)"
             self._abandoned.add(token)
-            now = time.time()
-            self._on_outcome(token, Outcome(token=token, ok=False, error=error, started_at=now, finished_at=now), forced=True)
+            self._on_outcome(token, Outcome.failed(token, error), forced=True)
 
     # -- outcomes -----------------------------------------------------------
     def _on_outcome(self, token: int, outcome: Outcome, forced: bool = False) -> None:
@@ -526,15 +439,15 @@ class Coordinator:
         if state.timer is not None:
             state.timer.cancel()
             state.timer = None
-        if outcome.error and outcome.error.get("type") == NOT_STARTED:
+        if outcome.never_started:
             # It never started: the run is stopping (a worker saw the stop flag,
             # perhaps before we heard of the failure that raised it). Not an attempt.
             state.attempts.pop()
             state.status = TaskStatus.PENDING
             # Waiting: a task of a chain whose predecessor in its work item did not
             # succeed (or has not said so yet); it is queued again when that one succeeds.
-            if self._stop_reason is None and state.waiting == 0:
-                self._ready.appendleft(task_id)
+            if self._ready.stop_reason is None and not self._ready.is_waiting(task_id):
+                self._ready.again(task_id, first=True)
                 self._pump()
             self._check_finished()
             return
@@ -551,13 +464,12 @@ class Coordinator:
         attempt.pid = outcome.pid or attempt.pid
         if outcome.ok:
             self._succeed(state)
-        elif self._signal is not None or self._timed_out:
+        elif self._killed_why is not None:
             state.status = TaskStatus.CANCELLED
-            state.reason = (f"interrupted by {signal.Signals(self._signal).name} while running" if self._signal
-                            else f"{self._timed_out}: killed while running")
-            self.emit("task_finished", record=self._record(state))
+            state.reason = self._killed_why
+            self._record_final(state)
         elif len(state.attempts) <= state.spec.retries:
-            if self._stop_reason is None:
+            if self._ready.stop_reason is None:
                 self._schedule_retry(state)
             else:
                 # The run stopped before its retry could start: cancelled, whichever
@@ -581,44 +493,37 @@ class Coordinator:
             typical = self._typical_task_s
             self._typical_task_s = took if typical is None else 0.8 * typical + 0.2 * took
 
-    def _succeed(self, state: _TaskState) -> None:
+    def _succeed(self, state: TaskState) -> None:
         state.status = TaskStatus.SUCCEEDED
-        self.emit("task_finished", record=self._record(state))
+        self._record_final(state)
         self._release_read(state.spec.id, held=state.outcome.shared)
         _keep_only_what_readers_need(state.outcome)
-        for child in self._children[state.spec.id]:
-            child_state = self.states[child]
-            child_state.waiting -= 1
-            if child_state.waiting == 0 and child in self._early_starts:
+        for child in self._ready.done(state.spec.id):
+            if child in self._early_starts:
                 self._on_started(*self._early_starts.pop(child))
-            if child_state.waiting == 0 and child_state.status is TaskStatus.PENDING:
-                if child_state.spec.trigger == "all_success":
-                    self._ready.append(child)
-                else:
-                    self._rules.ready(child)
 
-    def _fail(self, state: _TaskState) -> None:
+    def _fail(self, state: TaskState) -> None:
         state.status = TaskStatus.FAILED
         if self.options.task_logs_dir and state.outcome is not None:  # (a timeout's tail: from its log)
             add_log_tail(state.outcome.error, os.path.join(self.options.task_logs_dir, f"{state.spec.id}.log"))
-        self.emit("task_finished", record=self._record(state))
-        self._rules.ended(state.spec.id)
+        self._record_final(state)
+        self._ready.ended(state.spec.id)
         self._release_read(state.spec.id)
-        if not self.options.keep_going and self._stop_reason is None:
-            self._stop_reason = f"the run stopped after '{state.spec.id}' failed (fail fast; --keep-going runs the rest)"
-            self._cancel_retries()
-            self._backend.halt_queued()
+        if not self.options.keep_going and self._ready.stop_reason is None:
+            self._stop(Stop.FAIL_FAST, f"the run stopped after '{state.spec.id}' failed (fail fast; --keep-going runs the rest)")
+
+    def _record_final(self, state: TaskState) -> None:
+        """A task reached its final status: its record goes to the reporters."""
+        self.emit("task_finished", record=self._record(state))
 
     def _release_read(self, task_id: str, held: bool = False) -> None:
-        """Free the shared memory of results no remaining task reads (see readers.py)."""
-        done = self._readers.finished(task_id)
-        if held:
-            done += self._readers.held(task_id)
+        """Free the shared memory of results no remaining task reads (ReadySet.release)."""
+        done = self._ready.release(task_id, held)
         if self._backend is not None:  # None: closing, and the backend frees everything
             for producer in done:
                 self._backend.release(producer)
 
-    def _schedule_retry(self, state: _TaskState) -> None:
+    def _schedule_retry(self, state: TaskState) -> None:
         n = len(state.attempts)
         delay = min(RETRY_DELAY_CAP, state.spec.retry_delay * 2 ** (n - 1))
         delay *= random.uniform(0.8, 1.0)  # jitter: retries of many tasks do not land together
@@ -629,8 +534,8 @@ class Coordinator:
 
     def _retry(self, task_id: str) -> None:
         self._retry_timers.pop(task_id, None)
-        if self._stop_reason is None:
-            self._ready.append(task_id)
+        if self._ready.stop_reason is None:
+            self._ready.again(task_id)
             self._pump()
         self._check_finished()
 
@@ -640,9 +545,14 @@ class Coordinator:
         self._retry_timers.clear()
 
     def _check_finished(self) -> None:
-        idle = not self._running and not self._retry_timers and (not self._ready or self._stop_reason is not None)
-        if idle and not self._finished.done() and not self._rules.go_on():
-            self._finished.set_result(None)
+        """Idle (nothing running, waiting to retry, or ready to start)? Settle what can no
+        longer run, which may make trigger tasks ready; the run is over once nothing changes."""
+        while (not self._finished.done() and not self._running and not self._retry_timers
+               and not self._ready.is_active()):
+            if not self._ready.settle_blocked():
+                self._finished.set_result(None)
+                return
+            self._pump()
 
     # -- interrupts ---------------------------------------------------------
     def _install_signal_handlers(self) -> dict:
@@ -678,37 +588,52 @@ class Coordinator:
             self._give_up_on_running(f"killed by a second {name}")
             return
         self._signal = signum
-        self._stop_reason = f"interrupted by {name}"
-        self._cancel_retries()
-        if self._backend is not None:
-            self._backend.halt_queued()
         self.emit("interrupt", signal=name, hard=False)
-        backend = self._backend
-        if backend is None:
-            return
-        if backend.can_stop:
-            self._loop.run_in_executor(None, backend.interrupt)
-            self._loop.call_later(INTERRUPT_WAIT, self._give_up_on_running, "did not stop in time")
-        else:
-            self._give_up_on_running(f"interrupted by {name}; the {backend.name} backend cannot stop it")
-        self._check_finished()
+        self._stop(Stop.SIGNAL, f"interrupted by {name}")
 
     def _on_run_timeout(self) -> None:
         """--timeout: stop the run as an interrupt would, but it ends `failed` (exit 1)."""
         if self._signal is not None or self._finished.done():
             return
-        self._timed_out = f"the run timed out after {self.options.timeout:g}s (--timeout)"
-        self._stop_reason = self._timed_out
+        reason = f"the run timed out after {self.options.timeout:g}s (--timeout)"
+        self.emit("run_timeout", reason=reason)
+        self._stop(Stop.TIMEOUT, reason)
+
+    def abort(self, reason: str) -> None:
+        """Stop the run from any thread: dispatch nothing more, kill what runs (the run
+        record can no longer be written, say). The run ends failed; tasks cancelled."""
+        def stop():
+            if self._stopped_by is not Stop.ABORT:
+                self._stop(Stop.ABORT, f"aborted: {reason}")
+
+        try:
+            self._loop.call_soon_threadsafe(stop)
+        except RuntimeError:  # the loop is closed: the run is over anyway
+            pass
+
+    def _stop(self, why: Stop, reason: str) -> None:
+        """The one way the run stops dispatching: no retry and nothing queued starts
+        (`reason` is what the tasks left give); but for fail fast, what runs is
+        interrupted, and a signal or --timeout also stops trigger tasks and gives
+        up on tasks that do not report back within INTERRUPT_WAIT."""
+        killing = why in (Stop.SIGNAL, Stop.TIMEOUT)
+        self._stopped_by = why
+        if killing:
+            self._killed_why = (f"{reason} while running" if why is Stop.SIGNAL else f"{reason}: killed while running")
+        self._ready.stop(reason, triggers_too=killing)
         self._cancel_retries()
-        self.emit("run_timeout", reason=self._timed_out)
         backend = self._backend
-        if backend is not None:
-            backend.halt_queued()
-            if backend.can_stop:
-                self._loop.run_in_executor(None, backend.interrupt)
+        if backend is None:  # (not started, or closing: it ends what it holds)
+            return
+        backend.halt_queued()
+        if why is Stop.FAIL_FAST:
+            return  # what runs finishes; the caller checks for the end
+        if backend.can_stop:
+            self._loop.run_in_executor(None, backend.interrupt)
+            if killing:
                 self._loop.call_later(INTERRUPT_WAIT, self._give_up_on_running, "did not stop in time")
-            else:
-                self._give_up_on_running(f"{self._timed_out}; the {backend.name} backend cannot stop it")
+        elif killing:
+            self._give_up_on_running(f"{reason}; the {backend.name} backend cannot stop it")
         self._check_finished()
 
     def _reuse_cached(self, task_id: str) -> bool:
@@ -725,7 +650,7 @@ class Coordinator:
         params = self.workflow.params if plugin_reads_params(ref) else None
         state.cache_key = cache_key(spec.plugin, plugin_source_digest(ref), spec.config, params,
                                     upstream, spec.inputs, self.workflow.directory)
-        publish = bool(self._children[task_id])
+        publish = bool(self._ready.children[task_id])
         hit = self.options.cache_store.lookup(task_id, state.cache_key, need_blob=publish)
         if hit is None:
             return False
@@ -740,116 +665,26 @@ class Coordinator:
         self._succeed(state)
         return True
 
-    def abort(self, reason: str) -> None:
-        """Stop the run from any thread: dispatch nothing more, kill what runs (the run
-        record can no longer be written, say). The run ends failed; tasks cancelled."""
-        def stop():
-            if self._stop_reason is not None and self._stop_reason.startswith("aborted"):
-                return
-            self._stop_reason = f"aborted: {reason}"
-            self._cancel_retries()
-            backend = self._backend
-            if backend is not None:
-                backend.halt_queued()
-                if backend.can_stop:
-                    self._loop.run_in_executor(None, backend.interrupt)
-            self._check_finished()
-
-        try:
-            self._loop.call_soon_threadsafe(stop)
-        except RuntimeError:  # the loop is closed: the run is over anyway
-            pass
-
     def _give_up_on_running(self, why: str) -> None:
         for token in list(self._running):
             self._abandoned.add(token)
-            now = time.time()
-            self._on_outcome(token, Outcome(token=token, ok=False, error=error_record("Interrupted", why),
-                                            started_at=now, finished_at=now), forced=True)
+            self._on_outcome(token, Outcome.failed(token, error_record(ErrorKind.INTERRUPTED, why)), forced=True)
         self._check_finished()
 
     # -- the end ------------------------------------------------------------
-    def _settle_unrun(self) -> None:
-        """Give every task that never ran its final status and a reason."""
-        for layer in self.plan.layers:
-            for task_id in sorted(layer, key=self._order.__getitem__):
-                state = self.states[task_id]
-                if state.status.final:
-                    continue
-                blockers = [d for d in state.spec.depends_on
-                            if self.states[d].status in (TaskStatus.FAILED, TaskStatus.SKIPPED)]
-                if blockers:
-                    state.status = TaskStatus.SKIPPED
-                    verb = "failed" if self.states[blockers[0]].status is TaskStatus.FAILED else "was skipped"
-                    state.reason = f"upstream '{blockers[0]}' {verb}"
-                else:
-                    state.status = TaskStatus.CANCELLED
-                    state.reason = self._stop_reason or "the run stopped before it could run"
-                self.emit("task_finished", record=self._record(state))
-
     def _summary(self) -> RunSummary:
         statuses = {tid: s.status for tid, s in self.states.items()}
         if self._signal is not None:
             status = RunStatus.INTERRUPTED
-        elif all(s is TaskStatus.SUCCEEDED or tid in self._rules.not_triggered for tid, s in statuses.items()):
+        elif all(s is TaskStatus.SUCCEEDED or tid in self._ready.not_triggered for tid, s in statuses.items()):
             status = RunStatus.SUCCEEDED
         else:
             status = RunStatus.FAILED
         return RunSummary(status=status, tasks=statuses, signal=self._signal)
 
-    def _record(self, state: _TaskState) -> dict:
-        """The task's record, as tasks/<id>.json shows it."""
-        outcome = state.outcome
-        attempts = [
-            {"attempt": a.number, "started_at": iso_time(a.started), "finished_at": iso_time(a.finished),
-             "duration_s": _seconds(a.started, a.finished), "pid": a.pid, "error": a.error}
-            for a in state.attempts
-        ]
-        started = state.attempts[0].started if state.attempts else None
-        finished = state.attempts[-1].finished if state.attempts else None
-        record = {
-            "id": state.spec.id,
-            "plugin": state.spec.plugin,
-            "status": state.status.value,
-            "attempts": len(state.attempts),
-            "started_at": iso_time(started),
-            "finished_at": iso_time(finished),
-            "duration_s": _seconds(started, finished),
-            "result": outcome.result if outcome is not None and outcome.ok else None,
-            # The error of a failure; a cancelled or skipped task says why in `reason`
-            # (an earlier attempt's error, say before a retry delay, is in attempt_log).
-            "error": outcome.error if outcome is not None and state.status is TaskStatus.FAILED else None,
-            "reason": state.reason,
-            "reused": state.reused,
-            "reused_from": state.reused_from,
-            "cache_key": state.cache_key,
-            "result_sha256": outcome.digest or None if outcome is not None and outcome.ok else None,
-            "trigger": state.spec.trigger,
-            "config": state.spec.config,  # after templating: what the plugin was given
-            "depends_on": list(state.spec.depends_on),
-            "attempt_log": attempts,
-            "resources": None,
-            # A task that wrote nothing has no log (worker/output.py's spool).
-            "log": f"tasks/{state.spec.id}.log" if self._has_log(state) else None,
-        }
-        if outcome is not None and outcome.pid:
-            record["resources"] = {
-                "pid": outcome.pid,
-                "wall_s": _seconds(outcome.started_at, outcome.finished_at),
-                "cpu_user_s": outcome.cpu_user_s,
-                "cpu_system_s": outcome.cpu_system_s,
-                "peak_rss_bytes": outcome.peak_rss,
-            }
-            record["resources"].update(outcome.where)
-        return record
-
-
-    def _has_log(self, state: _TaskState) -> bool:
-        # An attempt that reported says whether it left a log; else (a crash, a
-        # timeout, a stop) look on disk.
-        if not self.options.task_logs_dir or not state.attempts or state.log is False:
-            return False
-        return state.log or os.path.exists(os.path.join(self.options.task_logs_dir, f"{state.spec.id}.log"))
+    def _record(self, state: TaskState) -> dict:
+        """The task's record, as tasks/<id>.json shows it (record.py)."""
+        return task_record(state, self.options.task_logs_dir)
 
 
 class _Mailbox:
@@ -907,12 +742,6 @@ def _batch_seconds() -> float:
     refused before the run starts, knobs.check)."""
     chosen = knobs.read("OPFLOW_BATCH_SECONDS")
     return BATCH_SECONDS if chosen is None else chosen
-
-
-def _seconds(start: float | None, end: float | None) -> float | None:
-    if start is None or end is None:
-        return None
-    return round(max(0.0, end - start), 6)
 
 
 async def run_async(workflow: Workflow, plugins: dict[str, PluginRef], options: RunOptions | None = None,

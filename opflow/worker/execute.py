@@ -15,7 +15,7 @@ import time
 import traceback
 from pathlib import Path
 
-from opflow.attempt import Outcome, TaskRequest, error_record
+from opflow.attempt import ErrorKind, Outcome, TaskRequest, error_record
 from opflow.worker.context import PICKLE_PROTOCOL, StoreAddress, TaskContext, connect_store
 from opflow.errors import PluginError
 from opflow.plugins import add_search_root, load_plugin_class
@@ -61,11 +61,11 @@ def _execute(request: TaskRequest) -> Outcome:
         outcome.result = render(value)
         outcome.ok = True
     except PluginError as exc:
-        outcome.error = error_record("PluginError", str(exc), traceback.format_exc())
+        outcome.error = error_record(ErrorKind.PLUGIN_ERROR, str(exc), traceback.format_exc())
     except _UnpicklableResult as exc:
-        outcome.error = error_record("UnpicklableResult", str(exc), exc.tb)
+        outcome.error = error_record(ErrorKind.UNPICKLABLE_RESULT, str(exc), exc.tb)
     except SystemExit as exc:
-        outcome.error = error_record("SystemExit", f"the task called sys.exit({exc.code!r})", traceback.format_exc())
+        outcome.error = error_record(ErrorKind.SYSTEM_EXIT, f"the task called sys.exit({exc.code!r})", traceback.format_exc())
     except (KeyboardInterrupt, GeneratorExit):
         raise
     except BaseException as exc:  # any other, even a BaseException of the user's: a recorded value,

@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from opflow.attempt import NOT_STARTED, Outcome, TaskRequest, error_record
+from opflow.attempt import ErrorKind, Outcome, TaskRequest, error_record
 from opflow.plugins import PluginRef
 from opflow.procs import descendants, kill_trees
 from opflow.rundir.results_log import append_result
@@ -142,7 +142,7 @@ class DaskBackend(DaskCluster):
             self._inflight[request.token] = entry
             closing = self._closing
         if closing:
-            self._resolve(request.token, error_record(NOT_STARTED, "the run stopped before this task ran"))
+            self._resolve_not_started(request.token)
             return future
         try:
             self._submit_to_cluster(entry)
@@ -198,7 +198,7 @@ class DaskBackend(DaskCluster):
         self._cancel(entries.values())
         self._end_workers(list(running.values()), grace)
         for token in entries:
-            self._resolve(token, error_record("Interrupted", "the run was interrupted; its dask worker was stopped"))
+            self._resolve(token, error_record(ErrorKind.INTERRUPTED, "the run was interrupted; its dask worker was stopped"))
 
     def close(self, kill: bool = False) -> None:
         if self._closed:
@@ -210,7 +210,7 @@ class DaskBackend(DaskCluster):
             leftover = dict(self._inflight)
         self._cancel(leftover.values())
         for token in leftover:
-            self._resolve(token, error_record(NOT_STARTED, "the run stopped before this task ran"))
+            self._resolve_not_started(token)
         self._shutdown()
 
     # -- starts and outcomes -----------------------------------------------
@@ -263,7 +263,7 @@ class DaskBackend(DaskCluster):
         if entry is None or stopped is not None:
             return  # stop() resolves it
         if dask_future.cancelled():
-            self._resolve(token, error_record(NOT_STARTED, "the run stopped before this task ran"))
+            self._resolve_not_started(token)
             return
         request = entry.request
         try:
@@ -351,14 +351,20 @@ class DaskBackend(DaskCluster):
         del spent  # the last references: Dask frees these results on the workers now, together
 
     def _resolve(self, token: int, error: dict) -> None:
+        """End a task in flight that has no outcome of its own: failed with `error`."""
+        self._finish(token, Outcome.failed(token, error, **self._start_facts(token)))
+
+    def _resolve_not_started(self, token: int) -> None:
+        """End a task in flight that never started: the coordinator decides what next."""
+        self._finish(token, Outcome.not_started(token, **self._start_facts(token)))
+
+    def _start_facts(self, token: int) -> dict:
+        # A stopped task (timeout) ran from its start until now: its record says so.
         with self._lock:
             start = self._starts.get(token)
             started_at = self._start_times.pop(token, None)
-        now = time.time()
-        # A stopped task (timeout) ran from its start until now: its record says so.
-        self._finish(token, Outcome(token=token, ok=False, error=error, started_at=started_at or now, finished_at=now,
-                                    pid=start[0] if start else 0,
-                                    where={"worker": start[1]} if start else {}))
+        return {"started_at": started_at, "pid": start[0] if start else 0,
+                "where": {"worker": start[1]} if start else {}}
 
     # -- stopping ----------------------------------------------------------
     def _stop_now(self, token: int) -> None:
@@ -477,7 +483,7 @@ def _describe_failure(exc: BaseException, start: tuple[int, str] | None = None) 
         tries = getattr(exc, "allowed_failures", 0) + 1
         pid = f", pid {start[0]}" if start else ""
         return error_record(
-            "WorkerCrashed",
+            ErrorKind.WORKER_CRASHED,
             f"its dask worker process died while running it ({last}{pid}"
             f"{f'; the last of {tries} workers Dask tried' if tries > 1 else ''}): "
             f"likely out of memory, a crash in native code, or os._exit",

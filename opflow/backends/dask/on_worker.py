@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from opflow.attempt import NOT_STARTED, Outcome, TaskRequest, error_record
+from opflow.attempt import ErrorKind, Outcome, TaskRequest, error_record
 from opflow.plugins import PluginRef
 from opflow.procs import kill_own_children, start_parent_watch
 from opflow.worker.execute import execute
@@ -76,9 +76,7 @@ def run_task(request_blob: bytes, topic: str, upstream: dict, bundle: PluginBund
     request: TaskRequest = pickle.loads(request_blob)
     worker = get_worker()
     if topic in _halted and not request.ignore_halt:  # the run stopped (fail fast, interrupt) while it waited
-        now = time.time()
-        outcome = Outcome(token=request.token, ok=False, started_at=now, finished_at=now, pid=os.getpid(),
-                          error=error_record(NOT_STARTED, "the run stopped before this task started"))
+        outcome = Outcome.not_started(request.token, pid=os.getpid())
         _tell_outcome(worker, topic, outcome)
         return Held(outcome, None)
     try:
@@ -89,9 +87,8 @@ def run_task(request_blob: bytes, topic: str, upstream: dict, bundle: PluginBund
     try:
         plugin = _locate_plugin(request.plugin, bundle, worker)
     except PluginMissing as exc:
-        now = time.time()
-        outcome = Outcome(token=request.token, ok=False, error=error_record("PluginError", str(exc)),
-                          started_at=now, finished_at=now, pid=os.getpid(), where=where)
+        outcome = Outcome.failed(request.token, error_record(ErrorKind.PLUGIN_ERROR, str(exc)),
+                                 pid=os.getpid(), where=where)
         _tell_outcome(worker, topic, outcome)
         return Held(outcome, None)
     local = Snapshot({task_id: held.blob for task_id, held in upstream.items()})

@@ -1,0 +1,151 @@
+"""What a task is in the coordinator, and the record it becomes (tasks/<id>.json).
+
+`TaskState` is the coordinator's per-task state (status, attempts, the last
+outcome); `task_record` renders it as the record reporters write; a reused
+task's record (resume) keeps the earlier run's result, times and resources
+(`reused_record`). Slotted objects: a 100,000-task run keeps one state per task.
+"""
+from __future__ import annotations
+
+__all__ = ["TaskState", "Attempt", "task_record", "reused_record", "load_reused_records"]
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from opflow.events import TaskStatus, iso_time
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from opflow.attempt import Outcome
+
+#: Kept from the earlier record: what the task produced and what it cost then.
+KEPT = ("result", "started_at", "finished_at", "duration_s", "resources")  # attempts: this run made none
+
+
+class Attempt:
+    """One attempt of a task, as its record's attempt_log shows it (a slotted object:
+    a 100,000-task run keeps one per task)."""
+
+    __slots__ = ("number", "started", "finished", "error", "pid")
+
+    def __init__(self, number: int, started: float):
+        self.number = number
+        self.started = started
+        self.finished: float | None = None
+        self.error: dict | None = None
+        self.pid: int | None = None
+
+
+class TaskState:
+    """One task in the coordinator. `waiting` (upstream tasks not yet done) is
+    written by the ready set only (ready.py)."""
+
+    __slots__ = ("spec", "status", "waiting", "attempts", "reason", "outcome", "timer", "reused", "reused_from",
+                 "cache_key", "log", "announced")
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.status = TaskStatus.PENDING
+        self.waiting = len(spec.depends_on)
+        self.attempts: list[Attempt] = []
+        self.reason: str | None = None
+        self.outcome: Outcome | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.reused = False
+        self.reused_from: str | None = None
+        self.cache_key: str | None = None
+        self.log: bool | None = False  # has an attempt left tasks/<id>.log? (None: one could not say)
+        self.announced = 0  # the attempt whose task_started was emitted (0: none)
+
+
+def task_record(state: TaskState, task_logs_dir: str | None) -> dict:
+    """The task's record, as tasks/<id>.json shows it."""
+    outcome = state.outcome
+    attempts = [
+        {"attempt": a.number, "started_at": iso_time(a.started), "finished_at": iso_time(a.finished),
+         "duration_s": _seconds(a.started, a.finished), "pid": a.pid, "error": a.error}
+        for a in state.attempts
+    ]
+    started = state.attempts[0].started if state.attempts else None
+    finished = state.attempts[-1].finished if state.attempts else None
+    record = {
+        "id": state.spec.id,
+        "plugin": state.spec.plugin,
+        "status": state.status.value,
+        "attempts": len(state.attempts),
+        "started_at": iso_time(started),
+        "finished_at": iso_time(finished),
+        "duration_s": _seconds(started, finished),
+        "result": outcome.result if outcome is not None and outcome.ok else None,
+        # The error of a failure; a cancelled or skipped task says why in `reason`
+        # (an earlier attempt's error, say before a retry delay, is in attempt_log).
+        "error": outcome.error if outcome is not None and state.status is TaskStatus.FAILED else None,
+        "reason": state.reason,
+        "reused": state.reused,
+        "reused_from": state.reused_from,
+        "cache_key": state.cache_key,
+        "result_sha256": outcome.digest or None if outcome is not None and outcome.ok else None,
+        "trigger": state.spec.trigger,
+        "config": state.spec.config,  # after templating: what the plugin was given
+        "depends_on": list(state.spec.depends_on),
+        "attempt_log": attempts,
+        "resources": None,
+        # A task that wrote nothing has no log (worker/output.py's spool).
+        "log": f"tasks/{state.spec.id}.log" if _has_log(state, task_logs_dir) else None,
+    }
+    if outcome is not None and outcome.pid:
+        record["resources"] = {
+            "pid": outcome.pid,
+            "wall_s": _seconds(outcome.started_at, outcome.finished_at),
+            "cpu_user_s": outcome.cpu_user_s,
+            "cpu_system_s": outcome.cpu_system_s,
+            "peak_rss_bytes": outcome.peak_rss,
+        }
+        record["resources"].update(outcome.where)
+    return record
+
+
+def _has_log(state: TaskState, task_logs_dir: str | None) -> bool:
+    # An attempt that reported says whether it left a log; else (a crash, a
+    # timeout, a stop) look on disk.
+    if not task_logs_dir or not state.attempts or state.log is False:
+        return False
+    return state.log or os.path.exists(os.path.join(task_logs_dir, f"{state.spec.id}.log"))
+
+
+def _seconds(start: float | None, end: float | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return round(max(0.0, end - start), 6)
+
+
+# -- resume: a reused task's record ---------------------------------------------
+def load_reused_records(source: Path, task_ids) -> dict[str, dict]:
+    """task_id -> its record in the earlier run (those that can be read)."""
+    found = {}
+    for task_id in task_ids:
+        try:
+            record = json.loads((source / "tasks" / f"{task_id}.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # no record (a crash before it was written): the task is still reused, just less described
+        if isinstance(record, dict):
+            found[task_id] = record
+    return found
+
+
+def reused_record(record: dict, earlier: dict | None, source: str) -> dict:
+    """What a reused task's record says in a resumed run: the earlier run's result
+    rendering, times and resources, marked `reused` with where it came from."""
+    record = dict(record)
+    if earlier:
+        for key in KEPT:
+            if key in earlier:
+                record[key] = earlier[key]
+        # Its log is the earlier run's; this run wrote none for it.
+        record["log"] = str(Path(source) / earlier["log"]) if earlier.get("log") else None
+    record["reused"] = True
+    record["reused_from"] = source
+    return record
