@@ -290,3 +290,18 @@ def test_one_bad_run_is_skipped_and_named_the_others_listed(tmp_path):
                                                   "not an object of task id -> status"]
     rows = json.loads(run_cli("runs", "--log-dir", str(log_dir), "--json", cwd=tmp_path).stdout)
     assert [r["run_dir"] for r in rows] == [str(last), str(first)]
+
+
+def test_a_tasks_folder_that_links_out_of_the_run_dir_is_never_read(tmp_path):
+    run_dir = _plant(tmp_path / "logs", "20260101T000000Z-hist")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "a.json").write_text(json.dumps({"id": "a", "status": "succeeded", "result": "OTHER-USERS-RESULT"}))
+    (elsewhere / "a.log").write_text("OTHER-USERS-LOG\n")
+    (run_dir / "tasks").rmdir()
+    (run_dir / "tasks").symlink_to(elsewhere)
+    shown = run_cli("show", str(run_dir), "a", cwd=tmp_path)
+    assert "OTHER-USERS" not in shown.stdout + shown.stderr
+    _one_error_line(shown, str(run_dir / "tasks"), "is a symlink")
+    report = run_cli("report", str(run_dir), "-o", str(tmp_path / "r.html"), cwd=tmp_path)
+    _one_error_line(report, str(run_dir / "tasks"), "is a symlink")

@@ -255,7 +255,7 @@ def read_run_file(run_dir: Path, relative: str, limit: int = MAX_RECORD_BYTES, *
     them (RecordError for a larger file: it is never read). With `private`, the file must
     also be this user's that no one else may write (else UnsafePathError)."""
     path = Path(run_dir) / relative
-    with open(_open_run_file(run_dir, relative), "rb", buffering=0) as handle:
+    with open(_open_run_file(run_dir, relative), "rb") as handle:
         if private:
             check_private_fd(handle.fileno(), path)
         size = os.fstat(handle.fileno()).st_size
@@ -335,8 +335,9 @@ _ATTEMPT_FIELDS = {"attempt": _COUNT, "started_at": _TEXT, "finished_at": _TEXT,
 # ... and of a task record.
 _RECORD_FIELDS = {
     "id": _TEXT, "plugin": _TEXT, "status": _TEXT, "attempts": _COUNT, "started_at": _TEXT, "finished_at": _TEXT,
-    "duration_s": _NUMBER, "error": _OBJECT, "reason": _TEXT, "log": _TEXT, "reused": (lambda v: isinstance(v, bool),
-    "true or false"), "depends_on": (_strings, "a list of task ids"), "resources": (_numbers_or_none, "an object of numbers"),
+    "duration_s": _NUMBER, "error": _OBJECT, "reason": _TEXT, "log": _TEXT,
+    "reused": (lambda v: isinstance(v, bool), "true or false"), "depends_on": (_strings, "a list of task ids"),
+    "resources": (_numbers_or_none, "an object of numbers"),
     "attempt_log": (_attempts, "a list of attempts (attempt, started_at, finished_at, pid, error)"),
 }
 

@@ -175,7 +175,8 @@ def format_task(record: dict) -> str:
             lines.append(f"{label + ':':<9} {value}")
     resources = record.get("resources")
     if resources:
-        lines.append(f"Resources: pid {resources.get('pid')}, cpu {(resources.get('cpu_user_s') or 0) + (resources.get('cpu_system_s') or 0):.2f}s, "
+        cpu = (resources.get("cpu_user_s") or 0) + (resources.get("cpu_system_s") or 0)
+        lines.append(f"Resources: pid {resources.get('pid')}, cpu {cpu:.2f}s, "
                      f"peak {(resources.get('peak_rss_bytes') or 0) / 1e6:.1f} MB")
     if record.get("error"):
         lines.append(f"Error:    {headline(record['error'])}")
