@@ -215,35 +215,55 @@ def _open_run_file(run_dir: Path, relative: str) -> int:
     """A descriptor on run_dir/relative ("run.json", "tasks/a.log"): no symlink followed below
     run_dir (the directory named itself is the user's choice), no blocking open, a regular
     file only. FileNotFoundError where there is none; RecordError for anything else."""
-    path = Path(run_dir) / relative
-    parts = relative.split("/")
+    folder, _, name = relative.rpartition("/")
+    dir_fd = _open_folder(run_dir, folder)
+    try:
+        return _open_regular(Path(run_dir) / relative, name, dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _open_folder(run_dir: Path, folder: str) -> int:
+    """A descriptor on run_dir/folder ("" for run_dir itself, "tasks"), each folder below
+    run_dir opened without following a symlink."""
+    parts = folder.split("/") if folder else []
     if any(part in ("", ".", "..") for part in parts):
-        raise RecordError(f"{path}: not a name in the run directory")
+        raise RecordError(f"{Path(run_dir) / folder}: not a folder of the run directory")
     try:
         dir_fd = os.open(run_dir, _DIR_FLAGS)
     except FileNotFoundError:
         raise
     except OSError as exc:
         raise RecordError(f"{run_dir}: cannot read it: {exc.strerror or exc}") from None
+    for n, part in enumerate(parts):
+        where = Path(run_dir).joinpath(*parts[:n + 1])
+        try:
+            fd = os.open(part, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise RecordError(f"{where}: is a symlink or not a folder; "
+                                  "opflow reads only the run directory's own files") from None
+            raise RecordError(f"{where}: cannot read it: {exc.strerror or exc}") from None
+        finally:
+            os.close(dir_fd)
+        dir_fd = fd
+    return dir_fd
+
+
+def _open_regular(path: Path, name: str, dir_fd: int) -> int:
+    """`name` in the folder `dir_fd`, as `_open_run_file` opens it; `path` names it in errors."""
+    if name in ("", ".", "..") or "/" in name:
+        raise RecordError(f"{path}: not a name in the run directory")
     try:
-        for n, part in enumerate(parts):
-            last = n == len(parts) - 1
-            try:
-                fd = os.open(part, _FILE_FLAGS if last else _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
-            except FileNotFoundError:
-                raise
-            except OSError as exc:
-                where = path if last else Path(run_dir).joinpath(*parts[:n + 1])
-                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise RecordError(f"{where}: is a symlink or not a {'file' if last else 'folder'}; "
-                                      "opflow reads only the run directory's own files") from None
-                raise RecordError(f"{where}: cannot read it: {exc.strerror or exc}") from None
-            os.close(dir_fd)
-            dir_fd = fd
-        fd, dir_fd = dir_fd, -1
-    finally:
-        if dir_fd >= 0:
-            os.close(dir_fd)
+        fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise RecordError(f"{path}: is a symlink; opflow reads only the run directory's own files") from None
+        raise RecordError(f"{path}: cannot read it: {exc.strerror or exc}") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise RecordError(f"{path}: not a regular file; opflow reads only regular files")
@@ -254,8 +274,11 @@ def read_run_file(run_dir: Path, relative: str, limit: int = MAX_RECORD_BYTES, *
     """The bytes of run_dir/relative, checked as `_open_run_file` checks, at most `limit` of
     them (RecordError for a larger file: it is never read). With `private`, the file must
     also be this user's that no one else may write (else UnsafePathError)."""
-    path = Path(run_dir) / relative
-    with open(_open_run_file(run_dir, relative), "rb") as handle:
+    return _read_capped(Path(run_dir) / relative, _open_run_file(run_dir, relative), limit, private=private)
+
+
+def _read_capped(path: Path, fd: int, limit: int = MAX_RECORD_BYTES, *, private: bool = False) -> bytes:
+    with open(fd, "rb") as handle:
         if private:
             check_private_fd(handle.fileno(), path)
         size = os.fstat(handle.fileno()).st_size
@@ -414,25 +437,47 @@ def read_task_record(run_dir: Path, task_id: str) -> dict | None:
         return None
 
 
-def _record_files(run_dir: Path) -> list[str]:
+def _each_record(run_dir: Path, strict: bool):
+    """(path, record) for each good record in tasks/, read through one descriptor of tasks/;
+    a bad one raises RecordError where `strict`, else is left out."""
     try:
-        names = os.listdir(Path(run_dir) / TASKS)
-    except OSError:
-        return []
-    return sorted(name for name in names if name.endswith(".json") and not name.startswith("."))
+        dir_fd = _open_folder(run_dir, TASKS)
+    except FileNotFoundError:
+        return  # no tasks/: no records
+    except RecordError:
+        if strict:
+            raise
+        return
+    try:
+        try:
+            names = sorted(name for name in os.listdir(dir_fd) if name.endswith(".json") and not name.startswith("."))
+        except OSError as exc:
+            if strict:
+                raise RecordError(f"{Path(run_dir) / TASKS}: cannot read it: {exc.strerror or exc}") from None
+            return
+        for name in names:
+            path = Path(run_dir) / TASKS / name
+            try:
+                record = _checked(path, _parse_object(path, _read_capped(path, _open_regular(path, name, dir_fd))),
+                                  _RECORD_FIELDS)
+            except FileNotFoundError:  # gone since listed
+                continue
+            except RecordError:
+                if strict:
+                    raise
+                continue
+            except OSError as exc:
+                if strict:
+                    raise RecordError(f"{path}: cannot read it: {exc.strerror or exc}") from None
+                continue
+            yield path, record
+    finally:
+        os.close(dir_fd)
 
 
 def load_task_records(run_dir: Path) -> dict[str, dict]:
     """Every record in tasks/, keyed by the `id` it holds: RecordError for the first bad one."""
-    found = {}
-    for name in _record_files(run_dir):
-        try:
-            record = _load_record(run_dir, f"{TASKS}/{name}")
-        except FileNotFoundError:  # gone since listed
-            continue
-        if "id" in record:
-            found[record["id"]] = record
-    return found
+    return {record["id"]: record for _, record in _each_record(run_dir, strict=True) if "id" in record}
 
 
 def read_task_records(run_dir: Path, task_ids: Iterable[str] | None = None) -> dict[str, dict]:
@@ -445,15 +490,7 @@ def read_task_records(run_dir: Path, task_ids: Iterable[str] | None = None) -> d
             if record is not None:
                 found[task_id] = record
         return found
-    found = {}
-    for name in _record_files(run_dir):
-        try:
-            record = _load_record(run_dir, f"{TASKS}/{name}")
-        except (OSError, RecordError):
-            continue
-        if "id" in record:
-            found[record["id"]] = record
-    return found
+    return {record["id"]: record for _, record in _each_record(run_dir, strict=False) if "id" in record}
 
 
 def read_log_tail(run_dir: Path, task_id: str, lines: int) -> str | None:
