@@ -282,7 +282,11 @@ def _read_capped(path: Path, fd: int, limit: int = MAX_RECORD_BYTES, *, private:
         if private:
             check_private_fd(handle.fileno(), path)
         size = os.fstat(handle.fileno()).st_size
-        data = handle.read(limit + 1) if size <= limit else b""
+        data = b""
+        if size <= limit:
+            data = handle.read(size + 1)  # not read(limit + 1): that allocates the whole 64 MiB first
+            if len(data) > size:  # it grew since: read on, up to the limit
+                data += handle.read(limit + 1 - len(data))
         if size > limit or len(data) > limit:
             raise RecordError(f"{path}: larger than {limit >> 20} MiB ({size} bytes); not read")
     return data
@@ -455,8 +459,9 @@ def _each_record(run_dir: Path, strict: bool):
             if strict:
                 raise RecordError(f"{Path(run_dir) / TASKS}: cannot read it: {exc.strerror or exc}") from None
             return
+        folder = Path(run_dir) / TASKS
         for name in names:
-            path = Path(run_dir) / TASKS / name
+            path = folder / name
             try:
                 record = _checked(path, _parse_object(path, _read_capped(path, _open_regular(path, name, dir_fd))),
                                   _RECORD_FIELDS)
