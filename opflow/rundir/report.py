@@ -184,7 +184,7 @@ def _gantt(run: dict, span: float, critical: set, compact: bool = False) -> str:
     use = busy / (wall * max(1, workers)) if wall else 0
     if compact:
         return f'<div class="scroll">{"".join(out)}</div>'
-    return (f'<p class="muted">{plural(len(pids), "worker process", "worker processes")} ran tasks; the pool of {workers} was busy '
+    return (f'<p class="muted">{plural(len(pids), "worker process", "worker processes")} ran tasks; the pool of {_e(workers)} was busy '
             f'{use:.0%} of the run\'s {wall:.2f}s (gaps are idle workers).</p>'
             f'{_legend()}<div class="scroll">{"".join(out)}</div>')
 
@@ -307,7 +307,7 @@ def _comparison(runs: list[dict], span: float) -> str:
         rows.append(f'<tr><td><a href="#run{n}">{_e(run["dir"].name)}</a></td><td class="n">{_e(workers)}</td>'
                     f'<td>{_e(run["doc"].get("executor"))}</td><td>{_badge(run["doc"].get("status", "?"))}</td>{cells}</tr>')
     return ('<h2>Runs compared</h2><p class="muted">Speedup is the wall time of the run with the fewest workers '
-            f'({base_workers}) divided by each run\'s; efficiency is speedup per added worker. One run per size '
+            f'({_e(base_workers)}) divided by each run\'s; efficiency is speedup per added worker. One run per size '
             'is one sample: rerun before concluding from small differences.</p>'
             '<table><tr><th>run</th><th>workers</th><th>executor</th><th>status</th><th>wall s</th><th>speedup</th>'
             f'<th>efficiency</th><th></th></tr>{"".join(rows)}</table>'
