@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import struct
 import subprocess
 import textwrap
@@ -178,3 +179,66 @@ def test_the_weight_rule():
                "reused": {"status": "succeeded", "duration_s": 9.0, "reused": True},
                "skipped": {"status": "skipped", "duration_s": None}, "odd": {"status": "failed"}}
     assert task_weights(records) == {"ran": 2.0, "broke": 1.5}
+
+
+# -- a hostile folder or run directory: the report writes as the run dir writes -----------
+@pytest.fixture
+def failed_run(tmp_path):
+    """One run of one failing task that printed a line to its log."""
+    (tmp_path / "one.yaml").write_text('name: one\ntasks:\n  - id: a\n    plugin: shell\n'
+                                       '    config: {command: "echo visible-log-line; exit 3"}\n')
+    assert run_cli("run", "one.yaml", cwd=tmp_path).returncode == 1
+    return latest_run_dir(tmp_path / "logs")
+
+
+@pytest.mark.parametrize("where", ["beside -o", "in the run dir"])
+def test_the_report_never_writes_through_a_symlink_at_a_temporary_name(where, failed_run, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "shared" / "compare.html" if where == "beside -o" else failed_run / "report.html"
+    out.parent.mkdir(exist_ok=True)
+    (out.parent / f".{out.name}.tmp").symlink_to(victim)  # the name the unfixed report wrote to
+    args = ["-o", str(out)] if where == "beside -o" else []
+    proc = run_cli("report", str(failed_run), *args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert victim.read_text() == "precious"
+    assert "visible-log-line" in out.read_text()
+    assert sorted(p.name for p in out.parent.iterdir() if out.name in p.name) == [f".{out.name}.tmp", out.name]
+
+
+def test_the_report_is_owner_only_whatever_the_umask(failed_run, tmp_path):
+    old = os.umask(0o022)
+    try:
+        assert run_cli("report", str(failed_run), cwd=tmp_path).returncode == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((failed_run / "report.html").stat().st_mode) == 0o600
+
+
+def test_a_task_log_that_links_out_of_the_run_dir_is_never_copied(failed_run, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-LINE\n")
+    log = failed_run / "tasks" / "a.log"
+    log.unlink()
+    log.symlink_to(secret)
+    proc = run_cli("report", str(failed_run), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    page = (failed_run / "report.html").read_text()
+    assert "TOP-SECRET-LINE" not in page and ">a</b>" in page  # the failure is there, without the log
+    shown = run_cli("show", str(failed_run), "a", cwd=tmp_path)
+    assert shown.returncode == 0 and "TOP-SECRET-LINE" not in shown.stdout
+
+
+def test_no_field_of_run_json_reaches_the_page_unescaped(failed_run, tmp_path):
+    doc = json.loads((failed_run / "run.json").read_text())
+    doc["workers"] = "<script>alert(1)</script>"
+    (failed_run / "run.json").write_text(json.dumps(doc))
+    proc = run_cli("report", str(failed_run), cwd=tmp_path)
+    assert proc.returncode == 2 and "workers" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not (failed_run / "report.html").exists()
+    doc["workers"] = 2
+    doc["executor"] = doc["workflow"] = doc["started_at"] = "<script>alert(1)</script>"
+    (failed_run / "run.json").write_text(json.dumps(doc))
+    proc = run_cli("report", str(failed_run), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "<script" not in (failed_run / "report.html").read_text().lower()

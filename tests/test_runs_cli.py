@@ -192,3 +192,116 @@ def test_json_on_validate_plan_and_plugins(flows_folder):
     assert plan["layers"] == [["hello"], ["bad"]] and plan["critical_path"] is None
     plugins = json.loads(run_cli("plugins", "--json", cwd=flows_folder).stdout)
     assert {"shell", "python", "csv_ingest", "metrics"} <= {p["name"] for p in plugins}
+
+
+# -- hostile run directories: the read commands validate what they read ----------------
+GOOD = {"workflow": "hist", "status": "succeeded", "started_at": "2026-01-01T00:00:00+00:00",
+        "finished_at": "2026-01-01T00:00:01+00:00", "duration_s": 1.0, "tasks": {"a": "succeeded"},
+        "workflow_file": "/nowhere/flow.yaml", "workers": 1, "executor": "process"}
+
+
+def _plant(log_dir, name: str, text: str | None = None, **changes):
+    """A run directory made by hand: log_dir/<name>/run.json (GOOD with `changes`, or `text` as is)."""
+    run_dir = log_dir / name
+    (run_dir / "tasks").mkdir(parents=True)
+    (run_dir / "run.json").write_text(text if text is not None else json.dumps({**GOOD, **changes}))
+    return run_dir
+
+
+def _one_error_line(proc, *names):
+    """Exit 2, one line on stderr that names the file (and each of `names`), no traceback."""
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    for name in names:
+        assert name in lines[0], lines[0]
+    return lines[0]
+
+
+BAD_SHAPES = {
+    "a list": "[1, 2]",
+    "tasks a string": json.dumps({**GOOD, "tasks": "abc"}),
+    "started_at a number": json.dumps({**GOOD, "started_at": 5}),
+    "duration_s a string": json.dumps({**GOOD, "duration_s": "long"}),
+    "workers a script": json.dumps({**GOOD, "workers": "<script>alert(1)</script>"}),
+    "a nesting bomb": "[" * 100_000 + "]" * 100_000,
+}
+
+
+@pytest.mark.parametrize("shape", BAD_SHAPES)
+def test_every_read_command_refuses_a_malformed_run_json_in_one_line(shape, tmp_path):
+    log_dir = tmp_path / "logs"
+    bad = _plant(log_dir, "20260101T000000Z-hist", BAD_SHAPES[shape])
+    run_json = str(bad / "run.json")
+    _one_error_line(run_cli("show", str(bad), cwd=tmp_path), run_json)
+    _one_error_line(run_cli("show", str(bad), "a", cwd=tmp_path), run_json)
+    _one_error_line(run_cli("report", str(bad), "-o", str(tmp_path / "r.html"), cwd=tmp_path), run_json)
+    assert not (tmp_path / "r.html").exists()
+    listed = run_cli("runs", "--log-dir", str(log_dir), cwd=tmp_path)
+    assert listed.returncode == 0 and "Traceback" not in listed.stderr, listed.stderr
+    assert f"skipped {bad}" in listed.stderr
+
+
+def test_a_malformed_task_record_is_refused_in_one_line(tmp_path):
+    run_dir = _plant(tmp_path / "logs", "20260101T000000Z-hist")
+    record = run_dir / "tasks" / "a.json"
+    record.write_text(json.dumps({"id": "a", "status": "succeeded", "duration_s": "x", "depends_on": "b"}))
+    _one_error_line(run_cli("show", str(run_dir), "a", cwd=tmp_path), str(record))
+    record.write_text("{\"a\":" * 100_000 + "1" + "}" * 100_000)  # a nesting bomb
+    _one_error_line(run_cli("show", str(run_dir), "a", cwd=tmp_path), str(record))
+
+
+@pytest.mark.parametrize("where", ["run.json", "tasks/a.json"])
+def test_a_fifo_never_blocks_a_read_command(where, tmp_path):
+    log_dir = tmp_path / "logs"
+    run_dir = _plant(log_dir, "20260101T000000Z-hist")
+    fifo = run_dir / where
+    fifo.unlink(missing_ok=True)
+    os.mkfifo(fifo)
+    commands = [("show", str(run_dir), "a")] if where != "run.json" else \
+        [("show", str(run_dir)), ("report", str(run_dir), "-o", str(tmp_path / "r.html"))]
+    for command in commands:
+        _one_error_line(run_cli(*command, cwd=tmp_path, timeout=30), str(fifo), "not a regular file")
+    if where == "run.json":
+        listed = run_cli("runs", "--log-dir", str(log_dir), cwd=tmp_path, timeout=30)
+        assert listed.returncode == 0 and f"skipped {run_dir}" in listed.stderr
+
+
+def test_an_oversized_run_json_is_refused_unread(tmp_path):
+    log_dir = tmp_path / "logs"
+    run_dir = _plant(log_dir, "20260101T000000Z-hist")
+    os.truncate(run_dir / "run.json", 2 << 30)  # sparse: 2 GiB of no disk
+    line = _one_error_line(run_cli("show", str(run_dir), cwd=tmp_path, timeout=30), str(run_dir / "run.json"))
+    assert "larger than" in line
+    listed = run_cli("runs", "--log-dir", str(log_dir), cwd=tmp_path, timeout=30)
+    assert listed.returncode == 0 and f"skipped {run_dir}" in listed.stderr
+
+
+def test_one_bad_run_is_skipped_and_named_the_others_listed(tmp_path):
+    log_dir = tmp_path / "logs"
+    first = _plant(log_dir, "20260101T000000Z-hist", started_at="2026-01-01T00:00:00+00:00")
+    bad = _plant(log_dir, "20260101T000001Z-hist", tasks="abc")
+    last = _plant(log_dir, "20260101T000002Z-hist", started_at="2026-01-01T00:00:02+00:00")
+    listed = run_cli("runs", "--log-dir", str(log_dir), cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert len(lines) == 2 and str(last) in lines[0] and str(first) in lines[1]
+    assert listed.stderr.strip().splitlines() == [f"opflow: skipped {bad}: {bad / 'run.json'}: tasks: "
+                                                  "not an object of task id -> status"]
+    rows = json.loads(run_cli("runs", "--log-dir", str(log_dir), "--json", cwd=tmp_path).stdout)
+    assert [r["run_dir"] for r in rows] == [str(last), str(first)]
+
+
+def test_a_tasks_folder_that_links_out_of_the_run_dir_is_never_read(tmp_path):
+    run_dir = _plant(tmp_path / "logs", "20260101T000000Z-hist")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "a.json").write_text(json.dumps({"id": "a", "status": "succeeded", "result": "OTHER-USERS-RESULT"}))
+    (elsewhere / "a.log").write_text("OTHER-USERS-LOG\n")
+    (run_dir / "tasks").rmdir()
+    (run_dir / "tasks").symlink_to(elsewhere)
+    shown = run_cli("show", str(run_dir), "a", cwd=tmp_path)
+    assert "OTHER-USERS" not in shown.stdout + shown.stderr
+    _one_error_line(shown, str(run_dir / "tasks"), "is a symlink")
+    report = run_cli("report", str(run_dir), "-o", str(tmp_path / "r.html"), cwd=tmp_path)
+    _one_error_line(report, str(run_dir / "tasks"), "is a symlink")

@@ -352,10 +352,14 @@ def init(directory, force):
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 def runs(file, log_dir, as_json):
     """List past runs (of FILE, if given), newest first: run dir, workflow, status,
-    started, duration, task counts. A run whose coordinator died shows as crashed."""
+    started, duration, task counts. A run whose coordinator died shows as crashed.
+    A run whose run.json cannot be read is left out and named on stderr."""
     from opflow.rundir.runs import format_row, list_runs
 
-    rows = list_runs(log_dir, file)
+    skipped: list[str] = []
+    rows = list_runs(log_dir, file, skipped)
+    for why in skipped:
+        click.echo(f"opflow: skipped {why}", err=True)
     if as_json:
         _echo_json(rows)
         return

@@ -24,6 +24,7 @@ import errno
 import itertools
 import json
 import os
+import secrets
 import stat
 from pathlib import Path
 
@@ -109,17 +110,23 @@ def write_json_atomic(path: Path, document, *, pretty: bool = True, dir_fd: int 
 _tmp_serial = itertools.count()
 
 
-def write_text_atomic(path: Path, text: str, *, dir_fd: int | None = None) -> None:
+def write_text_atomic(path: Path, text: str, *, dir_fd: int | None = None, unguessable: bool = False) -> None:
     """A new file (O_EXCL, 0600, never through a symlink) renamed over `path`: a symlink
-    planted at `path` is replaced, never written through."""
-    write_lines_atomic(path, (text,), dir_fd=dir_fd)
+    planted at `path` is replaced, never written through. `unguessable` for a folder others
+    may write (`opflow report -o /tmp/x.html`): the temporary name gets a random part, so no
+    one can plant it first (O_EXCL would refuse a planted name, never write through it, but
+    the write would fail)."""
+    write_lines_atomic(path, (text,), dir_fd=dir_fd, unguessable=unguessable)
 
 
-def write_lines_atomic(path: Path, pieces, *, dir_fd: int | None = None) -> None:
+def write_lines_atomic(path: Path, pieces, *, dir_fd: int | None = None, unguessable: bool = False) -> None:
     """`write_text_atomic` of the text the strings `pieces` make up, written as they come."""
     if dir_fd is not None:
         path = Path(path.name)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{next(_tmp_serial)}.tmp")  # one per write, any thread
+    # One name per write, any thread; in the run directory (ours alone, 0700) pid and serial
+    # suffice, and cost no system call per record.
+    tag = secrets.token_hex(8) if unguessable else f"{os.getpid()}.{next(_tmp_serial)}"
+    tmp = path.with_name(f".{path.name}.{tag}.tmp")
     fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, dir_fd=dir_fd)
     try:
         try:

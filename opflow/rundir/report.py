@@ -8,7 +8,11 @@ the failures with their error and the end of their log. Given several runs (the
 same workflow at 1, 2, 4 workers, say) it first compares them: wall time,
 speedup and efficiency against the run with the fewest workers.
 
-Reads only the run directories (run.json, tasks/*.json, tasks/*.log).
+Reads only the run directories (run.json, tasks/*.json, tasks/*.log), as rundir/layout.py
+reads them: a bad run.json or task record is a UsageError naming it; a log that is a symlink
+or not a regular file is left out. Every field read is escaped. The page is written as the
+run directory is (rundir/files.py): a new file, 0600, under a random temporary name created
+with O_EXCL|O_NOFOLLOW, renamed into place.
 """
 from __future__ import annotations
 
@@ -21,9 +25,9 @@ from pathlib import Path
 from opflow.errors import UsageError
 from opflow.rundir.failure_text import detail_lines, headline
 from opflow.rundir.history import task_weights
-from opflow.rundir.layout import TASKS, effective_status, read_run_json, read_task_records
-from opflow.rundir.runs import human_duration
-from opflow.rundir.task_logs import read_tail
+from opflow.rundir.files import UnsafePathError, write_text_atomic
+from opflow.rundir.layout import load_task_records, read_log_tail
+from opflow.rundir.runs import human_duration, read_run
 from opflow.workflow.plan import plan_of
 from opflow.words import plural
 
@@ -42,14 +46,13 @@ def _epoch(iso):
 
 
 def load_run(run_dir: Path) -> dict:
-    doc = read_run_json(run_dir)
-    if doc is None:
-        raise UsageError(f"{run_dir}: not a run directory (no readable run.json)")
-    doc["status"] = effective_status(doc)
-    records = read_task_records(run_dir)
+    run_dir = Path(run_dir)
+    doc = read_run(run_dir)  # a UsageError (exit 2) naming run.json where it is bad
+    records = load_task_records(run_dir)
     order = list(doc.get("tasks") or records)
     for task_id in order:  # tasks without a record (never finished): what run.json says
-        records.setdefault(task_id, {"id": task_id, "status": doc["tasks"].get(task_id, "pending"), "depends_on": []})
+        records.setdefault(task_id, {"id": task_id, "status": (doc.get("tasks") or {}).get(task_id, "pending"),
+                                     "depends_on": []})
     return {"dir": run_dir, "doc": doc, "records": records, "order": order}
 
 
@@ -181,7 +184,7 @@ def _gantt(run: dict, span: float, critical: set, compact: bool = False) -> str:
     use = busy / (wall * max(1, workers)) if wall else 0
     if compact:
         return f'<div class="scroll">{"".join(out)}</div>'
-    return (f'<p class="muted">{plural(len(pids), "worker process", "worker processes")} ran tasks; the pool of {workers} was busy '
+    return (f'<p class="muted">{plural(len(pids), "worker process", "worker processes")} ran tasks; the pool of {_e(workers)} was busy '
             f'{use:.0%} of the run\'s {wall:.2f}s (gaps are idle workers).</p>'
             f'{_legend()}<div class="scroll">{"".join(out)}</div>')
 
@@ -256,13 +259,7 @@ def _failures(run: dict) -> str:
     for record in failed[:50]:
         error = record.get("error") or {}
         detail = "\n".join(detail_lines(error))
-        tail = ""
-        log = run["dir"] / TASKS / f"{record['id']}.log"
-        if log.is_file():
-            try:
-                tail = read_tail(log, 20)
-            except OSError:
-                tail = ""
+        tail = read_log_tail(run["dir"], record["id"], 20) or ""  # never through a symlink
         parts.append(f'<div class="failure"><p><b class="mono">{_e(record["id"])}</b>: {_e(headline(error))}</p>'
                      + (f"<pre>{_e(detail)}</pre>" if detail else "")
                      + (f"<details><summary>end of tasks/{_e(record['id'])}.log</summary><pre>{_e(tail)}</pre></details>"
@@ -310,7 +307,7 @@ def _comparison(runs: list[dict], span: float) -> str:
         rows.append(f'<tr><td><a href="#run{n}">{_e(run["dir"].name)}</a></td><td class="n">{_e(workers)}</td>'
                     f'<td>{_e(run["doc"].get("executor"))}</td><td>{_badge(run["doc"].get("status", "?"))}</td>{cells}</tr>')
     return ('<h2>Runs compared</h2><p class="muted">Speedup is the wall time of the run with the fewest workers '
-            f'({base_workers}) divided by each run\'s; efficiency is speedup per added worker. One run per size '
+            f'({_e(base_workers)}) divided by each run\'s; efficiency is speedup per added worker. One run per size '
             'is one sample: rerun before concluding from small differences.</p>'
             '<table><tr><th>run</th><th>workers</th><th>executor</th><th>status</th><th>wall s</th><th>speedup</th>'
             f'<th>efficiency</th><th></th></tr>{"".join(rows)}</table>'
@@ -340,9 +337,10 @@ def write_report(run_dirs: list[Path], output: Path | None = None) -> Path:
     output = Path(output) if output else Path(run_dirs[0]) / "report.html"
     text = render_report(run_dirs)
     try:
-        tmp = output.with_name(f".{output.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(output)
+        # A random temporary name: one that can be guessed can be planted first (in /tmp, say).
+        write_text_atomic(output, text, unguessable=True)
+    except UnsafePathError as exc:
+        raise UsageError(f"-o {output}: cannot write it: {exc}") from None
     except OSError as exc:
         raise UsageError(f"-o {output}: cannot write it: {exc.strerror or exc}") from None
     return output

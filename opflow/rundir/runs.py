@@ -16,9 +16,8 @@ from pathlib import Path
 
 from opflow.errors import UsageError
 # One rule for whether a run's coordinator lives (layout.py); kept importable from here.
-from opflow.rundir.layout import (TASKS, coordinator_alive, effective_status, is_run_dir_name, read_run_json,
-                                  read_task_record)
-from opflow.rundir.task_logs import read_tail
+from opflow.rundir.layout import (RecordError, coordinator_alive, effective_status, is_run_dir_name, load_run_json,
+                                  load_task_record, read_log_tail, read_summary)
 
 
 class RunsError(UsageError):
@@ -28,7 +27,7 @@ class RunsError(UsageError):
 def _epoch(iso: str | None) -> float | None:
     try:
         return datetime.fromisoformat(iso).timestamp() if iso else None
-    except ValueError:
+    except (TypeError, ValueError):
         return None
 
 
@@ -57,8 +56,11 @@ def _row(run_dir: Path, doc: dict) -> dict:
     }
 
 
-def list_runs(log_dir: Path, workflow_file: Path | None = None) -> list[dict]:
-    """One row per run directory under log_dir (of workflow_file, if given), newest first."""
+def list_runs(log_dir: Path, workflow_file: Path | None = None, skipped: list[str] | None = None) -> list[dict]:
+    """One row per run directory under log_dir (of workflow_file, if given), newest first.
+
+    A run whose run.json is bad (layout.py's checks) is left out, and `<run dir>: why` added
+    to `skipped`; one without a run.json (being made, or not a run) is left out silently."""
     if not log_dir.is_dir():
         return []
     wanted = str(workflow_file.resolve()) if workflow_file is not None else None
@@ -66,8 +68,13 @@ def list_runs(log_dir: Path, workflow_file: Path | None = None) -> list[dict]:
     for run_dir in log_dir.iterdir():
         if not is_run_dir_name(run_dir.name) or not run_dir.is_dir():
             continue
-        doc = read_run_json(run_dir)
-        if doc is None:
+        try:
+            doc = load_run_json(run_dir)
+        except FileNotFoundError:
+            continue
+        except (OSError, RecordError) as exc:
+            if skipped is not None:
+                skipped.append(f"{run_dir}: {exc}")
             continue
         if wanted is not None and doc.get("workflow_file") != wanted:
             continue
@@ -77,9 +84,14 @@ def list_runs(log_dir: Path, workflow_file: Path | None = None) -> list[dict]:
 
 
 def read_run(run_dir: Path) -> dict:
-    doc = read_run_json(run_dir)
-    if doc is None:
-        raise RunsError(f"{run_dir}: not a run directory (no readable run.json)")
+    """run.json, its status as `effective_status` says; a UsageError (one line) where there is
+    none or it is bad."""
+    try:
+        doc = load_run_json(run_dir)
+    except FileNotFoundError:
+        raise RunsError(f"{run_dir}: not a run directory (no run.json)") from None
+    except OSError as exc:
+        raise RunsError(f"{run_dir}: cannot read it: {exc.strerror or exc}") from None
     doc["status"] = effective_status(doc)
     return doc
 
@@ -88,18 +100,19 @@ def read_task(run_dir: Path, task_id: str, tail_lines: int = 20) -> dict:
     """A task's record, with `log_tail` (the end of tasks/<id>.log) added."""
     doc = read_run(run_dir)
     known = list(doc.get("tasks") or {})
-    record = read_task_record(run_dir, task_id)
+    try:
+        record = load_task_record(run_dir, task_id)
+    except FileNotFoundError:
+        record = None
+    except OSError as exc:
+        raise RunsError(f"{run_dir}: task '{task_id}': cannot read its record: {exc.strerror or exc}") from None
     if record is None:
         if task_id in known:  # not finished (or never ran): what run.json says
             record = {"id": task_id, "status": doc["tasks"][task_id]}
         else:
             shown = ", ".join(known[:10]) + (f", ... ({len(known)} in all)" if len(known) > 10 else "")
             raise RunsError(f"{run_dir}: no task '{task_id}' in this run (tasks: {shown})")
-    log = run_dir / TASKS / f"{task_id}.log"
-    try:
-        record["log_tail"] = read_tail(log, tail_lines) if log.is_file() else None
-    except OSError:
-        record["log_tail"] = None
+    record["log_tail"] = read_log_tail(run_dir, task_id, tail_lines)
     return record
 
 
@@ -122,7 +135,7 @@ def format_counts(counts: dict[str, int]) -> str:
 def _local_time(iso: str | None) -> str:
     try:
         return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S") if iso else "-"
-    except ValueError:
+    except (TypeError, ValueError):
         return iso or "-"
 
 
@@ -133,9 +146,9 @@ def format_row(row: dict) -> str:
 
 def format_run(run_dir: Path, doc: dict) -> str:
     """A run's summary: summary.txt when the run finished, else built from run.json."""
-    summary = run_dir / "summary.txt"
-    if doc["status"] not in ("running", "crashed") and summary.is_file():
-        return summary.read_text(encoding="utf-8")
+    summary = read_summary(run_dir) if doc["status"] not in ("running", "crashed") else None
+    if summary is not None:
+        return summary
     lines = [
         f"Workflow: {doc.get('workflow')}",
         f"Status:   {doc['status']}" + ("  (its coordinator is gone; `opflow resume` reruns what did not finish)"
@@ -162,8 +175,9 @@ def format_task(record: dict) -> str:
             lines.append(f"{label + ':':<9} {value}")
     resources = record.get("resources")
     if resources:
-        lines.append(f"Resources: pid {resources.get('pid')}, cpu {resources.get('cpu_user_s', 0) + resources.get('cpu_system_s', 0):.2f}s, "
-                     f"peak {resources.get('peak_rss_bytes', 0) / 1e6:.1f} MB")
+        cpu = (resources.get("cpu_user_s") or 0) + (resources.get("cpu_system_s") or 0)
+        lines.append(f"Resources: pid {resources.get('pid')}, cpu {cpu:.2f}s, "
+                     f"peak {(resources.get('peak_rss_bytes') or 0) / 1e6:.1f} MB")
     if record.get("error"):
         lines.append(f"Error:    {headline(record['error'])}")
         lines.extend(f"    | {line}" for line in detail_lines(record["error"]))

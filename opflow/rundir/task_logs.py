@@ -8,7 +8,9 @@ from __future__ import annotations
 
 __all__ = ["read_tail", "remove_spools", "LOG_TAIL_LINES", "SPOOL_PREFIX"]
 
+import errno
 import os
+import stat
 
 LOG_TAIL_LINES = 20  # lines of a failed attempt's output kept in its error record
 TAIL_BYTES = 16384
@@ -17,8 +19,16 @@ SPOOL_PREFIX = ".spool-"
 
 
 def read_tail(path, lines: int = LOG_TAIL_LINES, since: int = 0) -> str:
-    """The last `lines` lines of a file (from offset `since` on), reading at most 16 KiB."""
+    """The last `lines` lines of a file (from offset `since` on), reading at most 16 KiB.
+
+    `path` may be an open descriptor (closed here). A path is opened without following a
+    symlink or blocking: a log that is a symlink, a FIFO or not a regular file is an OSError,
+    never read (its target may be anyone's file)."""
+    if not isinstance(path, int):
+        path = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     with open(path, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
         size = handle.seek(0, os.SEEK_END)
         begin = max(since, size - TAIL_BYTES)
         handle.seek(begin)
