@@ -25,7 +25,7 @@ from opflow.events import Reporter, iso_time
 from opflow.worker.guard import GUARD_MESSAGE, refuse_in_starting_worker, unguarded_call_site
 from opflow.rundir.history import plan_resume, prune_runs, workflow_copy
 from opflow.rundir.layout import (RUN_JSON, TASKS, WORKFLOW_COPY, create_run_dir, latest_run, load_task_record,
-                                  needs_file_tag, read_trusted_run_json, runs_of_file, slugify)
+                                  needs_file_tag, read_trusted_run_json, slugify)
 from opflow.workflow.limits import MAX_WORKERS
 from opflow.rundir.lock import WorkflowLock
 from opflow.rundir.results_log import RESULTS_FILE, create_results_log
@@ -161,9 +161,10 @@ async def _prepare_and_run(path, workers, executor, log_dir, params, keep_going,
         options = RunOptions(workers=concurrency(executor, workers), executor=executor, keep_going=keep_going,
                              scheduler=scheduler, timeout=timeout)
         if cache and any(t.cache for t in workflow.tasks):
-            from opflow.dispatch.cache import CacheStore
+            from opflow.dispatch.cache import open_cache
 
-            options.cache = CacheStore(runs_of_file(log_dir, workflow))  # before this run's own directory exists
+            # Before this run's own directory exists; off the loop (it lists and checks every earlier run).
+            options.cache = await interrupts.call_off_loop(open_cache, log_dir, workflow)
         extra = {}
         if resume:
             source = latest_run(log_dir, workflow) if resume is True else Path(resume)

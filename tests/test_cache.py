@@ -17,9 +17,11 @@ OTHER_UID = 65534  # nobody: another user, whatever this machine calls them
 
 def _run(here: Path, flow: Path, log_dir: Path) -> dict:
     """One run on the process pool through `python -m opflow`; it must succeed, in bounded time."""
+    before = set(run_dirs(log_dir))
     result = run_cli("run", str(flow), "--log-dir", str(log_dir), "--workers", "1", cwd=here, timeout=90)
     assert result.returncode == 0, result.stdout + result.stderr
-    return records(latest_run_dir(log_dir))
+    (made,) = set(run_dirs(log_dir)) - before  # this run's own (a planted one may sort after it)
+    return records(made)
 
 
 def _counting_flow(here: Path) -> tuple[Path, Path]:

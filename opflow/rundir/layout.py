@@ -33,7 +33,7 @@ from __future__ import annotations
 
 __all__ = ["RUN_JSON", "TASKS", "JOURNAL", "SUMMARY", "WORKFLOW_COPY", "slugify", "file_tag", "create_run_dir",
            "RunName", "parse_run_dir_name", "is_run_dir_name", "find_runs", "needs_file_tag", "runs_of_file",
-           "latest_run", "read_run_json", "read_trusted_run_json", "task_record_path", "load_task_record",
+           "trusted_runs_of_file", "read_trusted_task_record", "latest_run", "read_run_json", "read_trusted_run_json", "task_record_path", "load_task_record",
            "read_task_record", "read_task_records", "coordinator_alive", "effective_status", "run_state"]
 
 import hashlib
@@ -41,6 +41,7 @@ import json
 import os
 import re
 import socket
+import stat
 import time
 import unicodedata
 from dataclasses import dataclass
@@ -185,8 +186,15 @@ def latest_run(log_dir: Path, workflow: Workflow) -> Path | None:
 # -- reading -------------------------------------------------------------------------
 def _load_object(path: Path) -> dict | None:
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # missing, unreadable, or not JSON: the caller says what that means
+        # O_NONBLOCK and a regular file only: a FIFO at the name is skipped, never waited on.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with open(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            doc = json.loads(handle.read().decode("utf-8"))
+    # Missing, unreadable, not JSON, or nested past the parser's depth (a nesting bomb):
+    # the caller says what that means.
+    except (OSError, ValueError, RecursionError):
         return None
     return doc if isinstance(doc, dict) else None
 
@@ -208,9 +216,41 @@ def read_trusted_run_json(run_dir: Path) -> dict:
         raise UsageError(f"{run_dir}: not a run directory (no run.json)") from None
     except ValueError as exc:
         raise UsageError(f"{run_json}: unreadable: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"{run_json}: unreadable: nested too deep") from None
     if not isinstance(doc, dict):
         raise UsageError(f"{run_json}: unreadable: not a JSON object")
     return doc
+
+
+def trusted_runs_of_file(log_dir: Path, workflow: Workflow) -> list[Path]:
+    """`runs_of_file`, only the run directories resume would trust (`read_trusted_run_json`:
+    real directories, this user's, writable by no one else), oldest first. What the cache reuses:
+    a run dir another user planted in a shared log dir, or one opflow cannot read, is left out."""
+    found = []
+    for run_dir in find_runs(log_dir, workflow.name):
+        try:
+            doc = read_trusted_run_json(run_dir)
+        except (UsageError, OSError):  # UnsafePathError is a UsageError: not trusted, so not a source
+            continue
+        if doc.get("workflow_file") == str(workflow.path):
+            found.append(run_dir)
+    return found
+
+
+#: The largest task record the cache reads back: renderings are bounded (worker/render.py), far below it.
+MAX_TRUSTED_RECORD_BYTES = 256 * 1024 * 1024
+
+
+def read_trusted_task_record(run_dir: Path, task_id: str) -> dict | None:
+    """tasks/<task_id>.json of a run dir already trusted (`trusted_runs_of_file`), read as resume reads:
+    not through a symlink, a regular file of this user's that no one else may write, never
+    blocking (a FIFO is refused). None where it is missing, untrusted, too large or not a JSON object."""
+    try:
+        doc = json.loads(read_private(task_record_path(run_dir, task_id), MAX_TRUSTED_RECORD_BYTES).decode("utf-8"))
+    except (UsageError, OSError, ValueError, RecursionError):
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def task_record_path(run_dir: Path, task_id: str) -> Path:
