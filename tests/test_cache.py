@@ -192,3 +192,17 @@ def test_a_changed_file_inside_an_inputs_directory_reruns_the_task(here, tmp_pat
     (data / "b.csv").write_text("y,3\n")  # a new file in the directory
     tasks = _run(here, flow, logs)
     assert not tasks["t"]["reused"]
+
+
+def test_a_fifo_among_the_inputs_is_named_never_waited_on(here, tmp_path):
+    logs = tmp_path / "logs"
+    (here / "data").mkdir()
+    (here / "data" / "a.csv").write_text("x,1\n")
+    os.mkfifo(here / "data" / "pipe", 0o600)
+    flow = write(here, "flow.yaml", """
+        name: cache fifo
+        tasks:
+          - {id: t, plugin: shell, cache: true, inputs: ["data/*"], config: {command: "cat data/a.csv"}}
+    """)
+    assert _run(here, flow, logs)["t"]["result"]["stdout"] == "x,1\n"
+    assert _run(here, flow, logs)["t"]["reused"]

@@ -62,9 +62,9 @@ def cache_key(plugin: str, plugin_code: str, config: dict, params: dict, upstrea
     for pattern in inputs:
         full = os.path.join(workflow_dir, os.path.expanduser(pattern))
         matched = sorted(glob.glob(full, recursive=True)) if glob.has_magic(full) else [full]
-        budget = [MAX_INPUT_FILES]
+        budget, seen = [MAX_INPUT_FILES], set()
         for name in matched:
-            for path, digest in _digests(name, budget):
+            for path, digest in _digests(name, budget, seen):
                 files.append((pattern, os.path.relpath(path, workflow_dir), digest))
     document = {"plugin": plugin, "code": plugin_code, "opflow": __version__,
                 "module": _module_digest(plugin, config, workflow_dir),
@@ -88,9 +88,13 @@ def _module_digest(plugin: str, config: dict, workflow_dir: Path) -> str | None:
     return f"installed:{module_name}" if digest == "missing" else digest
 
 
-def _digests(name: str, budget: list[int]):
+def _digests(name: str, budget: list[int], seen: set):
     """(path, digest) for a file, or for each file under a directory (sorted, recursive,
-    symlinked folders not followed), at most budget[0] files in all."""
+    symlinked folders not followed), at most budget[0] files in all, none in `seen` (a `**`
+    glob matches a folder and the files under it) twice."""
+    if name in seen:
+        return
+    seen.add(name)
     try:
         is_dir = stat.S_ISDIR(os.stat(name).st_mode)
     except OSError:
@@ -104,6 +108,9 @@ def _digests(name: str, budget: list[int]):
         dirs.sort()
         for entry in sorted(names):
             path = os.path.join(root, entry)
+            if path in seen:
+                continue
+            seen.add(path)
             budget[0] -= 1
             if budget[0] < 0:  # a key no earlier run can have: never reused on a partial hash
                 yield path, f"too many files: {uuid.uuid4()}"

@@ -10,8 +10,11 @@ n-th run of one second. The slug itself may end in -<digits> ("job 2"): a name i
 exactly only against a known workflow name, loosely (is it a run directory at all) otherwise.
 
 Readers here never raise for a missing or unreadable file: they return None (or leave the
-file out), and each caller says what that means to it. `read_trusted_run_json` is the one
+file out), and each caller says what that means to it; none waits on a FIFO (O_NONBLOCK,
+a regular file only) or raises on a nesting bomb. `read_trusted_run_json` is the one
 exception: resume trusts what it reads, so it refuses, with a reason, what it cannot trust.
+The cache trusts earlier runs by the same rule (`trusted_runs_of_file`,
+`read_trusted_task_record`), but what it cannot trust is only a miss: it leaves it out.
 
 Is the coordinator alive (`coordinator_alive`), one rule for every reader (resume,
 --keep-runs pruning, `opflow runs`, `opflow show`, `opflow report`):
