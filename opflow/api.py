@@ -26,7 +26,7 @@ from opflow.options import Options
 from opflow.worker.guard import GUARD_MESSAGE, refuse_in_starting_worker, unguarded_call_site
 from opflow.rundir.history import plan_resume, prune_runs, workflow_copy
 from opflow.rundir.layout import (RUN_JSON, TASKS, WORKFLOW_COPY, create_run_dir, latest_run, load_task_record,
-                                  needs_file_tag, read_trusted_run_json, runs_of_file, slugify)
+                                  needs_file_tag, read_trusted_run_json, slugify)
 from opflow.workflow.limits import MAX_WORKERS
 from opflow.rundir.lock import WorkflowLock
 from opflow.rundir.results_log import RESULTS_FILE, create_results_log
@@ -166,9 +166,10 @@ async def _prepare_and_run(path: str | Path, options: Options, reporters: Iterab
         run_options = RunOptions(**{**options.as_dict(), "log_dir": log_dir,
                                     "workers": concurrency(executor, options.workers)})
         if options.cache and any(t.cache for t in workflow.tasks):
-            from opflow.dispatch.cache import CacheStore
+            from opflow.dispatch.cache import open_cache
 
-            run_options.cache_store = CacheStore(runs_of_file(log_dir, workflow))  # before this run's own directory exists
+            # Before this run's own directory exists; off the loop (it lists and checks every earlier run).
+            run_options.cache_store = await interrupts.call_off_loop(open_cache, log_dir, workflow)
         extra = {}
         if options.resume:
             source = latest_run(log_dir, workflow) if options.resume is True else Path(options.resume)

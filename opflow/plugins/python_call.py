@@ -1,9 +1,12 @@
 """`python`: call a function given as "module:attr"."""
 from __future__ import annotations
 
+__all__ = ["PythonPlugin", "local_module_file"]
+
 import importlib
 import inspect
 import weakref
+from pathlib import Path
 
 from opflow.errors import PluginError
 from opflow.plugin_base import Plugin
@@ -57,7 +60,7 @@ class PythonPlugin(Plugin):
         cached = _resolved.get((self.workflow_dir, module_name))
         if cached is not None:
             return cached
-        local = self.workflow_dir / (module_name.replace(".", "/") + ".py")
+        local = local_module_file(self.workflow_dir, module_name)
         if local.is_file():
             module = import_file(local, module_name_for(local))
             _resolved[(self.workflow_dir, module_name)] = module
@@ -70,6 +73,12 @@ class PythonPlugin(Plugin):
                     f"cannot import module {module_name!r}: not installed, and no {local.name} beside the workflow"
                 ) from None
             raise
+
+
+def local_module_file(workflow_dir, module_name: str) -> Path:
+    """Where a python task's module is looked for first: a .py beside the workflow file
+    (`pkg.mod`: pkg/mod.py). The one rule, for the import and for the cache key (dispatch/cache.py)."""
+    return Path(workflow_dir) / (module_name.replace(".", "/") + ".py")
 
 
 def _accepts_context(func) -> bool:

@@ -82,13 +82,21 @@ def _check(info: os.stat_result, path, kind, kind_name: str) -> None:
                               "refusing to trust it")
 
 
-def read_private(path) -> bytes:
+def read_private(path, max_bytes: int | None = None) -> bytes:
     """A file's bytes, if it is a regular file of this user's that no one else may
-    write (else UnsafePathError); FileNotFoundError if there is none."""
-    fd = open_nofollow(path, os.O_RDONLY)
+    write (else UnsafePathError); FileNotFoundError if there is none.
+
+    Opened with O_NONBLOCK, and checked (fstat) before a byte is read: a FIFO planted
+    at the name is refused at once, never waited on. Over `max_bytes`: UnsafePathError."""
+    fd = open_nofollow(path, os.O_RDONLY | os.O_NONBLOCK)
     with open(fd, "rb") as handle:
         check_private_fd(handle.fileno(), path)
-        return handle.read()
+        if max_bytes is None:
+            return handle.read()
+        data = handle.read(max_bytes + 1)  # not the size fstat saw: the file may grow meanwhile
+        if len(data) > max_bytes:
+            raise UnsafePathError(f"{path}: larger than {max_bytes} bytes; refusing to read it")
+        return data
 
 
 def write_json_atomic(path: Path, document, *, pretty: bool = True, dir_fd: int | None = None) -> None:

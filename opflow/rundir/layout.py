@@ -22,6 +22,8 @@ The `read_*` readers never raise for a missing, unreadable or malformed file: th
 FileNotFoundError where there is none and RecordError where it is bad: for a run the user named.
 `read_trusted_run_json` is for resume, which trusts what it reads: it also refuses, with a
 reason, what is not this user's own.
+The cache trusts earlier runs by resume's rule (`trusted_runs_of_file`,
+`read_trusted_task_record`), but what it cannot trust is only a miss: it leaves it out.
 
 Is the coordinator alive (`coordinator_alive`), one rule for every reader (resume,
 --keep-runs pruning, `opflow runs`, `opflow show`, `opflow report`):
@@ -43,7 +45,7 @@ from __future__ import annotations
 
 __all__ = ["RUN_JSON", "TASKS", "JOURNAL", "SUMMARY", "WORKFLOW_COPY", "slugify", "file_tag", "create_run_dir",
            "RunName", "parse_run_dir_name", "is_run_dir_name", "find_runs", "needs_file_tag", "runs_of_file",
-           "latest_run", "RecordError", "MAX_RECORD_BYTES", "read_run_file", "load_run_json", "read_run_json",
+           "trusted_runs_of_file", "read_trusted_task_record", "latest_run", "RecordError", "MAX_RECORD_BYTES", "read_run_file", "load_run_json", "read_run_json",
            "read_trusted_run_json", "task_record_path", "load_task_record", "read_task_record", "load_task_records",
            "read_task_records", "read_log_tail", "read_summary", "coordinator_alive", "effective_status", "run_state"]
 
@@ -409,6 +411,33 @@ def read_trusted_run_json(run_dir: Path) -> dict:
     except OSError as exc:
         raise UsageError(f"{run_json}: unreadable: {exc.strerror or exc}") from None
     return _checked(run_json, _parse_object(run_json, data), _RUN_FIELDS)
+
+
+def trusted_runs_of_file(log_dir: Path, workflow: Workflow) -> list[Path]:
+    """`runs_of_file`, only the run directories resume would trust (`read_trusted_run_json`:
+    real directories, this user's, writable by no one else), oldest first. What the cache reuses:
+    a run dir another user planted in a shared log dir, or one opflow cannot read, is left out."""
+    found = []
+    for run_dir in find_runs(log_dir, workflow.name):
+        try:
+            doc = read_trusted_run_json(run_dir)
+        except (UsageError, OSError):  # UnsafePathError is a UsageError: not trusted, so not a source
+            continue
+        if doc.get("workflow_file") == str(workflow.path):
+            found.append(run_dir)
+    return found
+
+
+def read_trusted_task_record(run_dir: Path, task_id: str) -> dict | None:
+    """tasks/<task_id>.json of a run dir already trusted (`trusted_runs_of_file`), read as resume reads:
+    checked as every record is (this module's docstring), and a file of this user's that no one else
+    may write. None where it is missing, untrusted or bad: for the cache, a miss."""
+    try:
+        name = _record_name(task_id)
+        path = Path(run_dir) / name
+        return _checked(path, _parse_object(path, read_run_file(run_dir, name, private=True)), _RECORD_FIELDS)
+    except (UsageError, OSError, ValueError):  # RecordError is a ValueError
+        return None
 
 
 def task_record_path(run_dir: Path, task_id: str) -> Path:
