@@ -25,12 +25,12 @@ from opflow.events import Reporter, iso_time
 from opflow.options import Options
 from opflow.worker.guard import GUARD_MESSAGE, refuse_in_starting_worker, unguarded_call_site
 from opflow.rundir.history import plan_resume, prune_runs, workflow_copy
-from opflow.rundir.layout import (RUN_JSON, TASKS, WORKFLOW_COPY, create_run_dir, latest_run, load_task_record,
-                                  needs_file_tag, read_trusted_run_json, slugify)
+from opflow.rundir.layout import (create_run_dir, latest_run, load_task_record, needs_file_tag,
+                                  read_task_records, read_trusted_run_json, RUN_JSON, slugify, TASKS,
+                                  WORKFLOW_COPY)
 from opflow.workflow.limits import MAX_WORKERS
 from opflow.rundir.lock import WorkflowLock
 from opflow.rundir.results_log import RESULTS_FILE, create_results_log
-from opflow.dispatch.record import load_reused_records
 from opflow.workflow.loading import load
 
 if TYPE_CHECKING:
@@ -177,7 +177,7 @@ async def _prepare_and_run(path: str | Path, options: Options, reporters: Iterab
                 raise UsageError(f"--resume: no earlier run of '{workflow.name}' ({workflow.path}) under {log_dir}")
             plan = await interrupts.call_off_loop(plan_resume, source, workflow)
             run_options.reuse, run_options.reused_from = plan.reuse, str(source)
-            run_options.reused_records = load_reused_records(source, plan.reuse)
+            run_options.reused_records = read_task_records(source, plan.reuse)  # a record lost in a crash: reused, less described
             extra = {"resumed_from": str(source), "resume_changes": plan.changes, "reused": sorted(plan.reuse)}
         try:
             # One clock reading names the run dir and is run.json's started_at.

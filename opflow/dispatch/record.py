@@ -7,9 +7,8 @@ task's record (resume) keeps the earlier run's result, times and resources
 """
 from __future__ import annotations
 
-__all__ = ["TaskState", "Attempt", "task_record", "reused_record", "load_reused_records"]
+__all__ = ["TaskState", "Attempt", "task_record", "reused_record"]
 
-import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -123,19 +122,6 @@ def _seconds(start: float | None, end: float | None) -> float | None:
 
 
 # -- resume: a reused task's record ---------------------------------------------
-def load_reused_records(source: Path, task_ids) -> dict[str, dict]:
-    """task_id -> its record in the earlier run (those that can be read)."""
-    found = {}
-    for task_id in task_ids:
-        try:
-            record = json.loads((source / "tasks" / f"{task_id}.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue  # no record (a crash before it was written): the task is still reused, just less described
-        if isinstance(record, dict):
-            found[task_id] = record
-    return found
-
-
 def reused_record(record: dict, earlier: dict | None, source: str) -> dict:
     """What a reused task's record says in a resumed run: the earlier run's result
     rendering, times and resources, marked `reused` with where it came from."""
