@@ -63,6 +63,15 @@ class PluginError(Exception):
     """
 
 
+class ConfigError(PluginError):
+    """A task set up wrong: its config, or its plugin, module or function, cannot be used.
+
+    No attempt can go otherwise, so it is never retried (a plugin's other failures are:
+    a command's non-zero exit, a flaky service). Its record says `"misconfigured": true`
+    beside the error's type, which stays `PluginError`.
+    """
+
+
 class LockedError(OpflowError):
     """Another run of the same workflow holds the lock."""
 

@@ -231,3 +231,35 @@ def test_a_reference_as_a_word_of_its_own_arrives_as_written(tmp_path, write_wor
     task_ids = [t for t in records(latest_run_dir(tmp_path / "logs"))]
     out = "".join(records(latest_run_dir(tmp_path / "logs"))[t]["result"]["stdout"] for t in task_ids)
     assert PAYLOAD in out
+
+
+# -- retries: only what an attempt could heal -------------------------------------------
+MISCONFIGURED = {  # config, plugin, module or function: no attempt can go otherwise
+    "misspelled module": '{plugin: python, config: {function: "nightly_tool:run"}}',
+    "missing function": '{plugin: python, config: {function: "faults:no_such_function"}}',
+    "missing csv": '{plugin: csv_ingest, config: {path: "no_such.csv"}}',
+    "missing cwd": '{plugin: shell, config: {command: "true", cwd: "no_such_dir"}}',
+}
+HEALABLE = {  # the task's own failure: retried
+    "exit status": '{plugin: shell, config: {command: "exit 3"}}',
+    "an exception": '{plugin: python, config: {function: "faults:raise_error"}}',
+}
+
+
+@pytest.mark.parametrize("case", [*MISCONFIGURED, *HEALABLE])
+def test_a_misconfiguration_fails_at_once_and_a_tasks_own_failure_is_retried(tmp_path, write_workflow, faults, case):
+    task = {**MISCONFIGURED, **HEALABLE}[case]
+    flow = write_workflow(f"""
+        name: retries
+        defaults: {{retries: 2}}
+        tasks:
+          - {{id: t, {task[1:-1]}}}
+    """)
+    done = run_cli("run", str(flow), cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    record = records(latest_run_dir(tmp_path / "logs"))["t"]
+    if case in MISCONFIGURED:
+        assert record["attempts"] == 1 and record["error"]["misconfigured"] is True
+        assert "retrying" not in done.stdout + done.stderr
+    else:
+        assert record["attempts"] == 3 and "misconfigured" not in record["error"]

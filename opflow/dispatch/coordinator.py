@@ -468,7 +468,7 @@ class Coordinator:
             state.status = TaskStatus.CANCELLED
             state.reason = self._killed_why
             self._record_final(state)
-        elif len(state.attempts) <= state.spec.retries:
+        elif len(state.attempts) <= state.spec.retries and not (outcome.error or {}).get("misconfigured"):
             if self._ready.stop_reason is None:
                 self._schedule_retry(state)
             else:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from opflow.errors import PluginError
+from opflow.errors import ConfigError, PluginError
 from opflow.plugin_base import Plugin
 
 
@@ -31,7 +31,7 @@ class CsvIngestPlugin(Plugin):
 
         raw = config.get("path")
         if not isinstance(raw, str) or not raw:
-            raise PluginError("config 'path' is required: the CSV file to read")
+            raise ConfigError("config 'path' is required: the CSV file to read")
         # A relative path is looked for beside the workflow file, then in the current
         # folder, then (its file name alone) beside the workflow file: the seed's
         # example names its CSV relative to the project root (examples/sample_data.csv),
@@ -48,11 +48,11 @@ class CsvIngestPlugin(Plugin):
         found = [place for place, _ in unique if place.is_file()]
         if not found:
             where = [f"{place} ({label})" for place, label in unique] if len(unique) > 1 else [str(unique[0][0])]
-            raise PluginError(f"config 'path': no such file {raw!r}; looked for {' and '.join(where)}")
+            raise ConfigError(f"config 'path': no such file {raw!r}; looked for {' and '.join(where)}")
         path = found[0]
         options = config.get("read_csv") or {}
         if not isinstance(options, dict):
-            raise PluginError("config 'read_csv' must be a mapping of pandas.read_csv options")
+            raise ConfigError("config 'read_csv' must be a mapping of pandas.read_csv options")
         try:
             return pd.read_csv(path, **options)
         except (ValueError, TypeError, pd.errors.ParserError, UnicodeDecodeError) as exc:

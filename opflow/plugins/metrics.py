@@ -1,7 +1,7 @@
 """`metrics`: summary statistics of numeric columns, as pandas `describe()` gives them."""
 from __future__ import annotations
 
-from opflow.errors import PluginError
+from opflow.errors import ConfigError, PluginError
 from opflow.plugin_base import Plugin
 
 STATS = ("count", "mean", "std", "min", "25%", "50%", "75%", "max")
@@ -39,7 +39,7 @@ class MetricsPlugin(Plugin):
         elif isinstance(columns, str):
             columns = [columns]
         elif not isinstance(columns, list):
-            raise PluginError("config 'numeric_columns' must be a list of column names")
+            raise ConfigError("config 'numeric_columns' must be a list of column names")
         missing = [c for c in columns if c not in frame.columns]
         if missing:
             raise PluginError(f"column(s) not found: {', '.join(map(str, missing))} (columns: {', '.join(map(str, frame.columns))})")
@@ -65,7 +65,7 @@ class MetricsPlugin(Plugin):
                 )
             source = direct[0]
         if source not in context:
-            raise PluginError(f"config 'source': {source!r} is not an upstream task of this task")
+            raise ConfigError(f"config 'source': {source!r} is not an upstream task of this task")
         frame = context[source]
         if not isinstance(frame, pd.DataFrame):
             raise PluginError(f"the result of {source!r} is a {type(frame).__name__}, not a DataFrame")

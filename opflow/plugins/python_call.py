@@ -8,7 +8,7 @@ import inspect
 import weakref
 from pathlib import Path
 
-from opflow.errors import PluginError
+from opflow.errors import ConfigError
 from opflow.plugin_base import Plugin
 from opflow.plugins._files import import_file, module_name_for
 
@@ -36,21 +36,21 @@ class PythonPlugin(Plugin):
     def run(self, config: dict, context: dict):
         spec = config.get("function")
         if not isinstance(spec, str) or ":" not in spec:
-            raise PluginError("config 'function' is required, as \"module:attr\" (e.g. \"mytools:clean\")")
+            raise ConfigError("config 'function' is required, as \"module:attr\" (e.g. \"mytools:clean\")")
         module_name, _, attr = spec.partition(":")
         args = config.get("args") or []
         kwargs = dict(config.get("kwargs") or {})
         if not isinstance(args, list):
-            raise PluginError("config 'args' must be a list")
+            raise ConfigError("config 'args' must be a list")
         module = self._import(module_name)
         func = module
         try:
             for part in attr.split("."):
                 func = getattr(func, part)
         except AttributeError:
-            raise PluginError(f"module {module_name!r} has no attribute {attr!r}") from None
+            raise ConfigError(f"module {module_name!r} has no attribute {attr!r}") from None
         if not callable(func):
-            raise PluginError(f"{spec} is not callable")
+            raise ConfigError(f"{spec} is not callable")
         if _accepts_context(func):
             kwargs["context"] = context
         return func(*args, **kwargs)
@@ -69,7 +69,7 @@ class PythonPlugin(Plugin):
             return importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
             if exc.name and module_name.startswith(exc.name):
-                raise PluginError(
+                raise ConfigError(
                     f"cannot import module {module_name!r}: not installed, and no {local.name} beside the workflow"
                 ) from None
             raise

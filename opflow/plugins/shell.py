@@ -7,7 +7,7 @@ import signal
 import subprocess
 import time
 
-from opflow.errors import PluginError
+from opflow.errors import ConfigError, PluginError
 from opflow.plugin_base import Plugin
 
 STDERR_TAIL_LINES = 20
@@ -42,10 +42,10 @@ class ShellPlugin(Plugin):
 
         command = config.get("command")
         if not isinstance(command, str) or not command.strip():
-            raise PluginError("config 'command' is required and must be a non-empty string")
+            raise ConfigError("config 'command' is required and must be a non-empty string")
         extra_env = config.get("env") or {}
         if not isinstance(extra_env, dict):
-            raise PluginError("config 'env' must be a mapping of variable names to values")
+            raise ConfigError("config 'env' must be a mapping of variable names to values")
         # Params reach shell commands as OPFLOW_PARAM_<KEY> (upper-cased).
         params = context.get("params") or {}
         env = None  # nothing to add: the command inherits ours (copying it costs ~0.1-0.4 ms a task)
@@ -55,7 +55,7 @@ class ShellPlugin(Plugin):
             env.update({str(k): str(v) for k, v in extra_env.items()})
         cwd = self.resolve_path(config["cwd"]) if config.get("cwd") else self.workflow_dir
         if not cwd.is_dir():
-            raise PluginError(f"config 'cwd': {cwd} is not a directory")
+            raise ConfigError(f"config 'cwd': {cwd} is not a directory")
         # A session of its own makes the command and everything it starts one
         # process group, which opflow kills as a whole on timeout or interrupt.
         proc = subprocess.Popen(

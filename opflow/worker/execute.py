@@ -17,7 +17,7 @@ from pathlib import Path
 
 from opflow.attempt import ErrorKind, Outcome, TaskRequest, error_record
 from opflow.worker.context import PICKLE_PROTOCOL, StoreAddress, TaskContext, connect_store
-from opflow.errors import PluginError
+from opflow.errors import ConfigError, PluginError
 from opflow.plugins import add_search_root, load_plugin_class
 from opflow.worker.monitor import monitor
 from opflow.worker.render import render
@@ -62,6 +62,8 @@ def _execute(request: TaskRequest) -> Outcome:
         outcome.ok = True
     except PluginError as exc:
         outcome.error = error_record(ErrorKind.PLUGIN_ERROR, str(exc), traceback.format_exc())
+        if isinstance(exc, ConfigError):
+            outcome.error["misconfigured"] = True  # the coordinator retries it never
     except _UnpicklableResult as exc:
         outcome.error = error_record(ErrorKind.UNPICKLABLE_RESULT, str(exc), exc.tb)
     except SystemExit as exc:
@@ -85,7 +87,7 @@ def _call_plugin(request: TaskRequest):
     try:
         plugin_class = load_plugin_class(request.plugin)
     except Exception as exc:
-        raise PluginError(
+        raise ConfigError(
             f"cannot load plugin {request.plugin.name!r} from {request.plugin.target}: {type(exc).__name__}: {exc}"
         ) from exc
     plugin = plugin_class()
