@@ -135,3 +135,28 @@ def flow_file(folder: Path, tasks: str, name: str = "flow", file: str = "flow.ya
     """folder/file: a workflow called `name` whose task list is `tasks` (YAML list items, at any indent)."""
     body = textwrap.indent(textwrap.dedent(tasks).strip("\n"), "  ")
     return write(folder, file, f"name: {name}\ntasks:\n{body}\n")
+
+
+def dependency_order_problems(run_dir: Path) -> list[str]:
+    """Each task_started in the journal that came before the task_finished of one of its
+    depends_on (a foreach group: of every instance). The journal's order is the order the
+    coordinator saw things; reused tasks have no start to check."""
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines() if line.strip()]
+    depends_on = {e["task_id"]: e.get("depends_on") or [] for e in events if e["event"] == "task_finished"}
+    finished: set[str] = set()
+    problems = []
+
+    def done(dep: str) -> bool:
+        if dep in depends_on:
+            return dep in finished
+        instances = [t for t in depends_on if t.startswith(dep + "[")]
+        return bool(instances) and all(t in finished for t in instances)
+
+    for event in events:
+        if event["event"] == "task_finished":
+            finished.add(event["task_id"])
+        elif event["event"] == "task_started":
+            early = [d for d in depends_on.get(event["task_id"], []) if not done(d)]
+            if early:
+                problems.append(f"{event['task_id']} started before {', '.join(early)} finished")
+    return problems

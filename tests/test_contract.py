@@ -13,7 +13,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from helpers import REPO, go, records, run_json
+from helpers import REPO, dependency_order_problems, go, records, run_dirs, run_json
 
 from opflow.api import run
 
@@ -31,6 +31,32 @@ CONCURRENT = ["process", "thread", pytest.param("dask", marks=BACKENDS[-1].marks
 def executor(request):
     """The name of the backend this run of a contract test is on (`executor=` to `opflow.api.run`)."""
     return request.param
+
+
+@pytest.fixture(autouse=True)
+def every_start_follows_its_dependencies(tmp_path):
+    """On every contract run: no task started before each of its depends_on had finished."""
+    yield
+    for run_dir in run_dirs(tmp_path / "logs"):
+        if (run_dir / "events.jsonl").exists():
+            assert dependency_order_problems(run_dir) == [], run_dir
+
+
+def test_a_task_with_several_dependencies_waits_for_the_last_of_them(executor, tmp_path, write_workflow, faults):
+    # d needs a (ready at once) and c (two links down a chain): a ready set that let d go
+    # when its first dependency finished would start it before c, on every backend.
+    flow = write_workflow("""
+        name: several
+        tasks:
+          - {id: a, plugin: python, config: {function: "faults:ok", args: [1]}}
+          - {id: b, plugin: python, config: {function: "faults:ok", args: [10]}}
+          - {id: c, plugin: python, config: {function: "faults:ok", args: [100]}, depends_on: [b]}
+          - {id: d, plugin: python, config: {function: "faults:add_upstream"}, depends_on: [a, c]}
+    """)
+    result = go(flow, executor, tmp_path)
+    assert result.exit_code == 0
+    assert records(result.run_dir)["d"]["result"] == 111  # a, b and c: all there when d ran
+    assert dependency_order_problems(result.run_dir) == []
 
 
 def test_seed_example_metrics_equal_pandas_describe(executor, tmp_path):
