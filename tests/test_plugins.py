@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 import pickle
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from helpers import GREET, write
+from helpers import GREET, latest_run_dir, records, run_cli, write
 from click.testing import CliRunner
 
 from opflow.api import run
@@ -749,3 +752,45 @@ def test_plugin_base_resolve_path_and_summary(tmp_path):
     assert plugin.resolve_path("a/b.csv") == tmp_path / "a" / "b.csv"
     assert plugin.resolve_path("/abs/x.csv") == Path("/abs/x.csv")
     assert plugin.resolve_path("~/x.csv") == Path.home() / "x.csv"
+
+
+def test_a_plugin_from_a_really_installed_distribution_runs_on_the_process_pool(tmp_path):
+    # A tiny distribution built and installed by pip into a folder of the test's own (no
+    # faked importlib.metadata): its entry point is found by `opflow plugins` and its class
+    # is imported by the pool's workers, in other processes, through the installed metadata.
+    source = tmp_path / "src"
+    write(source, "opflow_shout_plugin.py", ENTRY_MODULE)
+    write(source, "pyproject.toml", """
+        [build-system]
+        requires = ["setuptools"]
+        build-backend = "setuptools.build_meta"
+
+        [project]
+        name = "opflow-shout-plugin"
+        version = "1.0"
+
+        [tool.setuptools]
+        py-modules = ["opflow_shout_plugin"]
+
+        [project.entry-points."opflow.plugins"]
+        shout = "opflow_shout_plugin:ShoutPlugin"
+    """)
+    site = tmp_path / "site"
+    built = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
+                            "--no-build-isolation", "--target", str(site), str(source)],
+                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert built.returncode == 0, built.stderr
+    assert list(site.glob("opflow_shout_plugin-1.0.dist-info/entry_points.txt"))
+    env = {"PYTHONPATH": str(site)}
+    listing = run_cli("plugins", cwd=tmp_path, env=env)
+    assert listing.returncode == 0, listing.stderr
+    assert any(line.startswith("shout ") and "[entry point]" in line for line in listing.stdout.splitlines())
+    flow = write(tmp_path, "flow.yaml", """
+        name: installed
+        tasks:
+          - {id: loud, plugin: shout, config: {text: hey}}
+    """)
+    done = run_cli("run", str(flow), "--quiet", cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    record = records(latest_run_dir(tmp_path / "logs"))["loud"]
+    assert record["result"] == "HEY!" and record["resources"]["pid"] != os.getpid()
