@@ -263,3 +263,24 @@ def test_a_misconfiguration_fails_at_once_and_a_tasks_own_failure_is_retried(tmp
         assert "retrying" not in done.stdout + done.stderr
     else:
         assert record["attempts"] == 3 and "misconfigured" not in record["error"]
+
+
+# -- resume reuses every task that succeeded, read downstream or not ------------------
+def test_resume_reuses_a_succeeded_task_that_no_task_reads(tmp_path, write_workflow, faults):
+    leaf, read, flaky = tmp_path / "leaf.count", tmp_path / "read.count", tmp_path / "flaky.count"
+    flow = write_workflow(f"""
+        name: leaves
+        tasks:
+          - {{id: leaf, plugin: python, config: {{function: "faults:counted", args: ["{leaf}"]}}}}
+          - {{id: read, plugin: python, config: {{function: "faults:counted", args: ["{read}"]}}}}
+          - {{id: flaky, plugin: python, config: {{function: "faults:fail_until", args: ["{flaky}", 1]}},
+              depends_on: [read]}}
+    """)
+    assert run_cli("run", str(flow), "--keep-going", cwd=tmp_path).returncode == 1  # flaky fails once
+    first = latest_run_dir(tmp_path / "logs")
+    resumed = run_cli("resume", str(first), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    tasks = records(latest_run_dir(tmp_path / "logs"))
+    assert tasks["leaf"]["reused"] is True and tasks["read"]["reused"] is True
+    assert tasks["flaky"]["status"] == "succeeded" and tasks["flaky"]["reused"] is False
+    assert leaf.read_text() == "1" and read.read_text() == "1"  # neither ran again
