@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -284,3 +285,56 @@ def test_resume_reuses_a_succeeded_task_that_no_task_reads(tmp_path, write_workf
     assert tasks["leaf"]["reused"] is True and tasks["read"]["reused"] is True
     assert tasks["flaky"]["status"] == "succeeded" and tasks["flaky"]["reused"] is False
     assert leaf.read_text() == "1" and read.read_text() == "1"  # neither ran again
+
+
+# -- foreach at scale ---------------------------------------------------------------
+def test_a_foreach_over_a_param_too_large_for_the_environment_runs(tmp_path, write_workflow):
+    # 1,500 names of 100 characters: a 150 KB param, over Linux's 128 KiB for one
+    # environment string. It used to fail every instance with "Argument list too long".
+    names = [f"{i:04d}-" + "x" * 95 for i in range(1500)]
+    flow = write_workflow("\n".join([
+        "name: many", f"params: {{files: {json.dumps(names)}, tag: small}}", "tasks:",
+        "  - id: each", "    plugin: shell", '    foreach: "${params.files}"',
+        '    config: {command: "echo ${item} ${OPFLOW_PARAM_TAG:-none} ${OPFLOW_PARAM_FILES:-unset}"}',
+    ]) + "\n")
+    done = run_cli("run", str(flow), "--quiet", cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    tasks = records(latest_run_dir(tmp_path / "logs"))
+    assert len(tasks) == 1500
+    assert tasks["each[7]"]["result"]["stdout"] == f"{names[7]} small unset\n"  # small params still exported
+
+
+def test_a_foreach_reading_another_foreach_costs_no_square(tmp_path, write_workflow):
+    # 3,000 instances each depending on all 3,000 of another foreach: 9 million edges
+    # when built as instances (1.9 GB). Validated within 400 MB of address space.
+    n = 3000
+    flow = write_workflow("\n".join([
+        "name: square", f"params: {{files: {json.dumps([f'f{i}' for i in range(n)])}}}", "tasks:",
+        '  - {id: a, plugin: python, foreach: "${params.files}", config: {function: "os:getpid"}}',
+        '  - {id: b, plugin: python, foreach: "${params.files}", config: {function: "os:getpid"}, depends_on: [a]}',
+    ]) + "\n")
+
+    def small_address_space():
+        limit = 400 * 2**20
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    done = subprocess.run([sys.executable, "-m", "opflow", "validate", str(flow)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300, preexec_fn=small_address_space)
+    assert done.returncode == 0, done.stderr
+    assert f"{2 * n} tasks in 2 layers" in done.stdout + done.stderr
+
+
+def test_each_instance_of_a_foreach_reads_every_instance_it_depends_on(tmp_path, write_workflow, faults):
+    flow = write_workflow("""
+        name: groups
+        params: {n: [1, 2, 3, 4]}
+        tasks:
+          - {id: a, plugin: python, foreach: "${params.n}", config: {function: "faults:ok", args: ["${item}"]}}
+          - {id: b, plugin: python, foreach: "${params.n}", config: {function: "faults:value_of", args: [a]},
+             depends_on: [a]}
+    """)
+    done = run_cli("run", str(flow), "--quiet", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    tasks = records(latest_run_dir(tmp_path / "logs"))
+    for i in range(4):  # the group, as the list of its instances' results, in order
+        assert tasks[f"b[{i}]"]["result"] == {"a": [{"value": 1}, {"value": 2}, {"value": 3}, {"value": 4}]}

@@ -101,6 +101,7 @@ class ReadySet:
         self.not_triggered: set[str] = set()  # skipped by their rule (or behind one that was): not failures
         self._upstream_sets: dict[str, frozenset] = _UpstreamSets()
         self._upstream_readers: dict[str, int] = {}  # task_id -> dependents yet to compute their upstream
+        self._upstream_of_group_readers: dict[int, frozenset] = {}  # id(a shared depends_on) -> its set
         self._held: dict[str, set[str]] = {}  # held result -> its readers not yet finished
         self.stop_reason: str | None = None  # set: no all_success task starts, and those left are cancelled
         self._triggers_stopped = False  # interrupt, --timeout: no trigger task starts either
@@ -202,8 +203,15 @@ class ReadySet:
         """
         cached = self._upstream_sets.get(task_id)
         if cached is None:
-            deps = self._states[task_id].spec.depends_on
-            cached = frozenset(deps).union(*(self.upstream(d) for d in deps)) if deps else frozenset()
+            spec = self._states[task_id].spec
+            deps = spec.depends_on
+            # The instances of a foreach task that reads a group share one depends_on tuple
+            # (expand.py), and so one set: N instances reading N hold N ids, not N².
+            cached = self._upstream_of_group_readers.get(id(deps)) if spec.groups else None
+            if cached is None:
+                cached = frozenset(deps).union(*(self.upstream(d) for d in deps)) if deps else frozenset()
+                if spec.groups:
+                    self._upstream_of_group_readers[id(deps)] = cached
             self._upstream_sets[task_id] = cached
             cached = self._upstream_sets[task_id]  # (empty: the one shared empty set)
             for dep in set(deps):

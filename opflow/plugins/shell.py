@@ -1,6 +1,7 @@
 """`shell`: run a command through the shell."""
 from __future__ import annotations
 
+import errno
 import os
 import selectors
 import signal
@@ -16,6 +17,10 @@ TAIL_BYTES = 16384  # of stderr, for the error message of a failure
 #: With keep_children, how long output is still read after the command exits
 #: (a kept background process may hold the pipes open for good).
 DRAIN_SECONDS = 0.5
+#: A param longer than this as text is not exported as $OPFLOW_PARAM_<KEY>: Linux refuses an
+#: environment string over 128 KiB (every command failed), and each of a foreach's thousands
+#: of commands copied the whole value. Reference it as ${params.KEY} where a command needs it.
+EXPORT_MAX = 16 * 1024
 
 
 class ShellPlugin(Plugin):
@@ -46,22 +51,29 @@ class ShellPlugin(Plugin):
         extra_env = config.get("env") or {}
         if not isinstance(extra_env, dict):
             raise ConfigError("config 'env' must be a mapping of variable names to values")
-        # Params reach shell commands as OPFLOW_PARAM_<KEY> (upper-cased).
-        params = context.get("params") or {}
+        # Params reach shell commands as OPFLOW_PARAM_<KEY> (upper-cased), up to EXPORT_MAX each.
+        exported = _exported_params(context.get("params") or {})
         env = None  # nothing to add: the command inherits ours (copying it costs ~0.1-0.4 ms a task)
-        if params or extra_env:
+        if exported or extra_env:
             env = dict(os.environ)
-            env.update({f"OPFLOW_PARAM_{str(key).upper()}": str(value) for key, value in params.items()})
+            env.update(exported)
             env.update({str(k): str(v) for k, v in extra_env.items()})
         cwd = self.resolve_path(config["cwd"]) if config.get("cwd") else self.workflow_dir
         if not cwd.is_dir():
             raise ConfigError(f"config 'cwd': {cwd} is not a directory")
         # A session of its own makes the command and everything it starts one
         # process group, which opflow kills as a whole on timeout or interrupt.
-        proc = subprocess.Popen(
-            command, shell=True, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-        )
+        try:
+            proc = subprocess.Popen(
+                command, shell=True, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+            )
+        except OSError as exc:
+            if exc.errno != errno.E2BIG:
+                raise
+            raise ConfigError(f"the command ({len(command)} characters) and its environment are longer than the "
+                              f"system takes (Linux: 128 KiB a string, about 2 MB in all); pass large values "
+                              f"through a file") from None
         track_child_group(proc.pid)
         sink = self.log_sink
         out, err = _Kept(), _Kept()
@@ -164,3 +176,15 @@ def _describe_returncode(code: int) -> str:
         except ValueError:
             return f"was killed by signal {-code}"
     return f"exited with status {code}"
+
+
+def _exported_params(params: dict) -> dict[str, str]:
+    """OPFLOW_PARAM_<KEY> -> the value as text, for each param up to EXPORT_MAX characters."""
+    exported = {}
+    for key, value in params.items():
+        if isinstance(value, (list, tuple, dict)) and len(value) > EXPORT_MAX // 2:
+            continue  # longer than EXPORT_MAX as text whatever its items: not worth writing out
+        text = str(value)
+        if len(text) <= EXPORT_MAX:
+            exported[f"OPFLOW_PARAM_{str(key).upper()}"] = text
+    return exported

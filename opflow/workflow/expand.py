@@ -206,7 +206,8 @@ def expand_tasks(checker, tasks: list, params: dict,
                                            inputs=tuple(str(i) for i in inputs),
                                            group=task.id if task.foreach is not None else None))
     if groups:
-        out = [_with_instances(t, groups) for t in out]
+        expanded: dict[tuple, tuple] = {}
+        out = [_with_instances(t, groups, expanded) for t in out]
     return out, groups
 
 
@@ -227,13 +228,19 @@ def _flat_key(plugin: str, config: dict):
     return plugin, tuple(items)
 
 
-def _with_instances(task, groups: dict):
+def _with_instances(task, groups: dict, expanded: dict):
     """depends_on a foreach task -> on each of its instances; `groups` tells the worker
-    to give the task context[<id>] as the list of their results."""
+    to give the task context[<id>] as the list of their results.
+
+    The instances of one foreach task share one expanded tuple (`expanded`, keyed by
+    the depends_on as written): N instances reading a group of N cost N pointers, not N².
+    """
     if not any(d in groups for d in task.depends_on):
         return task
-    deps: list[str] = []
-    for dep in task.depends_on:
-        deps.extend(groups.get(dep, (dep,)))
-    return dataclasses.replace(task, depends_on=tuple(deps),
-                               groups=tuple((d, groups[d]) for d in task.depends_on if d in groups))
+    shared = expanded.get(task.depends_on)
+    if shared is None:
+        deps: list[str] = []
+        for dep in task.depends_on:
+            deps.extend(groups.get(dep, (dep,)))
+        shared = expanded[task.depends_on] = (tuple(deps), tuple((d, groups[d]) for d in task.depends_on if d in groups))
+    return dataclasses.replace(task, depends_on=shared[0], groups=shared[1])
