@@ -338,3 +338,37 @@ def test_each_instance_of_a_foreach_reads_every_instance_it_depends_on(tmp_path,
     tasks = records(latest_run_dir(tmp_path / "logs"))
     for i in range(4):  # the group, as the list of its instances' results, in order
         assert tasks[f"b[{i}]"]["result"] == {"a": [{"value": 1}, {"value": 2}, {"value": 3}, {"value": 4}]}
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "--timeout"])
+def test_stopping_a_run_kills_every_running_command_even_one_ignoring_sigterm(tmp_path, write_workflow, how):
+    tasks = "\n".join(f"          - {{id: s{i}, plugin: shell, config: {{command: \"trap '' TERM; echo $$ > pid{i}; "
+                      f"sleep 1000; sleep 1000\"}}}}" for i in range(4))
+    flow = write_workflow(f"""
+        name: four
+        tasks:
+{tasks}
+    """)
+    pids = [tmp_path / f"pid{i}" for i in range(4)]
+    extra = ["--timeout", "3s"] if how == "--timeout" else []
+    run = subprocess.Popen([sys.executable, "-m", "opflow", "run", str(flow), "--workers", "4", "--quiet", *extra],
+                           cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if how == "--timeout":
+        try:
+            run.communicate(timeout=120)
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.communicate()
+    else:
+        signal_when(run, lambda: all(p.exists() and p.read_text().strip() for p in pids), "every command to start",
+                    getattr(signal, how))
+    shells = [int(p.read_text()) for p in pids if p.exists() and p.read_text().strip()]
+    try:
+        assert len(shells) == 4
+        left = [pid for shell in shells for pid in _group_members(shell)]
+        assert left == [], f"still running after opflow exited ({how}): {left}"
+    finally:
+        for shell in shells:
+            for pid in _group_members(shell):
+                os.kill(pid, signal.SIGKILL)
