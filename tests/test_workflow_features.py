@@ -93,7 +93,7 @@ def test_a_param_of_the_wrong_type_is_exit_2(params_flow, override, fragment):
 
 
 def test_param_values_take_the_declared_type(here, params_flow):
-    result = invoke("run", params_flow, "--executor", "inline", "--param", "threshold=20", "--param", "ratio=2",
+    result = invoke("run", params_flow, "--param", "threshold=20", "--param", "ratio=2",
                     "--param", "tag=007", "--param", "flag=true", "--param", "anything=[1, 2]",
                     "--param", "files=[x.csv, y.csv]")
     assert result.exit_code == 0, result.output
@@ -127,7 +127,7 @@ def test_templating_types_keys_env_literals_and_the_record_keeps_the_rendered_co
                   literal: "$${params.n} stays"
                   whole: ${params.db}
     """)
-    result = invoke("run", flow, "--executor", "inline", "--param", "n=7")
+    result = invoke("run", flow, "--param", "n=7")
     assert result.exit_code == 0, result.output
     _, tasks = last_records(here)
     assert json.loads(tasks["call"]["result"]) == {
@@ -144,7 +144,7 @@ def test_values_in_a_shell_command_are_shell_quoted_and_shell_variables_are_left
         tasks:
           - {{id: say, plugin: shell, config: {{command: 'printf "%s|" ${{params.evil}} ${{HOME}} "$${{HOME}}"'}}}}
     """)
-    result = invoke("run", flow, "--executor", "inline")
+    result = invoke("run", flow)
     assert result.exit_code == 0, result.output
     _, tasks = last_records(here)
     assert not (here / "PWNED").exists() and not (flow.parent / "PWNED").exists()
@@ -218,7 +218,7 @@ def test_workers_plugins_declare_schemas_subclasses_are_found_and_a_broken_file_
         tasks:
           - {id: a, plugin: child, config: {greeting: hello}}
     """)
-    result = invoke("run", good, "--executor", "inline")
+    result = invoke("run", good)
     assert result.exit_code == 0, result.output
     assert last_records(here)[1]["a"]["result"] == "hello from child"
     bad = write(here, "bad.yaml", """
@@ -443,7 +443,7 @@ def test_cache_reuses_until_an_input_changes_and_no_cache_ignores_it(here):
     """)
 
     def run_once(*extra):
-        result = invoke("run", flow, "--executor", "inline", *extra)
+        result = invoke("run", flow, *extra)
         assert result.exit_code == 0, result.output
         return last_records(here)
 
@@ -478,7 +478,7 @@ def test_cache_key_changes_with_the_config_after_templating(here):
           - {{id: t, plugin: shell, cache: true, config: {{command: "echo ${{params.word}} >> {counter}"}}}}
     """)
     for args in ([], [], ["--param", "word=b"], ["--param", "word=b"]):
-        assert invoke("run", flow, "--executor", "inline", *args).exit_code == 0
+        assert invoke("run", flow, *args).exit_code == 0
     assert counter.read_text().split() == ["a", "b"]
 
 
@@ -550,8 +550,8 @@ def fail_once(path):
           - {{id: t, plugin: python, config: {{function: "tools:count", args: ["{here / 'count.txt'}", "${{params.word}}"]}}}}
           - {{id: u, plugin: python, config: {{function: "tools:fail_once", args: ["{here / 'flag'}"]}}, depends_on: [t]}}
     """)
-    assert invoke("run", flow, "--executor", "inline", "--param", "word=b").exit_code == 1
-    again = invoke("resume", latest_run_dir(here / "logs"), "--executor", "inline")  # with that run's params
+    assert invoke("run", flow, "--param", "word=b").exit_code == 1
+    again = invoke("resume", latest_run_dir(here / "logs"))  # with that run's params
     assert again.exit_code == 0, again.output
     assert (here / "count.txt").read_text() == "b"  # t was reused, not run again
 
@@ -575,8 +575,8 @@ class Stamp(Plugin):
           - {id: s, plugin: stamp}
           - {id: echo, plugin: python, config: {function: "json:dumps", args: ["x"]}, depends_on: [s]}
     """)
-    assert invoke("run", flow, "--executor", "inline").exit_code == 0
-    assert invoke("run", flow, "--executor", "inline").exit_code == 0
+    assert invoke("run", flow).exit_code == 0
+    assert invoke("run", flow).exit_code == 0
     _, tasks = last_records(here)
     assert tasks["s"]["reused"] and tasks["echo"]["reused"]
     write(here, "workers/stamp.py", plugin.replace("VERSION", "v2"))
