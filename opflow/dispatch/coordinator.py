@@ -67,7 +67,7 @@ from opflow import knobs
 from opflow.attempt import ErrorKind, Outcome, TaskRequest, error_record
 from opflow.backends import make_backend
 from opflow.dispatch.interrupts import await_despite_cancel, call_off_loop
-from opflow.dispatch.ready import CHAIN_MAX, ReadySet  # noqa: F401 (CHAIN_MAX: its old home)
+from opflow.dispatch.ready import ReadySet
 from opflow.dispatch.record import Attempt, TaskState, reused_record, task_record
 from opflow.events import Reporter, RunStatus, TaskStatus, iso_time
 from opflow.options import Options

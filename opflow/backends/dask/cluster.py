@@ -3,6 +3,8 @@ from __future__ import annotations
 
 __all__ = ["check_available", "cluster_security", "connect", "start_local_cluster", "cluster_pids", "MIN_DISTRIBUTED"]
 
+import importlib.util
+
 from opflow.errors import UsageError
 
 MIN_DISTRIBUTED = (2024, 1)
@@ -20,11 +22,9 @@ def check_available() -> None:
     if version < MIN_DISTRIBUTED:
         raise UsageError(f"--executor dask needs distributed>={MIN_DISTRIBUTED[0]}.{MIN_DISTRIBUTED[1]} "
                          f"(found {distributed.__version__}): pip install -U 'opflow-runner[dask]'")
-    try:
-        import cryptography  # noqa: F401  (cluster_security: the LocalCluster's TLS)
-    except ImportError:
+    if importlib.util.find_spec("cryptography") is None:  # cluster_security: the LocalCluster's TLS
         raise UsageError("--executor dask needs the 'cryptography' package, to keep other users out of the "
-                         "cluster: pip install 'opflow-runner[dask]'") from None
+                         "cluster: pip install 'opflow-runner[dask]'")
 
 
 def connect(scheduler: str):
