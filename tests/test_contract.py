@@ -267,3 +267,35 @@ def test_run_directory_holds_what_the_contract_lists(executor, tmp_path, write_w
     finished_one = next(i for i, e in enumerate(events) if e["event"] == "task_finished" and e["task_id"] == "one")
     started_two = next(i for i, e in enumerate(events) if e["event"] == "task_started" and e["task_id"] == "two")
     assert finished_one < started_two
+
+
+def test_trigger_tasks_run_after_a_failure_on_every_backend(executor, tmp_path, write_workflow):
+    flow = write_workflow("""
+        name: triggers
+        tasks:
+          - {id: ok, plugin: shell, config: {command: "echo ok"}}
+          - {id: bad, plugin: shell, config: {command: "exit 3"}, depends_on: [ok]}
+          - {id: cleanup, plugin: shell, trigger: all_done, config: {command: "echo cleanup"}, depends_on: [bad]}
+          - {id: notify, plugin: shell, trigger: one_failed, config: {command: "echo notify"}, depends_on: [bad]}
+    """)
+    result = go(flow, executor, tmp_path)
+    assert result.exit_code == 1
+    tasks = records(result.run_dir)
+    assert {t: r["status"] for t, r in tasks.items()} == {"ok": "succeeded", "bad": "failed", "cleanup": "succeeded",
+                                                         "notify": "succeeded"}
+    assert tasks["notify"]["result"]["stdout"] == "notify\n"
+
+
+@pytest.mark.parametrize("executor", CONCURRENT)
+def test_a_task_the_run_timeout_kills_is_an_attempt_killed_while_running(executor, tmp_path, write_workflow):
+    flow = write_workflow("""
+        name: deadline
+        tasks:
+          - {id: hang, plugin: shell, config: {command: "echo started > started; sleep 60"}}
+    """)
+    result = go(flow, executor, tmp_path, timeout=3)
+    assert result.exit_code == 1
+    record = records(result.run_dir)["hang"]
+    assert (tmp_path / "started").exists()
+    assert record["status"] == "cancelled" and record["attempts"] == 1 and len(record["attempt_log"]) == 1
+    assert record["reason"].endswith("killed while running"), record["reason"]

@@ -156,7 +156,10 @@ class DaskBackend(DaskCluster):
         key = f"opflow-{request.task_id}-{self._run_id}-{request.token}" + (f"r{entry.resubmits}" if entry.resubmits else "")
         upstream = self._store.futures(request.upstream)
         missing = [t for t in request.upstream if t not in upstream]
-        if missing:  # cannot happen while the coordinator submits only ready tasks
+        # A trigger task (all_done, one_failed) runs after upstream tasks that failed or never
+        # ran, which left no result: its context lacks them, as on the process pool. Any other
+        # task is submitted only once all of its upstream succeeded.
+        if missing and request.upstream_failed is None:
             raise RuntimeError(f"upstream results not on the cluster: {', '.join(missing)}")
         bundle = self._bundle_for(request.plugin) if not self.local else None
         held = self._client.submit(run_task, pickle_request(request), self._topic, upstream, bundle,
@@ -191,14 +194,20 @@ class DaskBackend(DaskCluster):
 
     def interrupt(self, grace: float = 2.0) -> None:
         """Stop all our running work: cancel every future, end the workers running our tasks."""
+        error = error_record(ErrorKind.INTERRUPTED, "the run was interrupted; its dask worker was stopped")
         with self._lock:
             self._closing = True
             entries = dict(self._inflight)
             running = {t: self._starts[t] for t in entries if t in self._starts}
+            for token in entries:  # ours to resolve: a cancelled future's callback must not call
+                self._stopping.setdefault(token, error)  # a running task "never started" (_collect)
         self._cancel(entries.values())
         self._end_workers(list(running.values()), grace)
         for token in entries:
-            self._resolve(token, error_record(ErrorKind.INTERRUPTED, "the run was interrupted; its dask worker was stopped"))
+            if token in running:  # it ran until now: an attempt, killed while running
+                self._resolve(token, error)
+            else:
+                self._resolve_not_started(token)
 
     def close(self, kill: bool = False) -> None:
         if self._closed:
