@@ -7,6 +7,7 @@ autouse guard fails a test that leaks one).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
@@ -25,7 +26,7 @@ from opflow.rundir.results_log import RESULTS_FILE, read_results
 
 distributed = pytest.importorskip("distributed", reason="the dask extra is not installed: pip install 'opflow-runner[dask]'")
 
-from helpers import REPO, go, gone, latest_run_dir, records, run_cli, run_json, wait_for  # noqa: E402
+from helpers import REPO, go, gone, latest_run_dir, records, run_cli, run_dirs, run_json, wait_for  # noqa: E402
 
 from opflow.backends.dask import backend as dask_backend  # noqa: E402
 from opflow.backends.dask import cluster as dask_cluster_module  # noqa: E402
@@ -537,9 +538,10 @@ def _spawn(args: list[str], cwd: Path, log: Path) -> subprocess.Popen:
         handle.close()  # the child has its own copy
 
 
-@pytest.fixture
-def dask_cluster(tmp_path):
-    """`dask scheduler` + two `dask worker --nthreads 1` on 127.0.0.1; yields the scheduler address."""
+@contextlib.contextmanager
+def _hand_started_cluster(tmp_path: Path, worker_args: list[list[str]]):
+    """`dask scheduler` + one `dask worker --nthreads 1` per entry of `worker_args` (its extra
+    arguments), on 127.0.0.1, each from its own folder; yields the scheduler address."""
     scheduler_file = tmp_path / "scheduler.json"
     procs: list[subprocess.Popen] = []
     try:
@@ -549,12 +551,14 @@ def dask_cluster(tmp_path):
                  60, "the scheduler file")
         assert procs[0].poll() is None, (tmp_path / "scheduler.log").read_text()
         address = json.loads(scheduler_file.read_text())["address"]
-        for n in range(2):
+        for n, extra in enumerate(worker_args):
+            folder = tmp_path / f"worker{n}"
+            folder.mkdir(exist_ok=True)
             procs.append(_spawn(["distributed.cli.dask_worker", "--scheduler-file", str(scheduler_file),
                                  "--host", "127.0.0.1", "--nthreads", "1", "--no-dashboard", "--name", f"w{n}",
-                                 "--local-directory", str(tmp_path / f"worker{n}")], tmp_path, tmp_path / f"worker{n}.log"))
+                                 "--local-directory", str(folder), *extra], folder, tmp_path / f"worker{n}.log"))
         with distributed.Client(address, timeout=30, set_as_default=False) as client:
-            client.wait_for_workers(2, timeout=60)
+            client.wait_for_workers(len(worker_args), timeout=60)
         yield address
     finally:
         for proc in reversed(procs):  # workers first, then the scheduler; each with its whole tree
@@ -564,6 +568,13 @@ def dask_cluster(tmp_path):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
+
+
+@pytest.fixture
+def dask_cluster(tmp_path):
+    """A scheduler and two single-thread workers started by hand; yields the scheduler address."""
+    with _hand_started_cluster(tmp_path, [[], []]) as address:
+        yield address
 
 
 def test_the_example_runs_on_a_separately_started_cluster(dask_cluster, tmp_path):
@@ -597,3 +608,29 @@ def test_a_timeout_on_a_remote_worker_restarts_that_worker(dask_cluster, tmp_pat
     wait_for(lambda: gone(tasks["stuck"]["attempt_log"][0]["pid"]), 15, "the stuck worker process to end")
     with distributed.Client(dask_cluster, timeout=30, set_as_default=False) as client:
         client.wait_for_workers(2, timeout=60)  # its Nanny started a fresh one
+
+
+OLD_OPFLOW = """
+import opflow._version
+
+opflow._version.__version__ = "0.0.1-old"  # this worker's opflow reports another version
+"""
+
+
+def test_a_worker_with_another_opflow_version_is_refused_naming_it_and_both_versions(tmp_path, write_workflow):
+    preload = tmp_path / "old_opflow.py"
+    preload.write_text(OLD_OPFLOW)
+    flow = write_workflow("""
+        name: versions
+        tasks:
+          - {id: a, plugin: shell, config: {command: "echo a"}}
+    """)
+    with _hand_started_cluster(tmp_path, [[], ["--preload", str(preload)]]) as address:
+        done = run_cli("run", str(flow), "--executor", "dask", "--scheduler", address, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    from opflow._version import __version__
+
+    line = done.stderr.strip().splitlines()[-1]
+    assert "0.0.1-old" in line and f"({__version__})" in line and "worker(s) tcp://127.0.0.1:" in line, line
+    assert line.count("tcp://127.0.0.1:") == 2  # the scheduler, and the one old worker only
+    assert run_dirs(tmp_path / "logs") == []  # nothing ran

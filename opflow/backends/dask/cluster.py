@@ -49,6 +49,16 @@ def connect(scheduler: str):
         client.close()
         raise UsageError(f"--scheduler {scheduler}: opflow cannot be imported on worker(s) {', '.join(missing)}; "
                          f"install opflow (pip install 'opflow-runner[dask]') on every worker")
+    from opflow._version import __version__
+
+    # A worker's opflow runs each task's attempt: another version may record, capture or
+    # stop it otherwise than this coordinator expects.
+    other = {addr: v for addr, v in sorted(versions.items()) if isinstance(v, str) and v != __version__}
+    if other:
+        client.close()
+        listed = ", ".join(f"{addr} ({version})" for addr, version in other.items())
+        raise UsageError(f"--scheduler {scheduler}: worker(s) {listed} run another opflow than this one "
+                         f"({__version__}): install opflow-runner=={__version__} on every worker")
     return client
 
 
