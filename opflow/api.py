@@ -155,7 +155,9 @@ async def _prepare_and_run(path: str | Path, options: Options, reporters: Iterab
     RunOptions, _run_async = coordinator.RunOptions, coordinator.run_async
     executor, backend = options.executor, backend_class(options.executor)
 
-    log_dir = Path(options.log_dir)
+    # Absolute: every path a run hands its workers (logs, results, the run dir) must mean the
+    # same on a Dask worker started from another folder as here.
+    log_dir = Path(options.log_dir).absolute()
     with ExitStack() as cleanup:
         if options.lock:
             try:

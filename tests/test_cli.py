@@ -243,7 +243,7 @@ def test_run_success_exit_0_prints_the_record(here, ok_flow):
     assert result.exit_code == 0
     run_dir = latest_run_dir(here / "logs")  # default: ./logs of the current folder
     assert run_dir.parent == here / "logs"
-    assert result.stdout.rstrip().endswith(f"record: {Path('logs') / run_dir.name}")
+    assert result.stdout.rstrip().endswith(f"record: {here / 'logs' / run_dir.name}")  # absolute: for cron's mail
 
 
 def test_run_failure_exit_1(here, failing_flow):

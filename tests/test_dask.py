@@ -634,3 +634,16 @@ def test_a_worker_with_another_opflow_version_is_refused_naming_it_and_both_vers
     assert "0.0.1-old" in line and f"({__version__})" in line and "worker(s) tcp://127.0.0.1:" in line, line
     assert line.count("tcp://127.0.0.1:") == 2  # the scheduler, and the one old worker only
     assert run_dirs(tmp_path / "logs") == []  # nothing ran
+
+
+def test_run_json_records_the_cluster_it_ran_on(dask_cluster, tmp_path, write_workflow):
+    flow = write_workflow("""
+        name: where
+        tasks:
+          - {id: a, plugin: shell, config: {command: "echo a"}}
+    """)
+    done = run_cli("run", str(flow), "--executor", "dask", "--scheduler", dask_cluster, "--quiet", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    cluster = run_json(latest_run_dir(tmp_path / "logs"))["cluster"]
+    # Two single-thread workers started by hand with --no-dashboard: no link to give.
+    assert cluster == {"scheduler": dask_cluster, "dashboard": None, "workers": 2, "threads": 2}

@@ -217,8 +217,9 @@ class Coordinator:
         started = self.options.started_at or time.time()
         for reporter in self.reporters:
             reporter.abort = self.abort
+        where = self._backend.describe()  # a cluster's address, dashboard and size; {} for this machine
         self.emit("run_started", workflow=self.workflow.name, workers=workers, executor=self.options.executor,
-                  scheduler=self._backend.describe().get("scheduler"),
+                  scheduler=where.get("scheduler"), cluster=where.get("cluster"),
                   params=self.workflow.params, tasks=[t.id for t in self.workflow.tasks],
                   layers=self.plan.layers, started_at=iso_time(started))
         handlers = self._install_signal_handlers()

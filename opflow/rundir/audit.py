@@ -290,6 +290,7 @@ class AuditTrail(Reporter):
                 "workers": event["workers"],
                 "executor": event["executor"],
                 **({"scheduler": event["scheduler"]} if event.get("scheduler") else {}),
+                **({"cluster": event["cluster"]} if event.get("cluster") else {}),
                 "run_dir": str(self.run_dir.resolve()),
                 **self.extra,
             }

@@ -133,7 +133,38 @@ class DaskBackend(DaskCluster):
         self._store.put(task_id, blob)
 
     def describe(self) -> dict:
-        return {"scheduler": self.scheduler_address}
+        workers = self._workers_info()
+        return {"scheduler": self.scheduler_address,
+                "cluster": {"scheduler": self.scheduler_address, "dashboard": self._dashboard(),
+                            "workers": len(workers), "threads": sum(w.get("nthreads", 1) for w in workers.values())}}
+
+    def max_inflight(self, workers: int) -> int:
+        # A cluster started by hand has its own size, whatever this machine's CPU count:
+        # the window follows its worker threads (so adaptive scaling sees enough pending work).
+        if self.local:
+            return super().max_inflight(workers)
+        threads = sum(w.get("nthreads", 1) for w in self._workers_info().values())
+        return super().max_inflight(max(threads, 1))
+
+    def _workers_info(self) -> dict:
+        try:
+            return self._client.scheduler_info().get("workers", {})
+        except Exception:  # a scheduler gone quiet: no figures rather than no run
+            return {}
+
+    def _dashboard(self) -> str | None:
+        """The scheduler's dashboard page, if it serves one (a scheduler always runs an HTTP
+        server, with or without the dashboard's pages: ask the page itself)."""
+        import urllib.request
+
+        try:
+            if not self._client.scheduler_info().get("services", {}).get("dashboard"):
+                return None
+            link = self._client.dashboard_link
+            with urllib.request.urlopen(link, timeout=2) as page:  # the user's own scheduler
+                return link if page.status == 200 else None
+        except Exception:  # no page there (404), or no answer: no dashboard to point at
+            return None
 
     def submit(self, request: TaskRequest) -> Future:
         future: Future = Future()
