@@ -250,9 +250,9 @@ def _config_file_options(command):
             _fail(UsageError("--config and --no-config: give one or the other"))
         path = None if no_config else (config or find_config(kwargs["file"]))
         if path is not None:
-            wanted = {name for name in kwargs if ctx.get_parameter_source(name) is not ParameterSource.COMMANDLINE}
-            wanted = {name for name in wanted if not (name in _FROM_ENVIRONMENT and knobs.read(_FROM_ENVIRONMENT[name]))}
             try:
+                wanted = {name for name in kwargs if ctx.get_parameter_source(name) is not ParameterSource.COMMANDLINE
+                          and not (name in _FROM_ENVIRONMENT and knobs.read(_FROM_ENVIRONMENT[name]) is not None)}
                 kwargs.update(read_config(Path(path), ctx, wanted))
             except OpflowError as error:
                 _fail(error)
