@@ -29,7 +29,7 @@ def flow(tmp_path) -> Path:
 
 
 def test_j_is_an_alias_of_workers(flow, tmp_path):
-    result = run_cli("run", str(flow), "-j", "3", "--quiet", "--no-config", cwd=tmp_path)
+    result = run_cli("run", str(flow), "-j", "3", "--quiet", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert run_json(latest_run_dir(tmp_path / "logs"))["workers"] == 3
 
@@ -74,8 +74,8 @@ def _coloured(result) -> bool:
 
 
 def test_force_color_colours_output_that_is_not_a_terminal(flow, tmp_path):
-    plain = run_cli("run", str(flow), "--no-config", cwd=tmp_path, env=UNCOLOURED)
-    forced = run_cli("run", str(flow), "--no-config", cwd=tmp_path, env={**UNCOLOURED, "FORCE_COLOR": "1"})
+    plain = run_cli("run", str(flow), cwd=tmp_path, env=UNCOLOURED)
+    forced = run_cli("run", str(flow), cwd=tmp_path, env={**UNCOLOURED, "FORCE_COLOR": "1"})
     assert plain.returncode == forced.returncode == 0, plain.stderr + forced.stderr
     assert not _coloured(plain) and GREEN in forced.stdout
     assert re.search(r"^\S+ \S+ \033\[32m", forced.stdout, re.M), forced.stdout  # still dated lines, coloured
@@ -88,7 +88,7 @@ def test_force_color_colours_output_that_is_not_a_terminal(flow, tmp_path):
     ({}, "--color", True),
 ])
 def test_color_flags_beat_the_environment(flow, tmp_path, env, flag, coloured):
-    args = ["run", str(flow), "--no-config", *([flag] if flag else [])]
+    args = ["run", str(flow), *([flag] if flag else [])]
     result = run_cli(*args, cwd=tmp_path, env={**UNCOLOURED, **env})
     assert result.returncode == 0, result.stderr
     assert _coloured(result) is coloured, result.stdout

@@ -188,6 +188,42 @@ def _stdout_for_document_only() -> int | None:
     return original
 
 
+#: The environment variable that gives each option a default (knobs.py); such a default beats the config file.
+_FROM_ENVIRONMENT = {"workers": "OPFLOW_WORKERS", "executor": "OPFLOW_EXECUTOR", "log_dir": "OPFLOW_LOG_DIR"}
+
+
+def _config_file_options(command):
+    """`--config PATH` and `--no-config` for `run`: the options not given on the command line
+    (nor by the environment) take their value from the config file (cli/config_file.py)."""
+    import functools
+
+    @functools.wraps(command)
+    def with_config_file(*args, config, no_config, **kwargs):
+        from click.core import ParameterSource
+
+        from opflow.cli.config_file import find_config, read_config
+
+        ctx = click.get_current_context()
+        if config is not None and no_config:
+            _fail(UsageError("--config and --no-config: give one or the other"))
+        path = None if no_config else (config or find_config(kwargs["file"]))
+        if path is not None:
+            try:
+                wanted = {name for name in kwargs if ctx.get_parameter_source(name) is not ParameterSource.COMMANDLINE
+                          and not (name in _FROM_ENVIRONMENT and knobs.read(_FROM_ENVIRONMENT[name]) is not None)}
+                kwargs.update(read_config(Path(path), ctx, wanted))
+            except OpflowError as error:
+                _fail(error)
+        return command(*args, **kwargs)
+
+    with_config_file = click.option(
+        "--no-config", is_flag=True, help="Read no config file (opflow.toml, [tool.opflow]).")(with_config_file)
+    return click.option(
+        "--config", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None, metavar="PATH",
+        help="Defaults for these options from this TOML file (default: opflow.toml, else pyproject.toml's "
+             "[tool.opflow], beside FILE).")(with_config_file)
+
+
 EXIT_CODES_HELP = """\b
 Exit codes:
   0    every task succeeded
@@ -230,43 +266,7 @@ def run(file, log_dir, params, resume, workers, executor, run_timeout, no_cache,
              colour=colour)
 
 
-#: The environment variable that gives each option a default (knobs.py); such a default beats the config file.
-_FROM_ENVIRONMENT = {"workers": "OPFLOW_WORKERS", "executor": "OPFLOW_EXECUTOR", "log_dir": "OPFLOW_LOG_DIR"}
-
-
-def _config_file_options(command):
-    """`--config PATH` and `--no-config` for `run`: the options not given on the command line
-    (nor by the environment) take their value from the config file (cli/config_file.py)."""
-    import functools
-
-    @functools.wraps(command)
-    def with_config_file(*args, config, no_config, **kwargs):
-        from click.core import ParameterSource
-
-        from opflow.cli.config_file import find_config, read_config
-
-        ctx = click.get_current_context()
-        if config is not None and no_config:
-            _fail(UsageError("--config and --no-config: give one or the other"))
-        path = None if no_config else (config or find_config(kwargs["file"]))
-        if path is not None:
-            try:
-                wanted = {name for name in kwargs if ctx.get_parameter_source(name) is not ParameterSource.COMMANDLINE
-                          and not (name in _FROM_ENVIRONMENT and knobs.read(_FROM_ENVIRONMENT[name]) is not None)}
-                kwargs.update(read_config(Path(path), ctx, wanted))
-            except OpflowError as error:
-                _fail(error)
-        return command(*args, **kwargs)
-
-    with_config_file = click.option(
-        "--no-config", is_flag=True, help="Read no config file (opflow.toml, [tool.opflow]).")(with_config_file)
-    return click.option(
-        "--config", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None, metavar="PATH",
-        help="Defaults for these options from this TOML file (default: opflow.toml, else pyproject.toml's "
-             "[tool.opflow], beside FILE).")(with_config_file)
-
-
-@main.command(epilog=EXIT_CODES_HELP)
+@main.command(epilog=EXIT_CODES_HELP, short_help="Rerun what did not succeed in RUN_DIR, reusing the rest.")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @_run_options
 def resume(run_dir, workers, executor, run_timeout, no_cache, scheduler, keep_going, lock, keep_runs, as_json, quiet,
@@ -315,7 +315,7 @@ def validate(file, as_json):
                f"in {plural(len(layers), 'layer')}")
 
 
-@main.command()
+@main.command(short_help="Print FILE's topological layers and critical path.")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("logs"), show_default=True,
               help="Where to look for the last run's durations (critical path).")
@@ -352,7 +352,7 @@ def plan(file, log_dir, as_json):
         click.echo(f"critical path (last run's durations): {' -> '.join(path)} ({total:.2f}s)")
 
 
-@main.command()
+@main.command(short_help="List plugins: built-ins, entry points, workers/*.py.")
 @click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of plugins.")
 def plugins(file, as_json):
@@ -377,7 +377,7 @@ def plugins(file, as_json):
         click.echo(f"warning: {warning}", err=True)
 
 
-@main.command()
+@main.command(short_help="Print a JSON Schema of the workflow format.")
 @click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 def schema(file):
     """Print a JSON Schema (draft 2020-12) of the workflow format, plugin configs included.
@@ -409,7 +409,7 @@ def init(directory, force):
     click.echo(f"next: opflow run {written[0]}")
 
 
-@main.command(short_help="List past runs, newest first; a dead coordinator's run: crashed.")
+@main.command(short_help="List past runs, newest first, crashed ones marked.")
 @click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("logs"), show_default=True,
               help="Where the runs are.")
@@ -433,7 +433,7 @@ def runs(file, log_dir, as_json):
         click.echo(format_row(row))
 
 
-@main.command()
+@main.command(short_help="Show a run's summary, or one task's record and log.")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("task_id", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print run.json (or the task's record, with log_tail).")
@@ -458,7 +458,7 @@ def show(run_dir, task_id, as_json):
         click.echo(format_task(record), nl=False)
 
 
-@main.command()
+@main.command(short_help="Write one HTML report of RUN_DIRS (several: compared).")
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the HTML (default: report.html in the first run directory).")
@@ -474,7 +474,7 @@ def report(run_dirs, output):
     click.echo(f"report: {path}")
 
 
-@main.command()
+@main.command(short_help="Print the completion script for bash, zsh or fish.")
 @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
 def completion(shell):
     """Print the shell completion script for SHELL (bash, zsh or fish).
