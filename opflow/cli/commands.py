@@ -40,10 +40,9 @@ DISTRIBUTION = "opflow-runner"
 
 def version_line() -> str:
     """`--version`, as `pip --version` says it: distribution, version, where, which Python."""
-    import opflow
-
+    package = Path(__file__).resolve().parents[1]  # opflow/, this file being opflow/cli/commands.py
     python = ".".join(map(str, sys.version_info[:3]))
-    return f"{DISTRIBUTION} {__version__} from {Path(opflow.__file__).resolve().parent} (python {python})"
+    return f"{DISTRIBUTION} {__version__} from {package} (python {python})"
 
 
 def _print_version(ctx, param, value) -> None:
