@@ -153,3 +153,19 @@ def test_a_bad_config_file_is_exit_2_naming_the_file_and_each_key(flow, tmp_path
     config.write_text("workers = [\n")
     result = run_cli("run", str(flow), cwd=tmp_path)
     assert result.returncode == 2 and f"{config}: not valid TOML" in result.stderr
+
+
+def test_without_a_toml_reader_a_config_file_is_exit_2_saying_what_it_needs(flow, tmp_path, monkeypatch):
+    # Python 3.10 without tomli, imitated: the reader is missing.
+    from helpers import invoke
+    from opflow.cli import config_file
+
+    monkeypatch.setattr(config_file, "_toml", lambda: None)
+    write(flow.parent, "opflow.toml", "workers = 2\n")
+    monkeypatch.chdir(tmp_path)
+    result = invoke("run", flow, "--quiet")
+    assert result.exit_code == 2
+    assert "reading a config file needs Python 3.11, or `pip install tomli` on 3.10" in result.output
+    assert not (tmp_path / "logs").exists()
+    result = invoke("run", flow, "--quiet", "--no-config")
+    assert result.exit_code == 0, result.output
