@@ -6,6 +6,7 @@ __all__ = ["load", "run", "run_async", "resume", "RunResult"]
 import asyncio
 import functools
 import importlib
+import os
 import shutil
 import time
 from contextlib import ExitStack
@@ -192,6 +193,7 @@ async def _prepare_and_run(path: str | Path, options: Options, reporters: Iterab
             raise UsageError(f"--log-dir {log_dir}: cannot create a run directory there: {exc.strerror or exc}") from None
         run_options.results_path = str(run_dir / RESULTS_FILE)
         run_options.task_logs_dir = str(run_dir / TASKS)
+        run_options.run_dir = os.path.abspath(run_dir)
         # What tasks/<id>.log catches (worker/output.py), as the backend says (base.py).
         extra["task_output"] = backend.task_output
         warnings = unenforced_settings(workflow, executor, options.workers)

@@ -63,6 +63,9 @@ class TaskRequest:
     ignore_halt: bool = False  # a trigger task runs after a fail-fast stop: the stop flag is not for it
     log_path: str | None = None  # tasks/<id>.log: where the attempt's stdout/stderr go (worker/output.py)
     keep_children: bool = False  # the task's processes may outlive it (see reaper.py)
+    #: The run directory (absolute; the coordinator's path): what a task may know of
+    #: itself, with task_id and attempt (contract v3: context.run_dir, $OPFLOW_RUN_DIR).
+    run_dir: str | None = None
     #: Set by the backend, never by the coordinator: where upstream results are
     #: read and this one is published (a StoreAddress, a ContextStore, a snapshot).
     store: Any = None

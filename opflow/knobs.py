@@ -100,7 +100,11 @@ _KNOBS = [
     Knob("OPFLOW_BATCH_SECONDS", "a number of seconds >= 0", "0.02", USER, RUN,
          "About how much work one work item of the process pool holds; 0: one task per item.", _seconds),
     Knob("NO_COLOR", "any value", "unset: colour on a terminal", USER, CLI,
-         "Set (to anything): no colour in the console output (https://no-color.org).", _text),
+         "Set (to anything): no colour in the console output (https://no-color.org); `--color` overrides it.",
+         _text),
+    Knob("FORCE_COLOR", "any value", "unset: colour on a terminal", USER, CLI,
+         "Set (to anything): colour in the console output even off a terminal, a CI log "
+         "(https://force-color.org); NO_COLOR and `--no-color` win over it.", _text),
     Knob("TERM", "a terminal type", "as the terminal sets it", USER, CLI,
          "`dumb`: no live display, one line per event.", _text),
     Knob("OPFLOW_SHM_DIR", "a path", "/dev/shm", TEST, RUN,

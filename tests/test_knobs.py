@@ -12,8 +12,9 @@ from opflow.errors import UsageError
 
 OPFLOW = REPO / "opflow"
 DOC = REPO / "docs" / "environment.md"
-#: Names opflow sets for a task's process and never reads (shell.py: OPFLOW_PARAM_<KEY>).
-SET_FOR_TASKS = ("OPFLOW_PARAM_",)
+#: Names opflow sets for a task's process and never reads (shell.py: OPFLOW_PARAM_<KEY>, and
+#: what a task may know about itself, contract v3).
+SET_FOR_TASKS = ("OPFLOW_PARAM_", "OPFLOW_TASK_ID", "OPFLOW_ATTEMPT", "OPFLOW_RUN_DIR")
 
 FLOW = """
     name: knobs
@@ -113,11 +114,14 @@ def _names_in_source() -> dict[str, str]:
 def test_every_opflow_variable_in_the_source_is_a_knob_and_documented():
     names = _names_in_source()
     assert "OPFLOW_BATCH_SECONDS" in names and "OPFLOW_PARAM_" in names  # the grep sees them
+    assert {"OPFLOW_TASK_ID", "OPFLOW_ATTEMPT", "OPFLOW_RUN_DIR"} <= set(names)
     doc = DOC.read_text(encoding="utf-8")
     read = {n: where for n, where in names.items() if not n.startswith(SET_FOR_TASKS)}
     assert {n: where for n, where in read.items() if n not in knobs.KNOBS} == {}
     assert [n for n in read if f"`{n}`" not in doc] == []
     assert [n for n in knobs.KNOBS if f"`{n}`" not in doc] == []
+    set_section = doc.split("## Set by opflow, not read", 1)[1]
+    assert [n for n in names if n.startswith(SET_FOR_TASKS) and f"`{n}" not in set_section] == []
 
 
 def test_the_doc_page_is_the_knob_list():

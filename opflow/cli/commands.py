@@ -34,8 +34,26 @@ def _fail(error: OpflowError) -> None:
     sys.exit(error.exit_code)
 
 
+#: The distribution's name on PyPI (`opflow` there is an unrelated project's).
+DISTRIBUTION = "opflow-runner"
+
+
+def version_line() -> str:
+    """`--version`, as `pip --version` says it: distribution, version, where, which Python."""
+    package = Path(__file__).resolve().parents[1]  # opflow/, this file being opflow/cli/commands.py
+    python = ".".join(map(str, sys.version_info[:3]))
+    return f"{DISTRIBUTION} {__version__} from {package} (python {python})"
+
+
+def _print_version(ctx, param, value) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(version_line())
+        ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(version=__version__, prog_name="opflow")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show the distribution, its version, where it is installed and the Python, then exit.")
 def main() -> None:
     """Run YAML workflows of tasks on a process pool, with an audit trail."""
 
@@ -43,7 +61,7 @@ def main() -> None:
 def _run_options(command):
     """The options `run` and `resume` share."""
     options = [
-        click.option("--workers", "-w", type=click.IntRange(min=1, max=MAX_WORKERS), default=None,
+        click.option("--workers", "-w", "-j", type=click.IntRange(min=1, max=MAX_WORKERS), default=None,
                      help="Pool size (default: $OPFLOW_WORKERS, else the CPU count)."),
         click.option("--executor", type=click.Choice(EXECUTORS), default=None,
                      help="Where tasks run: process pool (default), thread pool, inline in the coordinator "
@@ -61,6 +79,8 @@ def _run_options(command):
                      help="After the run, delete all but the newest N run directories of this workflow."),
         click.option("--json", "as_json", is_flag=True, help="Print only run.json on stdout; progress goes to stderr."),
         click.option("--quiet", "-q", is_flag=True, help="Print only failures."),
+        click.option("--color/--no-color", "colour", default=None,
+                     help="Colour the console output, or not (default: $NO_COLOR, $FORCE_COLOR, else on a terminal)."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -81,7 +101,7 @@ class _Duration(click.ParamType):
         return seconds
 
 
-def _execute(start, *, as_json: bool, quiet: bool, **kwargs) -> None:
+def _execute(start, *, as_json: bool, quiet: bool, colour: bool | None = None, **kwargs) -> None:
     """Run with console progress, print the outcome, exit with the run's code.
 
     `kwargs` are the flags given (None: not given), by the names of opflow.options.Options:
@@ -99,7 +119,7 @@ def _execute(start, *, as_json: bool, quiet: bool, **kwargs) -> None:
         _fail(error)
     document_fd = _stdout_for_document_only() if as_json else None
     stream = sys.stderr if as_json else sys.stdout
-    progress = ConsoleProgress(stream, tty=stream.isatty() and knobs.read("TERM") != "dumb", quiet=quiet)
+    progress = ConsoleProgress(stream, tty=stream.isatty() and knobs.read("TERM") != "dumb", quiet=quiet, colour=colour)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     try:
         result = start(reporters=[progress, release_at_start()], **kwargs)
@@ -167,6 +187,42 @@ def _stdout_for_document_only() -> int | None:
     return original
 
 
+#: The environment variable that gives each option a default (knobs.py); such a default beats the config file.
+_FROM_ENVIRONMENT = {"workers": "OPFLOW_WORKERS", "executor": "OPFLOW_EXECUTOR", "log_dir": "OPFLOW_LOG_DIR"}
+
+
+def _config_file_options(command):
+    """`--config PATH` and `--no-config` for `run`: the options not given on the command line
+    (nor by the environment) take their value from the config file (cli/config_file.py)."""
+    import functools
+
+    @functools.wraps(command)
+    def with_config_file(*args, config, no_config, **kwargs):
+        from click.core import ParameterSource
+
+        from opflow.cli.config_file import find_config, read_config
+
+        ctx = click.get_current_context()
+        if config is not None and no_config:
+            _fail(UsageError("--config and --no-config: give one or the other"))
+        path = None if no_config else (config or find_config(kwargs["file"]))
+        if path is not None:
+            try:
+                wanted = {name for name in kwargs if ctx.get_parameter_source(name) is not ParameterSource.COMMANDLINE
+                          and not (name in _FROM_ENVIRONMENT and knobs.read(_FROM_ENVIRONMENT[name]) is not None)}
+                kwargs.update(read_config(Path(path), ctx, wanted))
+            except OpflowError as error:
+                _fail(error)
+        return command(*args, **kwargs)
+
+    with_config_file = click.option(
+        "--no-config", is_flag=True, help="Read no config file (opflow.toml, [tool.opflow]).")(with_config_file)
+    return click.option(
+        "--config", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None, metavar="PATH",
+        help="Defaults for these options from this TOML file (default: opflow.toml, else pyproject.toml's "
+             "[tool.opflow], beside FILE).")(with_config_file)
+
+
 EXIT_CODES_HELP = """\b
 Exit codes:
   0    every task succeeded
@@ -188,9 +244,14 @@ Exit codes:
 @click.option("--resume", is_flag=True,
               help="Rerun only what did not succeed in the latest run of this workflow under --log-dir.")
 @_run_options
+@_config_file_options
 def run(file, log_dir, params, resume, workers, executor, run_timeout, no_cache, scheduler, keep_going, lock, keep_runs,
-        as_json, quiet):
-    """Run the workflow in FILE."""
+        as_json, quiet, colour):
+    """Run the workflow in FILE.
+
+    Defaults for these options may be kept in opflow.toml, or in [tool.opflow] of
+    pyproject.toml, beside FILE (keys: the long option names): see docs/cli.md.
+    """
     from opflow.api import run as run_workflow
     from opflow.workflow.params import parse_cli_params
 
@@ -200,13 +261,15 @@ def run(file, log_dir, params, resume, workers, executor, run_timeout, no_cache,
         _fail(error)
     _execute(run_workflow, as_json=as_json, quiet=quiet, path=file, log_dir=log_dir, params=overrides or None,
              resume=resume, workers=workers, executor=executor, scheduler=scheduler,
-             keep_going=keep_going, lock=lock, keep_runs=keep_runs, timeout=run_timeout, cache=not no_cache)
+             keep_going=keep_going, lock=lock, keep_runs=keep_runs, timeout=run_timeout, cache=not no_cache,
+             colour=colour)
 
 
-@main.command(epilog=EXIT_CODES_HELP)
+@main.command(epilog=EXIT_CODES_HELP, short_help="Rerun what did not succeed in RUN_DIR, reusing the rest.")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @_run_options
-def resume(run_dir, workers, executor, run_timeout, no_cache, scheduler, keep_going, lock, keep_runs, as_json, quiet):
+def resume(run_dir, workers, executor, run_timeout, no_cache, scheduler, keep_going, lock, keep_runs, as_json, quiet,
+           colour):
     """Rerun what did not succeed in RUN_DIR, reusing the results of what did.
 
     Runs that run's workflow (the copy kept in RUN_DIR, checked against its
@@ -218,7 +281,7 @@ def resume(run_dir, workers, executor, run_timeout, no_cache, scheduler, keep_go
 
     _execute(resume_run, as_json=as_json, quiet=quiet, run_dir=run_dir, workers=workers, executor=executor,
              scheduler=scheduler, keep_going=keep_going, lock=lock, keep_runs=keep_runs, timeout=run_timeout,
-             cache=not no_cache)
+             cache=not no_cache, colour=colour)
 
 
 def _echo_json(document) -> None:
@@ -251,7 +314,7 @@ def validate(file, as_json):
                f"in {plural(len(layers), 'layer')}")
 
 
-@main.command()
+@main.command(short_help="Print FILE's topological layers and critical path.")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("logs"), show_default=True,
               help="Where to look for the last run's durations (critical path).")
@@ -288,7 +351,7 @@ def plan(file, log_dir, as_json):
         click.echo(f"critical path (last run's durations): {' -> '.join(path)} ({total:.2f}s)")
 
 
-@main.command()
+@main.command(short_help="List plugins: built-ins, entry points, workers/*.py.")
 @click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of plugins.")
 def plugins(file, as_json):
@@ -313,7 +376,7 @@ def plugins(file, as_json):
         click.echo(f"warning: {warning}", err=True)
 
 
-@main.command()
+@main.command(short_help="Print a JSON Schema of the workflow format.")
 @click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 def schema(file):
     """Print a JSON Schema (draft 2020-12) of the workflow format, plugin configs included.
@@ -325,7 +388,7 @@ def schema(file):
     click.echo(json.dumps(workflow_schema(file.resolve().parent if file else None), indent=2))
 
 
-@main.command()
+@main.command(short_help="Write a runnable example workflow and its CSV into DIRECTORY.")
 @click.argument("directory", required=False, default=".", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Overwrite existing files.")
 def init(directory, force):
@@ -345,7 +408,7 @@ def init(directory, force):
     click.echo(f"next: opflow run {written[0]}")
 
 
-@main.command()
+@main.command(short_help="List past runs, newest first, crashed ones marked.")
 @click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("logs"), show_default=True,
               help="Where the runs are.")
@@ -369,7 +432,7 @@ def runs(file, log_dir, as_json):
         click.echo(format_row(row))
 
 
-@main.command()
+@main.command(short_help="Show a run's summary, or one task's record and log.")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("task_id", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print run.json (or the task's record, with log_tail).")
@@ -394,7 +457,7 @@ def show(run_dir, task_id, as_json):
         click.echo(format_task(record), nl=False)
 
 
-@main.command()
+@main.command(short_help="Write one HTML report of RUN_DIRS (several: compared).")
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the HTML (default: report.html in the first run directory).")
@@ -408,6 +471,24 @@ def report(run_dirs, output):
     except OpflowError as error:
         _fail(error)
     click.echo(f"report: {path}")
+
+
+@main.command(short_help="Print the completion script for bash, zsh or fish.")
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell):
+    """Print the shell completion script for SHELL (bash, zsh or fish).
+
+    \b
+    bash:  eval "$(opflow completion bash)"     in ~/.bashrc
+    zsh:   eval "$(opflow completion zsh)"      in ~/.zshrc
+    fish:  opflow completion fish > ~/.config/fish/completions/opflow.fish
+    """
+    from click.shell_completion import get_completion_class
+
+    prog_name = "opflow"  # the console script: completion calls it, not `python -m opflow`
+    complete_var = f"_{prog_name.upper()}_COMPLETE"  # click's own name for it
+    completer = get_completion_class(shell)(main, {}, prog_name, complete_var)
+    click.echo(completer.source())
 
 
 def entry(prog_name: str | None = None) -> None:

@@ -7,8 +7,11 @@ below them, cut to the terminal's width and refreshed every second:
 
 "running" means started in a worker (the backend said so), "queued" means
 submitted and waiting for one. Elsewhere (cron, pipes): plain lines with the
-date and time, no colour codes, no redraws. `quiet`: failures only. Colour is
-off when NO_COLOR is set (https://no-color.org).
+date and time, no colour codes, no redraws. `quiet`: failures only. Colour:
+`--color`/`--no-color` (the `colour` argument) first; else off when NO_COLOR is set
+(https://no-color.org), on when FORCE_COLOR is (https://force-color.org: a CI log
+that shows colours; the lines stay plain lines, dated, with no redraws); else on a
+terminal only.
 """
 from __future__ import annotations
 
@@ -32,12 +35,21 @@ REDRAW_EVERY = 0.1  # seconds: events come faster than a person reads; redraw at
 _ANSI = re.compile(r"\033\[[0-9;]*[A-Za-z]")
 
 
+def _colour_from_environment(tty: bool) -> bool:
+    """NO_COLOR wins over FORCE_COLOR (as CPython's own colouring decides); neither: a terminal's."""
+    if knobs.read("NO_COLOR") is not None:
+        return False
+    if knobs.read("FORCE_COLOR") is not None:
+        return True
+    return tty
+
+
 class ConsoleProgress(Reporter):
     def __init__(self, stream: TextIO, *, tty: bool, quiet: bool = False, colour: bool | None = None):
         self.stream = stream
         self.tty = tty
         self.quiet = quiet
-        self.colour = tty and (colour if colour is not None else knobs.read("NO_COLOR") is None)
+        self.colour = colour if colour is not None else _colour_from_environment(tty)
         self._running: dict[str, int] = {}  # task_id -> worker pid, in start order
         self._queued: set[str] = set()
         self._total = 0
@@ -152,10 +164,10 @@ class ConsoleProgress(Reporter):
     def _line(self, text: str, *, status: str | None = None, important: bool) -> None:
         if self.quiet and not important:
             return
+        if self.colour and status in _COLOURS:
+            text = f"\033[{_COLOURS[status]}m{text}\033[0m"
         if self.tty:
             self._clear_status()
-            if self.colour and status in _COLOURS:
-                text = f"\033[{_COLOURS[status]}m{text}\033[0m"
             self.stream.write(text + "\n")
         else:
             self.stream.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")

@@ -108,6 +108,8 @@ class RunOptions(Options):
     cache_store: object = None  # a cache.CacheStore of earlier runs (None: --no-cache, or no task caches)
     #: The run's tasks/ folder: each task's output goes to <id>.log there (None: not kept).
     task_logs_dir: str | None = None
+    #: The run directory, absolute (None: none kept): tasks learn it (TaskRequest.run_dir).
+    run_dir: str | None = None
     #: Resume: task_id -> its record in the earlier run (reused tasks keep its result and times).
     reused_records: dict = field(default_factory=dict)
 
@@ -367,7 +369,7 @@ class Coordinator:
             halt_on_failure=not self.options.keep_going and attempt > spec.retries,
             groups=spec.groups, **self._ready.trigger_fields(spec, upstream),
             log_path=os.path.join(self.options.task_logs_dir, f"{task_id}.log") if self.options.task_logs_dir else None,
-            keep_children=spec.keep_children,
+            keep_children=spec.keep_children, run_dir=self.options.run_dir,
         )
         state.attempts.append(Attempt(attempt, time.time()))
         self._running[token] = task_id

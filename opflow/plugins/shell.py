@@ -51,13 +51,12 @@ class ShellPlugin(Plugin):
         extra_env = config.get("env") or {}
         if not isinstance(extra_env, dict):
             raise ConfigError("config 'env' must be a mapping of variable names to values")
-        # Params reach shell commands as OPFLOW_PARAM_<KEY> (upper-cased), up to EXPORT_MAX each.
-        exported = _exported_params(context.get("params") or {})
-        env = None  # nothing to add: the command inherits ours (copying it costs ~0.1-0.4 ms a task)
-        if exported or extra_env:
-            env = dict(os.environ)
-            env.update(exported)
-            env.update({str(k): str(v) for k, v in extra_env.items()})
+        # Params reach shell commands as OPFLOW_PARAM_<KEY> (upper-cased), up to EXPORT_MAX each;
+        # what the task may know of itself as OPFLOW_TASK_ID, OPFLOW_ATTEMPT, OPFLOW_RUN_DIR (contract v3).
+        exported = {**_exported_params(context.get("params") or {}), **_identity(self, context)}
+        env = dict(os.environ)
+        env.update(exported)
+        env.update({str(k): str(v) for k, v in extra_env.items()})
         cwd = self.resolve_path(config["cwd"]) if config.get("cwd") else self.workflow_dir
         if not cwd.is_dir():
             raise ConfigError(f"config 'cwd': {cwd} is not a directory")
@@ -176,6 +175,19 @@ def _describe_returncode(code: int) -> str:
         except ValueError:
             return f"was killed by signal {-code}"
     return f"exited with status {code}"
+
+
+def _identity(plugin: Plugin, context) -> dict[str, str]:
+    """OPFLOW_TASK_ID, OPFLOW_ATTEMPT (1 for the first) and OPFLOW_RUN_DIR (where the run keeps one),
+    from the context's attributes (worker/context.py); a plain dict context (a test's) gives the id alone."""
+    task_id = getattr(context, "task_id", None) or getattr(plugin, "task_id", None)
+    names = {"OPFLOW_ATTEMPT": str(getattr(context, "attempt", 1) or 1)}
+    if task_id is not None:
+        names["OPFLOW_TASK_ID"] = str(task_id)
+    run_dir = getattr(context, "run_dir", None)
+    if run_dir is not None:
+        names["OPFLOW_RUN_DIR"] = str(run_dir)
+    return names
 
 
 def _exported_params(params: dict) -> dict[str, str]:

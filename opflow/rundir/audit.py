@@ -49,14 +49,17 @@ from opflow.rundir.files import open_nofollow, write_json_atomic, write_lines_at
 from opflow.rundir.layout import JOURNAL, RUN_JSON, SUMMARY, TASKS, create_run_dir, file_tag, slugify
 from opflow.words import plural
 
-PROVENANCE_PACKAGES = ("PyYAML", "networkx", "psutil", "click", "pandas")
+#: opflow's own dependencies, and numpy under pandas: always recorded.
+PROVENANCE_PACKAGES = ("PyYAML", "networkx", "psutil", "click", "pandas", "numpy")
 
 
 def provenance(workflow: Workflow) -> dict:
     from importlib import metadata
 
     packages = {}
-    for name in PROVENANCE_PACKAGES:
+    for name in (*PROVENANCE_PACKAGES, *task_distributions(workflow), *workflow.provenance):
+        if name in packages:
+            continue
         try:
             packages[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -78,6 +81,63 @@ def provenance(workflow: Workflow) -> dict:
         "cwd": os.getcwd(),
         "argv": sys.argv,
     }
+
+
+def task_distributions(workflow: Workflow) -> list[str]:
+    """The distributions that the modules `python` tasks name come from, best effort.
+
+    A module named by `function: "module:attr"` maps to its distribution through
+    `importlib.metadata.packages_distributions` (`sklearn` -> scikit-learn); a `.py`
+    beside the workflow is no distribution, so what it imports at its top level
+    (read, not run) is mapped instead. The standard library and names that map to
+    no installed distribution are left out.
+    """
+    modules: list[str] = []
+    named: set[str] = set()
+    for task in workflow.tasks:
+        function = task.config.get("function") if task.plugin == "python" and isinstance(task.config, dict) else None
+        if not isinstance(function, str) or ":" not in function:
+            continue
+        top = function.split(":", 1)[0].split(".")[0]
+        if top in named:
+            continue
+        named.add(top)
+        beside = workflow.directory / f"{top}.py"
+        # The worker imports a file beside the workflow first (plugins/python_call.py).
+        modules.extend(_imported_modules(beside) if beside.is_file() else [top])
+    modules = list(dict.fromkeys(modules))
+    modules = [m for m in modules if m and m not in sys.stdlib_module_names and m != "opflow"]
+    if not modules:
+        return []
+    from importlib import metadata
+
+    try:
+        owners = metadata.packages_distributions()
+    except Exception:  # a broken installation's metadata: provenance is best effort, never a failed run
+        return []
+    found: list[str] = []
+    for module in modules:
+        for distribution in owners.get(module, ()):
+            if distribution not in found:
+                found.append(distribution)
+    return found
+
+
+def _imported_modules(path: Path) -> list[str]:
+    """The top-level names a module file imports (absolute imports, anywhere in it), in order."""
+    import ast
+
+    try:
+        tree = ast.parse(path.read_bytes())
+    except (OSError, SyntaxError, ValueError):  # the task fails on its own; provenance says nothing
+        return []
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name.split(".")[0] for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.append(node.module.split(".")[0])
+    return list(dict.fromkeys(names))
 
 
 def _create_time() -> float | None:

@@ -178,11 +178,19 @@ class TaskContext(Mapping):
     `<id>` this task depends on is the list of its instances' results, in order
     (`groups`); a task with `trigger: all_done` or `one_failed` finds which
     upstream tasks did not succeed, and why, in `context["upstream_failed"]`.
+
+    What the task may know of itself (contract v3) are attributes, never keys:
+    `context.task_id`, `context.attempt` (1 for the first) and `context.run_dir`
+    (the run directory, absolute; None where the run keeps none).
     """
 
     def __init__(self, upstream: Iterable[str], inline: dict[str, bytes] | None,
                  fetch: Callable[[str], bytes | None], params: dict,
-                 groups: Iterable[tuple[str, Iterable[str]]] = (), upstream_failed: dict | None = None):
+                 groups: Iterable[tuple[str, Iterable[str]]] = (), upstream_failed: dict | None = None,
+                 *, task_id: str | None = None, attempt: int = 1, run_dir: str | None = None):
+        self.task_id = task_id
+        self.attempt = attempt
+        self.run_dir = run_dir
         self._upstream = frozenset(upstream)
         self._inline = inline or {}
         self._fetch = fetch

@@ -97,7 +97,8 @@ def _call_plugin(request: TaskRequest):
     plugin.log_sink = current_sink()
     add_search_root(request.workflow_dir)  # upstream results may be of classes defined there
     context = TaskContext(request.upstream, request.inline, lambda task_id: _fetch(request.store, task_id),
-                          request.params, groups=request.groups, upstream_failed=request.upstream_failed)
+                          request.params, groups=request.groups, upstream_failed=request.upstream_failed,
+                          task_id=request.task_id, attempt=request.attempt, run_dir=request.run_dir)
     # Each attempt gets its own copy of config, so a plugin that edits it
     # cannot change what a retry sees.
     config = pickle.loads(pickle.dumps(request.config, PICKLE_PROTOCOL))

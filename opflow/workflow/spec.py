@@ -35,7 +35,9 @@ from opflow.workflow.params import merge_params
 from opflow.workflow.quick_read import Unreadable, read_plain
 from opflow.workflow.merge_keys import flatten_merges
 
-TOP_KEYS = ("name", "description", "params", "defaults", "tasks")
+TOP_KEYS = ("name", "description", "params", "defaults", "provenance", "tasks")
+#: A distribution's name, as PyPI takes one (PEP 508): what `provenance:` lists.
+DISTRIBUTION_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 TASK_KEYS = ("id", "plugin", "config", "depends_on", "retries", "retry_delay", "timeout", "max_memory",
              "keep_children") + FEATURE_KEYS
 #: Keys a workflow-level `defaults:` block may set for every task.
@@ -78,6 +80,9 @@ class Workflow:
     sha256: str = ""
     #: foreach task id -> its instance ids (`<id>[0]`, ...), in order
     groups: dict = field(default_factory=dict, hash=False, compare=False)
+    #: Distribution names whose versions run.json's `packages` records beyond opflow's own
+    #: dependencies and what the python tasks' modules import (workflow key `provenance:`).
+    provenance: tuple = ()
 
     @property
     def directory(self) -> Path:
@@ -339,13 +344,33 @@ class _Checker:
                 self.problem("'params' must be a mapping", top["params"][1])
                 params = {}
         params = merge_params(params, overrides, self.problem)
+        provenance = self.provenance(top["provenance"][1]) if "provenance" in top else ()
         defaults = self.defaults(top)
         tasks = self.tasks(top, root, defaults)
         if tasks is None or name is None:
             return None
         tasks, groups = expand_tasks(self, tasks, params, self.plugin_checks)
         return Workflow(name=name, tasks=tuple(tasks), path=path, description=description, params=params,
-                        sha256=sha256, groups=groups)
+                        sha256=sha256, groups=groups, provenance=provenance)
+
+    def provenance(self, node) -> tuple:
+        """`provenance: [distribution names]`: each a distribution's name (PEP 508), once."""
+        names = self.value(node)
+        if names is None:
+            return ()
+        if not isinstance(names, list):
+            self.problem("'provenance' must be a list of distribution names (as pip installs them)", node)
+            return ()
+        good = []
+        for i, name in enumerate(names):
+            where = node.value[i] if isinstance(node, yaml.SequenceNode) else node
+            if not isinstance(name, str) or not DISTRIBUTION_NAME.fullmatch(name):
+                self.problem(f"provenance: {name!r} is not a distribution's name (such as scikit-learn)", where)
+            elif name in good:
+                self.problem(f"provenance: {name!r} is listed twice", where)
+            else:
+                good.append(name)
+        return tuple(good)
 
     def required_string(self, items, key, parent, task_id=None):
         if key not in items:
@@ -569,6 +594,7 @@ class _QuickChecker(_Checker):
         if not isinstance(params, (dict, type(None))):
             raise _Unsure
         params = merge_params(params or {}, overrides, self.problem)
+        provenance = self.provenance(top["provenance"]) if "provenance" in top else ()
         defaults = {}
         if "defaults" in top:
             given = top["defaults"]
@@ -600,7 +626,7 @@ class _QuickChecker(_Checker):
             self.cycles(tasks, set(position))
         tasks, groups = expand_tasks(self, tasks, params, self.plugin_checks)
         return Workflow(name=name, tasks=tuple(tasks), path=path, description=description or "", params=params,
-                        sha256=sha256, groups=groups)
+                        sha256=sha256, groups=groups, provenance=provenance)
 
     def plain_task(self, raw, index: int, document, defaults: dict) -> dict:
         """`_Checker.task` for a task read as plain data."""
