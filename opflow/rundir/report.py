@@ -43,7 +43,7 @@ ROW = 18  # px per worker row
 MIN_BAR = 4  # px: the narrowest an attempt is drawn, however short (a retry, a 2 ms task stay visible)
 STATUS_COLOURS = {"succeeded": "#4c9a5f", "failed": "#c8453c", "skipped": "#c9a227", "cancelled": "#9a8f7a",
                   "running": "#4f7fbf", "pending": "#b0b0b0", "retried": "#d98c3f"}
-RETRIED_EDGE = STATUS_COLOURS["retried"]  # a failed attempt that was retried: red, edged in orange
+RETRIED_EDGE = "#6e1a14"  # a failed attempt that was retried: red, edged in dark red
 
 
 def _epoch(iso):
@@ -188,7 +188,7 @@ def _gantt(run: dict, span: float, critical: set, compact: bool = False) -> str:
         busy += bar["end"] - bar["start"]
         colour = STATUS_COLOURS.get(bar["status"], "#777")
         if bar["retried"]:
-            edge = f' stroke="{RETRIED_EDGE}" stroke-width="2"'
+            edge = f' stroke="{RETRIED_EDGE}" stroke-width="1"'
         else:
             edge = ' stroke="#111" stroke-width="2"' if bar["task"] in critical else ""
         state = f'{bar["status"]}, retried' if bar["retried"] else bar["status"]
@@ -417,13 +417,24 @@ def _comparison(runs: list[dict], span: float) -> str:
     for g, members in enumerate(groups):
         if len(groups) > 1:
             doc = runs[members[0]]["doc"]
-            what = "; ".join(f"{name} {_shown(key, doc.get(key))}" for key, name in LIKE_KEYS if name in differ)
+            what = "; ".join(f"{name} {_shown(key, _only_differing(key, doc.get(key), runs))}"
+                             for key, name in LIKE_KEYS if name in differ)
             parts.append(f'<h3 class="group">Group {g + 1} of {len(groups)}: {_e(what)}</h3>')
         parts.append(_group_tables([runs[n] for n in members], members, longest))
     parts.append('<h3>Timelines stacked (one time axis)</h3>' + _legend() + "".join(
         f'<p class="mono" style="margin:8px 0 2px">{_e(run["dir"].name)}: {_e(_workers(run["doc"].get("workers")))}</p>'
         + _gantt(run, span, set(critical_path(run)[0]), compact=True) for run in runs))
     return "".join(parts)
+
+
+def _only_differing(key: str, value, runs: list[dict]):
+    """Of a mapping (params, packages), the entries not every run has alike: what tells groups apart."""
+    if not isinstance(value, dict):
+        return value
+    docs = [r["doc"].get(key) if isinstance(r["doc"].get(key), dict) else {} for r in runs]
+    missing = object()
+    return {k: v for k, v in value.items()
+            if len({json.dumps(d.get(k, missing), sort_keys=True, default=str) for d in docs}) > 1} or value
 
 
 def _group_tables(group: list[dict], indexes: list[int], longest: float) -> str:
