@@ -29,7 +29,7 @@ class Attempt:
     """One attempt of a task, as its record's attempt_log shows it (a slotted object:
     a 100,000-task run keeps one per task).
 
-    `ready`: when it could have started (handed to the backend, or for a retry the end
+    `ready`: when it could have started (its upstream tasks done, or for a retry the end
     of its backoff); `queued`: when it was handed to the backend; `started`: when a
     worker began it (the worker's own clock once its outcome is in)."""
 
@@ -67,7 +67,7 @@ class TaskState:
         self.announced = 0  # the attempt whose task_started was emitted (0: none)
         self.backoff_s = 0.0  # seconds spent in retry delays (retry_delay's backoff)
         self.backoff_since: float | None = None  # a retry delay began (None: not backing off)
-        self.due: float | None = None  # the last retry delay ended: the next attempt may go
+        self.due: float | None = None  # it became ready, or its retry delay ended: the next attempt may go
 
     def begin_backoff(self, now: float) -> None:
         self.backoff_since = now
