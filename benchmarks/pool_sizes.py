@@ -34,6 +34,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench  # noqa: E402
 
+from opflow.rundir.scaling import pool_scaling  # noqa: E402  (the rule `opflow report` uses)
+
 
 def pool_sizes(cpus: int) -> list[int]:
     sizes, n = [], 1
@@ -151,10 +153,11 @@ def sweep_user_workflow(args) -> int:
                 print(f"note: the run at {n} workers {doc.get('status')} ({doc.get('run_dir')})", file=sys.stderr)
             walls[n].append(float(doc["duration_s"]))
             run_dirs.append(doc["run_dir"])
-    base = _bench.median(walls[sizes[0]])
+    # The figures `opflow report` prints for these runs too: one rule (opflow/rundir/scaling.py).
+    figures = pool_scaling(walls)
     headers = ["workers", "wall s (median)", "wall min–max", "speedup", "efficiency"]
-    rows = [[n, _bench.median(walls[n]), _bench.spread(walls[n]), round(base / _bench.median(walls[n]), 3),
-             round(base / _bench.median(walls[n]) / (n / sizes[0]), 3)] for n in sizes]
+    rows = [[n, figures[n].median_s, _bench.spread(walls[n]), round(figures[n].speedup, 3),
+             round(figures[n].efficiency, 3)] for n in sizes]
     _bench.print_machine()
     print(f"Workflow {flow}; pool sizes {sizes}, medians of {args.reps} alternating reps; speedup = wall({sizes[0]}) / wall(N)\n")
     print(_bench.markdown_table(headers, rows))
@@ -222,14 +225,15 @@ def main(argv=None) -> int:
             for system, samples in results.items():
                 walls = [s["wall"] for s in samples]
                 rows_by[(load["name"], system, n)] = {"wall": _bench.median(walls), "best": min(walls),
-                                                      "spread": _bench.spread(walls)}
+                                                      "spread": _bench.spread(walls), "walls": walls}
         for system in ("opflow", "raw"):
             base = rows_by[(load["name"], system, sizes[0])]
+            figures = pool_scaling({n: rows_by[(load["name"], system, n)]["walls"] for n in sizes})
             for n in sizes:
                 row = rows_by[(load["name"], system, n)]
-                row["speedup"] = base["wall"] / row["wall"]
+                row["speedup"] = figures[n].speedup
                 row["best_speedup"] = base["best"] / row["best"]  # least disturbed by neighbours' load
-                row["efficiency"] = row["speedup"] / n
+                row["efficiency"] = figures[n].efficiency
 
     headers = ["workload", "system", "workers", "wall s (median)", "wall min–max", "speedup", "efficiency",
                "speedup of mins"]

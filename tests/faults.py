@@ -91,6 +91,17 @@ def fail_until(marker, failures=1):
     return {"attempts_seen": count + 1}
 
 
+def flaky(marker, message="GET https://rates.example/api: 503 <Service Unavailable>"):
+    """Each run's first attempt fails with a transient ConnectionError, its retry succeeds
+    (the marker flips: every odd call fails), so a workflow run again retries again."""
+    marker = Path(marker)
+    if not marker.exists():
+        marker.write_text("failed once")
+        raise ConnectionError(message)
+    marker.unlink()
+    return {"healed": True}
+
+
 def pid():
     return os.getpid()
 

@@ -147,3 +147,48 @@ def test_layers_of_a_cycle_raise_as_networkx_does():
     with pytest.raises(nx.NetworkXUnfeasible):
         plan_of({"a": ["b"], "b": ["a"], "c": []}).layers
 
+
+
+# -- the critical path weighs run time, not waits or backoff (issue 25) -------------------
+def test_plan_and_report_weigh_the_critical_path_by_run_time(tmp_path, write_workflow, faults):
+    # One worker. `flaky` runs for milliseconds, but its first start and its retry's end are
+    # more than 2 s apart (a 2 s backoff, less jitter, and a wait behind the chain): weighed
+    # by duration_s it would be the critical path; by the time it ran, slow_a -> slow_b is.
+    import json
+    import re
+
+    from helpers import latest_run_dir, records, run_cli
+
+    write_workflow(f"""
+        name: weighed by run time
+        tasks:
+          - id: flaky
+            plugin: python
+            retries: 1
+            retry_delay: 2.5
+            config: {{function: "faults:flaky", args: ["{tmp_path / 'flaky.marker'}"]}}
+          - {{id: slow_a, plugin: shell, config: {{command: "sleep 0.6"}}}}
+          - {{id: slow_b, plugin: shell, depends_on: [slow_a], config: {{command: "sleep 0.6"}}}}
+    """)
+    proc = run_cli("run", "flow.yaml", "--workers", "1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_dir = latest_run_dir(tmp_path / "logs")
+    kept = records(run_dir)
+
+    def ran(task_id):  # its attempts' time in a worker (attempt_log: on the unfixed code too)
+        return sum(a["duration_s"] for a in kept[task_id]["attempt_log"])
+
+    expected = ran("slow_a") + ran("slow_b")
+    assert kept["flaky"]["duration_s"] > expected > 3 * ran("flaky")  # the trap is set
+
+    plan = json.loads(run_cli("plan", "flow.yaml", "--json", cwd=tmp_path).stdout)["critical_path"]
+    assert plan["tasks"] == ["slow_a", "slow_b"]
+    assert plan["seconds"] == pytest.approx(expected, abs=1e-4)
+    text = run_cli("plan", "flow.yaml", cwd=tmp_path).stdout
+    assert f"slow_a -> slow_b ({expected:.2f}s)" in text
+
+    assert run_cli("report", str(run_dir), "-o", str(tmp_path / "r.html"), cwd=tmp_path).returncode == 0
+    match = re.search(r'Critical path \(([\d.]+)s of run time[^<]*<span class="mono">([^<]*)</span>',
+                      (tmp_path / "r.html").read_text())
+    assert match, "the report names no critical path by run time"
+    assert match.group(2) == "slow_a → slow_b" and float(match.group(1)) == pytest.approx(expected, abs=0.01)

@@ -416,3 +416,37 @@ def test_the_last_word_after_a_failed_write_goes_through_the_run_directory_descr
     assert document["status"] == "failed" and "could not be written" in document["record_error"]
     summary = real / "summary.txt"
     assert not summary.is_symlink() and "Status:   failed" in summary.read_text()
+
+
+# -- where a task's time went: run, wait for a worker, backoff (issue 25) -----------------
+def test_the_record_keeps_run_wait_and_backoff_apart_and_the_console_shows_run_time(tmp_path, write_workflow, faults):
+    # One worker: `flaky` fails at once, backs off 0.3-0.4 s and succeeds, but one of its
+    # attempts queues behind `hog` (1.5 s) whichever of the two the pool takes first.
+    write_workflow(f"""
+        name: honest durations
+        tasks:
+          - id: flaky
+            plugin: python
+            retries: 1
+            retry_delay: 0.4
+            config: {{function: "faults:flaky", args: ["{tmp_path / 'flaky.marker'}"]}}
+          - {{id: hog, plugin: shell, config: {{command: "sleep 1.5"}}}}
+    """)
+    proc = run_cli("run", "flow.yaml", "--workers", "1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    flaky = records(latest_run_dir(tmp_path / "logs"))["flaky"]
+    assert flaky["attempts"] == 2
+    assert flaky["run_s"] == pytest.approx(sum(a["duration_s"] for a in flaky["attempt_log"]), abs=1e-5)
+    assert flaky["run_s"] < 0.5  # two calls of a Python function: no sleep in them
+    assert 0.3 <= flaky["backoff_s"] < 1.2  # retry_delay 0.4, jitter 0.8-1.0
+    assert flaky["wait_s"] >= 1.0  # behind hog's 1.5 s, before the first attempt or the retry
+    assert flaky["wait_s"] == pytest.approx(sum(a["wait_s"] for a in flaky["attempt_log"]), abs=1e-5)
+    # duration_s means what it always meant: first start in a worker to the last end.
+    assert flaky["duration_s"] >= flaky["run_s"] + flaky["backoff_s"] - 0.01
+    hog = records(latest_run_dir(tmp_path / "logs"))["hog"]
+    assert hog["run_s"] >= 1.4 and hog["backoff_s"] == 0
+    # The console's line gives the time it ran, not its waits.
+    assert f"{'ok':<9} flaky  {flaky['run_s']:.2f}s" in proc.stdout + proc.stderr
+    assert f"{'ok':<9} flaky  {flaky['duration_s']:.2f}s" not in proc.stdout + proc.stderr
+    shown = run_cli("show", str(latest_run_dir(tmp_path / "logs")), "flaky", cwd=tmp_path)
+    assert f"ran {flaky['run_s']:.2f}s, waited for a worker {flaky['wait_s']:.2f}s" in shown.stdout

@@ -1,7 +1,7 @@
 """`opflow report`: one self-contained HTML file, checked in a real headless
 browser (Debian's chromium; skipped where it is not installed).
 
-Set OPFLOW_DOCS_SCREENSHOT=PATH to keep the screenshot (docs/report.png is made so).
+docs/report.png is made from the shipped example by docs/make_screenshot.py, not here.
 """
 from __future__ import annotations
 
@@ -18,13 +18,22 @@ from pathlib import Path
 
 import pytest
 
-from helpers import latest_run_dir, run_cli
+from helpers import REPO, latest_run_dir, records, run_cli
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 FLOW = """
 name: report demo
+params: {region: eu}
 tasks:
+  - id: fx_rates
+    plugin: python
+    retries: 1
+    retry_delay: 0.1
+    config: {function: "faults:flaky", args: ["MARKER"]}
+  - id: noop
+    plugin: python
+    config: {function: "faults:ok"}
   - id: extract
     plugin: shell
     config: {command: "sleep 0.3; echo extracted"}
@@ -52,8 +61,10 @@ tasks:
 
 
 @pytest.fixture
-def runs(tmp_path):
-    (tmp_path / "flow.yaml").write_text(textwrap.dedent(FLOW))
+def runs(tmp_path, faults):
+    """The demo at 1, 2 and 4 workers: one failure, a retried task (fx_rates: a transient
+    ConnectionError 503, then a success) and a task that takes well under a millisecond."""
+    (tmp_path / "flow.yaml").write_text(textwrap.dedent(FLOW).replace("MARKER", str(tmp_path / "fx.marker")))
     dirs = []
     for workers in (1, 2, 4):
         proc = run_cli("run", "flow.yaml", "--workers", str(workers), "--keep-going", cwd=tmp_path)
@@ -84,6 +95,95 @@ def test_report_is_one_self_contained_file_that_compares_runs(runs, tmp_path):
     assert bad.returncode == 2 and "not a run directory" in bad.stderr and "Traceback" not in bad.stderr
 
 
+MIN_BAR = 4  # px: the narrowest attempt the timeline draws (report.py's MIN_BAR)
+SERVICE_ERROR = "ConnectionError: GET https://rates.example/api: 503 &lt;Service Unavailable&gt;"
+
+
+def _bar_widths(page: str, task_id: str) -> list[float]:
+    """The widths of the timeline bars of `task_id`'s attempts (their <title> names them)."""
+    return [float(w) for w in re.findall(
+        r'<rect class="bar"[^>]*?width="([\d.]+)"[^>]*><title>' + re.escape(task_id) + r' \(attempt', page)]
+
+
+@pytest.fixture
+def unlike_run(runs, tmp_path):
+    """The demo once more, on threads and with another param: unlike the runs of `runs`."""
+    proc = run_cli("run", "flow.yaml", "--workers", "1", "--executor", "thread", "--param", "region=us",
+                   "--keep-going", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    return latest_run_dir(tmp_path / "logs")
+
+
+def test_the_report_shows_retried_and_short_attempts_and_what_the_run_ran_on(runs, tmp_path):
+    import socket
+
+    out = tmp_path / "one.html"
+    assert run_cli("report", str(runs[0]), "-o", str(out), cwd=tmp_path).returncode == 0
+    page = out.read_text()
+    # The retried task's transient error is in the page, escaped (the console said it; so does the page).
+    assert SERVICE_ERROR in page and "<Service Unavailable>" not in page
+    # Its failed first attempt is a red bar, at least MIN_BAR wide; so is the task that took microseconds.
+    fx = records(runs[0])["fx_rates"]
+    assert [a["error"] is not None for a in fx["attempt_log"]] == [True, False]
+    assert re.search(r'<rect class="bar"[^>]*fill="#c8453c"[^>]*><title>fx_rates \(attempt 1', page)
+    noop = records(runs[0])["noop"]["attempt_log"][0]["duration_s"]
+    wall = json.loads((runs[0] / "run.json").read_text())["duration_s"]
+    assert noop * 1000 / wall < MIN_BAR  # narrower than MIN_BAR at its true width (1000 px span the run)
+    assert _bar_widths(page, "noop") == [MIN_BAR]  # (the unfixed code drew it 1 px wide)
+    assert min(_bar_widths(page, "fx_rates")) >= MIN_BAR
+    assert re.search(r"<td class=\"mono\">noop</td>.*?drawn 4px wide", page)  # and listed
+    # The header: params, host, Python, opflow and package versions, from run.json.
+    doc = json.loads((runs[0] / "run.json").read_text())
+    head = page[:page.index("<section")]
+    assert "region=eu" in head and socket.gethostname() in head and doc["python"] in head
+    assert doc["opflow_version"] in head
+    assert f"networkx {doc['packages']['networkx']}" in head
+
+
+def test_a_comparison_flags_unlike_runs_and_measures_speedup_against_medians(runs, unlike_run, tmp_path):
+    out = tmp_path / "mixed.html"
+    assert run_cli("report", *map(str, runs), str(unlike_run), "-o", str(out), cwd=tmp_path).returncode == 0
+    page = out.read_text()
+    assert "Unlike runs" in page and "differ in executor, params" in page
+    assert "Group 1 of 2: executor process; params region=eu" in page
+    assert "Group 2 of 2: executor thread; params region=us" in page
+    head = page[:page.index("Runs compared")]
+    assert "params</th><td class=\"mono\"><b class=\"unlike\">differs between runs</b>" in head
+
+    # Like runs: three at 1 worker (2 s, 3 s, 10 s), one at 2 (1.5 s). The speedup is against
+    # the median at 1 worker (3 s), as benchmarks/pool_sizes.py's console table computes it.
+    like = []
+    for n, (source, wall) in enumerate([(runs[0], 2.0), (runs[0], 3.0), (runs[0], 10.0), (runs[1], 1.5)]):
+        copy = tmp_path / "like" / f"{source.name}-{n}"
+        shutil.copytree(source, copy)
+        doc = json.loads((copy / "run.json").read_text())
+        doc["duration_s"] = wall
+        (copy / "run.json").write_text(json.dumps(doc))
+        like.append(copy)
+    out = tmp_path / "like.html"
+    proc = run_cli("report", *map(str, like), "-o", str(out), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    page = out.read_text()
+    assert "Unlike runs" not in page and "Group 1" not in page
+    sizes = re.findall(r'<tr><td class="n">(\d+)</td><td class="n">(\d+)</td><td class="n">([\d.]+)</td>'
+                       r'<td class="n">([\d.–]+)</td><td class="n">([\d.]+)×</td><td class="n">(\d+)%</td></tr>', page)
+    assert sizes == [("1", "3", "3.00", "2.00–10.00", "1.00", "100"), ("2", "1", "1.50", "1.50–1.50", "2.00", "100")]
+    per_run = re.findall(r'</span></td><td class="n">([\d.]+)</td><td class="n">([\d.]+)×</td>', page)
+    assert per_run == [("2.00", "1.50"), ("3.00", "1.00"), ("10.00", "0.30"), ("1.50", "2.00")]
+    # One rule: the benchmark's console table and the report call the same function.
+    import sys
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import pool_sizes
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    from opflow.rundir.scaling import pool_scaling
+
+    assert pool_sizes.pool_scaling is pool_scaling
+    assert pool_scaling({1: [2.0, 3.0, 10.0], 2: [1.5]})[2].speedup == pytest.approx(2.0)
+
+
 def _png_pixels_vary(path: Path) -> int:
     """How many distinct byte values the PNG's decoded rows hold (1-2: a blank page)."""
     data = path.read_bytes()
@@ -98,18 +198,24 @@ def _png_pixels_vary(path: Path) -> int:
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)")
-def test_the_report_renders_in_a_headless_browser(runs, tmp_path):
+def test_the_report_renders_in_a_headless_browser(runs, unlike_run, tmp_path):
+    # Three like runs and an unlike one (threads, another param); each with a retried task
+    # (its error text in the page) and a task shorter than a pixel (drawn MIN_BAR wide).
     out = tmp_path / "report.html"
-    assert run_cli("report", *map(str, runs), "-o", str(out), cwd=tmp_path).returncode == 0
+    assert run_cli("report", *map(str, runs), str(unlike_run), "-o", str(out), cwd=tmp_path).returncode == 0
     profile = tmp_path / "chromium-profile"
     env = {**os.environ, "HOME": str(tmp_path)}
     common = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars",
               f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0"]
     dom = subprocess.run(common + ["--dump-dom", out.as_uri()], capture_output=True, text=True, timeout=120, env=env)
     assert dom.returncode == 0, dom.stderr[-2000:]
-    for task_id in ("extract", "clean_a", "load_warehouse", "publish"):
+    for task_id in ("extract", "clean_a", "load_warehouse", "publish", "fx_rates", "noop"):
         assert task_id in dom.stdout
     assert dom.stdout.count("<svg") >= 6
+    assert SERVICE_ERROR in dom.stdout  # the retried attempt's error, as the browser parsed the page
+    assert "Unlike runs" in dom.stdout and "Group 2 of 2" in dom.stdout
+    widths = _bar_widths(dom.stdout, "noop")
+    assert len(widths) == 2 * 4 and min(widths) >= MIN_BAR  # each run's timeline, and stacked
     console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line
                or "Failed to load resource" in line]
     assert not console, console
@@ -119,9 +225,6 @@ def test_the_report_renders_in_a_headless_browser(runs, tmp_path):
     assert screenshot.returncode == 0 and shot.is_file(), screenshot.stderr[-2000:]
     assert shot.stat().st_size > 20_000
     assert _png_pixels_vary(shot) > 20  # text, bars and colours: not a blank page
-    keep = os.environ.get("OPFLOW_DOCS_SCREENSHOT")
-    if keep:
-        shutil.copy(shot, keep)
 
 
 RESUMED = """
@@ -144,7 +247,7 @@ tasks:
 
 
 def _report_critical_path(html_text: str) -> tuple[list[str], float]:
-    match = re.search(r'Critical path \(([\d.]+)s of task time\): <span class="mono">([^<]*)</span>', html_text)
+    match = re.search(r'Critical path \(([\d.]+)s of run time[^<]*<span class="mono">([^<]*)</span>', html_text)
     assert match, "the report names no critical path"
     return match.group(2).split(" → "), float(match.group(1))
 
@@ -178,7 +281,11 @@ def test_the_weight_rule():
     records = {"ran": {"status": "succeeded", "duration_s": 2.0}, "broke": {"status": "failed", "duration_s": 1.5},
                "reused": {"status": "succeeded", "duration_s": 9.0, "reused": True},
                "skipped": {"status": "skipped", "duration_s": None}, "odd": {"status": "failed"}}
-    assert task_weights(records) == {"ran": 2.0, "broke": 1.5}
+    assert task_weights(records) == {"ran": 2.0, "broke": 1.5}  # records from before run_s: duration_s
+    # run_s where the record has it: the attempts' time, not the waits and backoff in duration_s.
+    records = {"flaky": {"status": "succeeded", "duration_s": 7.95, "run_s": 0.002, "wait_s": 5.9, "backoff_s": 2.0},
+               "never": {"status": "cancelled", "duration_s": None, "run_s": None}}
+    assert task_weights(records) == {"flaky": 0.002}
 
 
 # -- a hostile folder or run directory: the report writes as the run dir writes -----------

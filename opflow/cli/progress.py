@@ -128,7 +128,9 @@ class ConsoleProgress(Reporter):
             self._done += 1
             status = record["status"]
             if status == "succeeded":
-                took = f"  {record['duration_s']:.2f}s" if record.get("duration_s") is not None else ""
+                # The time it ran (its attempts), not its waits for a worker or its backoff.
+                ran = record.get("run_s", record.get("duration_s"))
+                took = f"  {ran:.2f}s" if ran is not None else ""
                 note = "  (reused)" if record.get("reused") else ""
                 self._line(f"{'ok':<9} {record['id']}{took}{note}", status=status, important=False)
             elif status == "failed":

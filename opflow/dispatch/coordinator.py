@@ -371,7 +371,8 @@ class Coordinator:
             log_path=os.path.join(self.options.task_logs_dir, f"{task_id}.log") if self.options.task_logs_dir else None,
             keep_children=spec.keep_children, run_dir=self.options.run_dir,
         )
-        state.attempts.append(Attempt(attempt, time.time()))
+        state.attempts.append(Attempt(attempt, time.time(), ready=state.due))
+        state.due = None
         self._running[token] = task_id
         self.emit("task_queued", task_id=task_id, attempt=attempt, plugin=spec.plugin)
         return request
@@ -531,20 +532,24 @@ class Coordinator:
         delay = min(RETRY_DELAY_CAP, state.spec.retry_delay * 2 ** (n - 1))
         delay *= random.uniform(0.8, 1.0)  # jitter: retries of many tasks do not land together
         state.status = TaskStatus.PENDING
+        state.begin_backoff(time.time())
         self.emit("task_retrying", task_id=state.spec.id, attempt=n, delay_s=round(delay, 3),
                   error=state.outcome.error)
         self._retry_timers[state.spec.id] = self._loop.call_later(delay, self._retry, state.spec.id)
 
     def _retry(self, task_id: str) -> None:
         self._retry_timers.pop(task_id, None)
+        self.states[task_id].end_backoff(time.time())
         if self._ready.stop_reason is None:
             self._ready.again(task_id)
             self._pump()
         self._check_finished()
 
     def _cancel_retries(self) -> None:
-        for handle in self._retry_timers.values():
+        now = time.time()
+        for task_id, handle in self._retry_timers.items():
             handle.cancel()
+            self.states[task_id].end_backoff(now)
         self._retry_timers.clear()
 
     def _check_finished(self) -> None:

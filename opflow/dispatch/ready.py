@@ -46,6 +46,7 @@ from __future__ import annotations
 __all__ = ["ReadySet", "CHAIN_MAX"]
 
 import collections
+import time
 from typing import TYPE_CHECKING, Callable, Iterable
 
 from opflow.events import TaskStatus
@@ -310,6 +311,8 @@ class ReadySet:
 
     # -- inside -----------------------------------------------------------------
     def _make_ready(self, task_id: str) -> None:
+        # From now on it waits for a worker (its record's wait_s), however long it stays queued here.
+        self._states[task_id].due = time.time()
         if self._states[task_id].spec.trigger == "all_success":
             self._ready.append(task_id)
         else:

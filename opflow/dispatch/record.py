@@ -21,17 +21,24 @@ if TYPE_CHECKING:
     from opflow.attempt import Outcome
 
 #: Kept from the earlier record: what the task produced and what it cost then.
-KEPT = ("result", "started_at", "finished_at", "duration_s", "resources")  # attempts: this run made none
+KEPT = ("result", "started_at", "finished_at", "duration_s", "run_s", "wait_s", "backoff_s",
+        "resources")  # attempts: this run made none
 
 
 class Attempt:
     """One attempt of a task, as its record's attempt_log shows it (a slotted object:
-    a 100,000-task run keeps one per task)."""
+    a 100,000-task run keeps one per task).
 
-    __slots__ = ("number", "started", "finished", "error", "pid")
+    `ready`: when it could have started (its upstream tasks done, or for a retry the end
+    of its backoff); `queued`: when it was handed to the backend; `started`: when a
+    worker began it (the worker's own clock once its outcome is in)."""
 
-    def __init__(self, number: int, started: float):
+    __slots__ = ("number", "ready", "queued", "started", "finished", "error", "pid")
+
+    def __init__(self, number: int, started: float, ready: float | None = None):
         self.number = number
+        self.queued = started
+        self.ready = started if ready is None else min(ready, started)
         self.started = started
         self.finished: float | None = None
         self.error: dict | None = None
@@ -43,7 +50,7 @@ class TaskState:
     written by the ready set only (ready.py)."""
 
     __slots__ = ("spec", "status", "waiting", "attempts", "reason", "outcome", "timer", "reused", "reused_from",
-                 "cache_key", "log", "announced")
+                 "cache_key", "log", "announced", "backoff_s", "backoff_since", "due")
 
     def __init__(self, spec):
         self.spec = spec
@@ -58,18 +65,33 @@ class TaskState:
         self.cache_key: str | None = None
         self.log: bool | None = False  # has an attempt left tasks/<id>.log? (None: one could not say)
         self.announced = 0  # the attempt whose task_started was emitted (0: none)
+        self.backoff_s = 0.0  # seconds spent in retry delays (retry_delay's backoff)
+        self.backoff_since: float | None = None  # a retry delay began (None: not backing off)
+        self.due: float | None = None  # it became ready, or its retry delay ended: the next attempt may go
+
+    def begin_backoff(self, now: float) -> None:
+        self.backoff_since = now
+
+    def end_backoff(self, now: float) -> None:
+        """The retry delay is over (or cancelled): its seconds count as backoff."""
+        if self.backoff_since is not None:
+            self.backoff_s += max(0.0, now - self.backoff_since)
+            self.backoff_since = None
+            self.due = now
 
 
 def task_record(state: TaskState, task_logs_dir: str | None) -> dict:
     """The task's record, as tasks/<id>.json shows it."""
     outcome = state.outcome
     attempts = [
-        {"attempt": a.number, "started_at": iso_time(a.started), "finished_at": iso_time(a.finished),
-         "duration_s": _seconds(a.started, a.finished), "pid": a.pid, "error": a.error}
+        {"attempt": a.number, "queued_at": iso_time(a.queued), "started_at": iso_time(a.started),
+         "finished_at": iso_time(a.finished), "duration_s": _seconds(a.started, a.finished),
+         "wait_s": _seconds(a.ready, a.started), "pid": a.pid, "error": a.error}
         for a in state.attempts
     ]
     started = state.attempts[0].started if state.attempts else None
     finished = state.attempts[-1].finished if state.attempts else None
+    ran = [a["duration_s"] for a in attempts if a["duration_s"] is not None]
     record = {
         "id": state.spec.id,
         "plugin": state.spec.plugin,
@@ -77,7 +99,12 @@ def task_record(state: TaskState, task_logs_dir: str | None) -> dict:
         "attempts": len(state.attempts),
         "started_at": iso_time(started),
         "finished_at": iso_time(finished),
+        # From the first attempt's start in a worker to the last one's end: the attempts'
+        # run time, and between them the backoff and the retries' waits for a worker.
         "duration_s": _seconds(started, finished),
+        "run_s": round(sum(ran), 6) if ran else None,  # the attempts' time in a worker
+        "wait_s": round(sum(a["wait_s"] or 0.0 for a in attempts), 6) if attempts else None,  # for a worker
+        "backoff_s": round(state.backoff_s, 6) if attempts else None,  # in retry delays
         "result": outcome.result if outcome is not None and outcome.ok else None,
         # The error of a failure; a cancelled or skipped task says why in `reason`
         # (an earlier attempt's error, say before a retry delay, is in attempt_log).

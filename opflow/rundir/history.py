@@ -167,23 +167,25 @@ def _in_dependency_order(workflow: Workflow):
 
 
 def task_weights(records: dict[str, dict]) -> dict[str, float]:
-    """task_id -> what it weighs on a critical path: the seconds this run spent on it.
+    """task_id -> what it weighs on a critical path: the seconds it ran in this run.
 
     The one rule `opflow plan` (the latest run's) and `opflow report` (each run's) weigh by:
-    a task that ran in this run weighs the `duration_s` its record holds, whether it
-    succeeded or failed (the time was spent either way, and a failure holds up its chain
-    as long as a success would); a reused task weighs nothing (it ran in an earlier run,
-    and its record's duration is that run's), nor does a task whose record holds no
-    duration (skipped, or never started) or that has no record (not finished). Those
-    are left out: they count as 0.
+    a task that ran in this run weighs its record's `run_s` (its attempts' time in a
+    worker; not its waits for a worker nor its retry backoff, which depend on the pool
+    and the moment, not on the task), whether it succeeded or failed (the time was spent
+    either way, and a failure holds up its chain as long as a success would); a record
+    written before `run_s` existed weighs its `duration_s`. A reused task weighs nothing
+    (it ran in an earlier run, and its record's times are that run's), nor does a task
+    whose record holds no time (skipped, or never started) or that has no record (not
+    finished). Those are left out: they count as 0.
     """
     weights = {}
     for task_id, record in records.items():
         if record.get("reused"):
             continue
-        duration = record.get("duration_s")
-        if isinstance(duration, (int, float)) and not isinstance(duration, bool):
-            weights[task_id] = float(duration)
+        seconds = record.get("run_s") if "run_s" in record else record.get("duration_s")
+        if isinstance(seconds, (int, float)) and not isinstance(seconds, bool):
+            weights[task_id] = float(seconds)
     return weights
 
 

@@ -5,8 +5,12 @@ opens offline, from a mail attachment or a CI artefact. Per run: a Gantt
 timeline of attempts per worker process (idle time shows as gaps; the critical
 path is outlined), the task graph, a table of wall/CPU/peak memory per task, and
 the failures with their error and the end of their log. Given several runs (the
-same workflow at 1, 2, 4 workers, say) it first compares them: wall time,
-speedup and efficiency against the run with the fewest workers.
+same workflow at 1, 2, 4 workers, say) it first compares them, in groups of like
+runs (the same workflow file, executor, params, host and versions: only the pool
+size differs; unlike runs are flagged): median wall time per pool size, speedup
+and efficiency against the median at the smallest size (rundir/scaling.py, the
+rule benchmarks/pool_sizes.py prints by). Attempts shorter than a few pixels are
+drawn MIN_BAR wide and listed, with every attempt of a retried task and its error.
 
 Reads only the run directories (run.json, tasks/*.json, tasks/*.log), as rundir/layout.py
 reads them: a bad run.json or task record is a UsageError naming it; a log that is a symlink
@@ -19,6 +23,7 @@ from __future__ import annotations
 __all__ = ["load_run", "write_report", "render_report"]
 
 import html
+import json
 from datetime import datetime
 from pathlib import Path
 
@@ -28,14 +33,17 @@ from opflow.rundir.history import task_weights
 from opflow.rundir.files import UnsafePathError, write_text_atomic
 from opflow.rundir.layout import load_task_records, read_log_tail
 from opflow.rundir.runs import human_duration, read_run
+from opflow.rundir.scaling import pool_scaling
 from opflow.workflow.plan import plan_of
 from opflow.words import plural
 
 GRAPH_LIMIT = 300  # tasks: above this the graph is drawn as tasks per layer
 GANTT_WIDTH = 1000  # px of the time axis
 ROW = 18  # px per worker row
+MIN_BAR = 4  # px: the narrowest an attempt is drawn, however short (a retry, a 2 ms task stay visible)
 STATUS_COLOURS = {"succeeded": "#4c9a5f", "failed": "#c8453c", "skipped": "#c9a227", "cancelled": "#9a8f7a",
                   "running": "#4f7fbf", "pending": "#b0b0b0", "retried": "#d98c3f"}
+RETRIED_EDGE = "#6e1a14"  # a failed attempt that was retried: red, edged in dark red
 
 
 def _epoch(iso):
@@ -58,7 +66,8 @@ def load_run(run_dir: Path) -> dict:
 
 # -- analysis ----------------------------------------------------------------------
 def _attempts(run: dict) -> list[dict]:
-    """Every attempt that ran in this run: task, pid, start/end seconds from the run's start."""
+    """Every attempt that ran in this run: task, pid, start/end seconds from the run's start,
+    its own status (an attempt that failed is `failed`, retried or not) and its error."""
     start = _epoch(run["doc"].get("started_at")) or 0.0
     bars = []
     for task_id in run["order"]:
@@ -71,9 +80,11 @@ def _attempts(run: dict) -> list[dict]:
             if began is None or ended is None:
                 continue
             last = n == len(log) - 1
+            error = attempt.get("error") if isinstance(attempt.get("error"), dict) else None
+            status = record.get("status") if last else ("failed" if error else "retried")
             bars.append({"task": task_id, "pid": attempt.get("pid") or 0, "start": max(0.0, began - start),
                          "end": max(0.0, ended - start), "attempt": attempt.get("attempt", n + 1),
-                         "status": record.get("status") if last else "retried"})
+                         "status": status, "retried": not last, "error": error, "wait": attempt.get("wait_s")})
     return bars
 
 
@@ -124,6 +135,8 @@ pre{background:#f7f7f7;border:1px solid #e4e4e4;padding:8px;overflow:auto;max-he
 .scroll{overflow:auto;max-width:100%;border:1px solid #eee}details{margin:6px 0}
 .legend span{margin-right:12px}.legend i{display:inline-block;width:10px;height:10px;margin-right:4px;vertical-align:middle}
 svg text{font-family:system-ui,sans-serif}
+table.provenance th{background:none;font-weight:600;color:#555}table.provenance td{max-width:900px;overflow-wrap:anywhere}
+.unlike{color:#a33}p.unlike{background:#fff4f2;border:1px solid #e8b4ad;padding:6px 10px}
 """
 
 
@@ -134,8 +147,11 @@ def _badge(status: str) -> str:
 def _legend() -> str:
     return '<div class="legend muted">' + "".join(
         f'<span><i style="background:{c}"></i>{s}</span>' for s, c in STATUS_COLOURS.items()
-        if s in ("succeeded", "failed", "retried", "cancelled")) + \
-        '<span><i style="background:none;outline:2px solid #111"></i>critical path</span></div>'
+        if s in ("succeeded", "failed", "cancelled")) + \
+        f'<span><i style="background:{STATUS_COLOURS["failed"]};outline:2px solid {RETRIED_EDGE}"></i>' \
+        'failed attempt, retried</span>' \
+        '<span><i style="background:none;outline:2px solid #111"></i>critical path</span>' \
+        f'<span>attempts shorter than {MIN_BAR}px are drawn {MIN_BAR}px wide</span></div>'
 
 
 def _gantt(run: dict, span: float, critical: set, compact: bool = False) -> str:
@@ -168,12 +184,18 @@ def _gantt(run: dict, span: float, critical: set, compact: bool = False) -> str:
         row = pids.index(bar["pid"])
         y = top + row * ROW
         x = left + bar["start"] * scale
-        w = max(1.0, (bar["end"] - bar["start"]) * scale)
+        w = max(float(MIN_BAR), (bar["end"] - bar["start"]) * scale)  # never sub-pixel: see _short
         busy += bar["end"] - bar["start"]
         colour = STATUS_COLOURS.get(bar["status"], "#777")
-        edge = ' stroke="#111" stroke-width="2"' if bar["task"] in critical and bar["status"] != "retried" else ""
-        label = f'{bar["task"]} (attempt {bar["attempt"]}, {bar["status"]}): {bar["start"]:.2f}s → {bar["end"]:.2f}s'
-        out.append(f'<rect class="bar" x="{x:.1f}" y="{y + 2}" width="{w:.1f}" height="{ROW - 4}" fill="{colour}"{edge}>'
+        if bar["retried"]:
+            edge = f' stroke="{RETRIED_EDGE}" stroke-width="1"'
+        else:
+            edge = ' stroke="#111" stroke-width="2"' if bar["task"] in critical else ""
+        state = f'{bar["status"]}, retried' if bar["retried"] else bar["status"]
+        label = (f'{bar["task"]} (attempt {bar["attempt"]}, {state}): {bar["start"]:.3f}s → {bar["end"]:.3f}s'
+                 + (f' · {headline(bar["error"])}' if bar["error"] else ""))
+        out.append(f'<rect class="bar" data-task="{_e(bar["task"])}" data-attempt="{_e(bar["attempt"])}" '
+                   f'x="{x:.1f}" y="{y + 2}" width="{w:.1f}" height="{ROW - 4}" fill="{colour}"{edge}>'
                    f'<title>{_e(label)}</title></rect>')
         if w > 40:
             out.append(f'<text x="{x + 3:.1f}" y="{y + 12}" font-size="10" fill="#fff" pointer-events="none">'
@@ -243,12 +265,51 @@ def _task_table(run: dict) -> str:
         cpu = (res.get("cpu_user_s") or 0) + (res.get("cpu_system_s") or 0) if res else None
         note = " (reused)" if r.get("reused") else ""
         rows.append(f'<tr><td class="mono">{_e(task_id)}</td><td>{_badge(r.get("status", "?"))}{note}</td>'
+                    f'<td class="n">{_seconds(r.get("run_s"))}</td><td class="n">{_seconds(r.get("wait_s"))}</td>'
+                    f'<td class="n">{_seconds(r.get("backoff_s"))}</td>'
                     f'<td class="n">{_seconds(r.get("duration_s"))}</td><td class="n">{_seconds(cpu)}</td>'
                     f'<td class="n">{_mb(res.get("peak_rss_bytes"))}</td><td class="n">{_e(res.get("pid") or "-")}</td>'
                     f'<td class="n">{_e(r.get("attempts", 0))}</td></tr>')
-    return ('<details open><summary>Per task: wall, CPU, peak memory</summary><div class="scroll" style="max-height:480px">'
-            '<table><tr><th>task</th><th>status</th><th>wall s</th><th>CPU s</th><th>peak MB</th><th>pid</th>'
+    return ('<details open><summary>Per task: run time (its attempts), waits for a worker, retry backoff, '
+            'first start to last end, CPU, peak memory</summary><div class="scroll" style="max-height:480px">'
+            '<table><tr><th>task</th><th>status</th><th>ran s</th><th>waited s</th><th>backoff s</th><th>span s</th>'
+            '<th>CPU s</th><th>peak MB</th><th>pid</th>'
             f'<th>attempts</th></tr>{"".join(rows)}</table></div></details>')
+
+
+def _short(bar: dict, span: float) -> bool:
+    """Drawn wider than it ran (at MIN_BAR): under MIN_BAR pixels on the run's time axis."""
+    return (bar["end"] - bar["start"]) * GANTT_WIDTH / max(span, 1e-6) < MIN_BAR
+
+
+def _attempt_list(run: dict, span: float) -> str:
+    """Every attempt the timeline cannot show at its true width, and every attempt of a
+    retried task, with its error: what a retry healed is still news."""
+    bars = _attempts(run)
+    if not bars:
+        return ""
+    span = max(span, max(b["end"] for b in bars), 1e-6)
+    retried = {b["task"] for b in bars if b["retried"]}
+    shown = [b for b in bars if b["task"] in retried or b["error"] or _short(b, span)]
+    if not shown:
+        return ""
+    rows = []
+    for bar in shown[:500]:
+        error = bar["error"]
+        text = ""
+        if error:
+            detail = "\n".join(detail_lines(error))
+            text = f'<span class="mono">{_e(headline(error))}</span>' + (f"<pre>{_e(detail)}</pre>" if detail else "")
+        notes = [n for n, on in (("retried", bar["retried"]), (f"drawn {MIN_BAR}px wide", _short(bar, span))) if on]
+        rows.append(f'<tr><td class="mono">{_e(bar["task"])}</td><td class="n">{_e(bar["attempt"])}</td>'
+                    f'<td>{_badge(bar["status"])} {_e(", ".join(notes))}</td>'
+                    f'<td class="n">{bar["start"]:.3f}</td><td class="n">{bar["end"] - bar["start"]:.3f}</td>'
+                    f'<td class="n">{_seconds(bar["wait"])}</td><td>{text}</td></tr>')
+    more = f'<p class="muted">... and {len(shown) - 500} more attempts</p>' if len(shown) > 500 else ""
+    return ('<h3>Retries and short attempts</h3><p class="muted">Each attempt of a retried task, with its error, '
+            f'and each attempt shorter than {MIN_BAR}px on the timeline.</p><div class="scroll" style="max-height:480px">'
+            '<table class="attempts"><tr><th>task</th><th>attempt</th><th>status</th><th>started s</th><th>ran s</th>'
+            f'<th>waited s</th><th>error</th></tr>{"".join(rows)}</table></div>{more}')
 
 
 def _failures(run: dict) -> str:
@@ -281,39 +342,129 @@ def _run_section(run: dict, n: int, span: float) -> str:
     return (f'<section id="run{n}"><h2>{_e(run["dir"].name)} {_badge(doc.get("status", "?"))}</h2>'
             f'<p>{_e(doc.get("executor"))}, {_e(_workers(doc.get("workers")))} · started {_e(doc.get("started_at"))} · '
             f'wall {human_duration(_wall(run))} · {_e(count_text)}</p>'
-            f'<p>Critical path ({total:.2f}s of task time): <span class="mono">{_e(shown_path)}</span></p>'
+            f'{_provenance([run])}'
+            f'<p>Critical path ({total:.2f}s of run time, the attempts\' time in a worker, waits and backoff left out): '
+            f'<span class="mono">{_e(shown_path)}</span></p>'
             f'<h3>Timeline per worker process</h3>{_gantt(run, span, critical)}'
+            f'{_attempt_list(run, span)}'
             f'<h3>Task graph</h3>{_graph(run, critical)}'
             f'{_failures(run)}<h3>Tasks</h3>{_task_table(run)}</section>')
 
 
-def _comparison(runs: list[dict], span: float) -> str:
-    timed = [r for r in runs if isinstance(_wall(r), (int, float)) and _wall(r) > 0]
-    if len(runs) < 2 or not timed:
-        return ""
-    base = min(timed, key=lambda r: (r["doc"].get("workers") or 1, _wall(r)))
-    base_workers, base_wall = base["doc"].get("workers") or 1, _wall(base)
-    longest = max(_wall(r) for r in timed)
-    rows = []
+#: What run.json says about a run's conditions, and how the page names it.
+PROVENANCE = (("params", "params"), ("host", "host"), ("python", "python"), ("opflow_version", "opflow"),
+              ("packages", "packages"))
+#: What makes two runs unlike: compared, they would measure a difference of these, not of the
+#: pool size (`workers`, which a comparison varies).
+LIKE_KEYS = (("workflow", "workflow"), ("workflow_sha256", "workflow file (sha256)"), ("executor", "executor"),
+             ("params", "params"), ("host", "host"), ("python", "python"), ("opflow_version", "opflow version"),
+             ("packages", "package versions"), ("scheduler", "scheduler"))
+
+
+def _shown(key: str, value) -> str:
+    if value is None:
+        return "not recorded"
+    if key == "packages" and isinstance(value, dict):
+        return ", ".join(f"{name} {version or '?'}" for name, version in sorted(value.items())) or "none"
+    if key == "params" and isinstance(value, dict):
+        return ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)}"
+                         for k, v in value.items()) or "none"
+    if key == "workflow_sha256" and isinstance(value, str):
+        return value[:12]
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _provenance(runs: list[dict]) -> str:
+    """params, host, Python, opflow and package versions: one value where the runs agree."""
+    cells = []
+    for key, name in PROVENANCE:
+        values = {json.dumps(r["doc"].get(key), sort_keys=True) for r in runs}
+        text = (_e(_shown(key, runs[0]["doc"].get(key))) if len(values) == 1
+                else '<b class="unlike">differs between runs</b> (see each run)')
+        cells.append(f'<tr><th>{_e(name)}</th><td class="mono">{text}</td></tr>')
+    return f'<table class="provenance">{"".join(cells)}</table>'
+
+
+def _like(doc: dict) -> str:
+    return json.dumps([doc.get(key) for key, _ in LIKE_KEYS], sort_keys=True, default=str)
+
+
+def _groups(runs: list[dict]) -> list[list[int]]:
+    """Indexes of like runs (all of LIKE_KEYS equal), groups in order of first appearance."""
+    groups: dict[str, list[int]] = {}
     for n, run in enumerate(runs):
+        groups.setdefault(_like(run["doc"]), []).append(n)
+    return list(groups.values())
+
+
+def _comparison(runs: list[dict], span: float) -> str:
+    if len(runs) < 2:
+        return ""
+    groups = _groups(runs)
+    differ = [name for key, name in LIKE_KEYS
+              if len({json.dumps(r["doc"].get(key), sort_keys=True, default=str) for r in runs}) > 1]
+    parts = ['<h2>Runs compared</h2>']
+    if len(groups) > 1:
+        parts.append(f'<p class="unlike"><b>Unlike runs:</b> these runs differ in {_e(", ".join(differ))}, not only in '
+                     f'their pool size. They are compared in {len(groups)} groups of like runs; no speedup is worked '
+                     'out across groups.</p>')
+    parts.append('<p class="muted">Speedup at a pool size is the median wall time of the group\'s runs at its '
+                 'smallest size (1 worker, in a sweep) divided by the median at that size (each run\'s own: '
+                 'that median divided by its wall time); efficiency is speedup per worker added. '
+                 'The same figures as the console table of benchmarks/pool_sizes.py. One run per size is one '
+                 'sample: rerun before concluding from small differences.</p>')
+    longest = max([w for r in runs if isinstance(w := _wall(r), (int, float))] + [1e-9])
+    for g, members in enumerate(groups):
+        if len(groups) > 1:
+            doc = runs[members[0]]["doc"]
+            what = "; ".join(f"{name} {_shown(key, _only_differing(key, doc.get(key), runs))}"
+                             for key, name in LIKE_KEYS if name in differ)
+            parts.append(f'<h3 class="group">Group {g + 1} of {len(groups)}: {_e(what)}</h3>')
+        parts.append(_group_tables([runs[n] for n in members], members, longest))
+    parts.append('<h3>Timelines stacked (one time axis)</h3>' + _legend() + "".join(
+        f'<p class="mono" style="margin:8px 0 2px">{_e(run["dir"].name)}: {_e(_workers(run["doc"].get("workers")))}</p>'
+        + _gantt(run, span, set(critical_path(run)[0]), compact=True) for run in runs))
+    return "".join(parts)
+
+
+def _only_differing(key: str, value, runs: list[dict]):
+    """Of a mapping (params, packages), the entries not every run has alike: what tells groups apart."""
+    if not isinstance(value, dict):
+        return value
+    docs = [r["doc"].get(key) if isinstance(r["doc"].get(key), dict) else {} for r in runs]
+    missing = object()
+    return {k: v for k, v in value.items()
+            if len({json.dumps(d.get(k, missing), sort_keys=True, default=str) for d in docs}) > 1} or value
+
+
+def _group_tables(group: list[dict], indexes: list[int], longest: float) -> str:
+    """Per pool size (pool_scaling's medians), then per run, for one group of like runs."""
+    walls: dict[int, list[float]] = {}
+    for run in group:
+        wall = _wall(run)
+        if isinstance(wall, (int, float)) and wall > 0:
+            walls.setdefault(run["doc"].get("workers") or 1, []).append(float(wall))
+    figures = pool_scaling(walls)
+    sizes = "".join(f'<tr><td class="n">{f.workers}</td><td class="n">{f.runs}</td><td class="n">{f.median_s:.2f}</td>'
+                    f'<td class="n">{f.min_s:.2f}–{f.max_s:.2f}</td><td class="n">{f.speedup:.2f}×</td>'
+                    f'<td class="n">{f.efficiency:.0%}</td></tr>' for f in figures.values())
+    out = ('<table class="sizes"><tr><th>workers</th><th>runs</th><th>wall s (median)</th><th>wall min–max</th>'
+           f'<th>speedup</th><th>efficiency</th></tr>{sizes}</table>' if figures else "")
+    base = next(iter(figures.values()), None)
+    rows = []
+    for n, run in zip(indexes, group):
         wall, workers = _wall(run), run["doc"].get("workers") or 1
-        if run in timed:
-            speedup = base_wall / wall
-            efficiency = speedup / (workers / base_workers)
-            bar = f'<svg width="{int(300 * wall / longest)}" height="10"><rect width="100%" height="10" fill="#4f7fbf"/></svg>'
+        if base is not None and isinstance(wall, (int, float)) and wall > 0:
+            speedup = base.median_s / wall
+            efficiency = speedup / (workers / base.workers)
+            bar = f'<svg width="{max(1, int(300 * wall / longest))}" height="10"><rect width="100%" height="10" fill="#4f7fbf"/></svg>'
             cells = f'<td class="n">{wall:.2f}</td><td class="n">{speedup:.2f}×</td><td class="n">{efficiency:.0%}</td><td>{bar}</td>'
         else:
             cells = '<td class="n">-</td><td class="n">-</td><td class="n">-</td><td></td>'
         rows.append(f'<tr><td><a href="#run{n}">{_e(run["dir"].name)}</a></td><td class="n">{_e(workers)}</td>'
                     f'<td>{_e(run["doc"].get("executor"))}</td><td>{_badge(run["doc"].get("status", "?"))}</td>{cells}</tr>')
-    return ('<h2>Runs compared</h2><p class="muted">Speedup is the wall time of the run with the fewest workers '
-            f'({_e(base_workers)}) divided by each run\'s; efficiency is speedup per added worker. One run per size '
-            'is one sample: rerun before concluding from small differences.</p>'
-            '<table><tr><th>run</th><th>workers</th><th>executor</th><th>status</th><th>wall s</th><th>speedup</th>'
-            f'<th>efficiency</th><th></th></tr>{"".join(rows)}</table>'
-            '<h3>Timelines stacked (one time axis)</h3>' + _legend() + "".join(
-                f'<p class="mono" style="margin:8px 0 2px">{_e(run["dir"].name)}: {_e(_workers(run["doc"].get("workers")))}</p>'
-                + _gantt(run, span, set(critical_path(run)[0]), compact=True) for run in runs))
+    return (out + '<table class="runs"><tr><th>run</th><th>workers</th><th>executor</th><th>status</th><th>wall s</th>'
+            f'<th>speedup</th><th>efficiency</th><th></th></tr>{"".join(rows)}</table>')
 
 
 def render_report(run_dirs: list[Path]) -> str:
@@ -328,7 +479,7 @@ def render_report(run_dirs: list[Path]) -> str:
             f"<meta name=\"viewport\" content=\"width=device-width\"><title>{_e(title)}</title><style>{CSS}</style></head>"
             f"<body><h1>{_e(title)}</h1><p class=\"muted\">{len(runs)} run{'s' if len(runs) != 1 else ''} · "
             f"generated {_e(generated)} · file {_e(runs[0]['doc'].get('workflow_file'))}</p>"
-            f"{_comparison(runs, span)}{body}</body></html>\n")
+            f"{_provenance(runs)}{_comparison(runs, span)}{body}</body></html>\n")
 
 
 def write_report(run_dirs: list[Path], output: Path | None = None) -> Path:

@@ -173,6 +173,9 @@ def format_task(record: dict) -> str:
         if record.get(key) not in (None, ""):
             value = f"{record[key]:.2f}s" if key == "duration_s" else record[key]
             lines.append(f"{label + ':':<9} {value}")
+            if key == "duration_s" and record.get("run_s") is not None:
+                lines.append(f"{'':<9} ran {record['run_s']:.2f}s, waited for a worker {record.get('wait_s') or 0:.2f}s, "
+                             f"backed off {record.get('backoff_s') or 0:.2f}s")
     resources = record.get("resources")
     if resources:
         cpu = (resources.get("cpu_user_s") or 0) + (resources.get("cpu_system_s") or 0)
