@@ -257,7 +257,7 @@ def test_run_failure_exit_1(here, failing_flow):
 
 @pytest.mark.parametrize("args, fragment", [
     (["--executor", "nope"], "--executor"),
-    (["--workers", "0"], "--workers"),
+    (["--workers", "-1"], "--workers"),
     (["--param", "novalue"], "expected KEY=VALUE"),
     (["--no-such-option"], "no-such-option"),
 ])
