@@ -2,6 +2,7 @@
 summary.txt and the record show the end of stderr / traceback."""
 from __future__ import annotations
 
+import re
 import textwrap
 
 import pytest
@@ -126,9 +127,10 @@ def _excerpt(text: str, head: str) -> list[str]:
     start = next(i for i, line in enumerate(lines) if head in line)
     out = []
     for line in lines[start + 1:]:
-        if not line.strip().startswith("|"):
+        line = re.sub(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", "", line).strip()  # the console's time stamp
+        if not line.startswith("|"):
             break
-        out.append(line.strip()[1:].strip())
+        out.append(line[1:].strip())
     return out
 
 

@@ -511,7 +511,7 @@ def test_resume_lists_reused_tasks_in_workflow_order(tmp_path):
     again = _cli("resume", run_dir, cwd=tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
     expected = [f"fit[{i}]" for i in range(11)]
-    shown = [line.split()[1] for line in again.stdout.splitlines() if line.startswith("ok ") and "(reused)" in line]
+    shown = re.findall(r" ok +(\S+) .*\(reused\)", again.stdout)
     assert shown == expected, again.stdout
     new_dir = again.stdout.splitlines()[-1].removeprefix("record: ")
     assert json.loads(open(f"{new_dir}/run.json").read())["reused"] == expected
