@@ -243,7 +243,7 @@ def test_run_success_exit_0_prints_the_record(here, ok_flow):
     assert result.exit_code == 0
     run_dir = latest_run_dir(here / "logs")  # default: ./logs of the current folder
     assert run_dir.parent == here / "logs"
-    assert result.stdout.rstrip().endswith(f"record: {Path('logs') / run_dir.name}")
+    assert result.stdout.rstrip().endswith(f"record: {here / 'logs' / run_dir.name}")  # absolute: a cron mail's reader
 
 
 def test_run_failure_exit_1(here, failing_flow):
@@ -306,11 +306,13 @@ def test_run_json_on_failure_is_still_the_document_and_exit_1(here, failing_flow
     assert doc["status"] == "failed" and doc["tasks"]["bad"] == "failed"
 
 
-def test_run_json_with_an_invalid_file_prints_nothing_on_stdout(here, write_workflow):
+def test_run_json_with_an_invalid_file_prints_the_problems_document_on_stdout(here, write_workflow):
     flow = write_workflow("name: x\n")
     result = invoke("run", flow, "--json")
     assert result.exit_code == 2
-    assert result.stdout == ""
+    doc = json.loads(result.stdout)  # validate --json's document (tests/test_paper_cuts.py compares the two)
+    assert doc["ok"] is False and doc["problems"][0]["message"] == "missing required key 'tasks'"
+    assert not (here / "logs").exists()
 
 
 def test_run_json_real_process_stdout_is_only_the_document(here, ok_flow):
