@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = ["headline", "detail_lines", "add_log_tail", "DETAIL_LINES"]
 
 import os
+import re
 
 from opflow.rundir.task_logs import LOG_TAIL_LINES, read_tail
 
@@ -58,28 +59,33 @@ _OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # opflow
 def _user_blocks(traceback_text: str) -> list[list[str]]:
     """A traceback as blocks never cut apart: each frame (its `File` line and the lines
     under it) one block, each other line its own. opflow's own frames, `<frozen ...>`
-    frames and the ^^^ markers are left out; [] when no frame is left (none is the user's)."""
+    frames and the ^^^ markers are left out; [] when no frame is left (none is the user's).
+    An exception group's frames (`  |   File ...`) are frames too."""
     blocks: list[list[str]] = []
     frames = 0
     in_frame = skipping = False
+    lead = ""  # what comes before `  File` on the current frame's line ("", or an exception group's "  | ")
     for line in traceback_text.splitlines():
-        if line.startswith('  File "'):
-            where = line[len('  File "'):]
+        match = _FRAME_LINE.match(line)
+        if match:
+            lead, where = match.group(1), match.group(2)
             skipping = where.startswith(_OWN_DIR + os.sep) or where.startswith("<frozen ")
             in_frame = not skipping
             if in_frame:
                 blocks.append([line])
                 frames += 1
             continue
-        if not line.startswith("  "):
-            in_frame = skipping = False
-        if skipping or not line.strip() or set(line.strip()) <= set("^~"):
+        if (in_frame or skipping) and line.startswith(lead + "    "):  # the frame's source, its markers
+            if in_frame and not set(line.strip(" |")) <= set("^~"):
+                blocks[-1].append(line)
             continue
-        if in_frame:
-            blocks[-1].append(line)
-        else:
+        in_frame = skipping = False
+        if line.strip(" |"):
             blocks.append([line])
     return blocks if frames else []
+
+
+_FRAME_LINE = re.compile(r'([ |]*?)  File "([^"]*)"')
 
 
 def _is_headline(line: str, type_name: str) -> bool:
