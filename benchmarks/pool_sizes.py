@@ -33,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench  # noqa: E402
+from opflow.words import plural  # noqa: E402
 
 from opflow.rundir.scaling import pool_scaling  # noqa: E402  (the rule `opflow report` uses)
 
@@ -140,7 +141,7 @@ def sweep_user_workflow(args) -> int:
     run_dirs: list[str] = []
     for rep in range(args.reps):
         for n in (sizes if rep % 2 == 0 else list(reversed(sizes))):  # alternate: drift hits every size alike
-            _bench.say(f"{flow.name}, {n} workers, rep {rep + 1}/{args.reps}")
+            _bench.say(f"{flow.name}, {plural(n, 'worker')}, rep {rep + 1}/{args.reps}")
             proc = subprocess.run([sys.executable, "-m", "opflow", "run", str(flow), "--workers", str(n),
                                    "--log-dir", str(log_dir), "--no-lock", "--json", "--quiet"],
                                   cwd=flow.parent, capture_output=True, text=True)
@@ -150,7 +151,7 @@ def sweep_user_workflow(args) -> int:
                 print(f"opflow run failed to start (exit {proc.returncode}):\n{proc.stderr}", file=sys.stderr)
                 return proc.returncode or 1
             if doc.get("status") != "succeeded":
-                print(f"note: the run at {n} workers {doc.get('status')} ({doc.get('run_dir')})", file=sys.stderr)
+                print(f"note: the run at {plural(n, 'worker')} {doc.get('status')} ({doc.get('run_dir')})", file=sys.stderr)
             walls[n].append(float(doc["duration_s"]))
             run_dirs.append(doc["run_dir"])
     # The figures `opflow report` prints for these runs too: one rule (opflow/rundir/scaling.py).
@@ -181,9 +182,9 @@ def user_verdict(walls: dict[int, list[float]], sizes: list[int]) -> str:
         if max(walls[n]) < min(walls[best]):
             best = n
     if best == sizes[0] and len(sizes) > 1:
-        return (f"No recommendation: no larger pool was faster than {sizes[0]} worker(s) beyond the run-to-run "
+        return (f"No recommendation: no larger pool was faster than {plural(sizes[0], 'worker')} beyond the run-to-run "
                 "spread; the report shows where the pool sat idle.")
-    return (f"{best} workers was faster than every smaller pool in every repetition (slowest run at {best} < "
+    return (f"{plural(best, 'worker')} was faster than every smaller pool in every repetition (slowest run at {best} < "
             f"fastest at the smaller sizes); check the report before relying on it.")
 
 
@@ -217,7 +218,7 @@ def main(argv=None) -> int:
     rows_by: dict = {}
     for load in loads:
         for n in sizes:
-            _bench.say(f"{load['name']}, {n} workers")
+            _bench.say(f"{load['name']}, {plural(n, 'worker')}")
             results = _bench.alternate(args.reps, {
                 "opflow": lambda load=load, n=n: _bench.run_opflow(load["yaml"], args, workers=n),
                 "raw": lambda load=load, n=n: raw_run(load, n),

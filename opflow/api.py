@@ -128,7 +128,7 @@ async def _run_options(path: str | Path, options: Options, reporters: Iterable[R
     _check_guard(options)
     backend = backend_class(options.executor)
     if options.workers < 0:
-        raise UsageError(f"--workers {options.workers}: must be at least 1")
+        raise UsageError(f"--workers {options.workers}: must be 0 (the CPUs this process may use) or more")
     if options.timeout is not None and not options.timeout > 0:
         raise UsageError(f"--timeout {options.timeout}: must be > 0")
     if options.workers > MAX_WORKERS:
@@ -181,7 +181,7 @@ async def _prepare_and_run(path: str | Path, options: Options, reporters: Iterab
             plan = await interrupts.call_off_loop(plan_resume, source, workflow)
             run_options.reuse, run_options.reused_from = plan.reuse, str(source)
             run_options.reused_records = read_task_records(source, plan.reuse)  # a record lost in a crash: reused, less described
-            extra = {"resumed_from": str(source), "resume_changes": plan.changes, "reused": sorted(plan.reuse)}
+            extra = {"resumed_from": str(source), "resume_changes": plan.changes, "reused": list(plan.reuse)}
         try:
             # One clock reading names the run dir and is run.json's started_at.
             run_options.started_at = time.time()
@@ -208,7 +208,8 @@ async def _prepare_and_run(path: str | Path, options: Options, reporters: Iterab
             raise
         if options.keep_runs:
             prune_runs(log_dir, workflow, options.keep_runs, protect=run_dir)
-    return RunResult(summary, run_dir, collector.duration_s)
+    # Absolute, as after resume: the reader of a cron mail does not know the folder it ran in.
+    return RunResult(summary, run_dir.absolute(), collector.duration_s)
 
 
 def _start_early(backend) -> None:
@@ -245,7 +246,7 @@ def run(path: str | Path, *, workers: int = 0, executor: str = "process", log_di
     """Run the workflow file at `path` to the end; returns a `RunResult`.
 
     Options (the `opflow run` options of the same names):
-      workers     pool size; 0 means the CPU count
+      workers     pool size; 0 (the default) means the CPUs this process may use
       executor    "process" (default), "thread", "inline" or "dask"
       log_dir     each run makes a new directory under it (default "logs")
       params      overrides of the workflow's declared params

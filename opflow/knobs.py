@@ -87,13 +87,13 @@ def _text(text: str) -> str:
 
 
 _KNOBS = [
-    Knob("OPFLOW_WORKERS", "a whole number >= 1", "the CPUs this process may use", USER, CLI,
-         "`opflow run` / `resume`: the default for `--workers`.", _at_least(1)),
+    Knob("OPFLOW_WORKERS", "a whole number >= 0", "the CPUs this process may use", USER, CLI,
+         "`opflow run` / `resume`: the default for `--workers` (0: the CPUs this process may use).", _at_least(0)),
     Knob("OPFLOW_EXECUTOR", "a backend's name, as `--executor` takes", "process", USER, CLI,
          # Which names are backends is the backends' to say (above this module): the CLI checks it.
          "`opflow run` / `resume`: the default for `--executor`.", _text),
     Knob("OPFLOW_LOG_DIR", "a path", "./logs", USER, CLI,
-         "`opflow run`: the default for `--log-dir`.", _text),
+         "`opflow run`, `runs` and `plan`: the default for `--log-dir`.", _text),
     Knob("OPFLOW_START_METHOD", "fork, forkserver or spawn", "forkserver on Linux, else spawn", USER, RUN,
          "How the process pool starts its workers (multiprocessing's start method).",
          _one_of("fork", "forkserver", "spawn")),

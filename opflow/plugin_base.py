@@ -53,8 +53,9 @@ class Plugin:
         raise NotImplementedError(f"plugin {self.name!r} does not implement run()")
 
     @classmethod
-    def check_task(cls, config: dict, depends_on: tuple) -> list[str]:
-        """Problems a schema cannot express, found before the run (built-ins only)."""
+    def check_task(cls, config: dict, depends_on: tuple, workflow_dir: Path | None = None) -> list:
+        """Problems a schema cannot express, found before the run (built-ins only): each a
+        message, or (config key path, message) to put it on that key's line."""
         return []
 
     @classmethod

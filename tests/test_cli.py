@@ -257,7 +257,7 @@ def test_run_failure_exit_1(here, failing_flow):
 
 @pytest.mark.parametrize("args, fragment", [
     (["--executor", "nope"], "--executor"),
-    (["--workers", "0"], "--workers"),
+    (["--workers", "-1"], "--workers"),
     (["--param", "novalue"], "expected KEY=VALUE"),
     (["--no-such-option"], "no-such-option"),
 ])
@@ -306,11 +306,13 @@ def test_run_json_on_failure_is_still_the_document_and_exit_1(here, failing_flow
     assert doc["status"] == "failed" and doc["tasks"]["bad"] == "failed"
 
 
-def test_run_json_with_an_invalid_file_prints_nothing_on_stdout(here, write_workflow):
+def test_run_json_with_an_invalid_file_prints_the_problems_document_on_stdout(here, write_workflow):
     flow = write_workflow("name: x\n")
     result = invoke("run", flow, "--json")
     assert result.exit_code == 2
-    assert result.stdout == ""
+    doc = json.loads(result.stdout)  # validate --json's document (tests/test_paper_cuts.py compares the two)
+    assert doc["ok"] is False and doc["problems"][0]["message"] == "missing required key 'tasks'"
+    assert not (here / "logs").exists()
 
 
 def test_run_json_real_process_stdout_is_only_the_document(here, ok_flow):

@@ -28,7 +28,7 @@ FLOW = """
     ("OPFLOW_BATCH_SECONDS", "-1"),
     ("OPFLOW_START_METHOD", "bogus"),
     ("OPFLOW_SHM_LIMIT", "lots"),
-    ("OPFLOW_WORKERS", "0"),
+    ("OPFLOW_WORKERS", "-1"),
     ("OPFLOW_EXECUTOR", "carrier-pigeon"),
 ])
 def test_a_bad_value_is_exit_2_in_one_line_and_nothing_runs(tmp_path, name, value):

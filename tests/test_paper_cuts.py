@@ -475,3 +475,98 @@ def test_a_character_yaml_cannot_start_a_token_with_is_named(here, tmp_path):
     assert result.exit_code == 2
     assert "at.yaml:3: invalid YAML: while scanning for the next token found '@', a character that cannot start " \
            "any token" in result.output
+
+
+# words and forms, second pass (issue 25) ------------------------------------------------
+
+def _cli(*args, cwd, env=None):
+    from helpers import run_cli
+
+    proc = run_cli(*args, cwd=cwd, env=env)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def test_record_line_and_run_dir_are_absolute_after_run_as_after_resume(tmp_path, monkeypatch):
+    (tmp_path / "flow.yaml").write_text("name: abs\ntasks:\n  - {id: a, plugin: shell, config: {command: 'true'}}\n")
+    proc = _cli("run", "flow.yaml", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    record = proc.stdout.splitlines()[-1]
+    assert record.startswith(f"record: {tmp_path / 'logs'}/"), record
+    monkeypatch.chdir(tmp_path)
+    result = run("flow.yaml", executor="inline", log_dir="logs")
+    assert result.run_dir.is_absolute() and result.run_dir.parent == tmp_path / "logs", result.run_dir
+
+
+def test_resume_lists_reused_tasks_in_workflow_order(tmp_path):
+    (tmp_path / "flow.yaml").write_text(
+        "name: order\n"
+        "tasks:\n"
+        "  - {id: fit, plugin: shell, foreach: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10], config: {command: 'true'}}\n"
+        "  - {id: final, plugin: shell, depends_on: [fit], config: {command: 'test -f go.flag'}}\n")
+    first = _cli("run", "flow.yaml", "--workers", "2", cwd=tmp_path)
+    assert first.returncode == 1, first.stdout + first.stderr
+    (tmp_path / "go.flag").write_text("")
+    run_dir = first.stdout.splitlines()[-1].removeprefix("record: ")
+    again = _cli("resume", run_dir, cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    expected = [f"fit[{i}]" for i in range(11)]
+    shown = re.findall(r" ok +(\S+) .*\(reused\)", again.stdout)
+    assert shown == expected, again.stdout
+    new_dir = again.stdout.splitlines()[-1].removeprefix("record: ")
+    assert json.loads(open(f"{new_dir}/run.json").read())["reused"] == expected
+
+
+def test_workers_0_means_the_cpu_count_everywhere_it_is_said(tmp_path):
+    import os
+
+    import opflow
+    from helpers import REPO
+
+    (tmp_path / "flow.yaml").write_text("name: zero\ntasks:\n  - {id: a, plugin: shell, config: {command: 'true'}}\n")
+    proc = _cli("run", "flow.yaml", "-w", "0", "--executor", "thread", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    cpus = len(os.sched_getaffinity(0))
+    assert f"1 task, {plural(cpus, 'worker')} (thread)" in proc.stdout, proc.stdout
+    help_text = " ".join(_cli("run", "--help", cwd=tmp_path).stdout.split())
+    assert "Pool size; 0: the CPUs this process may use" in help_text, help_text
+    assert "0 (the default) means the CPUs this process may use" in " ".join(opflow.run.__doc__.split())
+    assert "0 means the CPUs this process may use" in (REPO / "docs" / "cli.md").read_text()
+
+
+def test_run_help_states_the_log_dir_default_once(tmp_path):
+    help_text = " ".join(_cli("run", "--help", cwd=tmp_path).stdout.split())
+    assert help_text.count("./logs") == 1, help_text
+
+
+def test_init_says_exists_for_one_file_and_exist_for_two(tmp_path):
+    assert _cli("init", "proj", cwd=tmp_path).returncode == 0
+    both = _cli("init", "proj", cwd=tmp_path)
+    assert both.returncode == 2
+    assert (f"opflow: error: proj/workflow.yaml, proj/sample_data.csv already exist; use --force to overwrite"
+            in both.stderr), both.stderr
+    (tmp_path / "proj" / "sample_data.csv").unlink()
+    one = _cli("init", "proj", cwd=tmp_path)
+    assert "opflow: error: proj/workflow.yaml already exists; use --force to overwrite" in one.stderr, one.stderr
+
+
+def test_pool_size_benchmark_says_1_worker():
+    from helpers import REPO
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import pool_sizes
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    verdict = pool_sizes.user_verdict({1: [1.0, 1.1], 2: [1.2, 1.3]}, [1, 2])
+    assert "no larger pool was faster than 1 worker beyond" in verdict, verdict
+
+
+def test_run_json_prints_the_problems_document_for_an_invalid_workflow(tmp_path):
+    (tmp_path / "bad.yaml").write_text("name: bad\ntasks:\n  - {id: a, plugin: shel}\n")
+    validated = _cli("validate", "bad.yaml", "--json", cwd=tmp_path)
+    ran = _cli("run", "bad.yaml", "--json", cwd=tmp_path)
+    assert ran.returncode == validated.returncode == 2
+    document = json.loads(ran.stdout)
+    assert document == json.loads(validated.stdout)
+    assert document["ok"] is False and "unknown plugin 'shel'" in document["problems"][0]["message"]

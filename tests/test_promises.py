@@ -236,7 +236,7 @@ def test_a_reference_as_a_word_of_its_own_arrives_as_written(tmp_path, write_wor
 
 # -- retries: only what an attempt could heal -------------------------------------------
 MISCONFIGURED = {  # config, plugin, module or function: no attempt can go otherwise
-    "misspelled module": '{plugin: python, config: {function: "nightly_tool:run"}}',
+    # (a module found nowhere is a validate error now: tests/test_spec.py)
     "missing function": '{plugin: python, config: {function: "faults:no_such_function"}}',
     "missing csv": '{plugin: csv_ingest, config: {path: "no_such.csv"}}',
     "missing cwd": '{plugin: shell, config: {command: "true", cwd: "no_such_dir"}}',

@@ -81,6 +81,12 @@ VALID = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _module_m(tmp_path):
+    """The python tasks here call m:f and m:g: validate looks for m.py beside the workflow."""
+    (tmp_path / "m.py").write_text("def f(*args, **kwargs):\n    return 1\n\n\ndef g():\n    return 2\n")
+
+
 def same_workflow(quick, full) -> None:
     assert quick == full
     assert quick.params == full.params and quick.groups == full.groups

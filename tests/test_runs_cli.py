@@ -305,3 +305,25 @@ def test_a_tasks_folder_that_links_out_of_the_run_dir_is_never_read(tmp_path):
     _one_error_line(shown, str(run_dir / "tasks"), "is a symlink")
     report = run_cli("report", str(run_dir), "-o", str(tmp_path / "r.html"), cwd=tmp_path)
     _one_error_line(report, str(run_dir / "tasks"), "is a symlink")
+
+
+# the log dir from the environment, and a task id written a little wrong (issue 25) ------
+
+def test_runs_and_plan_read_OPFLOW_LOG_DIR_and_show_suggests_a_close_task_id(tmp_path):
+    (tmp_path / "flow.yaml").write_text(
+        "name: weather\ntasks:\n  - {id: boot_weather, plugin: shell, config: {command: 'true'}}\n"
+        "  - {id: report, plugin: shell, depends_on: [boot_weather], config: {command: 'true'}}\n")
+    env = {"OPFLOW_LOG_DIR": str(tmp_path / "elsewhere")}
+    ran = run_cli("run", "flow.yaml", cwd=tmp_path, env=env)
+    assert ran.returncode == 0, ran.stderr
+    run_dir = latest_run_dir(tmp_path / "elsewhere")
+
+    listed = run_cli("runs", cwd=tmp_path, env=env)
+    assert listed.returncode == 0 and run_dir.name in listed.stdout, listed.stdout + listed.stderr
+    planned = run_cli("plan", "flow.yaml", cwd=tmp_path, env=env)
+    assert "critical path (last run's durations): boot_weather -> report" in planned.stdout, planned.stdout
+
+    shown = run_cli("show", str(run_dir), "boot_wether", cwd=tmp_path)
+    assert shown.returncode == 2
+    assert shown.stderr.strip() == (f"opflow: error: {run_dir}: no task 'boot_wether' in this run "
+                                    "(did you mean 'boot_weather'?)"), shown.stderr

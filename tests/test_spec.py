@@ -685,3 +685,83 @@ def test_anchors_aliases_and_merge_keys_are_not_duplicates(write_workflow):
     workflow = load_workflow(path, KNOWN)
     assert workflow.params == {"base": {"a": 1, "b": 2}, "derived": {"a": 1, "b": 3}, "again": {"a": 1, "b": 2}}
     assert workflow.task("a").config["env"] == {"a": 1, "b": 2}
+
+
+# what validate says where a new user trips (issue 25) ---------------------------------
+
+def _validate(path, cwd):
+    """`opflow validate FILE` as a real process: (exit code, stderr lines)."""
+    from helpers import run_cli
+
+    proc = run_cli("validate", str(path), cwd=cwd)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.returncode, proc.stderr.splitlines()
+
+
+def test_a_duplicate_id_keeps_each_tasks_problems_on_its_own_lines(tmp_path, write_workflow):
+    path = write_workflow("""
+        name: dups
+        tasks:
+          - id: a
+            plugin: shell
+            config:
+              command: 5
+          - id: a
+            plugin: shell
+            config:
+              env: {X: 1}
+              comand: "true"
+    """)
+    code, lines = _validate(path, tmp_path)
+    assert code == 2
+    problems = [line for line in lines if line.startswith(f"{path}:")]
+    assert problems[0].startswith(f"{path}:6: task 'a': ") and "command" in problems[0], lines
+    assert problems[1] == f"{path}:7: task 'a': duplicate task id (first defined on line 3)", lines
+    # the second task's own problem, at its own line, is reported too
+    assert any(p.startswith(f"{path}:11: task 'a': ") and "comand" in p for p in problems[2:]), lines
+    assert not any(p.startswith(f"{path}:10:") and "command" in p and "comand" not in p for p in problems), lines
+
+
+def test_a_function_without_a_colon_a_module_nowhere_and_an_input_matching_nothing_are_validate_errors(
+        tmp_path, write_workflow):
+    (tmp_path / "near.py").write_text("def go():\n    return 1\n")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.csv").write_text("x\n1\n")
+    path = write_workflow("""
+        name: checks
+        tasks:
+          - id: dotted
+            plugin: python
+            config:
+              function: "stub.spin"
+          - id: nowhere
+            plugin: python
+            config:
+              function: "no_such_module_anywhere_xyz:go"
+          - id: globbed
+            plugin: shell
+            inputs: ["data/*.parquet"]
+            config: {command: "true"}
+          - {id: fine_local, plugin: python, config: {function: "near:go"}, inputs: ["data/*.csv"]}
+          - {id: fine_installed, plugin: python, config: {function: "json:dumps", args: [1]}}
+    """)
+    code, lines = _validate(path, tmp_path)
+    assert code == 2
+    assert lines == [
+        f"{path}:6: task 'dotted': config 'function' must be module:attr, got 'stub.spin'",
+        f"{path}:10: task 'nowhere': config 'function': module 'no_such_module_anywhere_xyz' is not installed, "
+        "and there is no no_such_module_anywhere_xyz.py beside the workflow",
+        f"{path}:13: task 'globbed': inputs: 'data/*.parquet' matches no file (looked for in {tmp_path})",
+        "opflow: 3 problems found; nothing was run",
+    ], lines
+
+
+def test_a_missing_workflow_file_suggests_the_one_beside_it(tmp_path):
+    from helpers import run_cli
+
+    (tmp_path / "nightly.yaml").write_text("name: n\ntasks:\n  - {id: a, plugin: shell, config: {command: 'true'}}\n")
+    proc = run_cli("run", "nightly.yml", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[0] == "nightly.yml: no such file (did you mean nightly.yaml?)", proc.stderr
+    proc = run_cli("validate", "flows/nightly.yml", cwd=tmp_path)  # no such folder: nothing to suggest
+    assert proc.returncode == 2 and proc.stderr.splitlines()[0] == "flows/nightly.yml: no such file", proc.stderr

@@ -179,7 +179,7 @@ def test_a_bad_reference_is_a_located_validate_error(here, reference, fragment):
     ("{id: a, plugin: shell, config: {comand: ls}}", 3, "config: unknown key 'comand' (did you mean 'command'?)"),
     ("{id: a, plugin: shell, config: {command: [ls]}}", 3, "config.command must be a string, got list"),
     ("{id: a, plugin: csv_ingest, config: {}}", 3, "config: missing required key 'path'"),
-    ("{id: a, plugin: python, config: {function: 'm:f', args: 5}}", 3, "config.args must be a list, got int"),
+    ("{id: a, plugin: python, config: {function: 'json:dumps', args: 5}}", 3, "config.args must be a list, got int"),
     ("{id: a, plugin: metrics, config: {numeric_columns: [x]}, depends_on: [p, q]}", 3,
      "config 'source' is required when the task has 2 upstream tasks (p, q)"),
 ])

@@ -61,8 +61,8 @@ def main() -> None:
 def _run_options(command):
     """The options `run` and `resume` share."""
     options = [
-        click.option("--workers", "-w", "-j", type=click.IntRange(min=1, max=MAX_WORKERS), default=None,
-                     help="Pool size (default: $OPFLOW_WORKERS, else the CPU count)."),
+        click.option("--workers", "-w", "-j", type=click.IntRange(min=0, max=MAX_WORKERS), default=None,
+                     help="Pool size; 0: the CPUs this process may use (default: $OPFLOW_WORKERS, else 0)."),
         click.option("--executor", type=click.Choice(EXECUTORS), default=None,
                      help="Where tasks run: process pool (default), thread pool, inline in the coordinator "
                           "(debugging), or a Dask cluster (pip install 'opflow-runner[dask]'). Default: $OPFLOW_EXECUTOR."),
@@ -124,6 +124,9 @@ def _execute(start, *, as_json: bool, quiet: bool, colour: bool | None = None, *
     try:
         result = start(reporters=[progress, release_at_start()], **kwargs)
     except OpflowError as error:
+        if as_json:  # stdout holds a document whatever happens: here, validate --json's
+            problems = json.dumps(_problems_document(kwargs.get("path") or kwargs.get("run_dir"), error), indent=2)
+            _write_document(document_fd, (problems + "\n").encode("utf-8"))
         _fail(error)
     except (Exception, asyncio.CancelledError) as error:
         # A signal while the run was being prepared (or finishing) cancels it, or
@@ -139,16 +142,28 @@ def _execute(start, *, as_json: bool, quiet: bool, colour: bool | None = None, *
         from opflow.rundir.layout import RUN_JSON
 
         document = (result.run_dir / RUN_JSON).read_bytes()  # exactly as written, not parsed and printed again
-        if document_fd is None:
-            click.echo(document.decode("utf-8"), nl=False)
-        else:
-            with os.fdopen(document_fd, "wb") as out:
-                out.write(document)
+        _write_document(document_fd, document)
     elif not quiet:
         click.echo(f"record: {result.run_dir}")
     elif result.exit_code != 0:
         click.echo(f"record: {result.run_dir}", err=True)
     sys.exit(result.exit_code)
+
+
+def _write_document(document_fd: int | None, document: bytes) -> None:
+    """--json: the one document on stdout (`document_fd`: see _stdout_for_document_only)."""
+    if document_fd is None:
+        click.echo(document.decode("utf-8"), nl=False)
+    else:
+        with os.fdopen(document_fd, "wb") as out:
+            out.write(document)
+
+
+def _problems_document(file, error: OpflowError) -> dict:
+    """What `validate --json` (and `run --json`) print for a workflow that cannot run."""
+    problems = [{"path": p.path, "line": p.line, "task_id": p.task_id, "message": p.message}
+                for p in getattr(error, "problems", [])] or [{"message": str(error)}]
+    return {"file": str(file), "ok": False, "problems": problems}
 
 
 def _defaults_from_environment(given: dict) -> dict:
@@ -166,6 +181,14 @@ def _defaults_from_environment(given: dict) -> dict:
         if defaults["executor"] is not None and defaults["executor"] not in EXECUTORS:
             raise knobs.KnobError(f"OPFLOW_EXECUTOR={defaults['executor']!r}: not one of {', '.join(EXECUTORS)}")
     return {name: value for name, value in defaults.items() if value is not None}
+
+
+def _log_dir(given: Path | None) -> Path:
+    """--log-dir as given, else $OPFLOW_LOG_DIR, else ./logs (the commands that read runs)."""
+    if given is not None:
+        return given
+    from_environment = knobs.read("OPFLOW_LOG_DIR")
+    return Path(from_environment) if from_environment is not None else Path("logs")
 
 
 def _stdout_for_document_only() -> int | None:
@@ -300,9 +323,7 @@ def validate(file, as_json):
         workflow, _ = load(file)
     except OpflowError as error:
         if as_json:
-            problems = [{"path": p.path, "line": p.line, "task_id": p.task_id, "message": p.message}
-                        for p in getattr(error, "problems", [])] or [{"message": str(error)}]
-            _echo_json({"file": str(file), "ok": False, "problems": problems})
+            _echo_json(_problems_document(file, error))
             sys.exit(error.exit_code)
         _fail(error)
     layers = build_plan(workflow).layers
@@ -316,8 +337,8 @@ def validate(file, as_json):
 
 @main.command(short_help="Print FILE's topological layers and critical path.")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("logs"), show_default=True,
-              help="Where to look for the last run's durations (critical path).")
+@click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to look for the last run's durations (critical path; default: $OPFLOW_LOG_DIR, else ./logs).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON document: layers and critical path.")
 def plan(file, log_dir, as_json):
     """Print the topological layers of FILE (tasks in one layer can run at once)."""
@@ -326,6 +347,7 @@ def plan(file, log_dir, as_json):
     from opflow.workflow.plan import build_plan
 
     try:
+        log_dir = _log_dir(log_dir)
         workflow, _ = load(file)
     except OpflowError as error:
         _fail(error)
@@ -398,7 +420,9 @@ def init(directory, force):
     try:
         written = write_example(directory, force=force)
     except FileExistsError as exc:
-        _fail(UsageError(f"{exc} already exist(s); use --force to overwrite"))
+        existing = exc.args[0]
+        verb = "already exists" if len(existing) == 1 else "already exist"
+        _fail(UsageError(f"{', '.join(str(p) for p in existing)} {verb}; use --force to overwrite"))
     except OpflowError as error:  # a symlink where a file goes
         _fail(error)
     except OSError as exc:
@@ -410,8 +434,8 @@ def init(directory, force):
 
 @main.command(short_help="List past runs, newest first, crashed ones marked.")
 @click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("logs"), show_default=True,
-              help="Where the runs are.")
+@click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the runs are (default: $OPFLOW_LOG_DIR, else ./logs).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 def runs(file, log_dir, as_json):
     """List past runs (of FILE, if given), newest first: run dir, workflow, status,
@@ -419,6 +443,10 @@ def runs(file, log_dir, as_json):
     A run whose run.json cannot be read is left out and named on stderr."""
     from opflow.rundir.runs import format_row, list_runs
 
+    try:
+        log_dir = _log_dir(log_dir)
+    except OpflowError as error:
+        _fail(error)
     skipped: list[str] = []
     rows = list_runs(log_dir, file, skipped)
     for why in skipped:

@@ -50,7 +50,7 @@ def write_example(directory: Path, force: bool = False) -> list[Path]:
     targets = [directory / name for name in FILES]
     existing = [p for p in targets if p.exists()]
     if existing and not force:
-        raise FileExistsError(", ".join(str(p) for p in existing))
+        raise FileExistsError(existing)
     for path in targets:
         # Never through a symlink at the name (--force would truncate its target).
         with open(open_nofollow(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), "w", encoding="utf-8") as out:

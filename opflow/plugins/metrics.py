@@ -23,7 +23,7 @@ class MetricsPlugin(Plugin):
     }
 
     @classmethod
-    def check_task(cls, config: dict, depends_on: tuple) -> list[str]:
+    def check_task(cls, config: dict, depends_on: tuple, workflow_dir=None) -> list[str]:
         if "source" not in config and len(depends_on) != 1:
             return [f"config 'source' is required when the task has {len(depends_on)} upstream tasks "
                     f"({', '.join(depends_on) or 'none'}): which one's DataFrame?"]

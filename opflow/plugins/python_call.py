@@ -1,10 +1,12 @@
 """`python`: call a function given as "module:attr"."""
 from __future__ import annotations
 
-__all__ = ["PythonPlugin", "local_module_file"]
+__all__ = ["PythonPlugin", "local_module_file", "function_problem", "missing_module"]
 
 import importlib
+import importlib.util
 import inspect
+import sys
 import weakref
 from pathlib import Path
 
@@ -33,10 +35,24 @@ class PythonPlugin(Plugin):
         "additionalProperties": False,
     }
 
+    @classmethod
+    def check_task(cls, config: dict, depends_on: tuple, workflow_dir=None) -> list:
+        """`function` names a module:attr, and the module is there (without importing it)."""
+        spec = config.get("function")
+        if not isinstance(spec, str) or not spec:
+            return []  # the schema says it
+        problem = function_problem(spec)
+        if problem is None and workflow_dir is not None:
+            problem = missing_module(workflow_dir, spec.partition(":")[0])
+        return [(("function",), problem)] if problem else []
+
     def run(self, config: dict, context: dict):
         spec = config.get("function")
-        if not isinstance(spec, str) or ":" not in spec:
+        if not isinstance(spec, str) or not spec:
             raise ConfigError("config 'function' is required, as \"module:attr\" (e.g. \"mytools:clean\")")
+        problem = function_problem(spec)
+        if problem is not None:
+            raise ConfigError(problem)
         module_name, _, attr = spec.partition(":")
         args = config.get("args") or []
         kwargs = dict(config.get("kwargs") or {})
@@ -73,6 +89,38 @@ class PythonPlugin(Plugin):
                     f"cannot import module {module_name!r}: not installed, and no {local.name} beside the workflow"
                 ) from None
             raise
+
+
+def function_problem(spec: str) -> str | None:
+    """What is wrong with a `function:` string's shape, or None."""
+    module_name, colon, attr = spec.partition(":")
+    if not colon or not module_name.strip() or not attr.strip():
+        return f"config 'function' must be module:attr, got {spec!r}"
+    return None
+
+
+_found: set = set()  # (workflow folder, module name) found (only these: a module may be written later)
+
+
+def missing_module(workflow_dir, module_name: str) -> str | None:
+    """Why a python task's module cannot be found, or None: neither a .py beside the workflow
+    nor an installed module. Nothing is imported (`find_spec` of the top-level name: a
+    package's submodule would mean importing the package)."""
+    if (workflow_dir, module_name) in _found:
+        return None
+    top = module_name.split(".")[0]
+    if local_module_file(workflow_dir, module_name).is_file():
+        found = True
+    else:
+        try:
+            found = top in sys.modules or importlib.util.find_spec(top) is not None
+        except (ImportError, ValueError):  # a name that cannot be a module's
+            found = False
+    if found:
+        if len(_found) < 10_000:  # 100,000 tasks calling one module: looked for once
+            _found.add((workflow_dir, module_name))
+        return None
+    return f"config 'function': module {module_name!r} is not installed, and there is no {module_name.replace('.', '/')}.py beside the workflow"
 
 
 def local_module_file(workflow_dir, module_name: str) -> Path:

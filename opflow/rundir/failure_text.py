@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = ["headline", "detail_lines", "add_log_tail", "DETAIL_LINES"]
 
 import os
+import re
 
 from opflow.rundir.task_logs import LOG_TAIL_LINES, read_tail
 
@@ -25,38 +26,73 @@ def headline(error: dict | None) -> str:
 
 def detail_lines(error: dict | None, limit: int = DETAIL_LINES) -> list[str]:
     """The lines under the headline: the rest of a multi-line message (a shell
-    command's stderr tail), else the end of the traceback, else of the log."""
+    command's stderr tail), else the end of the traceback, else of the log.
+
+    The traceback's end starts at a frame boundary (a frame's `File` line with
+    its source, never the source alone), and there is none at all when no
+    frame is the user's (only opflow's own, or Python's frozen import machinery):
+    what is left would only repeat the headline."""
     if not error:
         return []
     message_rest = str(error.get("message") or "").splitlines()[1:]
     if message_rest:
         return message_rest[-limit:]
-    traceback_lines = _user_frames(str(error.get("traceback") or ""))
+    blocks = _user_blocks(str(error.get("traceback") or ""))
     log_lines = [line for line in str(error.get("log_tail") or "").splitlines() if line.strip()]
-    if traceback_lines and error.get("type") != "SystemExit":
-        # The frames nearest the raise; the last line repeats the headline.
-        tail = traceback_lines[-limit - 1:]
-        if tail and tail[-1].startswith(f"{error.get('type')}"):
-            tail = tail[:-1]
-        return tail[-limit:]
+    if blocks and error.get("type") != "SystemExit":
+        if _is_headline(blocks[-1][0], str(error.get("type") or "")):
+            blocks.pop()  # the last line repeats the headline
+        tail: list[str] = []
+        for block in reversed(blocks):  # the frames nearest the raise, whole
+            if len(tail) + len(block) > limit:
+                break
+            tail[:0] = block
+        if not tail and blocks:  # one frame longer than the limit: its start, the File line first
+            tail = blocks[-1][:limit]
+        return tail
     return log_lines[-limit:]
 
 
 _OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # opflow/, above rundir/
 
 
-def _user_frames(traceback_text: str) -> list[str]:
-    """A traceback without opflow's own frames and without the ^^^ markers."""
-    kept, skipping = [], False
+def _user_blocks(traceback_text: str) -> list[list[str]]:
+    """A traceback as blocks never cut apart: each frame (its `File` line and the lines
+    under it) one block, each other line its own. opflow's own frames, `<frozen ...>`
+    frames and the ^^^ markers are left out; [] when no frame is left (none is the user's).
+    An exception group's frames (`  |   File ...`) are frames too."""
+    blocks: list[list[str]] = []
+    frames = 0
+    in_frame = skipping = False
+    lead = ""  # what comes before `  File` on the current frame's line ("", or an exception group's "  | ")
     for line in traceback_text.splitlines():
-        if line.startswith('  File "'):
-            skipping = line[len('  File "'):].startswith(_OWN_DIR + os.sep)
-        elif not line.startswith("  "):
-            skipping = False
-        if skipping or not line.strip() or set(line.strip()) <= set("^~"):
+        match = _FRAME_LINE.match(line)
+        if match:
+            lead, where = match.group(1), match.group(2)
+            skipping = where.startswith(_OWN_DIR + os.sep) or where.startswith("<frozen ")
+            in_frame = not skipping
+            if in_frame:
+                blocks.append([line])
+                frames += 1
             continue
-        kept.append(line)
-    return kept
+        if (in_frame or skipping) and line.startswith(lead + "    "):  # the frame's source, its markers
+            if in_frame and not set(line.strip(" |")) <= set("^~"):
+                blocks[-1].append(line)
+            continue
+        in_frame = skipping = False
+        if line.strip(" |"):
+            blocks.append([line])
+    return blocks if frames else []
+
+
+_FRAME_LINE = re.compile(r'([ |]*?)  File "([^"]*)"')
+
+
+def _is_headline(line: str, type_name: str) -> bool:
+    """Whether a traceback's line is its exception line: `ValueError: ...`,
+    `opflow.errors.PluginError: ...` (the headline says `PluginError`)."""
+    name = line.split(":", 1)[0].strip()
+    return bool(type_name) and (name == type_name or name.endswith("." + type_name))
 
 
 def add_log_tail(error: dict | None, log_path: str | None) -> None:

@@ -128,6 +128,8 @@ def plan_resume(run_dir: Path, workflow: Workflow) -> ResumePlan:
         plan.reuse[task.id] = recorded.get(task.id) if read_by_others else None
         reusable.add(task.id)
     plan.rerun = [t.id for t in workflow.tasks if t.id not in reusable]
+    # In workflow order (fit[0], fit[1], ..., fit[10]), as the run lists them, not the layers' order.
+    plan.reuse = {t.id: plan.reuse[t.id] for t in workflow.tasks if t.id in reusable}
     return plan
 
 

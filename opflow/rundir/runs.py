@@ -110,8 +110,12 @@ def read_task(run_dir: Path, task_id: str, tail_lines: int = 20) -> dict:
         if task_id in known:  # not finished (or never ran): what run.json says
             record = {"id": task_id, "status": doc["tasks"][task_id]}
         else:
+            import difflib
+
+            close = difflib.get_close_matches(task_id, known, n=1)
             shown = ", ".join(known[:10]) + (f", ... ({len(known)} in all)" if len(known) > 10 else "")
-            raise RunsError(f"{run_dir}: no task '{task_id}' in this run (tasks: {shown})")
+            hint = f"did you mean '{close[0]}'?" if close else f"tasks: {shown}"
+            raise RunsError(f"{run_dir}: no task '{task_id}' in this run ({hint})")
     record["log_tail"] = read_log_tail(run_dir, task_id, tail_lines)
     return record
 

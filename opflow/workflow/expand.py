@@ -12,6 +12,8 @@ __all__ = ["TRIGGERS", "FEATURE_KEYS", "FEATURE_DEFAULT_KEYS", "task_features", 
            "config_lines", "expand_tasks"]
 
 import dataclasses
+import glob
+import os
 from typing import Callable
 
 import yaml
@@ -132,6 +134,7 @@ def expand_tasks(checker, tasks: list, params: dict,
     out = []
     groups: dict[str, tuple[str, ...]] = {}
     checked: dict = {}  # _flat_key -> check_config's findings
+    matched: dict = {}  # inputs: pattern -> whether it names a file (a pattern many tasks share: looked up once)
 
     def config_problems(plugin, schema, config) -> list:
         key = _flat_key(plugin, config)
@@ -193,12 +196,19 @@ def expand_tasks(checker, tasks: list, params: dict,
             inputs, input_problems = render_value(list(task.inputs), scope)
             for _, message in input_problems:
                 report(f"inputs: {message}", feature_lines.get("inputs"))
+            if not input_problems and not task.depends_on and checker.directory is not None:
+                # (With upstream tasks, one of them may make the file before this task starts.)
+                for pattern in inputs:
+                    if not _matches_a_file(checker.directory, str(pattern), matched):
+                        report(f"inputs: {str(pattern)!r} matches no file (looked for in {checker.directory})",
+                               feature_lines.get("inputs"))
             if not problems and schema is not None:
                 for path, message in config_problems(task.plugin, schema, config):
                     report(message, _line_of(lines, path, task.line))
             if check_task is not None:
                 for message in check_task(config, task.depends_on):
-                    report(message, lines.get(("source",), task.line))
+                    key, message = message if isinstance(message, tuple) else (("source",), message)
+                    report(message, lines.get(key, task.line))
             if task.foreach is None and config is task.config and not task.inputs:
                 out.append(task)  # nothing to render: keep the spec (100,000-task files)
                 continue
@@ -209,6 +219,17 @@ def expand_tasks(checker, tasks: list, params: dict,
         expanded: dict[tuple, tuple] = {}
         out = [_with_instances(t, groups, expanded) for t in out]
     return out, groups
+
+
+def _matches_a_file(directory, pattern: str, known: dict) -> bool:
+    """Whether an `inputs:` path or glob names anything, as the cache key reads it (dispatch/cache.py)."""
+    if pattern not in known:
+        full = os.path.join(directory, os.path.expanduser(pattern))
+        if glob.has_magic(full):
+            known[pattern] = next(glob.iglob(full, recursive=True), None) is not None
+        else:
+            known[pattern] = os.path.lexists(full)
+    return known[pattern]
 
 
 _SCALARS = (str, int, float, bool, type(None))

@@ -8,6 +8,7 @@ from __future__ import annotations
 __all__ = ["load"]
 
 import dataclasses
+import functools
 from pathlib import Path
 
 from opflow.errors import Problem, WorkflowError
@@ -22,19 +23,21 @@ def load(path: str | Path, params: dict | None = None, *, source: Path | None = 
     (resume runs the copy kept in the run directory, from the original's folder).
     """
     path = Path(path)
-    plugins, warnings = discover_plugins(worker_dirs(path.resolve().parent))
+    directory = path.resolve().parent
+    plugins, warnings = discover_plugins(worker_dirs(directory))
     checks: dict = {}
 
     def plugin_checks(name: str):
         if name not in checks and name in plugins:
             cls = builtin_class(plugins[name])
-            checks[name] = (plugin_config_schema(plugins[name]), cls.check_task if cls is not None else None)
+            check_task = functools.partial(cls.check_task, workflow_dir=directory) if cls is not None else None
+            checks[name] = (plugin_config_schema(plugins[name]), check_task)
         return checks.get(name, (None, None))
 
     hint = " (a plugin file could not be read: see the note)" if warnings else ""
     try:
         workflow = load_workflow(source or path, plugins, param_overrides=params, plugin_hint=hint,
-                                 plugin_checks=plugin_checks)
+                                 plugin_checks=plugin_checks, directory=directory)
     except WorkflowError as error:
         if not warnings or not any("unknown plugin" in p.message for p in error.problems):
             raise

@@ -107,13 +107,16 @@ def load_workflow(
     param_overrides: dict[str, Any] | None = None,
     plugin_hint: str = "",
     plugin_checks=None,
+    directory: Path | None = None,
 ) -> Workflow:
     """Read, parse and check a workflow file; raise `WorkflowError` listing every problem.
 
     `known_plugins=None` skips the plugin-name check (for callers that only need
     the graph). `plugin_hint` is appended to unknown-plugin messages (e.g. why a
     plugin file could not be read). `plugin_checks(name) -> (config schema, check_task)`
-    checks each task's config (after templating) before anything runs.
+    checks each task's config (after templating) before anything runs. `directory`: the
+    folder where each `inputs:` entry must name a file (None: not checked; resume reads a
+    copy kept in the run directory for the original's folder).
     """
     path = Path(path)
     shown = str(path)
@@ -122,7 +125,7 @@ def load_workflow(
             raise WorkflowError([Problem(shown, f"larger than {MAX_FILE_BYTES // 2**20} MB: split it, or generate fewer tasks")])
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise WorkflowError([Problem(shown, "no such file")]) from None
+        raise WorkflowError([Problem(shown, "no such file" + _file_hint(path))]) from None
     except IsADirectoryError:
         raise WorkflowError([Problem(shown, "is a directory, not a workflow file")]) from None
     except OSError as exc:
@@ -133,7 +136,8 @@ def load_workflow(
         raise WorkflowError([Problem(shown, f"not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
     try:
         with _gc_paused():
-            return _parse_and_check(text, raw, path, shown, known_plugins, param_overrides, plugin_hint, plugin_checks)
+            return _parse_and_check(text, raw, path, shown, known_plugins, param_overrides, plugin_hint, plugin_checks,
+                                    directory)
     except MemoryError:
         pass
     # Out of the except block: the traceback, and with it every half-built object of
@@ -158,7 +162,8 @@ def _gc_paused():
 
 
 def _parse_and_check(text: str, raw: bytes, path: Path, shown: str, known_plugins: Iterable[str] | None,
-                     param_overrides: dict[str, Any] | None, plugin_hint: str, plugin_checks=None) -> Workflow:
+                     param_overrides: dict[str, Any] | None, plugin_hint: str, plugin_checks=None,
+                     directory: Path | None = None) -> Workflow:
     # The quick read first: plain data, no node tree (100,000 tasks: a fifth of the
     # memory, under half the time). Anything it cannot read or accept, the full
     # read below reads again, to word every problem with its line.
@@ -169,6 +174,7 @@ def _parse_and_check(text: str, raw: bytes, path: Path, shown: str, known_plugin
     if document is not None:
         quick = _QuickChecker(shown, set(known_plugins) if known_plugins is not None else None, plugin_hint)
         quick.plugin_checks = plugin_checks
+        quick.directory = directory
         quick.text = text
         try:
             return quick.check_plain(document, path.resolve(), hashlib.sha256(raw).hexdigest(), param_overrides or {})
@@ -197,12 +203,24 @@ def _parse_and_check(text: str, raw: bytes, path: Path, shown: str, known_plugin
         raise WorkflowError([Problem(shown, too_much[0], too_much[1])])
     checker = _Checker(shown, set(known_plugins) if known_plugins is not None else None, plugin_hint)
     checker.plugin_checks = plugin_checks
+    checker.directory = directory
     checker.text = text
     workflow = checker.check(root, path.resolve(), hashlib.sha256(raw).hexdigest(), param_overrides or {})
     if checker.problems:
         # In line order, whatever found them (problems with no line, such as a --param, first).
         raise WorkflowError(sorted(checker.problems, key=lambda p: p.line or 0))
     return workflow
+
+
+def _file_hint(path: Path) -> str:
+    """` (did you mean flows/nightly.yaml?)` for a workflow file named a little wrong, else ""."""
+    try:
+        names = [p.name for p in path.parent.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()]
+    except OSError:  # no such folder, or not readable: nothing to suggest
+        return ""
+    stem_twin = [n for n in names if Path(n).stem == path.stem]  # nightly.yml -> nightly.yaml
+    close = stem_twin or difflib.get_close_matches(path.name, names, n=1, cutoff=0.75)
+    return f" (did you mean {path.parent / close[0]}?)" if close else ""
 
 
 def _tab_near(text: str, mark) -> tuple[int, int] | None:
@@ -248,6 +266,8 @@ class _Checker:
         self.feature_lines: dict[str, dict] = {}  # task_id -> key -> line (foreach, inputs)
         self.plugin_checks = None
         self.bad_config: set = set()
+        self.duplicates: list = []  # (draft, notes) of each task whose id an earlier task has
+        self.directory: Path | None = None  # where inputs: must name files (None: not checked)
 
     def problem(self, message: str, node=None, task_id: str | None = None, line: int | None = None):
         if line is None and node is not None:
@@ -350,6 +370,9 @@ class _Checker:
         if tasks is None or name is None:
             return None
         tasks, groups = expand_tasks(self, tasks, params, self.plugin_checks)
+        for draft, notes in self.duplicates:  # a duplicate id is a problem: its other problems are too
+            self.note(draft["id"], notes)
+            expand_tasks(self, [TaskSpec(**draft)], params, self.plugin_checks)
         return Workflow(name=name, tasks=tuple(tasks), path=path, description=description, params=params,
                         sha256=sha256, groups=groups, provenance=provenance)
 
@@ -411,13 +434,17 @@ class _Checker:
             if draft is None:
                 continue
             task_id = draft["id"]
+            notes = draft.pop("notes")
             if task_id in first_line:
                 self.problem(f"duplicate task id (first defined on line {first_line[task_id]})", item, task_id)
+                # Still checked, on its own lines: after the first task's (`_check`), never in its place.
+                self.duplicates.append((draft, notes))
                 continue
+            self.note(task_id, notes)
             first_line[task_id] = draft["line"]
             drafts.append(draft)
         known = list(first_line)
-        for draft in drafts:
+        for draft in drafts + [d for d, _ in self.duplicates]:
             for dep, dep_node in draft.pop("dep_nodes"):
                 if dep == draft["id"]:
                     self.problem(f"depends_on '{dep}': a task cannot depend on itself (cycle {dep} -> {dep})", dep_node, dep)
@@ -458,6 +485,7 @@ class _Checker:
             hint = f"did you mean '{close[0]}'?" if close else "known: " + ", ".join(sorted(self.known_plugins))
             self.problem(f"unknown plugin '{plugin}' ({hint}){self.plugin_hint}", items["plugin"][1], task_id)
         config: dict = {}
+        bad_config = False
         if "config" in items:
             self.duplicate_keys(items["config"][1], "config", task_id)
             config = self.value(items["config"][1])
@@ -466,7 +494,7 @@ class _Checker:
             elif not isinstance(config, dict):
                 self.problem(f"'config' must be a mapping, got {type(config).__name__}", items["config"][1], task_id)
                 config = {}
-                self.bad_config.add(task_id)  # said once: its plugin's schema is not checked against {}
+                bad_config = True  # said once: its plugin's schema is not checked against {}
         dep_nodes = []
         if "depends_on" in items:
             deps_node = items["depends_on"][1]
@@ -497,15 +525,30 @@ class _Checker:
         features = task_features(self, items, task_id, defaults)
         if task_id is None or plugin is None:
             return None
+        # What expand_tasks needs to word this task's problems, noted by tasks() under its id.
+        notes = {"config_node": None, "plain": True, "bad_config": bad_config,
+                 "feature_lines": {k: items[k][1].start_mark.line + 1 for k in ("foreach", "inputs") if k in items}}
         if "config" in items:
-            config_node = self.config_nodes[task_id] = items["config"][1]
+            config_node = notes["config_node"] = items["config"][1]
             source = self.text[config_node.start_mark.index:config_node.end_mark.index]
-            if "${" not in source and "*" not in source:  # (an alias may bring a ${ from elsewhere)
-                self.plain_configs.add(task_id)
+            # (an alias may bring a ${ from elsewhere)
+            notes["plain"] = "${" not in source and "*" not in source
+        draft = _draft(task_id, plugin, config, dep_nodes, settings, keep_children, node.start_mark.line + 1, features)
+        draft["notes"] = notes
+        return draft
+
+    def note(self, task_id: str, notes: dict) -> None:
+        """Where a task's config and keys are (`task`'s notes), for the messages of expand_tasks."""
+        self.feature_lines[task_id] = notes["feature_lines"]
+        if notes["config_node"] is not None:
+            self.config_nodes[task_id] = notes["config_node"]
         else:
-            self.plain_configs.add(task_id)
-        self.feature_lines[task_id] = {k: items[k][1].start_mark.line + 1 for k in ("foreach", "inputs") if k in items}
-        return _draft(task_id, plugin, config, dep_nodes, settings, keep_children, node.start_mark.line + 1, features)
+            self.config_nodes.pop(task_id, None)
+        for found, names in ((notes["plain"], self.plain_configs), (notes["bad_config"], self.bad_config)):
+            if found:
+                names.add(task_id)
+            else:
+                names.discard(task_id)
 
     def _peek_id(self, node) -> str | None:
         """The task's id, if it has a usable one, so problems found before it is checked can name it."""
