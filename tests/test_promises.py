@@ -50,12 +50,13 @@ def test_the_python_api_leaves_no_descriptor_open_run_after_run(tmp_path, write_
 
 # -- a timeout kills what it says it killed ----------------------------------------
 def _group_members(pgid: int) -> list[int]:
+    """The live processes of group `pgid` (a zombie waiting for init to reap it is gone)."""
     members = []
     for proc in psutil.process_iter(["pid"]):
         try:
-            if os.getpgid(proc.pid) == pgid:
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
                 members.append(proc.pid)
-        except (ProcessLookupError, PermissionError):
+        except (ProcessLookupError, PermissionError, psutil.Error):
             pass
     return members
 
@@ -353,21 +354,29 @@ def test_stopping_a_run_kills_every_running_command_even_one_ignoring_sigterm(tm
     extra = ["--timeout", "3s"] if how == "--timeout" else []
     run = subprocess.Popen([sys.executable, "-m", "opflow", "run", str(flow), "--workers", "4", "--quiet", *extra],
                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = ""
     if how == "--timeout":
         try:
-            run.communicate(timeout=120)
+            out, _ = run.communicate(timeout=120)
         finally:
             if run.poll() is None:
                 run.kill()
                 run.communicate()
     else:
-        signal_when(run, lambda: all(p.exists() and p.read_text().strip() for p in pids), "every command to start",
-                    getattr(signal, how))
+        out = signal_when(run, lambda: all(p.exists() and p.read_text().strip() for p in pids),
+                          "every command to start", getattr(signal, how))
     shells = [int(p.read_text()) for p in pids if p.exists() and p.read_text().strip()]
     try:
         assert len(shells) == 4
         left = [pid for shell in shells for pid in _group_members(shell)]
-        assert left == [], f"still running after opflow exited ({how}): {left}"
+        described = []
+        for pid in left:
+            try:
+                proc = psutil.Process(pid)
+                described.append(f"{pid} {' '.join(proc.cmdline())} (parent {proc.ppid()}, {proc.status()})")
+            except psutil.Error:
+                described.append(f"{pid} (gone)")
+        assert left == [], f"still running after opflow exited ({how}): {described}; output: {out[-600:]}"
     finally:
         for shell in shells:
             for pid in _group_members(shell):
