@@ -57,7 +57,7 @@ def test_an_id_of_exactly_the_limit_runs(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("workers", ["99999999999999999999", "1025", "0"])
+@pytest.mark.parametrize("workers", ["99999999999999999999", "1025", "-1"])  # 0 means the CPUs opflow may use
 def test_absurd_workers_exit_2_before_a_run_directory_exists(workers, tmp_path):
     (tmp_path / "flow.yaml").write_text('name: w\ntasks:\n' + TASK)
     done = run_cli("run", "flow.yaml", "--workers", workers, cwd=tmp_path, timeout=60)

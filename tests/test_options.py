@@ -55,7 +55,7 @@ def test_opflow_run_and_the_cli_hand_the_coordinator_the_same_options(here, hand
     assert from_cli.as_dict() == from_api.as_dict()
     assert {k: getattr(from_api, k) for k in keywords if k not in ("log_dir", "workers")} == \
         {k: v for k, v in keywords.items() if k not in ("log_dir", "workers")}
-    assert from_api.log_dir == Path(keywords.get("log_dir", "logs"))
+    assert from_api.log_dir == here / keywords.get("log_dir", "logs")  # made absolute, for workers elsewhere
 
 
 def test_the_environment_gives_the_cli_the_same_options_as_its_flags(here, handed):
