@@ -3,6 +3,7 @@ run's coordinator is alive. (tests/test_layout.py is the package's folder layout
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import socket
 import subprocess
@@ -145,3 +146,17 @@ def test_one_rule_under_every_name(tmp_path, zombie_pid):
     (tmp_path / "run.json").write_text("[]")  # not an object
     assert run_state(tmp_path) == "unknown"
     assert layout.read_run_json(tmp_path) is None
+
+
+def test_a_run_dir_name_freed_by_pruning_is_not_taken_again_within_its_second(tmp_path):
+    # Pruning keeps the newest runs by name order: a later run must never take a freed suffix.
+    now = 1_800_000_000.0
+    made = [create_run_dir(tmp_path, "job", now) for _ in range(3)]
+    assert [d.name.rsplit("-job", 1)[1] for d in made] == ["", "-2", "-3"]
+    for run_dir in made:
+        (run_dir / "run.json").write_text("{}")
+    shutil.rmtree(made[1])  # --keep-runs deleted the second
+    later = create_run_dir(tmp_path, "job", now)
+    (later / "run.json").write_text("{}")
+    assert later.name.endswith("-job-4")
+    assert find_runs(tmp_path, "job") == [made[0], made[2], later]  # oldest first, the later one last

@@ -140,7 +140,11 @@ def create_run_dir(log_dir: Path, workflow_name: str, now: float | None = None,
     base = f"{stamp}-{slugify(workflow_name)}"
     if workflow_path is not None:
         base += f"-f{file_tag(workflow_path)}"
-    for n in range(1, 10_000):
+    # After the highest suffix taken in this second, never a freed one: a name reused after
+    # --keep-runs deleted it would sort before an older run's, and pruning keeps the newest by name.
+    taken = [re.fullmatch(re.escape(base) + r"(?:-(\d+))?", entry.name) for entry in os.scandir(log_dir)]
+    first = 1 + max((int(m.group(1) or 1) for m in taken if m), default=0)
+    for n in range(first, first + 10_000):
         candidate = log_dir / (base if n == 1 else f"{base}-{n}")
         try:
             candidate.mkdir(mode=DIR_MODE)  # atomic: two runs can never share a directory
