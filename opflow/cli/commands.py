@@ -2,7 +2,7 @@
 (__main__.py for `python -m opflow`, cli/launch.py for the `opflow` console script).
 
 Exit codes: 0 all tasks succeeded; 1 a task failed; 2 invalid workflow or usage;
-3 another run of the workflow holds the lock; 130 SIGINT; 143 SIGTERM.
+3 another run of the workflow holds the lock (0 with --if-running skip); 130 SIGINT; 143 SIGTERM.
 """
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from opflow import knobs
 from opflow._version import __version__
 from opflow.dispatch import interrupts
 from opflow.backends import EXECUTORS
-from opflow.errors import OpflowError, UsageError, WorkflowError
+from opflow.errors import OpflowError, RunSkipped, UsageError, WorkflowError
+from opflow.rundir.lock import IF_RUNNING
 from opflow.workflow.limits import MAX_WORKERS
 from opflow.words import plural, wrap_list
 
@@ -75,6 +76,14 @@ def _run_options(command):
         click.option("--keep-going", is_flag=True, help="After a failure, still run every task whose upstream succeeded."),
         click.option("--lock/--no-lock", default=True, show_default=True,
                      help="Refuse to start while another run of this workflow (same log dir) is in progress."),
+        click.option("--if-running", type=click.Choice(IF_RUNNING), default="fail", show_default=True,
+                     help="While another run of this workflow holds the lock: fail (exit 3), skip (exit 0, "
+                          "one line) or wait for it to end."),
+        click.option("--ping", metavar="URL", default=None,
+                     help="Dead-man's switch (healthchecks.io style): GET URL/start, then URL or URL/fail; "
+                          "best effort, 10 s timeout."),
+        click.option("--metrics-file", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="PATH",
+                     help="At the end, write the run's metrics there in the Prometheus text format (atomic)."),
         click.option("--keep-runs", type=click.IntRange(min=1), default=None, metavar="N",
                      help="After the run, delete all but the newest N run directories of this workflow."),
         click.option("--json", "as_json", is_flag=True, help="Print only run.json on stdout; progress goes to stderr."),
@@ -123,6 +132,9 @@ def _execute(start, *, as_json: bool, quiet: bool, colour: bool | None = None, *
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     try:
         result = start(reporters=[progress, release_at_start()], **kwargs)
+    except RunSkipped as skipped:  # --if-running skip: not an error; one line, exit 0
+        click.echo(f"opflow: {skipped}", err=True)
+        sys.exit(skipped.exit_code)
     except OpflowError as error:
         if as_json:  # stdout holds a document whatever happens: here, validate --json's
             problems = json.dumps(_problems_document(kwargs.get("path") or kwargs.get("run_dir"), error), indent=2)
@@ -251,7 +263,7 @@ Exit codes:
   0    every task succeeded
   1    a task failed (or was skipped or cancelled because of a failure)
   2    invalid workflow or usage: nothing ran
-  3    another run of this workflow holds the lock: nothing ran
+  3    another run of this workflow holds the lock: nothing ran (--if-running skip: 0)
   130  interrupted by Ctrl-C (SIGINT)
   143  terminated by SIGTERM"""
 
@@ -268,8 +280,8 @@ Exit codes:
               help="Rerun only what did not succeed in the latest run of this workflow under --log-dir.")
 @_run_options
 @_config_file_options
-def run(file, log_dir, params, resume, workers, executor, run_timeout, no_cache, scheduler, keep_going, lock, keep_runs,
-        as_json, quiet, colour):
+def run(file, log_dir, params, resume, workers, executor, run_timeout, no_cache, scheduler, keep_going, lock,
+        if_running, ping, metrics_file, keep_runs, as_json, quiet, colour):
     """Run the workflow in FILE.
 
     Defaults for these options may be kept in opflow.toml, or in [tool.opflow] of
@@ -285,14 +297,14 @@ def run(file, log_dir, params, resume, workers, executor, run_timeout, no_cache,
     _execute(run_workflow, as_json=as_json, quiet=quiet, path=file, log_dir=log_dir, params=overrides or None,
              resume=resume, workers=workers, executor=executor, scheduler=scheduler,
              keep_going=keep_going, lock=lock, keep_runs=keep_runs, timeout=run_timeout, cache=not no_cache,
-             colour=colour)
+             if_running=if_running, ping=ping, metrics_file=metrics_file, colour=colour)
 
 
 @main.command(epilog=EXIT_CODES_HELP, short_help="Rerun what did not succeed in RUN_DIR, reusing the rest.")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @_run_options
-def resume(run_dir, workers, executor, run_timeout, no_cache, scheduler, keep_going, lock, keep_runs, as_json, quiet,
-           colour):
+def resume(run_dir, workers, executor, run_timeout, no_cache, scheduler, keep_going, lock, if_running, ping,
+           metrics_file, keep_runs, as_json, quiet, colour):
     """Rerun what did not succeed in RUN_DIR, reusing the results of what did.
 
     Runs that run's workflow (the copy kept in RUN_DIR, checked against its
@@ -304,7 +316,7 @@ def resume(run_dir, workers, executor, run_timeout, no_cache, scheduler, keep_go
 
     _execute(resume_run, as_json=as_json, quiet=quiet, run_dir=run_dir, workers=workers, executor=executor,
              scheduler=scheduler, keep_going=keep_going, lock=lock, keep_runs=keep_runs, timeout=run_timeout,
-             cache=not no_cache, colour=colour)
+             cache=not no_cache, if_running=if_running, ping=ping, metrics_file=metrics_file, colour=colour)
 
 
 def _echo_json(document) -> None:
