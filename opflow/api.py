@@ -140,6 +140,10 @@ async def _run_options(path: str | Path, options: Options, reporters: Iterable[R
         raise UsageError(f"--if-running {options.if_running!r}: one of {', '.join(IF_RUNNING)}")
     if options.if_running != "fail" and not options.lock:
         raise UsageError(f"--if-running {options.if_running} needs the lock: it cannot go with --no-lock")
+    if options.ping is not None:
+        from opflow.dispatch.ping import check_ping_url
+
+        check_ping_url(options.ping)
     if options.scheduler and not backend.takes_scheduler:
         takers = " or ".join(name for name, cls in BACKENDS.items() if cls.takes_scheduler)
         raise UsageError(f"--scheduler goes with --executor {takers}")
@@ -213,7 +217,8 @@ async def _prepare_and_run(path: str | Path, options: Options, reporters: Iterab
         _warn(reporters, warnings)
         collector = _Collector()
         try:
-            summary = await _run_async(workflow, plugins, run_options, [audit, collector, *reporters])
+            summary = await _run_async(workflow, plugins, run_options,
+                                       [*_end_reporters(options), audit, collector, *reporters])
         except BaseException:  # an error, a signal, the caller's wait_for: if it never started,
             if not (run_dir / RUN_JSON).exists():
                 shutil.rmtree(run_dir, ignore_errors=True)  # it never started: leave no half a record
@@ -222,6 +227,17 @@ async def _prepare_and_run(path: str | Path, options: Options, reporters: Iterab
             prune_runs(log_dir, workflow, options.keep_runs, protect=run_dir)
     # Absolute, as after resume: the reader of a cron mail does not know the folder it ran in.
     return RunResult(summary, run_dir.absolute(), collector.duration_s)
+
+
+def _end_reporters(options: Options) -> list[Reporter]:
+    """--ping and --metrics-file: reporters that add to the run_finished event the
+    audit trail then records (so they come before it)."""
+    reporters: list[Reporter] = []
+    if options.ping is not None:
+        from opflow.dispatch.ping import Pinger
+
+        reporters.append(Pinger(options.ping))
+    return reporters
 
 
 async def _take_lock(lock: WorkflowLock, if_running: str, reporters: Iterable[Reporter]) -> float | None:
