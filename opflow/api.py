@@ -31,6 +31,7 @@ from opflow.rundir.layout import (create_run_dir, latest_run, load_task_record, 
                                   WORKFLOW_COPY)
 from opflow.workflow.limits import MAX_WORKERS
 from opflow.rundir.lock import IF_RUNNING, WorkflowLock
+from opflow.rundir.metrics_file import MetricsFile, check_metrics_path
 from opflow.rundir.results_log import RESULTS_FILE, create_results_log
 from opflow.workflow.loading import load
 
@@ -144,6 +145,8 @@ async def _run_options(path: str | Path, options: Options, reporters: Iterable[R
         from opflow.dispatch.ping import check_ping_url
 
         check_ping_url(options.ping)
+    if options.metrics_file is not None:
+        check_metrics_path(options.metrics_file)
     if options.scheduler and not backend.takes_scheduler:
         takers = " or ".join(name for name, cls in BACKENDS.items() if cls.takes_scheduler)
         raise UsageError(f"--scheduler goes with --executor {takers}")
@@ -218,7 +221,7 @@ async def _prepare_and_run(path: str | Path, options: Options, reporters: Iterab
         collector = _Collector()
         try:
             summary = await _run_async(workflow, plugins, run_options,
-                                       [*_end_reporters(options), audit, collector, *reporters])
+                                       [*_end_reporters(options, workflow.name), audit, collector, *reporters])
         except BaseException:  # an error, a signal, the caller's wait_for: if it never started,
             if not (run_dir / RUN_JSON).exists():
                 shutil.rmtree(run_dir, ignore_errors=True)  # it never started: leave no half a record
@@ -229,10 +232,12 @@ async def _prepare_and_run(path: str | Path, options: Options, reporters: Iterab
     return RunResult(summary, run_dir.absolute(), collector.duration_s)
 
 
-def _end_reporters(options: Options) -> list[Reporter]:
-    """--ping and --metrics-file: reporters that add to the run_finished event the
+def _end_reporters(options: Options, workflow_name: str) -> list[Reporter]:
+    """--metrics-file and --ping: reporters that add to the run_finished event what the
     audit trail then records (so they come before it)."""
     reporters: list[Reporter] = []
+    if options.metrics_file is not None:
+        reporters.append(MetricsFile(options.metrics_file, workflow_name))
     if options.ping is not None:
         from opflow.dispatch.ping import Pinger
 

@@ -5,8 +5,8 @@
 
 Best effort, standard library only: each request gives up after `PING_TIMEOUT`, and an
 unreachable, silent or failing server is recorded, never a failed run. What each ping
-got (an HTTP status, or the error) goes into the run_finished event as `pings`, which the
-audit trail copies into run.json (`ping`): this reporter must come before it.
+got (an HTTP status, or the error) goes into the run_finished event's `extra` as `ping`,
+which the audit trail copies into run.json: this reporter must come before it.
 """
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ class Pinger(Reporter):
             suffix = "" if event["status"] == "succeeded" else "/fail"
             finish = self._ping(suffix)
             start = self._start or {"url": shown_url(_with_suffix(self._parts, "/start")), "error": "no answer yet"}
-            event["pings"] = {"url": self._shown, "start": start, "finish": finish}
+            event.setdefault("extra", {})["ping"] = {"url": self._shown, "start": start, "finish": finish}
 
     def _ping_start(self) -> None:
         self._start = self._ping("/start")
