@@ -513,6 +513,25 @@ def report(run_dirs, output):
     click.echo(f"report: {path}")
 
 
+@main.command(short_help="Write RUN_DIR as a trace for Perfetto or chrome://tracing.")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--format", "fmt", default="chrome-trace", show_default=True, metavar="FORMAT",
+              help="The trace format (rundir/trace.py checks it): chrome-trace, Chrome's Trace Event JSON, "
+                   "which Perfetto reads too.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write it (default: trace.json in RUN_DIR).")
+def export(run_dir, fmt, output):
+    """Write the run in RUN_DIR as a trace (ui.perfetto.dev, chrome://tracing): a track per
+    worker process, a slice per attempt (failed ones red), queue waits and backoffs as slices."""
+    from opflow.rundir.trace import write_trace
+
+    try:
+        path = write_trace(run_dir, output, fmt)
+    except OpflowError as error:
+        _fail(error)
+    click.echo(f"trace: {path}")
+
+
 @main.command(short_help="Print the completion script for bash, zsh or fish.")
 @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
 def completion(shell):
