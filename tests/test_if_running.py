@@ -124,6 +124,7 @@ def test_skip_and_wait_run_at_once_when_nothing_holds_the_lock(tmp_path, write_w
 
 def test_if_running_with_no_lock_is_a_usage_error(tmp_path, write_workflow, faults):
     flow = write_workflow(FLOW)
+    (tmp_path / "started").touch()  # were it to run, its task would not wait
     result = run_cli("run", str(flow), "--if-running", "skip", "--no-lock", cwd=tmp_path)
     assert result.returncode == 2
     assert "--if-running" in result.stderr and "--no-lock" in result.stderr
