@@ -129,3 +129,13 @@ def test_if_running_with_no_lock_is_a_usage_error(tmp_path, write_workflow, faul
     assert result.returncode == 2
     assert "--if-running" in result.stderr and "--no-lock" in result.stderr
     assert run_dirs(tmp_path / "logs") == []
+
+
+def test_resume_takes_the_same_lock_and_the_same_policy(tmp_path, held_run):
+    flow, first = held_run
+    holder = _the_first_run_dir(tmp_path / "logs")
+    skipped = run_cli("resume", str(holder), "--if-running", "skip", cwd=tmp_path)
+    assert skipped.returncode == 0, skipped.stderr
+    assert "skipped" in skipped.stderr and f"pid {first.pid}" in skipped.stderr
+    assert run_cli("resume", str(holder), cwd=tmp_path).returncode == 3
+    assert run_dirs(tmp_path / "logs") == [holder]
