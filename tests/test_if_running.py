@@ -3,6 +3,7 @@ the same workflow holds the lock, through the real CLI. The first run is held mi
 waits for a file the test creates (a handshake, not a sleep)."""
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -67,24 +68,31 @@ def test_fail_is_the_default_and_exits_3(tmp_path, held_run):
     assert len(run_dirs(tmp_path / "logs")) == 1
 
 
-def test_wait_starts_once_the_first_run_ends_and_succeeds(tmp_path, held_run):
-    flow, first = held_run
+@contextlib.contextmanager
+def waiting_launch(tmp_path: Path, flow: Path):
+    """(a second `run --if-running wait`, its output file) once it says it waits; reaped after."""
     out = tmp_path / "second.out"
     with out.open("w") as sink:
         second = subprocess.Popen([sys.executable, "-m", "opflow", "run", str(flow), "--if-running", "wait"],
                                   cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT)
         try:
-            # It says it waits (and for whom) once it found the lock taken: only then let the first go on.
+            # It says it waits (and for whom) once it found the lock taken.
             wait_for(lambda: "waiting" in out.read_text() or second.poll() is not None, 120, "the second run to wait")
             assert second.poll() is None, out.read_text()
-            assert f"pid {first.pid}" in out.read_text()
-            assert len(run_dirs(tmp_path / "logs")) == 1  # it has not started
-            (tmp_path / "go").touch()
-            assert second.wait(timeout=120) == 0, out.read_text()
+            yield second, out
         finally:
             if second.poll() is None:
                 second.kill()
                 second.wait()
+
+
+def test_wait_starts_once_the_first_run_ends_and_succeeds(tmp_path, held_run):
+    flow, first = held_run
+    with waiting_launch(tmp_path, flow) as (second, out):
+        assert f"pid {first.pid}" in out.read_text()
+        assert len(run_dirs(tmp_path / "logs")) == 1  # it has not started
+        (tmp_path / "go").touch()  # only now may the first run end
+        assert second.wait(timeout=120) == 0, out.read_text()
     first.communicate(timeout=120)
     assert first.returncode == 0
     earlier, later = run_dirs(tmp_path / "logs")
@@ -95,20 +103,12 @@ def test_wait_starts_once_the_first_run_ends_and_succeeds(tmp_path, held_run):
     assert before["if_running"] == "fail"
 
 
-def test_ctrl_c_while_waiting_exits_130_and_runs_nothing(tmp_path, held_run):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_waiting_exits_at_once_and_runs_nothing(tmp_path, held_run, signum):
     flow, first = held_run
-    out = tmp_path / "second.out"
-    with out.open("w") as sink:
-        second = subprocess.Popen([sys.executable, "-m", "opflow", "run", str(flow), "--if-running", "wait"],
-                                  cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT)
-        try:
-            wait_for(lambda: "waiting" in out.read_text() or second.poll() is not None, 120, "the second run to wait")
-            second.send_signal(signal.SIGINT)
-            assert second.wait(timeout=60) == 130, out.read_text()
-        finally:
-            if second.poll() is None:
-                second.kill()
-                second.wait()
+    with waiting_launch(tmp_path, flow) as (second, out):
+        second.send_signal(signum)
+        assert second.wait(timeout=60) == 128 + signum, out.read_text()
     assert len(run_dirs(tmp_path / "logs")) == 1
     assert first.poll() is None  # the holder goes on
 
