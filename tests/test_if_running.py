@@ -4,6 +4,7 @@ waits for a file the test creates (a handshake, not a sleep)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import subprocess
 import sys
@@ -139,3 +140,22 @@ def test_resume_takes_the_same_lock_and_the_same_policy(tmp_path, held_run):
     assert "skipped" in skipped.stderr and f"pid {first.pid}" in skipped.stderr
     assert run_cli("resume", str(holder), cwd=tmp_path).returncode == 3
     assert run_dirs(tmp_path / "logs") == [holder]
+
+
+def test_the_policy_can_live_in_the_config_file(tmp_path, held_run):
+    flow, first = held_run
+    (tmp_path / "opflow.toml").write_text('if-running = "skip"\n')  # after the first run read its own
+    skipped = run_cli("run", str(flow), cwd=tmp_path)
+    assert skipped.returncode == 0 and "skipped" in skipped.stderr, skipped.stderr
+    (tmp_path / "opflow.toml").write_text('if-running = "sometimes"\n')
+    refused = run_cli("run", str(flow), cwd=tmp_path)
+    assert refused.returncode == 2 and "opflow.toml" in refused.stderr and "if-running" in refused.stderr
+
+
+def test_skip_with_json_prints_a_document_saying_so(tmp_path, held_run):
+    flow, first = held_run
+    skipped = run_cli("run", str(flow), "--if-running", "skip", "--json", cwd=tmp_path)
+    assert skipped.returncode == 0, skipped.stderr
+    document = json.loads(skipped.stdout)
+    assert document["status"] == "skipped" and f"pid {first.pid}" in document["message"]
+    assert len(skipped.stderr.splitlines()) == 1

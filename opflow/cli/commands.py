@@ -133,6 +133,10 @@ def _execute(start, *, as_json: bool, quiet: bool, colour: bool | None = None, *
     try:
         result = start(reporters=[progress, release_at_start()], **kwargs)
     except RunSkipped as skipped:  # --if-running skip: not an error; one line, exit 0
+        if as_json:  # stdout holds a document whatever happens: here, no run's
+            document = {"file": str(kwargs.get("path") or kwargs.get("run_dir")), "status": "skipped",
+                        "message": str(skipped)}
+            _write_document(document_fd, (json.dumps(document, indent=2) + "\n").encode("utf-8"))
         click.echo(f"opflow: {skipped}", err=True)
         sys.exit(skipped.exit_code)
     except OpflowError as error:
