@@ -27,7 +27,10 @@ HELD = f"""
     name: '{NAME}'
     tasks:
       - {{id: quick, plugin: shell, config: {{command: "echo one"}}}}
-      - {{id: held, plugin: python, depends_on: [quick], config: {{function: "faults:touch_and_hang", args: [started]}}}}
+      - id: held
+        plugin: python
+        depends_on: [quick]
+        config: {{function: "faults:touch_and_hang", args: [started]}}
       - {{id: after, plugin: shell, depends_on: [held], config: {{command: "echo never"}}}}
 """
 
@@ -81,7 +84,8 @@ def test_a_failed_run_keeps_the_last_success_and_says_it_failed(tmp_path, write_
     samples = _samples(metrics)
     assert _one(samples, "opflow_run_success") == 0
     assert _one(samples, "opflow_run_last_success_timestamp_seconds") == last_success  # not reset by the failure
-    assert _one(samples, "opflow_tasks", status="failed") == 1 and _one(samples, "opflow_tasks", status="succeeded") == 1
+    assert _one(samples, "opflow_tasks", status="failed") == 1
+    assert _one(samples, "opflow_tasks", status="succeeded") == 1
     assert _one(samples, "opflow_run_finished_timestamp_seconds") > last_success
 
 

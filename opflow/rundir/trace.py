@@ -121,7 +121,8 @@ def chrome_trace(run_dir: Path) -> dict:
     events: list[dict] = [
         {"ph": "M", "name": "process_name", "pid": pid, "tid": 0, "ts": 0,
          "args": {"name": f"opflow run {doc.get('workflow')} ({doc.get('status')})"}},
-        {"ph": "M", "name": "process_name", "pid": pid + WAITS_PID_OFFSET, "tid": 0, "ts": 0, "args": {"name": "waits"}},
+        {"ph": "M", "name": "process_name", "pid": pid + WAITS_PID_OFFSET, "tid": 0, "ts": 0,
+         "args": {"name": "waits"}},
     ]
     lanes, names = [], []
     for worker in sorted({a["worker"] for a in attempts}):
