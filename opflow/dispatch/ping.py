@@ -3,8 +3,9 @@
     run_started   GET URL/start  (on its own thread: the first task does not wait for it)
     run_finished  GET URL        on success, GET URL/fail otherwise (failed or interrupted)
 
-Best effort, standard library only: each request gives up after `PING_TIMEOUT`, and an
-unreachable, silent or failing server is recorded, never a failed run. What each ping
+Best effort, standard library only: each request gives up after `PING_TIMEOUT` (the run's
+end waits that long at most, for both), and an unreachable, silent or failing server is
+recorded, never a failed run. What each ping
 got (an HTTP status, or the error) goes into the run_finished event's `extra` as `ping`,
 which the audit trail copies into run.json: this reporter must come before it.
 """
@@ -75,17 +76,19 @@ class Pinger(Reporter):
             self._starting = threading.Thread(target=self._ping_start, name="opflow-ping", daemon=True)
             self._starting.start()
         elif event["event"] == "run_finished":
+            # The run's end waits one timeout at most for both: /start, if still out (it goes
+            # first: a receiver keeps the order), three quarters of it at most; the last word, the rest.
+            deadline = time.monotonic() + self._timeout
             if self._starting is not None:
-                # /start goes before the last word (a receiver keeps them in order); it gives up by itself.
-                self._starting.join(self._timeout + 1)
+                self._starting.join(self._timeout * 0.75)
             suffix = "" if event["status"] == "succeeded" else "/fail"
-            finish = self._ping(suffix)
+            finish = self._ping(suffix, deadline - time.monotonic())
             start = self._start or {"url": shown_url(_with_suffix(self._parts, "/start")), "error": "no answer yet"}
             event.setdefault("extra", {})["ping"] = {"url": self._shown, "start": start, "finish": finish}
 
     def _ping_start(self) -> None:
-        self._start = self._ping("/start")
+        self._start = self._ping("/start", self._timeout)
 
-    def _ping(self, suffix: str) -> dict:
+    def _ping(self, suffix: str, timeout: float) -> dict:
         url = _with_suffix(self._parts, suffix)
-        return {"url": shown_url(url), **_get(url, self._timeout)}
+        return {"url": shown_url(url), **_get(url, timeout)}
