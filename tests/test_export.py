@@ -123,3 +123,23 @@ def test_a_bad_run_dir_is_one_line_and_exit_2(tmp_path, make):
 def test_an_unknown_format_is_exit_2(tmp_path, traced_run):
     result = run_cli("export", str(traced_run), "--format", "svg", cwd=tmp_path)
     assert result.returncode == 2 and "chrome-trace" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_tasks_on_threads_of_one_process_get_a_track_each_while_they_overlap(tmp_path, faults):
+    flow = write(tmp_path, "flow.yaml", """
+        name: threads
+        tasks:
+          - {id: one, plugin: shell, timeout: 60, config: {command: "touch one; while [ ! -e two ]; do sleep 0.01; done"}}
+          - {id: two, plugin: shell, timeout: 60, config: {command: "touch two; while [ ! -e one ]; do sleep 0.01; done"}}
+    """)  # each ends only once the other has started: they overlap
+    ran = run_cli("run", str(flow), "--executor", "thread", "--workers", "2", "--quiet", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    run_dir = latest_run_dir(tmp_path / "logs")
+    out = tmp_path / "trace.json"
+    assert run_cli("export", str(run_dir), "-o", str(out), cwd=tmp_path).returncode == 0
+    doc = json.loads(out.read_text())
+    tracks = check_trace_format(doc)  # never both on one track
+    names = _thread_names(doc)
+    pid = records(run_dir)["one"]["attempt_log"][0]["pid"]
+    used = {names[track] for track, slices in tracks.items() if any(e["cat"] == "attempt" for e in slices)}
+    assert used == {f"worker {pid}", f"worker {pid} #2"}
