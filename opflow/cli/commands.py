@@ -437,6 +437,55 @@ def _print_prediction(workflow, log_dir: Path, sizes: list[int], as_json: bool) 
         click.echo(line)
 
 
+@main.command(short_help="Time FILE at several pool sizes, beside the predicted times.")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--sizes", default=None, metavar="N,N,...",
+              help="Pool sizes to time (default: 1, 2, 4, ... up to the CPUs this process may use).")
+@click.option("--reps", type=click.IntRange(min=1, max=100), default=3, show_default=True,
+              help="Runs at each size; the median is what counts.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Override a declared workflow param (repeatable), passed to every run.")
+@click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the runs go (default: $OPFLOW_LOG_DIR, else ./logs).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write `opflow report` of every run to this HTML file.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON document; progress goes to stderr.")
+def bench(file, sizes, reps, params, log_dir, output, as_json):
+    """Run FILE --reps times at each pool size, every task really running each time
+    (no cache, no resume), and print the median wall time, spread, speedup and
+    efficiency of each size beside the times `opflow plan --predict` gives."""
+    from opflow.cli.bench import bench_lines, machine_info, run_bench
+    from opflow.workflow.params import parse_cli_params
+
+    interrupts.install()
+    try:
+        knobs.check()
+        log_dir = _log_dir(log_dir)
+        if sizes is None:
+            usable = machine_info()["usable_cpus"] or 1
+            sizes = ",".join(str(2 ** k) for k in range(usable.bit_length()) if 2 ** k <= usable)
+        sizes = _pool_sizes(sizes, "--sizes")
+        document = run_bench(file, sizes, reps, params=parse_cli_params(params) or None, log_dir=log_dir,
+                             say=lambda line: click.echo(f"bench: {line}", err=True))
+        if document.get("interrupted"):
+            click.echo("opflow: bench interrupted; nothing more was run", err=True)
+            sys.exit(document["exit_code"])
+        if output is not None:
+            from opflow.rundir.report import write_report
+
+            document["report"] = str(write_report([r["run_dir"] for r in document["runs"]], output))
+    except OpflowError as error:
+        _fail(error)
+    if as_json:
+        _echo_json(document)
+    else:
+        for line in bench_lines(document):
+            click.echo(line)
+        if output is not None:
+            click.echo(f"report: {document['report']}")
+    sys.exit(1 if document["failed_runs"] else 0)
+
+
 @main.command(short_help="List plugins: built-ins, entry points, workers/*.py.")
 @click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of plugins.")

@@ -14,7 +14,7 @@ how many may hold it at once. By default every task takes one slot and holds no 
 """
 from __future__ import annotations
 
-__all__ = ["Demand", "ONE_SLOT", "Prediction", "remaining_paths", "simulate", "predict"]
+__all__ = ["Demand", "ONE_SLOT", "Prediction", "remaining_paths", "simulate", "predict", "demand_of"]
 
 import heapq
 from dataclasses import dataclass
@@ -129,3 +129,11 @@ def predict(depends_on: Mapping[str, Sequence[str]], seconds: Mapping[str, float
     return [Prediction(workers=n, wall_s=overhead_s + simulate(depends_on, seconds, n, demand, limits),
                        critical_path_s=overhead_s + critical, work_bound_s=overhead_s + work / n)
             for n in sizes]
+
+
+def demand_of(workflow) -> tuple[Callable[[str], Demand], dict[str, int]]:
+    """What each task of `workflow` takes from the pool, and the named limits' sizes: the
+    one place that reads task keys for the simulation. Today every task takes one slot and
+    no limit exists; task keys `cpus:` (slots) and `limit:`, with the workflow's `limits:`,
+    plug in here."""
+    return _one_slot, {}
