@@ -57,6 +57,7 @@ def test_explain_names_each_change_and_the_run_does_what_it_said(tmp_path):
     unchanged = _explain(tmp_path, flow)
     assert {t: v["verdict"] for t, v in unchanged.items()} == {
         "load": "reuse", "calc": "reuse", "up": "reuse", "down": "reuse", "plain": "run"}
+    assert {v["verdict"] for v in _explain(tmp_path, flow, "--no-cache").values()} == {"run"}
 
     write(tmp_path, "data.csv", "a,b\n1,3\n")  # an input file
     write(tmp_path, "steps.py", "def double(x):\n    return x + x\n")  # the .py calc names
@@ -111,8 +112,12 @@ def test_explain_resume_says_what_resume_reuses(tmp_path):
         t: v["verdict"] == "reuse" for t, v in verdicts.items()}
 
 
-def test_explain_refuses_resume_without_a_run(tmp_path):
+def test_explain_refuses_resume_without_a_run_and_mixed_options(tmp_path):
     flow = _project(tmp_path)
+    both = run_cli("plan", str(flow), "--explain", "--predict", "1,2", cwd=tmp_path)
+    assert both.returncode == 2 and "one or the other" in both.stderr
+    alone = run_cli("plan", str(flow), "--resume", cwd=tmp_path)
+    assert alone.returncode == 2 and "goes with --explain" in alone.stderr
     result = run_cli("plan", str(flow), "--explain", "--resume", "--log-dir", str(tmp_path / "logs"), cwd=tmp_path)
     assert result.returncode == 2
     assert "no earlier run" in result.stderr and "Traceback" not in result.stderr

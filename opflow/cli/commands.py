@@ -363,6 +363,8 @@ def plan(file, log_dir, params, explain, resume, no_cache, predict_sizes, as_jso
         log_dir = _log_dir(log_dir)
         if (resume or no_cache) and not explain:
             raise UsageError(f"{'--resume' if resume else '--no-cache'} goes with --explain")
+        if explain and predict_sizes is not None:
+            raise UsageError("--explain and --predict: give one or the other")
         sizes = _pool_sizes(predict_sizes, "--predict") if predict_sizes is not None else None
         workflow, plugins = load(file, parse_cli_params(params) or None)
         if explain:
