@@ -92,3 +92,24 @@ def test_the_wheel_ships_the_bench_and_the_prediction(tmp_path):
     assert {"opflow/cli/bench.py", "opflow/workflow/predict.py", "opflow/dispatch/explain.py"} <= names
     help_text = run_cli("bench", "--help", cwd=tmp_path)
     assert help_text.returncode == 0 and "--sizes" in help_text.stdout and "--reps" in help_text.stdout
+
+
+def test_bench_stops_at_ctrl_c_and_runs_nothing_more(tmp_path):
+    import subprocess
+    import sys
+
+    from helpers import latest_run_dir, run_dirs, run_json, signal_when
+
+    flow = write(tmp_path, "flow.yaml", """
+        name: bench stop
+        tasks:
+          - {id: long, plugin: shell, config: {command: "touch started; sleep 60"}}
+    """)
+    proc = subprocess.Popen([sys.executable, "-m", "opflow", "bench", str(flow), "--sizes", "1,2", "--reps", "2",
+                             "--log-dir", str(tmp_path / "logs")], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    output = signal_when(proc, lambda: (tmp_path / "started").exists(), "the first run's task to start")
+    assert proc.returncode == 130, output
+    assert "interrupted" in output and "Traceback" not in output
+    assert len(run_dirs(tmp_path / "logs")) == 1  # the other sizes and reps never started
+    assert run_json(latest_run_dir(tmp_path / "logs"))["status"] == "interrupted"

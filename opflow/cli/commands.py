@@ -456,6 +456,8 @@ def bench(file, sizes, reps, params, log_dir, output, as_json):
     """Run FILE --reps times at each pool size, every task really running each time
     (no cache, no resume), and print the median wall time, spread, speedup and
     efficiency of each size beside the times `opflow plan --predict` gives."""
+    import asyncio
+
     from opflow.cli.bench import bench_lines, machine_info, run_bench
     from opflow.workflow.params import parse_cli_params
 
@@ -478,6 +480,10 @@ def bench(file, sizes, reps, params, log_dir, output, as_json):
             document["report"] = str(write_report([r["run_dir"] for r in document["runs"]], output))
     except OpflowError as error:
         _fail(error)
+    except asyncio.CancelledError:  # a signal while a run was starting or ending: as `run` says it
+        signum = interrupts.received() or signal.SIGINT
+        click.echo(f"opflow: {signal.Signals(signum).name}: bench interrupted; nothing more was run", err=True)
+        sys.exit(128 + signum)
     if as_json:
         _echo_json(document)
     else:
