@@ -25,7 +25,7 @@ from pathlib import Path
 
 from opflow.errors import UsageError
 from opflow.rundir.files import UnsafePathError, write_text_atomic
-from opflow.rundir.layout import epoch_of, load_task_records
+from opflow.rundir.layout import iso_epoch, load_task_records
 from opflow.rundir.runs import read_run
 
 FORMATS = ("chrome-trace",)
@@ -47,7 +47,7 @@ def _slices(doc: dict, records: dict) -> tuple[list[dict], list[dict]]:
         log = record.get("attempt_log") or []
         previous_end = None
         for n, attempt in enumerate(log):
-            began, ended = epoch_of(attempt.get("started_at")), epoch_of(attempt.get("finished_at"))
+            began, ended = iso_epoch(attempt.get("started_at")), iso_epoch(attempt.get("finished_at"))
             if began is None:
                 continue
             last = n == len(log) - 1
@@ -113,7 +113,7 @@ def chrome_trace(run_dir: Path) -> dict:
     """The run in `run_dir` as a trace document; a UsageError (one line) for a bad run directory."""
     doc = read_run(run_dir)
     records = load_task_records(run_dir)
-    origin = epoch_of(doc.get("started_at"))
+    origin = iso_epoch(doc.get("started_at"))
     if origin is None:
         raise UsageError(f"{run_dir}/run.json: no started_at; cannot place the run in time")
     pid = doc["pid"] if isinstance(doc.get("pid"), int) else 1
