@@ -25,7 +25,7 @@ from opflow.errors import UsageError
 from opflow.events import Reporter, iso_time
 from opflow.options import Options
 from opflow.worker.guard import GUARD_MESSAGE, refuse_in_starting_worker, unguarded_call_site
-from opflow.rundir.history import plan_resume, prune_runs, workflow_copy
+from opflow.rundir.history import find_upstream_results, plan_resume, prune_runs, workflow_copy
 from opflow.rundir.layout import (create_run_dir, latest_run, load_task_record, needs_file_tag,
                                   read_task_records, read_trusted_run_json, RUN_JSON, slugify, TASKS,
                                   WORKFLOW_COPY)
@@ -33,6 +33,7 @@ from opflow.workflow.limits import MAX_WORKERS
 from opflow.rundir.lock import WorkflowLock
 from opflow.rundir.results_log import RESULTS_FILE, create_results_log
 from opflow.workflow.loading import load
+from opflow.workflow.selection import resolve_all, select_tasks
 
 if TYPE_CHECKING:
     from opflow.dispatch.coordinator import RunSummary
@@ -108,7 +109,8 @@ class _Collector(Reporter):
 async def run_async(path: str | Path, *, workers: int = 0, executor: str = "process", log_dir: str | Path = "logs",
                     params: dict | None = None, keep_going: bool = False, scheduler: str | None = None,
                     lock: bool = True, keep_runs: int | None = None, resume: bool | str | Path = False,
-                    timeout: float | None = None, cache: bool = True,
+                    timeout: float | None = None, cache: bool = True, only: Iterable[str] = (),
+                    skip: Iterable[str] = (), force: Iterable[str] = (), from_run: str | Path | None = None,
                     reporters: Iterable[Reporter] = (), _source: Path | None = None,
                     _source_sha256: str | None = None) -> RunResult:
     """Run a workflow file from inside an event loop; see `run` for the options
@@ -135,6 +137,8 @@ async def _run_options(path: str | Path, options: Options, reporters: Iterable[R
         raise UsageError(f"--workers {options.workers}: at most {MAX_WORKERS}")
     if options.keep_runs is not None and options.keep_runs < 1:
         raise UsageError(f"--keep-runs {options.keep_runs}: must be at least 1")
+    if options.from_run is not None and not (options.only or options.skip):
+        raise UsageError("--from-run goes with --only or --skip (it gives the unselected upstream tasks' results)")
     if options.scheduler and not backend.takes_scheduler:
         takers = " or ".join(name for name, cls in BACKENDS.items() if cls.takes_scheduler)
         raise UsageError(f"--scheduler goes with --executor {takers}")
@@ -155,6 +159,15 @@ async def _prepare_and_run(path: str | Path, options: Options, reporters: Iterab
     coordinator = await interrupts.call_off_loop(importlib.import_module, "opflow.dispatch.coordinator")
     RunOptions, _run_async = coordinator.RunOptions, coordinator.run_async
     executor, backend = options.executor, backend_class(options.executor)
+    # The whole file's workflow: what reuse is checked against; `workflow` becomes what this run runs.
+    whole, selection = workflow, None
+    if options.only or options.skip:
+        selection = select_tasks(whole, options.only, options.skip)
+        workflow = selection.restrict(whole)
+    forced = resolve_all(whole, options.force, "--force")
+    not_run = sorted(forced - {t.id for t in workflow.tasks} | (forced & set(selection.upstream if selection else ())))
+    if not_run:
+        raise UsageError(f"--force {' '.join(options.force)}: '{not_run[0]}' is not selected, so it does not run")
 
     # Absolute: every path a run hands its workers (logs, results, the run dir) must mean the
     # same on a Dask worker started from another folder as here.
@@ -178,10 +191,14 @@ async def _prepare_and_run(path: str | Path, options: Options, reporters: Iterab
             source = latest_run(log_dir, workflow) if options.resume is True else Path(options.resume)
             if source is None:
                 raise UsageError(f"--resume: no earlier run of '{workflow.name}' ({workflow.path}) under {log_dir}")
-            plan = await interrupts.call_off_loop(plan_resume, source, workflow)
-            run_options.reuse, run_options.reused_from = plan.reuse, str(source)
-            run_options.reused_records = read_task_records(source, plan.reuse)  # a record lost in a crash: reused, less described
-            extra = {"resumed_from": str(source), "resume_changes": plan.changes, "reused": list(plan.reuse)}
+            plan = await interrupts.call_off_loop(plan_resume, source, whole)
+            reuse = {t: blob for t, blob in plan.reuse.items() if t not in forced}
+            run_options.reuse, run_options.reused_from = reuse, str(source)
+            run_options.reused_records = read_task_records(source, reuse)  # a record lost in a crash: reused, less described
+            extra = {"resumed_from": str(source), "resume_changes": plan.changes, "reused": list(reuse)}
+        if selection is not None:
+            extra["selection"] = await _reuse_upstream(run_options, log_dir, whole, selection, options.from_run)
+        run_options.forced = forced
         try:
             # One clock reading names the run dir and is run.json's started_at.
             run_options.started_at = time.time()
@@ -210,6 +227,26 @@ async def _prepare_and_run(path: str | Path, options: Options, reporters: Iterab
             prune_runs(log_dir, workflow, options.keep_runs, protect=run_dir)
     # Absolute, as after resume: the reader of a cron mail does not know the folder it ran in.
     return RunResult(summary, run_dir.absolute(), collector.duration_s)
+
+
+async def _reuse_upstream(run_options, log_dir: Path, whole, selection, from_run) -> dict:
+    """The selected tasks' unselected upstream, reused from earlier runs (run_options.reuse);
+    run.json's `selection`. None to be found: exit 2 naming who needs what, before anything runs."""
+    found = await interrupts.call_off_loop(find_upstream_results, log_dir, whole, selection.upstream,
+                                           Path(from_run) if from_run is not None else None)
+    if found.missing:
+        where = f"in {from_run}" if from_run is not None else f"in any earlier run of '{whole.name}' under {log_dir}"
+        lines = []
+        for task_id in found.missing:
+            reader = next(t for t in selection.selected + selection.upstream
+                          if task_id in whole.task(t).depends_on)
+            lines.append(f"task '{reader}' needs the result of '{task_id}', which is not selected and did not succeed "
+                         f"{where} with the same config, params and upstream (select it too: --only +{reader})")
+        raise UsageError("\n".join(lines))
+    run_options.reuse = {**run_options.reuse, **found.reuse}
+    run_options.reused_sources = found.sources
+    run_options.reused_records = {**run_options.reused_records, **found.records}
+    return selection.as_record(found.sources)
 
 
 def _start_early(backend) -> None:
@@ -242,7 +279,9 @@ def _check_guard(options: Options) -> None:
 def run(path: str | Path, *, workers: int = 0, executor: str = "process", log_dir: str | Path = "logs",
         params: dict | None = None, keep_going: bool = False, scheduler: str | None = None,
         lock: bool = True, keep_runs: int | None = None, resume: bool | str | Path = False,
-        timeout: float | None = None, cache: bool = True, reporters: Iterable[Reporter] = ()) -> RunResult:
+        timeout: float | None = None, cache: bool = True, only: Iterable[str] = (), skip: Iterable[str] = (),
+        force: Iterable[str] = (), from_run: str | Path | None = None,
+        reporters: Iterable[Reporter] = ()) -> RunResult:
     """Run the workflow file at `path` to the end; returns a `RunResult`.
 
     Options (the `opflow run` options of the same names):
@@ -258,6 +297,11 @@ def run(path: str | Path, *, workers: int = 0, executor: str = "process", log_di
                   a path: that run directory instead
       timeout     seconds for the whole run: then running tasks are killed, the rest cancelled
       cache       False: ignore `cache: true` (run every task, as --no-cache does)
+      only        selectors of the tasks to run (ids, globs, tag:NAME, +ID, ID+, +ID+; see docs/cli.md)
+      skip        selectors of tasks not to run (alone: run everything else)
+      force       selectors of tasks that run even where the cache or resume would reuse them
+      from_run    a run directory the selected tasks' unselected upstream results come from
+                  (default: the latest run of this workflow in which each succeeded)
       reporters   extra `opflow.events.Reporter`s that receive every event
 
     The result: `.status` ("succeeded", "failed", "interrupted"), `.exit_code`,

@@ -50,7 +50,7 @@ class TaskState:
     written by the ready set only (ready.py)."""
 
     __slots__ = ("spec", "status", "waiting", "attempts", "reason", "outcome", "timer", "reused", "reused_from",
-                 "cache_key", "log", "announced", "backoff_s", "backoff_since", "due")
+                 "cache_key", "log", "announced", "backoff_s", "backoff_since", "due", "forced")
 
     def __init__(self, spec):
         self.spec = spec
@@ -68,6 +68,7 @@ class TaskState:
         self.backoff_s = 0.0  # seconds spent in retry delays (retry_delay's backoff)
         self.backoff_since: float | None = None  # a retry delay began (None: not backing off)
         self.due: float | None = None  # it became ready, or its retry delay ended: the next attempt may go
+        self.forced = False  # --force named it: no cache entry or resume stands in for it
 
     def begin_backoff(self, now: float) -> None:
         self.backoff_since = now
@@ -112,6 +113,7 @@ def task_record(state: TaskState, task_logs_dir: str | None) -> dict:
         "reason": state.reason,
         "reused": state.reused,
         "reused_from": state.reused_from,
+        "forced": state.forced,
         "cache_key": state.cache_key,
         "result_sha256": outcome.digest or None if outcome is not None and outcome.ok else None,
         "trigger": state.spec.trigger,

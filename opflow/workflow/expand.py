@@ -14,6 +14,7 @@ __all__ = ["TRIGGERS", "FEATURE_KEYS", "FEATURE_DEFAULT_KEYS", "task_features", 
 import dataclasses
 import glob
 import os
+import re
 from typing import Callable
 
 import yaml
@@ -22,8 +23,12 @@ from opflow.workflow.config_schema import check_config
 from opflow.workflow.templating import Scope, render_value
 
 TRIGGERS = ("all_success", "all_done", "one_failed")
-FEATURE_KEYS = ("trigger", "cache", "inputs", "foreach")
-FEATURE_DEFAULT_KEYS = ("cache",)
+FEATURE_KEYS = ("trigger", "cache", "inputs", "foreach", "tags", "retry_on")
+FEATURE_DEFAULT_KEYS = ("cache", "retry_on")
+#: A tag, and an exception type name of `retry_on` (a dotted name: `requests.ConnectionError` too).
+_TAG = re.compile(r"[A-Za-z0-9_.-]+")
+_EXCEPTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+_EXIT_STATUS = re.compile(r"exit:([0-9]{1,3})")
 MAX_INSTANCES = 100_000  # a foreach larger than this is a typo (or a job for another tool)
 
 #: Which config strings of which plugin are shell commands (their values are shell-quoted).
@@ -31,8 +36,12 @@ SHELL_KEYS = {"shell": (("command",),)}
 
 
 def default_features(checker, items) -> dict:
-    """The `defaults:` keys this module owns (`cache`)."""
+    """The `defaults:` keys this module owns (`cache`, `retry_on`)."""
     found = {}
+    if "retry_on" in items:
+        retry_on = _retry_on(checker, items["retry_on"][1], None)
+        if retry_on is not None:
+            found["retry_on"] = retry_on
     if "cache" in items:
         value = checker.value(items["cache"][1])
         if not isinstance(value, bool):
@@ -44,7 +53,17 @@ def default_features(checker, items) -> dict:
 
 def task_features(checker, items, task_id, defaults: dict) -> dict:
     """trigger, cache, inputs, foreach of one task (shapes checked; values rendered later)."""
-    features = {"trigger": "all_success", "cache": bool(defaults.get("cache", False)), "inputs": (), "foreach": None}
+    features = {"trigger": "all_success", "cache": bool(defaults.get("cache", False)), "inputs": (), "foreach": None,
+                "tags": (), "retry_on": defaults.get("retry_on")}
+    if "tags" in items:
+        node = items["tags"][1]
+        value = checker.value(node)
+        if not isinstance(value, list) or not all(isinstance(v, str) and _TAG.fullmatch(v) for v in value):
+            checker.problem(f"'tags' must be a list of names ([A-Za-z0-9_.-]+), got {value!r}"[:200], node, task_id)
+        else:
+            features["tags"] = tuple(dict.fromkeys(value))
+    if "retry_on" in items:
+        features["retry_on"] = _retry_on(checker, items["retry_on"][1], task_id)
     if "trigger" in items:
         node = items["trigger"][1]
         value = checker.value(node)
@@ -80,6 +99,27 @@ def task_features(checker, items, task_id, defaults: dict) -> dict:
         else:
             features["foreach"] = value
     return features
+
+
+def _retry_on(checker, node, task_id) -> tuple[str, ...] | None:
+    """`retry_on: [ConnectionError, exit:75]`: exception type names and shell exit statuses."""
+    value = checker.value(node)
+    if not isinstance(value, list):
+        checker.problem(f"'retry_on' must be a list of exception type names or exit:N, got {value!r}"[:200],
+                        node, task_id)
+        return None
+    good = True
+    for i, entry in enumerate(value):
+        where = node.value[i] if isinstance(node, yaml.SequenceNode) else node
+        status = _EXIT_STATUS.fullmatch(entry) if isinstance(entry, str) else None
+        if status is not None and int(status.group(1)) > 255:
+            status = None
+        if status is None and not (isinstance(entry, str) and _EXCEPTION_NAME.fullmatch(entry)):
+            hint = " (an exit status is 0 to 255)" if isinstance(entry, str) and entry.startswith("exit:") else ""
+            checker.problem(f"retry_on: {entry!r} is neither an exception type name (ConnectionError) nor "
+                            f"exit:N{hint}"[:200], where, task_id)
+            good = False
+    return tuple(value) if good else None
 
 
 def config_lines(node, path: tuple = (), lines: dict | None = None) -> dict:

@@ -68,6 +68,9 @@ class TaskSpec:
     group: str | None = None  # a foreach instance: the id of the task it came from
     #: (foreach task id, its instance ids) for each foreach task this task depends on
     groups: tuple = field(default=(), hash=False, compare=False)
+    tags: tuple[str, ...] = ()  # names `--only tag:NAME` selects by
+    #: Which failures are retried (exception type names, `exit:N`); None: any but a misconfiguration.
+    retry_on: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
