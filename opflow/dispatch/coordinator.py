@@ -480,7 +480,7 @@ class Coordinator:
             state.status = TaskStatus.CANCELLED
             state.reason = self._killed_why
             self._record_final(state)
-        elif len(state.attempts) <= state.spec.retries and not (outcome.error or {}).get("misconfigured"):
+        elif len(state.attempts) <= state.spec.retries and _retryable(state.spec.retry_on, outcome):
             if self._ready.stop_reason is None:
                 self._schedule_retry(state)
             else:
@@ -753,6 +753,18 @@ def _keep_only_what_readers_need(outcome: Outcome) -> None:
     outcome.result = None
     outcome.where = None
     outcome.extra = None
+
+
+def _retryable(retry_on: tuple | None, outcome: Outcome) -> bool:
+    """May this failure be retried? Never a misconfiguration; with `retry_on`, only what it names
+    (the failure's retry_names, or for a failure opflow made, its error type: Timeout, WorkerCrashed)."""
+    error = outcome.error or {}
+    if error.get("misconfigured"):
+        return False
+    if retry_on is None:
+        return True
+    names = outcome.retry_names or (error.get("type"),)
+    return any(name in retry_on for name in names)
 
 
 def _batch_seconds() -> float:
