@@ -136,3 +136,20 @@ def test_matrix_mistakes_across_lines_are_named_at_each(tmp_path):
     assert "flow.yaml:14: task 'u': matrix: exclude: 'arch' is not a matrix name (names: os)" in done.stderr
     assert "flow.yaml:15: task 'u': '${matrix.oss}': no matrix name 'oss' (did you mean 'os'?)" in done.stderr
     assert "flow.yaml:18: task 'v': '${matrix.os}' is only defined in a task with 'matrix'" in done.stderr
+
+
+def test_the_docs_example_of_tags_retry_on_and_matrix_runs(tmp_path):
+    from helpers import REPO
+
+    page = (REPO / "docs" / "workflows.md").read_text(encoding="utf-8")
+    section = page.split("## Tags, `retry_on` and `matrix`", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "grid.yaml").write_text(example)
+    done = run_cli("run", "grid.yaml", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    tasks = records(latest_run_dir(tmp_path / "logs"))
+    assert sorted(tasks) == sorted(["fetch", "report", *INSTANCES])
+    assert tasks["fit[model=linear,depth=1]"]["result"]["stdout"] == "fit linear at depth 1\n"
+    only = run_cli("run", "grid.yaml", "--only", "tag:model", cwd=tmp_path)
+    assert only.returncode == 0, only.stderr
+    assert run_json(latest_run_dir(tmp_path / "logs"))["selection"]["resolved"] == INSTANCES
