@@ -109,8 +109,8 @@ class _Collector(Reporter):
 async def run_async(path: str | Path, *, workers: int = 0, executor: str = "process", log_dir: str | Path = "logs",
                     params: dict | None = None, keep_going: bool = False, scheduler: str | None = None,
                     lock: bool = True, keep_runs: int | None = None, resume: bool | str | Path = False,
-                    timeout: float | None = None, cache: bool = True, only: Iterable[str] = (),
-                    skip: Iterable[str] = (), force: Iterable[str] = (), from_run: str | Path | None = None,
+                    timeout: float | None = None, cache: bool = True, only: tuple[str, ...] = (),
+                    skip: tuple[str, ...] = (), force: tuple[str, ...] = (), from_run: str | Path | None = None,
                     reporters: Iterable[Reporter] = (), _source: Path | None = None,
                     _source_sha256: str | None = None) -> RunResult:
     """Run a workflow file from inside an event loop; see `run` for the options
@@ -279,8 +279,8 @@ def _check_guard(options: Options) -> None:
 def run(path: str | Path, *, workers: int = 0, executor: str = "process", log_dir: str | Path = "logs",
         params: dict | None = None, keep_going: bool = False, scheduler: str | None = None,
         lock: bool = True, keep_runs: int | None = None, resume: bool | str | Path = False,
-        timeout: float | None = None, cache: bool = True, only: Iterable[str] = (), skip: Iterable[str] = (),
-        force: Iterable[str] = (), from_run: str | Path | None = None,
+        timeout: float | None = None, cache: bool = True, only: tuple[str, ...] = (),
+        skip: tuple[str, ...] = (), force: tuple[str, ...] = (), from_run: str | Path | None = None,
         reporters: Iterable[Reporter] = ()) -> RunResult:
     """Run the workflow file at `path` to the end; returns a `RunResult`.
 
