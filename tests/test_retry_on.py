@@ -102,3 +102,20 @@ def test_a_bad_retry_on_is_a_validate_error_at_its_line(tmp_path, retry_on, says
     done = run_cli("validate", str(flow), cwd=tmp_path)
     assert done.returncode == 2
     assert f"flow.yaml:5: task 't': {says}" in done.stderr, done.stderr
+
+
+def test_a_misspelled_module_with_retries_is_refused_before_any_attempt(tmp_path):
+    write(tmp_path, "nightly_tool.py", "def main():\n    return 1\n")
+    done, tasks = run_flow(tmp_path, '  - {id: t, plugin: python, config: {function: "nightly_tol:main"}}\n',
+                           defaults="defaults: {retries: 1}\n")
+    assert done.returncode == 2 and tasks == {}
+    assert "flow.yaml:4: task 't': config 'function': module 'nightly_tol' is not installed" in done.stderr
+
+
+def test_a_failure_opflow_records_matches_its_error_type(tmp_path):
+    done, tasks = run_flow(tmp_path, "".join(
+        f'  - {{id: {task_id}, plugin: shell, timeout: 0.5, retries: 1, retry_on: [{names}], '
+        f'config: {{command: "sleep 30"}}}}\n' for task_id, names in (("named", "Timeout"), ("other", "ConnectionError"))))
+    assert done.returncode == 1
+    assert tasks["named"]["attempts"] == 2 and tasks["named"]["error"]["type"] == "Timeout"
+    assert tasks["other"]["attempts"] == 1
