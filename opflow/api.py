@@ -160,14 +160,8 @@ async def _prepare_and_run(path: str | Path, options: Options, reporters: Iterab
     RunOptions, _run_async = coordinator.RunOptions, coordinator.run_async
     executor, backend = options.executor, backend_class(options.executor)
     # The whole file's workflow: what reuse is checked against; `workflow` becomes what this run runs.
-    whole, selection = workflow, None
-    if options.only or options.skip:
-        selection = select_tasks(whole, options.only, options.skip)
-        workflow = selection.restrict(whole)
-    forced = resolve_all(whole, options.force, "--force")
-    not_run = sorted(forced - {t.id for t in workflow.tasks} | (forced & set(selection.upstream if selection else ())))
-    if not_run:
-        raise UsageError(f"--force {' '.join(options.force)}: '{not_run[0]}' is not selected, so it does not run")
+    whole = workflow
+    workflow, selection, forced = _choose(whole, options)
 
     # Absolute: every path a run hands its workers (logs, results, the run dir) must mean the
     # same on a Dask worker started from another folder as here.
@@ -192,7 +186,8 @@ async def _prepare_and_run(path: str | Path, options: Options, reporters: Iterab
             if source is None:
                 raise UsageError(f"--resume: no earlier run of '{workflow.name}' ({workflow.path}) under {log_dir}")
             plan = await interrupts.call_off_loop(plan_resume, source, whole)
-            reuse = {t: blob for t, blob in plan.reuse.items() if t not in forced}
+            runs = {t.id for t in workflow.tasks}  # with --only: what this run holds
+            reuse = {t: blob for t, blob in plan.reuse.items() if t not in forced and t in runs}
             run_options.reuse, run_options.reused_from = reuse, str(source)
             run_options.reused_records = read_task_records(source, reuse)  # a record lost in a crash: reused, less described
             extra = {"resumed_from": str(source), "resume_changes": plan.changes, "reused": list(reuse)}
@@ -227,6 +222,21 @@ async def _prepare_and_run(path: str | Path, options: Options, reporters: Iterab
             prune_runs(log_dir, workflow, options.keep_runs, protect=run_dir)
     # Absolute, as after resume: the reader of a cron mail does not know the folder it ran in.
     return RunResult(summary, run_dir.absolute(), collector.duration_s)
+
+
+def _choose(whole, options: Options):
+    """--only/--skip/--force: the workflow this run runs (all of it without a selection), the
+    Selection (or None), and the task ids --force names (each must be one this run runs)."""
+    workflow, selection = whole, None
+    if options.only or options.skip:
+        selection = select_tasks(whole, options.only, options.skip)
+        workflow = selection.restrict(whole)
+    forced = resolve_all(whole, options.force, "--force")
+    reused = set(selection.upstream) if selection is not None else set()
+    not_run = sorted((forced - {t.id for t in workflow.tasks}) | (forced & reused))
+    if not_run:
+        raise UsageError(f"--force {' '.join(options.force)}: '{not_run[0]}' is not selected, so it does not run")
+    return workflow, selection, forced
 
 
 async def _reuse_upstream(run_options, log_dir: Path, whole, selection, from_run) -> dict:

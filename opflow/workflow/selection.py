@@ -62,18 +62,17 @@ def select_tasks(workflow: Workflow, only: Iterable[str] = (), skip: Iterable[st
     if not chosen:
         raise UsageError(f"{_asked(only, skip)}: selects no task; nothing to run")
     graph = _Edges(workflow)
-    upstream: set[str] = set()
-    for task_id in chosen:
-        upstream |= graph.reach(task_id, graph.parents)
-    upstream -= chosen
-    for task_id in upstream:
-        # Its recorded result came from its own upstream as it was then: not what a selected
-        # task upstream of it makes now. Reusing it would mix the two (resume reruns such a task).
-        rerun = sorted(graph.reach(task_id, graph.parents) & chosen)
-        if rerun:
-            raise UsageError(f"{_asked(only, skip)}: '{task_id}' is not selected, but a selected task reads it and "
-                             f"it reads '{rerun[0]}', which runs: select '{task_id}' too (or leave '{rerun[0]}' out)")
+    upstream = graph.reach(chosen, graph.parents) - chosen
     order = [t.id for t in workflow.tasks]
+    # An unselected task downstream of a selected one: its recorded result came from its upstream as
+    # it was then, not from what the selected task makes now. Reusing it would mix the two (resume
+    # reruns such a task).
+    mixed = upstream & graph.reach(chosen, graph.children)
+    if mixed:
+        task_id = next(t for t in order if t in mixed)
+        rerun = next(t for t in order if t in graph.reach({task_id}, graph.parents) & chosen)
+        raise UsageError(f"{_asked(only, skip)}: '{task_id}' is not selected, but a selected task reads it and "
+                         f"it reads '{rerun}', which runs: select '{task_id}' too (or leave '{rerun}' out)")
     return Selection(only, skip, tuple(t for t in order if t in chosen), tuple(t for t in order if t in upstream))
 
 
@@ -95,11 +94,11 @@ def resolve(workflow: Workflow, selector: str, option: str) -> set[str]:
         raise UsageError(f"{option} {selector}: matches no task{_hint(workflow, core)}")
     if up or down:
         graph = _Edges(workflow)
-        for task_id in list(found):
-            if up:
-                found |= graph.reach(task_id, graph.parents)
-            if down:
-                found |= graph.reach(task_id, graph.children)
+        start = set(found)
+        if up:
+            found |= graph.reach(start, graph.parents)
+        if down:
+            found |= graph.reach(start, graph.children)
     return found
 
 
@@ -155,9 +154,10 @@ class _Edges:
                 self.children[dep].append(t.id)
 
     @staticmethod
-    def reach(start: str, edges) -> set[str]:
+    def reach(starts: set[str], edges) -> set[str]:
+        """Every task reached from `starts` along `edges` (parents or children): a start only if another reaches it."""
         seen: set[str] = set()
-        todo = list(edges[start])
+        todo = [t for start in starts for t in edges[start]]
         while todo:
             task_id = todo.pop()
             if task_id not in seen:
