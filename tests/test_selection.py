@@ -246,3 +246,15 @@ def test_force_runs_a_task_resume_would_reuse(tmp_path):
     tasks = records(latest_run_dir(tmp_path / "logs"))
     assert tasks["a"]["forced"] is True and tasks["a"]["reused"] is False
     assert json.loads((latest_run_dir(tmp_path / "logs") / "run.json").read_text())["reused"] == []
+
+
+def test_opflow_resume_force_reruns_a_task_that_succeeded(tmp_path):
+    write(tmp_path, "flow.yaml", CACHED.replace("cache: true", "cache: false"))
+    assert opflow(tmp_path).returncode == 0
+    first = latest_run_dir(tmp_path / "logs")
+    ran(tmp_path)
+    result = run_cli("resume", str(first), "--force", "b", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert ran(tmp_path) == ["b"]
+    tasks = records(latest_run_dir(tmp_path / "logs"))
+    assert tasks["a"]["reused"] is True and tasks["b"]["forced"] is True and tasks["b"]["reused"] is False

@@ -300,9 +300,11 @@ def run(file, log_dir, params, resume, only, skip, from_run, force, workers, exe
 
 @main.command(epilog=EXIT_CODES_HELP, short_help="Rerun what did not succeed in RUN_DIR, reusing the rest.")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", multiple=True, metavar="SEL",
+              help="Run these tasks (repeatable) though they succeeded in RUN_DIR (or the cache has them).")
 @_run_options
-def resume(run_dir, workers, executor, run_timeout, no_cache, scheduler, keep_going, lock, keep_runs, as_json, quiet,
-           colour):
+def resume(run_dir, force, workers, executor, run_timeout, no_cache, scheduler, keep_going, lock, keep_runs, as_json,
+           quiet, colour):
     """Rerun what did not succeed in RUN_DIR, reusing the results of what did.
 
     Runs that run's workflow (the copy kept in RUN_DIR, checked against its
@@ -314,7 +316,7 @@ def resume(run_dir, workers, executor, run_timeout, no_cache, scheduler, keep_go
 
     _execute(resume_run, as_json=as_json, quiet=quiet, run_dir=run_dir, workers=workers, executor=executor,
              scheduler=scheduler, keep_going=keep_going, lock=lock, keep_runs=keep_runs, timeout=run_timeout,
-             cache=not no_cache, colour=colour)
+             cache=not no_cache, colour=colour, force=tuple(force))
 
 
 def _echo_json(document) -> None:
