@@ -25,7 +25,7 @@ from opflow.errors import RunSkipped, UsageError
 from opflow.events import Reporter, iso_time
 from opflow.options import Options
 from opflow.worker.guard import GUARD_MESSAGE, refuse_in_starting_worker, unguarded_call_site
-from opflow.rundir.history import plan_resume, prune_runs, resume_source, workflow_copy
+from opflow.rundir.history import find_upstream_results, plan_resume, prune_runs, resume_source, workflow_copy
 from opflow.rundir.layout import (create_run_dir, load_task_record, needs_file_tag,
                                   read_task_records, read_trusted_run_json, RUN_JSON, slugify, TASKS,
                                   WORKFLOW_COPY)
@@ -34,6 +34,7 @@ from opflow.rundir.lock import IF_RUNNING, WorkflowLock
 from opflow.rundir.metrics_file import MetricsFile, check_metrics_path
 from opflow.rundir.results_log import RESULTS_FILE, create_results_log
 from opflow.workflow.loading import load
+from opflow.workflow.selection import resolve_all, select_tasks
 
 if TYPE_CHECKING:
     from opflow.dispatch.coordinator import RunSummary
@@ -110,7 +111,8 @@ async def run_async(path: str | Path, *, workers: int = 0, executor: str = "proc
                     params: dict | None = None, keep_going: bool = False, scheduler: str | None = None,
                     lock: bool = True, keep_runs: int | None = None, resume: bool | str | Path = False,
                     timeout: float | None = None, cache: bool = True, if_running: str = "fail",
-                    ping: str | None = None, metrics_file: str | Path | None = None,
+                    ping: str | None = None, metrics_file: str | Path | None = None, only: tuple[str, ...] = (),
+                    skip: tuple[str, ...] = (), force: tuple[str, ...] = (), from_run: str | Path | None = None,
                     reporters: Iterable[Reporter] = (), _source: Path | None = None,
                     _source_sha256: str | None = None) -> RunResult:
     """Run a workflow file from inside an event loop; see `run` for the options
@@ -147,6 +149,8 @@ async def _run_options(path: str | Path, options: Options, reporters: Iterable[R
         check_ping_url(options.ping)
     if options.metrics_file is not None:
         check_metrics_path(options.metrics_file)
+    if options.from_run is not None and not (options.only or options.skip):
+        raise UsageError("--from-run goes with --only or --skip (it gives the unselected upstream tasks' results)")
     if options.scheduler and not backend.takes_scheduler:
         takers = " or ".join(name for name, cls in BACKENDS.items() if cls.takes_scheduler)
         raise UsageError(f"--scheduler goes with --executor {takers}")
@@ -167,6 +171,9 @@ async def _prepare_and_run(path: str | Path, options: Options, reporters: Iterab
     coordinator = await interrupts.call_off_loop(importlib.import_module, "opflow.dispatch.coordinator")
     RunOptions, _run_async = coordinator.RunOptions, coordinator.run_async
     executor, backend = options.executor, backend_class(options.executor)
+    # The whole file's workflow: what reuse is checked against; `workflow` becomes what this run runs.
+    whole = workflow
+    workflow, selection, forced = _choose(whole, options)
 
     # Absolute: every path a run hands its workers (logs, results, the run dir) must mean the
     # same on a Dask worker started from another folder as here.
@@ -192,11 +199,16 @@ async def _prepare_and_run(path: str | Path, options: Options, reporters: Iterab
         if lock_wait_s is not None:
             extra["lock_wait_s"] = lock_wait_s
         if options.resume:
-            source = resume_source(log_dir, workflow, options.resume)
-            plan = await interrupts.call_off_loop(plan_resume, source, workflow)
-            run_options.reuse, run_options.reused_from = plan.reuse, str(source)
-            run_options.reused_records = read_task_records(source, plan.reuse)  # a record lost in a crash: reused, less described
-            extra = {"resumed_from": str(source), "resume_changes": plan.changes, "reused": list(plan.reuse)}
+            source = resume_source(log_dir, whole, options.resume)
+            plan = await interrupts.call_off_loop(plan_resume, source, whole)
+            runs = {t.id for t in workflow.tasks}  # with --only: what this run holds
+            reuse = {t: blob for t, blob in plan.reuse.items() if t not in forced and t in runs}
+            run_options.reuse, run_options.reused_from = reuse, str(source)
+            run_options.reused_records = read_task_records(source, reuse)  # a record lost in a crash: reused, less described
+            extra.update({"resumed_from": str(source), "resume_changes": plan.changes, "reused": list(reuse)})
+        if selection is not None:
+            extra["selection"] = await _reuse_upstream(run_options, log_dir, whole, selection, options.from_run)
+        run_options.forced = forced
         try:
             # One clock reading names the run dir and is run.json's started_at.
             run_options.started_at = time.time()
@@ -266,6 +278,41 @@ async def _take_lock(lock: WorkflowLock, if_running: str, reporters: Iterable[Re
     return round(time.monotonic() - began, 6)
 
 
+def _choose(whole, options: Options):
+    """--only/--skip/--force: the workflow this run runs (all of it without a selection), the
+    Selection (or None), and the task ids --force names (each must be one this run runs)."""
+    workflow, selection = whole, None
+    if options.only or options.skip:
+        selection = select_tasks(whole, options.only, options.skip)
+        workflow = selection.restrict(whole)
+    forced = resolve_all(whole, options.force, "--force")
+    reused = set(selection.upstream) if selection is not None else set()
+    not_run = sorted((forced - {t.id for t in workflow.tasks}) | (forced & reused))
+    if not_run:
+        raise UsageError(f"--force {' '.join(options.force)}: '{not_run[0]}' is not selected, so it does not run")
+    return workflow, selection, forced
+
+
+async def _reuse_upstream(run_options, log_dir: Path, whole, selection, from_run) -> dict:
+    """The selected tasks' unselected upstream, reused from earlier runs (run_options.reuse);
+    run.json's `selection`. None to be found: exit 2 naming who needs what, before anything runs."""
+    found = await interrupts.call_off_loop(find_upstream_results, log_dir, whole, selection.upstream,
+                                           Path(from_run) if from_run is not None else None)
+    if found.missing:
+        where = f"in {from_run}" if from_run is not None else f"in any earlier run of '{whole.name}' under {log_dir}"
+        lines = []
+        for task_id in found.missing:
+            reader = next(t for t in selection.selected + selection.upstream
+                          if task_id in whole.task(t).depends_on)
+            lines.append(f"task '{reader}' needs the result of '{task_id}', which is not selected and did not succeed "
+                         f"{where} with the same config, params and upstream (select it too: --only +{reader})")
+        raise UsageError("\n".join(lines))
+    run_options.reuse = {**run_options.reuse, **found.reuse}
+    run_options.reused_sources = found.sources
+    run_options.reused_records = {**run_options.reused_records, **found.records}
+    return selection.as_record(found.sources)
+
+
 def _start_early(backend) -> None:
     """The pool's forkserver imports opflow for a few hundred ms: started now, it does so
     on another core while this process parses the workflow and imports the coordinator."""
@@ -297,7 +344,9 @@ def run(path: str | Path, *, workers: int = 0, executor: str = "process", log_di
         params: dict | None = None, keep_going: bool = False, scheduler: str | None = None,
         lock: bool = True, keep_runs: int | None = None, resume: bool | str | Path = False,
         timeout: float | None = None, cache: bool = True, if_running: str = "fail", ping: str | None = None,
-        metrics_file: str | Path | None = None, reporters: Iterable[Reporter] = ()) -> RunResult:
+        metrics_file: str | Path | None = None, only: tuple[str, ...] = (),
+        skip: tuple[str, ...] = (), force: tuple[str, ...] = (), from_run: str | Path | None = None,
+        reporters: Iterable[Reporter] = ()) -> RunResult:
     """Run the workflow file at `path` to the end; returns a `RunResult`.
 
     Options (the `opflow run` options of the same names):
@@ -317,6 +366,11 @@ def run(path: str | Path, *, workers: int = 0, executor: str = "process", log_di
                   LockedError), "skip" (raise RunSkipped, whose exit_code is 0) or "wait"
       ping        a healthchecks URL: GET URL/start, then URL on success or URL/fail
       metrics_file  at the end, the run's metrics in the Prometheus text format, there
+      only        selectors of the tasks to run (ids, globs, tag:NAME, +ID, ID+, +ID+; see docs/cli.md)
+      skip        selectors of tasks not to run (alone: run everything else)
+      force       selectors of tasks that run even where the cache or resume would reuse them
+      from_run    a run directory the selected tasks' unselected upstream results come from
+                  (default: the latest run of this workflow in which each succeeded)
       reporters   extra `opflow.events.Reporter`s that receive every event
 
     The result: `.status` ("succeeded", "failed", "interrupted"), `.exit_code`,

@@ -110,6 +110,10 @@ class Outcome:
     #: It never started (the run was stopping, or what it waited for in its work
     #: item did not succeed): not an attempt. Made by `Outcome.not_started` only.
     never_started: bool = False
+    #: What a task's `retry_on` may match of this failure (worker/execute.py): the exception's
+    #: class and its bases by name (short and module-qualified), and `exit:N` for a command's
+    #: status. Empty for a failure opflow made (a timeout, a crash): its error type is matched.
+    retry_names: tuple = ()
 
     @classmethod
     def failed(cls, token: int, error: dict, *, started_at: float | None = None, pid: int = 0,

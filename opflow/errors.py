@@ -12,6 +12,8 @@ __all__ = [
     "WorkflowError",
     "Problem",
     "PluginError",
+    "ConfigError",
+    "CommandFailed",
     "LockedError",
     "RunSkipped",
 ]
@@ -71,6 +73,14 @@ class ConfigError(PluginError):
     a command's non-zero exit, a flaky service). Its record says `"misconfigured": true`
     beside the error's type, which stays `PluginError`.
     """
+
+
+class CommandFailed(PluginError):
+    """A command a task ran exited with a non-zero status: `retry_on: [exit:N]` matches it."""
+
+    def __init__(self, message: str, exit_status: int):
+        super().__init__(message)
+        self.exit_status = exit_status
 
 
 class LockedError(OpflowError):

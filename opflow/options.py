@@ -45,6 +45,14 @@ class Options:
     timeout: float | None = None
     #: False: ignore `cache: true` (run every task, as --no-cache does).
     cache: bool = True
+    #: Selectors (workflow/selection.py) of the tasks to run (empty: all of them).
+    only: tuple[str, ...] = ()
+    #: Selectors of tasks not to run (`--skip` alone: run everything else).
+    skip: tuple[str, ...] = ()
+    #: Selectors of tasks that run even where the cache or resume would reuse them.
+    force: tuple[str, ...] = ()
+    #: Where the selected tasks' unselected upstream results come from (None: the latest run that has each).
+    from_run: str | Path | None = None
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

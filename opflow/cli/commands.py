@@ -282,10 +282,20 @@ Exit codes:
                    "written).")
 @click.option("--resume", is_flag=True,
               help="Rerun only what did not succeed in the latest run of this workflow under --log-dir.")
+@click.option("--only", multiple=True, metavar="SEL",
+              help="Run only these tasks (repeatable). SEL: a task id, a glob (fit*), tag:NAME, or +SEL (and its "
+                   "upstream), SEL+ (and its downstream), +SEL+. An unselected upstream task's result is reused from "
+                   "the latest run in which it succeeded (or --from-run).")
+@click.option("--skip", multiple=True, metavar="SEL",
+              help="Do not run these tasks (repeatable); alone: run everything else.")
+@click.option("--from-run", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="RUN_DIR",
+              help="With --only/--skip: take the unselected upstream results from this run.")
+@click.option("--force", multiple=True, metavar="SEL",
+              help="Run these tasks (repeatable) even where the cache or --resume would reuse them.")
 @_run_options
 @_config_file_options
-def run(file, log_dir, params, resume, workers, executor, run_timeout, no_cache, scheduler, keep_going, lock,
-        if_running, ping, metrics_file, keep_runs, as_json, quiet, colour):
+def run(file, log_dir, params, resume, only, skip, from_run, force, workers, executor, run_timeout, no_cache,
+        scheduler, keep_going, lock, if_running, ping, metrics_file, keep_runs, as_json, quiet, colour):
     """Run the workflow in FILE.
 
     Defaults for these options may be kept in opflow.toml, or in [tool.opflow] of
@@ -301,13 +311,16 @@ def run(file, log_dir, params, resume, workers, executor, run_timeout, no_cache,
     _execute(run_workflow, as_json=as_json, quiet=quiet, path=file, log_dir=log_dir, params=overrides or None,
              resume=resume, workers=workers, executor=executor, scheduler=scheduler,
              keep_going=keep_going, lock=lock, keep_runs=keep_runs, timeout=run_timeout, cache=not no_cache,
-             if_running=if_running, ping=ping, metrics_file=metrics_file, colour=colour)
+             if_running=if_running, ping=ping, metrics_file=metrics_file, colour=colour,
+             only=tuple(only), skip=tuple(skip), from_run=from_run, force=tuple(force))
 
 
 @main.command(epilog=EXIT_CODES_HELP, short_help="Rerun what did not succeed in RUN_DIR, reusing the rest.")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", multiple=True, metavar="SEL",
+              help="Run these tasks (repeatable) though they succeeded in RUN_DIR (or the cache has them).")
 @_run_options
-def resume(run_dir, workers, executor, run_timeout, no_cache, scheduler, keep_going, lock, if_running, ping,
+def resume(run_dir, force, workers, executor, run_timeout, no_cache, scheduler, keep_going, lock, if_running, ping,
            metrics_file, keep_runs, as_json, quiet, colour):
     """Rerun what did not succeed in RUN_DIR, reusing the results of what did.
 
@@ -320,7 +333,8 @@ def resume(run_dir, workers, executor, run_timeout, no_cache, scheduler, keep_go
 
     _execute(resume_run, as_json=as_json, quiet=quiet, run_dir=run_dir, workers=workers, executor=executor,
              scheduler=scheduler, keep_going=keep_going, lock=lock, keep_runs=keep_runs, timeout=run_timeout,
-             cache=not no_cache, if_running=if_running, ping=ping, metrics_file=metrics_file, colour=colour)
+             cache=not no_cache, if_running=if_running, ping=ping, metrics_file=metrics_file, colour=colour,
+             force=tuple(force))
 
 
 def _echo_json(document) -> None:

@@ -112,6 +112,10 @@ class RunOptions(Options):
     run_dir: str | None = None
     #: Resume: task_id -> its record in the earlier run (reused tasks keep its result and times).
     reused_records: dict = field(default_factory=dict)
+    #: task_id -> the run directory its reused result comes from, where not `reused_from` (--only's upstream).
+    reused_sources: dict = field(default_factory=dict)
+    #: Tasks --force runs though the cache would reuse them (resume's reuse already leaves them out).
+    forced: set = field(default_factory=set)
 
     def pool_size(self) -> int:
         return self.workers if self.workers > 0 else (os.cpu_count() or 1)
@@ -148,6 +152,9 @@ class Coordinator:
         self.reporters = list(reporters)
         self.plan = build_plan(workflow)
         self.states = {t.id: TaskState(t) for t in workflow.tasks}
+        for task_id in options.forced:
+            if task_id in self.states:
+                self.states[task_id].forced = True
         self._ready = ReadySet(workflow.tasks, self.plan.layers, self.states, self._record_final)
         self._running: dict[int, str] = {}  # token -> task_id
         self._abandoned: set[int] = set()  # tokens whose late outcome we ignore
@@ -276,12 +283,13 @@ class Coordinator:
                 if self.options.results_path:
                     append_result(self.options.results_path, task_id, blob)
                 self._backend.seed(task_id, blob)
+            source = self.options.reused_sources.get(task_id, self.options.reused_from)
             state.status = TaskStatus.SUCCEEDED
             state.reused = True
-            state.reused_from = self.options.reused_from or None
-            state.reason = f"reused from {self.options.reused_from or 'an earlier run'}"
+            state.reused_from = source or None
+            state.reason = f"reused from {source or 'an earlier run'}"
             self.emit("task_finished", record=reused_record(self._record(state), self.options.reused_records.get(task_id),
-                                                            self.options.reused_from))
+                                                            source))
         return reused
 
     # -- dispatch -----------------------------------------------------------
@@ -472,7 +480,7 @@ class Coordinator:
             state.status = TaskStatus.CANCELLED
             state.reason = self._killed_why
             self._record_final(state)
-        elif len(state.attempts) <= state.spec.retries and not (outcome.error or {}).get("misconfigured"):
+        elif len(state.attempts) <= state.spec.retries and _retryable(state.spec.retry_on, outcome):
             if self._ready.stop_reason is None:
                 self._schedule_retry(state)
             else:
@@ -656,6 +664,9 @@ class Coordinator:
         document = task_cache_document(spec, self.plugins[spec.plugin], self.workflow, upstream)
         state.cache_key, state.cache_parts = cache_key(document), cache_parts(document)
         publish = bool(self._ready.children[task_id])
+        if state.forced:
+            state.cache_miss = "forced (--force)"
+            return False  # --force: it runs; its new result still goes under this key
         verdict = self.options.cache_store.lookup(task_id, document, need_blob=publish)
         hit = verdict.hit
         if hit is None:
@@ -742,6 +753,18 @@ def _keep_only_what_readers_need(outcome: Outcome) -> None:
     outcome.result = None
     outcome.where = None
     outcome.extra = None
+
+
+def _retryable(retry_on: tuple | None, outcome: Outcome) -> bool:
+    """May this failure be retried? Never a misconfiguration; with `retry_on`, only what it names
+    (the failure's retry_names, or for a failure opflow made, its error type: Timeout, WorkerCrashed)."""
+    error = outcome.error or {}
+    if error.get("misconfigured"):
+        return False
+    if retry_on is None:
+        return True
+    names = outcome.retry_names or (error.get("type"),)
+    return any(name in retry_on for name in names)
 
 
 def _batch_seconds() -> float:

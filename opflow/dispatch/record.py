@@ -50,7 +50,8 @@ class TaskState:
     written by the ready set only (ready.py)."""
 
     __slots__ = ("spec", "status", "waiting", "attempts", "reason", "outcome", "timer", "reused", "reused_from",
-                 "cache_key", "cache_parts", "cache_miss", "log", "announced", "backoff_s", "backoff_since", "due")
+                 "cache_key", "cache_parts", "cache_miss", "log", "announced", "backoff_s", "backoff_since", "due",
+                 "forced")
 
     def __init__(self, spec):
         self.spec = spec
@@ -70,6 +71,7 @@ class TaskState:
         self.backoff_s = 0.0  # seconds spent in retry delays (retry_delay's backoff)
         self.backoff_since: float | None = None  # a retry delay began (None: not backing off)
         self.due: float | None = None  # it became ready, or its retry delay ended: the next attempt may go
+        self.forced = False  # --force named it: no cache entry or resume stands in for it
 
     def begin_backoff(self, now: float) -> None:
         self.backoff_since = now
@@ -114,6 +116,7 @@ def task_record(state: TaskState, task_logs_dir: str | None) -> dict:
         "reason": state.reason,
         "reused": state.reused,
         "reused_from": state.reused_from,
+        "forced": state.forced,
         "cache_key": state.cache_key,
         "cache_parts": state.cache_parts,
         "cache_miss": state.cache_miss,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 __all__ = ["PLUGINS", "PluginRef", "add_search_root", "describe_class", "discover_plugins", "load_plugin_class",
            "worker_dirs", "plugin_config_schema", "builtin_class", "plugin_source_digest", "plugin_reads_params",
-           "PluginFileWarning"]
+           "PluginFileWarning", "written_module_name"]
 
 import ast
 import hashlib
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from opflow.plugin_base import Plugin
-from opflow.plugins._files import add_search_root, import_file, module_name_for
+from opflow.plugins._files import add_search_root, import_file, module_name_for, written_module_name
 from opflow.plugins.csv_ingest import CsvIngestPlugin
 from opflow.plugins.metrics import MetricsPlugin
 from opflow.plugins.python_call import PythonPlugin

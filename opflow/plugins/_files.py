@@ -8,7 +8,7 @@ folders of the workflows this process runs tasks for (`add_search_root`).
 """
 from __future__ import annotations
 
-__all__ = ["import_file", "module_name_for", "add_search_root"]
+__all__ = ["import_file", "module_name_for", "add_search_root", "written_module_name"]
 
 import hashlib
 import importlib.abc
@@ -37,6 +37,14 @@ def module_name_for(path: Path) -> str:
     name = f"{_PREFIX}{re.sub(r'[^0-9A-Za-z_]', '_', resolved.stem)}_{digest}"
     _known[name] = resolved
     return name
+
+
+def written_module_name(name: str) -> str:
+    """A module's name as the workflow wrote it: a user's file (`_opflow_file_steps_<hash>`) by its stem."""
+    if not name.startswith(_PREFIX):
+        return name
+    path = _known.get(name)
+    return path.stem if path is not None else name[len(_PREFIX):-_HASH_LEN - 1]
 
 
 def add_search_root(folder: str) -> None:

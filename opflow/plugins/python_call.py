@@ -77,18 +77,21 @@ class PythonPlugin(Plugin):
         if cached is not None:
             return cached
         local = local_module_file(self.workflow_dir, module_name)
-        if local.is_file():
-            module = import_file(local, module_name_for(local))
-            _resolved[(self.workflow_dir, module_name)] = module
-            return module
         try:
+            if local.is_file():
+                module = import_file(local, module_name_for(local))
+                _resolved[(self.workflow_dir, module_name)] = module
+                return module
             return importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
             if exc.name and module_name.startswith(exc.name):
                 raise ConfigError(
                     f"cannot import module {module_name!r}: not installed, and no {local.name} beside the workflow"
                 ) from None
-            raise
+            raise ConfigError(f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}") from exc
+        except (SyntaxError, ImportError) as exc:
+            # The module cannot be loaded as it is written (or what it imports is missing): no retry heals that.
+            raise ConfigError(f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}") from exc
 
 
 def function_problem(spec: str) -> str | None:

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import time
 
-from opflow.errors import ConfigError, PluginError
+from opflow.errors import CommandFailed, ConfigError, PluginError
 from opflow.plugin_base import Plugin
 
 STDERR_TAIL_LINES = 20
@@ -85,7 +85,8 @@ class ShellPlugin(Plugin):
         if proc.returncode != 0:
             tail = "\n".join(err.tail_text().rstrip().splitlines()[-STDERR_TAIL_LINES:])
             how = _describe_returncode(proc.returncode)
-            raise PluginError(f"command {how}" + (f"; stderr ends with:\n{tail}" if tail else "; stderr was empty"))
+            raise CommandFailed(f"command {how}" + (f"; stderr ends with:\n{tail}" if tail else "; stderr was empty"),
+                                proc.returncode)
         result = {"returncode": proc.returncode, "stdout": out.text(), "stderr": err.text()}
         truncated = [name for name, kept in (("stdout", out), ("stderr", err)) if kept.truncated]
         if truncated:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 __all__ = ["find_runs", "needs_file_tag", "runs_of_file", "latest_run", "prune_runs", "ResumePlan", "plan_resume", "resume_source",
            "WORKFLOW_COPY", "run_state", "coordinator_alive", "journal_statuses", "read_run_record", "workflow_copy",
-           "task_weights", "last_durations", "RunTimes", "run_times", "last_run_times"]
+           "task_weights", "last_durations", "RunTimes", "run_times", "last_run_times", "UpstreamResults",
+           "find_upstream_results"]
 
 import hashlib
 import json
@@ -24,7 +25,8 @@ from opflow.errors import UsageError, WorkflowError
 from opflow.rundir.files import read_private
 # The run directory's names, finding runs and liveness are layout.py's; kept importable from here.
 from opflow.rundir.layout import (JOURNAL, WORKFLOW_COPY, coordinator_alive, find_runs, iso_epoch, latest_run,
-                                  needs_file_tag, read_run_json, read_task_records, run_state, runs_of_file)
+                                  needs_file_tag, read_run_json, read_task_records, run_state, runs_of_file,
+                                  trusted_runs_of_file)
 from opflow.rundir.layout import read_trusted_run_json as read_run_record
 from opflow.rundir.results_log import RESULTS_FILE, read_results
 from opflow.workflow.spec import Workflow, load_workflow
@@ -155,6 +157,44 @@ def _rerun_all(plan: ResumePlan, workflow: Workflow, why: str) -> ResumePlan:
     plan.rerun = [t.id for t in workflow.tasks]
     plan.why = dict.fromkeys(plan.rerun, why)
     return plan
+
+
+@dataclass
+class UpstreamResults:
+    """What a selected run (`--only`/`--skip`) reuses for its unselected upstream tasks."""
+
+    reuse: dict = field(default_factory=dict)  # task_id -> pickled result
+    sources: dict = field(default_factory=dict)  # task_id -> the run directory it comes from
+    records: dict = field(default_factory=dict)  # task_id -> its record there
+    missing: list = field(default_factory=list)  # the task ids no run could give
+
+
+def find_upstream_results(log_dir: Path, workflow: Workflow, task_ids, from_run: Path | None = None) -> UpstreamResults:
+    """Each of `task_ids` from the newest trusted run of this workflow file that resume would
+    reuse it from (plan_resume: it succeeded there, and its spec, the params and its upstream
+    are unchanged), or from `from_run` alone."""
+    found = UpstreamResults()
+    wanted = list(task_ids)
+    runs = [Path(from_run).resolve()] if from_run is not None else trusted_runs_of_file(log_dir, workflow)[::-1]
+    for run_dir in runs:
+        missing = [t for t in wanted if t not in found.reuse]
+        if not missing:
+            break
+        try:
+            plan = plan_resume(run_dir, workflow)
+        except UsageError:
+            if from_run is not None:
+                raise  # the run named: why it cannot serve
+            continue  # still running, or unreadable: not a source
+        here = [t for t in missing if t in plan.reuse]
+        records = read_task_records(run_dir, here)
+        for task_id in here:
+            found.reuse[task_id] = plan.reuse[task_id]
+            found.sources[task_id] = str(run_dir)
+            if task_id in records:
+                found.records[task_id] = records[task_id]
+    found.missing = [t for t in wanted if t not in found.reuse]
+    return found
 
 
 def _old_workflow(run_dir: Path, params: dict | None = None) -> Workflow | None:

@@ -343,8 +343,10 @@ def _statuses(value) -> bool:
     return isinstance(value, dict) and all(isinstance(item, str) for item in value.values())
 
 
-def _numbers_or_none(value) -> bool:
-    return isinstance(value, dict) and all(item is None or _number(item) for item in value.values())
+def _resources(value) -> bool:
+    """Numbers, and where it ran as text (a Dask worker's address and host: Outcome.where)."""
+    return isinstance(value, dict) and all(item is None or _number(item) or isinstance(item, str)
+                                           for item in value.values())
 
 
 def _attempts(value) -> bool:
@@ -372,7 +374,7 @@ _RECORD_FIELDS = {
     "duration_s": _NUMBER, "run_s": _NUMBER, "wait_s": _NUMBER, "backoff_s": _NUMBER,
     "error": _OBJECT, "reason": _TEXT, "log": _TEXT,
     "reused": (lambda v: isinstance(v, bool), "true or false"), "depends_on": (_strings, "a list of task ids"),
-    "resources": (_numbers_or_none, "an object of numbers"),
+    "resources": (_resources, "an object of numbers (and the worker and host it ran on)"),
     "attempt_log": (_attempts, "a list of attempts (attempt, started_at, finished_at, pid, error)"),
 }
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from opflow.attempt import ErrorKind, Outcome, TaskRequest, error_record
 from opflow.worker.context import PICKLE_PROTOCOL, StoreAddress, TaskContext, connect_store
 from opflow.errors import ConfigError, PluginError
-from opflow.plugins import add_search_root, load_plugin_class
+from opflow.plugins import add_search_root, load_plugin_class, written_module_name
 from opflow.worker.monitor import monitor
 from opflow.worker.render import render
 from opflow.rundir.results_log import append_result, append_result_parts
@@ -62,6 +62,7 @@ def _execute(request: TaskRequest) -> Outcome:
         outcome.ok = True
     except PluginError as exc:
         outcome.error = error_record(ErrorKind.PLUGIN_ERROR, str(exc), traceback.format_exc())
+        outcome.retry_names = _retry_names(exc)
         if isinstance(exc, ConfigError):
             outcome.error["misconfigured"] = True  # the coordinator retries it never
     except _UnpicklableResult as exc:
@@ -73,6 +74,7 @@ def _execute(request: TaskRequest) -> Outcome:
     except BaseException as exc:  # any other, even a BaseException of the user's: a recorded value,
         # as text only, so the outcome never needs the user's module to be unpickled
         outcome.error = error_record(type(exc).__name__, str(exc) or repr(exc), traceback.format_exc())
+        outcome.retry_names = _retry_names(exc)
     finally:
         peak = monitor.end()
     cpu_after = os.times()
@@ -81,6 +83,22 @@ def _execute(request: TaskRequest) -> Outcome:
     outcome.cpu_system_s = round((cpu_after.system - cpu_before.system) + (cpu_after.children_system - cpu_before.children_system), 6)
     outcome.peak_rss = peak
     return outcome
+
+
+def _retry_names(exc: BaseException) -> tuple[str, ...]:
+    """Names along the exception's class and its bases (ConnectionError, builtins' short name only;
+    a user's class also as module.Name), and `exit:N` for a failed command: what retry_on matches."""
+    names = []
+    for cls in type(exc).__mro__:
+        if cls is object:
+            continue
+        names.append(cls.__qualname__)
+        if cls.__module__ != "builtins":
+            names.append(f"{written_module_name(cls.__module__)}.{cls.__qualname__}")
+    status = getattr(exc, "exit_status", None)
+    if isinstance(status, int):
+        names.append(f"exit:{status}")
+    return tuple(names)
 
 
 def _call_plugin(request: TaskRequest):

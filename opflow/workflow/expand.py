@@ -9,21 +9,33 @@ checker, which collects the problems (file:line: task 'id': ...).
 from __future__ import annotations
 
 __all__ = ["TRIGGERS", "FEATURE_KEYS", "FEATURE_DEFAULT_KEYS", "task_features", "default_features",
-           "config_lines", "expand_tasks"]
+           "config_lines", "expand_tasks", "matrix_instances"]
 
 import dataclasses
+import difflib
 import glob
+import itertools
+import json
 import os
+import re
 from typing import Callable
 
 import yaml
 
 from opflow.workflow.config_schema import check_config
+from opflow.workflow.limits import MAX_ID_LENGTH
 from opflow.workflow.templating import Scope, render_value
 
 TRIGGERS = ("all_success", "all_done", "one_failed")
-FEATURE_KEYS = ("trigger", "cache", "inputs", "foreach")
-FEATURE_DEFAULT_KEYS = ("cache",)
+FEATURE_KEYS = ("trigger", "cache", "inputs", "foreach", "tags", "retry_on", "matrix")
+FEATURE_DEFAULT_KEYS = ("cache", "retry_on")
+#: A tag, and an exception type name of `retry_on` (a dotted name: `requests.ConnectionError` too).
+_TAG = re.compile(r"[A-Za-z0-9_.-]+")
+_EXCEPTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+_EXIT_STATUS = re.compile(r"exit:([0-9]{1,3})")
+#: A matrix name (`${matrix.NAME}`), and a value as it is written into an instance id (and so a file name).
+_MATRIX_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_MATRIX_VALUE = re.compile(r"[A-Za-z0-9_.:@+-]+")
 MAX_INSTANCES = 100_000  # a foreach larger than this is a typo (or a job for another tool)
 
 #: Which config strings of which plugin are shell commands (their values are shell-quoted).
@@ -31,8 +43,12 @@ SHELL_KEYS = {"shell": (("command",),)}
 
 
 def default_features(checker, items) -> dict:
-    """The `defaults:` keys this module owns (`cache`)."""
+    """The `defaults:` keys this module owns (`cache`, `retry_on`)."""
     found = {}
+    if "retry_on" in items:
+        retry_on = _retry_on(checker, items["retry_on"][1], None)
+        if retry_on is not None:
+            found["retry_on"] = retry_on
     if "cache" in items:
         value = checker.value(items["cache"][1])
         if not isinstance(value, bool):
@@ -44,7 +60,23 @@ def default_features(checker, items) -> dict:
 
 def task_features(checker, items, task_id, defaults: dict) -> dict:
     """trigger, cache, inputs, foreach of one task (shapes checked; values rendered later)."""
-    features = {"trigger": "all_success", "cache": bool(defaults.get("cache", False)), "inputs": (), "foreach": None}
+    features = {"trigger": "all_success", "cache": bool(defaults.get("cache", False)), "inputs": (), "foreach": None,
+                "tags": (), "retry_on": defaults.get("retry_on"), "matrix": None}
+    if "tags" in items:
+        node = items["tags"][1]
+        value = checker.value(node)
+        if not isinstance(value, list) or not all(isinstance(v, str) and _TAG.fullmatch(v) for v in value):
+            checker.problem(f"'tags' must be a list of names ([A-Za-z0-9_.-]+), got {value!r}"[:200], node, task_id)
+        else:
+            features["tags"] = tuple(dict.fromkeys(value))
+    if "retry_on" in items:
+        features["retry_on"] = _retry_on(checker, items["retry_on"][1], task_id)
+    if "matrix" in items:
+        if "foreach" in items:
+            checker.problem("a task has 'foreach' or 'matrix', not both (a matrix of one name is a foreach)",
+                            items["matrix"][0] if items["matrix"][0] is not None else items["matrix"][1], task_id)
+        else:
+            features["matrix"] = _matrix(checker, items["matrix"][1], task_id)
     if "trigger" in items:
         node = items["trigger"][1]
         value = checker.value(node)
@@ -80,6 +112,117 @@ def task_features(checker, items, task_id, defaults: dict) -> dict:
         else:
             features["foreach"] = value
     return features
+
+
+def _retry_on(checker, node, task_id) -> tuple[str, ...] | None:
+    """`retry_on: [ConnectionError, exit:75]`: exception type names and shell exit statuses."""
+    value = checker.value(node)
+    if not isinstance(value, list):
+        checker.problem(f"'retry_on' must be a list of exception type names or exit:N, got {value!r}"[:200],
+                        node, task_id)
+        return None
+    good = True
+    for i, entry in enumerate(value):
+        where = node.value[i] if isinstance(node, yaml.SequenceNode) else node
+        status = _EXIT_STATUS.fullmatch(entry) if isinstance(entry, str) else None
+        if status is not None and int(status.group(1)) > 255:
+            status = None
+        if status is None and not (isinstance(entry, str) and _EXCEPTION_NAME.fullmatch(entry)):
+            hint = " (an exit status is 0 to 255)" if isinstance(entry, str) and entry.startswith("exit:") else ""
+            checker.problem(f"retry_on: {entry!r} is neither an exception type name (ConnectionError) nor "
+                            f"exit:N{hint}"[:200], where, task_id)
+            good = False
+    return tuple(value) if good else None
+
+
+def _child(node, key):
+    """The node under `key` of a mapping node (a plain value stands for itself: the quick read)."""
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.value == key:
+                return value_node
+        return node
+    if isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+        return node.value[key]
+    return node
+
+
+def _matrix_text(value) -> str:
+    """A matrix value as an instance id shows it: `true`, `3`, `3.11`, `linux`."""
+    return json.dumps(value) if isinstance(value, bool) else str(value)
+
+
+def _matrix(checker, node, task_id) -> dict | None:
+    """`matrix: {NAME: [values], ..., exclude: [{NAME: value}, ...]}`, checked: {names: values} and excludes."""
+    value = checker.value(node)
+    if not isinstance(value, dict) or not value:
+        checker.problem(f"'matrix' must be a mapping of names to lists of values, got {value!r}"[:200], node, task_id)
+        return None
+    good = True
+    names: dict[str, list] = {}
+    for name, values in value.items():
+        if name == "exclude":
+            continue
+        where = _child(node, name)
+        if not isinstance(name, str) or not _MATRIX_NAME.fullmatch(name):
+            checker.problem(f"matrix: {name!r} is not a name (${{matrix.NAME}}: letters, digits, _)", where, task_id)
+            good = False
+        elif not isinstance(values, list) or not values:
+            checker.problem(f"matrix: '{name}' must be a non-empty list of values, got {values!r}"[:200], where, task_id)
+            good = False
+        else:
+            for i, item in enumerate(values):
+                text = _matrix_text(item) if isinstance(item, (str, int, float)) else None
+                if text is None or not _MATRIX_VALUE.fullmatch(text):
+                    checker.problem(f"matrix: '{name}': {item!r} cannot name an instance ({task_id}[{name}=...]): "
+                                    "a value is a string, number or boolean of [A-Za-z0-9_.:@+-]"[:300],
+                                    _child(where, i), task_id)
+                    good = False
+                elif text in [_matrix_text(v) for v in values[:i]]:
+                    checker.problem(f"matrix: '{name}' lists {item!r} twice", _child(where, i), task_id)
+                    good = False
+            names[name] = values
+    if not names and good:
+        checker.problem("'matrix' needs at least one name with a list of values", node, task_id)
+        return None
+    excludes = value.get("exclude", [])
+    where = _child(node, "exclude")
+    if not isinstance(excludes, list):
+        checker.problem(f"matrix: 'exclude' must be a list of {{NAME: value}} mappings, got {excludes!r}"[:200],
+                        where, task_id)
+        return None
+    for i, exclude in enumerate(excludes):
+        at = _child(where, i)
+        if not isinstance(exclude, dict) or not exclude:
+            checker.problem(f"matrix: exclude: each entry is a mapping {{NAME: value}}, got {exclude!r}"[:200], at, task_id)
+            good = False
+            continue
+        for key, wanted in exclude.items():
+            if key not in names:
+                close = difflib.get_close_matches(str(key), list(names), n=1)
+                hint = f"did you mean '{close[0]}'?" if close else "names: " + ", ".join(names)
+                checker.problem(f"matrix: exclude: {key!r} is not a matrix name ({hint})", _child(at, key), task_id)
+                good = False
+            elif _matrix_text(wanted) not in [_matrix_text(v) for v in names[key]]:
+                known = ", ".join(_matrix_text(v) for v in names[key])
+                checker.problem(f"matrix: exclude: {key}: {wanted!r} is not one of its values ({known})",
+                                _child(at, key), task_id)
+                good = False
+    # Even with a problem (already reported): its names still check the task's ${matrix.NAME} references.
+    return {"names": names, "exclude": excludes if good else []} if names else None
+
+
+def matrix_instances(task_id: str, matrix: dict) -> list[tuple[str, dict]]:
+    """(instance id, {name: value}) of each combination not excluded, the first name varying slowest."""
+    names = matrix["names"]
+    out = []
+    for combination in itertools.product(*names.values()):
+        values = dict(zip(names, combination))
+        if any(all(_matrix_text(values[k]) == _matrix_text(v) for k, v in exclude.items())
+               for exclude in matrix["exclude"]):
+            continue
+        out.append((f"{task_id}[{','.join(f'{k}={_matrix_text(v)}' for k, v in values.items())}]", values))
+    return out
 
 
 def config_lines(node, path: tuple = (), lines: dict | None = None) -> dict:
@@ -146,7 +289,7 @@ def expand_tasks(checker, tasks: list, params: dict,
         return found
 
     for task in tasks:
-        if task.foreach is None and not task.inputs and task.id in checker.plain_configs:
+        if task.foreach is None and task.matrix is None and not task.inputs and task.id in checker.plain_configs:
             # Nothing to render (most tasks of a 100,000-task file): only the plugin's
             # checks. Any problem is worded by the full walk below.
             schema, check_task = plugin_checks(task.plugin) if plugin_checks is not None else (None, None)
@@ -182,10 +325,20 @@ def expand_tasks(checker, tasks: list, params: dict,
                 items = []
             variants = [(f"{task.id}[{i}]", Scope(params, item=item, index=i)) for i, item in enumerate(items)]
             groups[task.id] = tuple(v[0] for v in variants)
+        elif task.matrix is not None:
+            variants = [(instance_id, Scope(params, matrix=values))
+                        for instance_id, values in matrix_instances(task.id, task.matrix)]
+            too_long = [v for v, _ in variants if len(v) > MAX_ID_LENGTH]
+            if too_long:
+                report(f"matrix: instance id '{too_long[0][:60]}...' is {len(too_long[0])} characters long; "
+                       f"at most {MAX_ID_LENGTH}", feature_lines.get("matrix"))
+                variants = []
+            groups[task.id] = tuple(v[0] for v in variants)
         schema, check_task = plugin_checks(task.plugin) if plugin_checks is not None else (None, None)
         if task.id in checker.bad_config:
             schema, check_task = None, None
-        plain = task.foreach is None and task.id in checker.plain_configs
+        fans_out = task.foreach is not None or task.matrix is not None
+        plain = not fans_out and task.id in checker.plain_configs
         for instance_id, scope in variants:
             if plain:
                 config, problems = task.config, []
@@ -209,12 +362,12 @@ def expand_tasks(checker, tasks: list, params: dict,
                 for message in check_task(config, task.depends_on):
                     key, message = message if isinstance(message, tuple) else (("source",), message)
                     report(message, lines.get(key, task.line))
-            if task.foreach is None and config is task.config and not task.inputs:
+            if not fans_out and config is task.config and not task.inputs:
                 out.append(task)  # nothing to render: keep the spec (100,000-task files)
                 continue
             out.append(dataclasses.replace(task, id=instance_id, config=config,
                                            inputs=tuple(str(i) for i in inputs),
-                                           group=task.id if task.foreach is not None else None))
+                                           group=task.id if fans_out else None))
     if groups:
         expanded: dict[tuple, tuple] = {}
         out = [_with_instances(t, groups, expanded) for t in out]

@@ -68,6 +68,11 @@ class TaskSpec:
     group: str | None = None  # a foreach instance: the id of the task it came from
     #: (foreach task id, its instance ids) for each foreach task this task depends on
     groups: tuple = field(default=(), hash=False, compare=False)
+    tags: tuple[str, ...] = ()  # names `--only tag:NAME` selects by
+    #: {"names": {NAME: values}, "exclude": [...]}, checked (instances have it too); None: no matrix
+    matrix: Any = field(default=None, hash=False, compare=False)
+    #: Which failures are retried (exception type names, `exit:N`); None: any but a misconfiguration.
+    retry_on: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -527,7 +532,8 @@ class _Checker:
             return None
         # What expand_tasks needs to word this task's problems, noted by tasks() under its id.
         notes = {"config_node": None, "plain": True, "bad_config": bad_config,
-                 "feature_lines": {k: items[k][1].start_mark.line + 1 for k in ("foreach", "inputs") if k in items}}
+                 "feature_lines": {k: items[k][1].start_mark.line + 1 for k in ("foreach", "inputs", "matrix")
+                                   if k in items}}
         if "config" in items:
             config_node = notes["config_node"] = items["config"][1]
             source = self.text[config_node.start_mark.index:config_node.end_mark.index]

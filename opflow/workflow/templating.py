@@ -28,7 +28,7 @@ from typing import Any, Mapping
 
 from opflow.workflow.shell_quotes import undone_quoting_at
 
-NAMESPACES = ("params", "env", "item")
+NAMESPACES = ("params", "env", "item", "matrix")
 _BARE = ("item", "index")
 _TOKEN = re.compile(r"\$\$\{|\$\{([^{}]*)\}")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -44,6 +44,7 @@ class Scope:
     env: Mapping[str, str] = field(default_factory=lambda: os.environ)
     item: Any = _MISSING
     index: Any = _MISSING
+    matrix: Any = _MISSING  # a matrix instance's {NAME: value}
 
 
 class TemplateError(Exception):
@@ -136,7 +137,7 @@ def _resolve(inner: str, scope: Scope):
     rest = inner[head.end() + 1:]
     if namespace not in NAMESPACES:
         close = difflib.get_close_matches(namespace, NAMESPACES, n=1, cutoff=0.5)
-        hint = f"did you mean '${{{close[0]}.{rest}}}'?" if close else "opflow knows ${params.NAME}, ${env.NAME}, ${item}, ${index}"
+        hint = f"did you mean '${{{close[0]}.{rest}}}'?" if close else "opflow knows ${params.NAME}, ${env.NAME}, ${item}, ${index}, ${matrix.NAME}"
         raise TemplateError(f"unknown reference '${{{inner}}}' ({hint})")
     default = _MISSING
     if namespace == "env" and ":-" in rest:
@@ -152,6 +153,10 @@ def _resolve(inner: str, scope: Scope):
             raise TemplateError(f"environment variable '{segments[0]}' is not set "
                                 f"(give a default: '${{env.{segments[0]}:-...}}')")
         return value
+    if namespace == "matrix":
+        if scope.matrix is _MISSING:
+            raise TemplateError(f"'${{{inner}}}' is only defined in a task with 'matrix'")
+        return _dig(scope.matrix, segments, "matrix", inner)
     if namespace == "item":
         if scope.item is _MISSING:
             raise TemplateError(f"'${{{inner}}}' is only defined in a task with 'foreach'")
@@ -166,7 +171,7 @@ def _dig(value, segments, root: str, inner: str):
             if segment not in value:
                 known = [str(k) for k in value]
                 close = difflib.get_close_matches(segment, known, n=1)
-                what = "param" if where == "params" else f"key of {where}"
+                what = {"params": "param", "matrix": "matrix name"}.get(where, f"key of {where}")
                 hint = f"did you mean '{close[0]}'?" if close else ("known: " + ", ".join(known) if known else "none declared")
                 raise TemplateError(f"'${{{inner}}}': no {what} '{segment}' ({hint})")
             value = value[segment]
