@@ -25,7 +25,10 @@ from opflow.errors import UsageError
 from opflow.events import Reporter, iso_time
 from opflow.options import Options
 from opflow.worker.guard import GUARD_MESSAGE, refuse_in_starting_worker, unguarded_call_site
-from opflow.rundir.history import plan_resume, prune_runs, workflow_copy
+from opflow.dispatch import admission
+from opflow.rundir import machine_limits
+from opflow.rundir.history import last_durations, last_peak_rss, plan_resume, prune_runs, workflow_copy
+from opflow.words import parse_size
 from opflow.rundir.layout import (create_run_dir, latest_run, load_task_record, needs_file_tag,
                                   read_task_records, read_trusted_run_json, RUN_JSON, slugify, TASKS,
                                   WORKFLOW_COPY)
@@ -105,7 +108,8 @@ class _Collector(Reporter):
             self.duration_s = event["duration_s"]
 
 
-async def run_async(path: str | Path, *, workers: int = 0, executor: str = "process", log_dir: str | Path = "logs",
+async def run_async(path: str | Path, *, workers: int = 0, cpus: int | None = None, memory: int | str | None = None,
+                    executor: str = "process", log_dir: str | Path = "logs",
                     params: dict | None = None, keep_going: bool = False, scheduler: str | None = None,
                     lock: bool = True, keep_runs: int | None = None, resume: bool | str | Path = False,
                     timeout: float | None = None, cache: bool = True,
@@ -133,6 +137,10 @@ async def _run_options(path: str | Path, options: Options, reporters: Iterable[R
         raise UsageError(f"--timeout {options.timeout}: must be > 0")
     if options.workers > MAX_WORKERS:
         raise UsageError(f"--workers {options.workers}: at most {MAX_WORKERS}")
+    if options.cpus is not None and not 1 <= options.cpus <= MAX_WORKERS:
+        raise UsageError(f"--cpus {options.cpus}: must be from 1 to {MAX_WORKERS}")
+    if options.memory is not None and _memory_bytes(options.memory) is None:
+        raise UsageError(f"--memory {options.memory}: not a size like 300MB or 2GiB")
     if options.keep_runs is not None and options.keep_runs < 1:
         raise UsageError(f"--keep-runs {options.keep_runs}: must be at least 1")
     if options.scheduler and not backend.takes_scheduler:
@@ -159,6 +167,14 @@ async def _prepare_and_run(path: str | Path, options: Options, reporters: Iterab
     # Absolute: every path a run hands its workers (logs, results, the run dir) must mean the
     # same on a Dask worker started from another folder as here.
     log_dir = Path(options.log_dir).absolute()
+    budget, durations, peak_rss = await interrupts.call_off_loop(_machine_plan, workflow, options, log_dir)
+    workers = options.workers or budget.cpus
+    why_slots = f"--workers {options.workers}" if options.workers else f"the CPU budget, from {budget.cpus_from}"
+    too_big = admission.too_big(workflow.tasks, concurrency(executor, workers), budget, why_slots)
+    if too_big:
+        raise UsageError("\n".join(f"{workflow.path}:{line}" for line in too_big) + "\nopflow: nothing was run")
+    if any(limit.scope == "machine" for limit in workflow.limits.values()):
+        machine_limits.limits_dir_checked()  # refused (exit 2) before anything runs, not mid-run
     with ExitStack() as cleanup:
         if options.lock:
             try:
@@ -167,7 +183,8 @@ async def _prepare_and_run(path: str | Path, options: Options, reporters: Iterab
                 raise UsageError(f"--log-dir {log_dir}: cannot use it: {exc.strerror or exc}") from None
         # The true concurrency (inline: 1), as the banner and run.json show it.
         run_options = RunOptions(**{**options.as_dict(), "log_dir": log_dir,
-                                    "workers": concurrency(executor, options.workers)})
+                                    "workers": concurrency(executor, workers)},
+                                 budget=budget, durations=durations, peak_rss=peak_rss)
         if options.cache and any(t.cache for t in workflow.tasks):
             from opflow.dispatch.cache import open_cache
 
@@ -196,6 +213,7 @@ async def _prepare_and_run(path: str | Path, options: Options, reporters: Iterab
         run_options.run_dir = os.path.abspath(run_dir)
         # What tasks/<id>.log catches (worker/output.py), as the backend says (base.py).
         extra["task_output"] = backend.task_output
+        extra["budget"] = budget.as_record()
         warnings = unenforced_settings(workflow, executor, options.workers)
         audit = AuditTrail(run_dir, workflow, {**extra, "warnings": warnings})
         _warn(reporters, warnings)
@@ -210,6 +228,22 @@ async def _prepare_and_run(path: str | Path, options: Options, reporters: Iterab
             prune_runs(log_dir, workflow, options.keep_runs, protect=run_dir)
     # Absolute, as after resume: the reader of a cron mail does not know the folder it ran in.
     return RunResult(summary, run_dir.absolute(), collector.duration_s)
+
+
+def _memory_bytes(memory) -> int | None:
+    if isinstance(memory, int) and not isinstance(memory, bool):
+        return memory if memory > 0 else None
+    return parse_size(memory) if isinstance(memory, str) else None
+
+
+def _machine_plan(workflow, options: Options, log_dir: Path):
+    """The run's budget (admission.py), the latest run's durations (the start order) and,
+    for `memory: auto` tasks, their last peak RSS."""
+    memory = _memory_bytes(options.memory) if options.memory is not None else None
+    budget = admission.resolve_budget(workflow.resources, options.cpus, memory)
+    durations = last_durations(log_dir, workflow)
+    auto = [t.id for t in workflow.tasks if t.memory == "auto"]
+    return budget, durations, last_peak_rss(log_dir, workflow, auto) if auto else {}
 
 
 def _start_early(backend) -> None:
@@ -239,14 +273,17 @@ def _check_guard(options: Options) -> None:
             raise UsageError(f"{site}: {GUARD_MESSAGE}")
 
 
-def run(path: str | Path, *, workers: int = 0, executor: str = "process", log_dir: str | Path = "logs",
+def run(path: str | Path, *, workers: int = 0, cpus: int | None = None, memory: int | str | None = None,
+        executor: str = "process", log_dir: str | Path = "logs",
         params: dict | None = None, keep_going: bool = False, scheduler: str | None = None,
         lock: bool = True, keep_runs: int | None = None, resume: bool | str | Path = False,
         timeout: float | None = None, cache: bool = True, reporters: Iterable[Reporter] = ()) -> RunResult:
     """Run the workflow file at `path` to the end; returns a `RunResult`.
 
     Options (the `opflow run` options of the same names):
-      workers     pool size; 0 (the default) means the CPUs this process may use
+      workers     pool size; 0 (the default) means the CPU budget
+      cpus        the CPU budget (default: the workflow's resources.cpus, else the CPUs this process may use)
+      memory      the memory budget, bytes or "2GB" (default: resources.memory, else the machine's, less 10%)
       executor    "process" (default), "thread", "inline" or "dask"
       log_dir     each run makes a new directory under it (default "logs")
       params      overrides of the workflow's declared params

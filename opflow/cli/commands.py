@@ -62,7 +62,13 @@ def _run_options(command):
     """The options `run` and `resume` share."""
     options = [
         click.option("--workers", "-w", "-j", type=click.IntRange(min=0, max=MAX_WORKERS), default=None,
-                     help="Pool size; 0: the CPUs this process may use (default: $OPFLOW_WORKERS, else 0)."),
+                     help="Pool size; 0: the CPU budget (default: $OPFLOW_WORKERS, else 0)."),
+        click.option("--cpus", type=click.IntRange(min=1, max=MAX_WORKERS), default=None, metavar="N",
+                     help="The CPU budget, the default pool size (default: the workflow's resources.cpus, else "
+                          "the CPUs this process may use: affinity capped by the cgroup quota)."),
+        click.option("--memory", default=None, metavar="SIZE",
+                     help="The memory budget tasks' memory: draws on, like 300MB or 2GiB (default: the workflow's "
+                          "resources.memory, else the cgroup's limit or MemAvailable, less 10%)."),
         click.option("--executor", type=click.Choice(EXECUTORS), default=None,
                      help="Where tasks run: process pool (default), thread pool, inline in the coordinator "
                           "(debugging), or a Dask cluster (pip install 'opflow-runner[dask]'). Default: $OPFLOW_EXECUTOR."),
@@ -268,8 +274,8 @@ Exit codes:
               help="Rerun only what did not succeed in the latest run of this workflow under --log-dir.")
 @_run_options
 @_config_file_options
-def run(file, log_dir, params, resume, workers, executor, run_timeout, no_cache, scheduler, keep_going, lock, keep_runs,
-        as_json, quiet, colour):
+def run(file, log_dir, params, resume, workers, cpus, memory, executor, run_timeout, no_cache, scheduler, keep_going,
+        lock, keep_runs, as_json, quiet, colour):
     """Run the workflow in FILE.
 
     Defaults for these options may be kept in opflow.toml, or in [tool.opflow] of
@@ -283,7 +289,7 @@ def run(file, log_dir, params, resume, workers, executor, run_timeout, no_cache,
     except OpflowError as error:
         _fail(error)
     _execute(run_workflow, as_json=as_json, quiet=quiet, path=file, log_dir=log_dir, params=overrides or None,
-             resume=resume, workers=workers, executor=executor, scheduler=scheduler,
+             resume=resume, workers=workers, cpus=cpus, memory=memory, executor=executor, scheduler=scheduler,
              keep_going=keep_going, lock=lock, keep_runs=keep_runs, timeout=run_timeout, cache=not no_cache,
              colour=colour)
 
@@ -291,8 +297,8 @@ def run(file, log_dir, params, resume, workers, executor, run_timeout, no_cache,
 @main.command(epilog=EXIT_CODES_HELP, short_help="Rerun what did not succeed in RUN_DIR, reusing the rest.")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @_run_options
-def resume(run_dir, workers, executor, run_timeout, no_cache, scheduler, keep_going, lock, keep_runs, as_json, quiet,
-           colour):
+def resume(run_dir, workers, cpus, memory, executor, run_timeout, no_cache, scheduler, keep_going, lock, keep_runs,
+           as_json, quiet, colour):
     """Rerun what did not succeed in RUN_DIR, reusing the results of what did.
 
     Runs that run's workflow (the copy kept in RUN_DIR, checked against its
@@ -302,7 +308,8 @@ def resume(run_dir, workers, executor, run_timeout, no_cache, scheduler, keep_go
     """
     from opflow.api import resume as resume_run
 
-    _execute(resume_run, as_json=as_json, quiet=quiet, run_dir=run_dir, workers=workers, executor=executor,
+    _execute(resume_run, as_json=as_json, quiet=quiet, run_dir=run_dir, workers=workers, cpus=cpus, memory=memory,
+             executor=executor,
              scheduler=scheduler, keep_going=keep_going, lock=lock, keep_runs=keep_runs, timeout=run_timeout,
              cache=not no_cache, colour=colour)
 
