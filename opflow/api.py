@@ -21,7 +21,7 @@ from opflow.rundir.audit import AuditTrail
 from opflow.rundir.files import write_new_file
 from opflow.backends import BACKENDS, backend_class
 from opflow.backends.capabilities import concurrency, unenforced_settings
-from opflow.errors import UsageError
+from opflow.errors import Problem, UsageError, WorkflowError
 from opflow.events import Reporter, iso_time
 from opflow.options import Options
 from opflow.worker.guard import GUARD_MESSAGE, refuse_in_starting_worker, unguarded_call_site
@@ -172,7 +172,7 @@ async def _prepare_and_run(path: str | Path, options: Options, reporters: Iterab
     why_slots = f"--workers {options.workers}" if options.workers else f"the CPU budget, from {budget.cpus_from}"
     too_big = admission.too_big(workflow.tasks, concurrency(executor, workers), budget, why_slots)
     if too_big:
-        raise UsageError("\n".join(f"{workflow.path}:{line}" for line in too_big) + "\nopflow: nothing was run")
+        raise WorkflowError([Problem(str(path), message, spec.line, spec.id) for spec, message in too_big])
     if any(limit.scope == "machine" for limit in workflow.limits.values()):
         machine_limits.limits_dir_checked()  # refused (exit 2) before anything runs, not mid-run
     with ExitStack() as cleanup:

@@ -74,16 +74,15 @@ def task_memory(spec, peak_rss: dict[str, int], budget: int | None) -> int:
     return spec.memory or 0
 
 
-def too_big(tasks, slots: int, budget: Budget, slots_from: str) -> list[str]:
-    """One line per task that asks more than the run has: it could never start."""
+def too_big(tasks, slots: int, budget: Budget, slots_from: str) -> list[tuple]:
+    """(task, what it asks too much of) for each task that could never start in this run."""
     problems = []
     for spec in tasks:
         if spec.cpus > slots:
-            problems.append(f"task '{spec.id}' (line {spec.line}): cpus: {spec.cpus} is more than the "
-                            f"{slots} slots of the pool ({slots_from})")
+            problems.append((spec, f"cpus: {spec.cpus} is more than the {slots} slots of the pool ({slots_from})"))
         if isinstance(spec.memory, int) and budget.memory_bytes is not None and spec.memory > budget.memory_bytes:
-            problems.append(f"task '{spec.id}' (line {spec.line}): memory: {format_bytes(spec.memory)} is more than "
-                            f"the memory budget, {format_bytes(budget.memory_bytes)} ({budget.memory_from})")
+            problems.append((spec, f"memory: {format_bytes(spec.memory)} is more than the memory budget, "
+                                   f"{format_bytes(budget.memory_bytes)} ({budget.memory_from})"))
     return problems
 
 
