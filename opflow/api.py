@@ -281,7 +281,7 @@ def run(path: str | Path, *, workers: int = 0, cpus: int | None = None, memory: 
     """Run the workflow file at `path` to the end; returns a `RunResult`.
 
     Options (the `opflow run` options of the same names):
-      workers     pool size; 0 (the default) means the CPU budget
+      workers     pool size; 0 (the default) means the CPUs this process may use, or `cpus`
       cpus        the CPU budget (default: the workflow's resources.cpus, else the CPUs this process may use)
       memory      the memory budget, bytes or "2GB" (default: resources.memory, else the machine's, less 10%)
       executor    "process" (default), "thread", "inline" or "dask"

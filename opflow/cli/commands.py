@@ -62,7 +62,7 @@ def _run_options(command):
     """The options `run` and `resume` share."""
     options = [
         click.option("--workers", "-w", "-j", type=click.IntRange(min=0, max=MAX_WORKERS), default=None,
-                     help="Pool size; 0: the CPU budget (default: $OPFLOW_WORKERS, else 0)."),
+                     help="Pool size; 0: the CPUs this process may use, or --cpus (default: $OPFLOW_WORKERS, else 0)."),
         click.option("--cpus", type=click.IntRange(min=1, max=MAX_WORKERS), default=None, metavar="N",
                      help="The CPU budget, the default pool size (default: the workflow's resources.cpus, else "
                           "the CPUs this process may use: affinity capped by the cgroup quota)."),
