@@ -219,3 +219,14 @@ def test_a_sigkilled_holder_leaves_no_stale_hold(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert '"task_waiting"' not in _journal(two)  # the slot was free on the first look
     assert (stamps / "second.end").exists()
+
+
+def test_memory_on_the_thread_backend_is_reserved_and_the_kill_is_said_to_be_missing(tmp_path):
+    write(tmp_path, "stamps.py", STAMPS)
+    stamps = tmp_path / "stamps"
+    stamps.mkdir()
+    flow_file(tmp_path, _task("t1", stamps, ", memory: 200MB", seconds=0.2) + _task("t2", stamps, ", memory: 200MB", seconds=0.2))
+    result = run_cli("run", "flow.yaml", "--executor", "thread", "--workers", "2", "--memory", "300MB", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "memory: SIZE is reserved but not enforced on the thread backend" in result.stdout + result.stderr
+    assert _most_at_once(_intervals(stamps, ["t1", "t2"])) == 1
