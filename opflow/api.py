@@ -230,6 +230,10 @@ async def _prepare_and_run(path: str | Path, options: Options, reporters: Iterab
     return RunResult(summary, run_dir.absolute(), collector.duration_s)
 
 
+#: Past this many tasks the start order goes by task count, not the latest run's durations.
+HISTORY_TASKS_MAX = 5000
+
+
 def _memory_bytes(memory) -> int | None:
     if isinstance(memory, int) and not isinstance(memory, bool):
         return memory if memory > 0 else None
@@ -241,7 +245,9 @@ def _machine_plan(workflow, options: Options, log_dir: Path):
     for `memory: auto` tasks, their last peak RSS."""
     memory = _memory_bytes(options.memory) if options.memory is not None else None
     budget = admission.resolve_budget(workflow.resources, options.cpus, memory)
-    durations = last_durations(log_dir, workflow)
+    # The start order weighs tasks by the latest run's records: one file each, so past
+    # HISTORY_TASKS_MAX tasks reading them costs more than the order gains (task count instead).
+    durations = last_durations(log_dir, workflow) if len(workflow.tasks) <= HISTORY_TASKS_MAX else {}
     auto = [t.id for t in workflow.tasks if t.memory == "auto"]
     return budget, durations, last_peak_rss(log_dir, workflow, auto) if auto else {}
 
