@@ -230,3 +230,22 @@ def test_memory_on_the_thread_backend_is_reserved_and_the_kill_is_said_to_be_mis
     assert result.returncode == 0, result.stdout + result.stderr
     assert "memory: SIZE is reserved but not enforced on the thread backend" in result.stdout + result.stderr
     assert _most_at_once(_intervals(stamps, ["t1", "t2"])) == 1
+
+
+def test_a_limits_folder_that_cannot_be_trusted_is_exit_2_before_anything_runs(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir(mode=0o700)
+    (tmp_path / "link").symlink_to(real)
+    open_to_all = tmp_path / "open"
+    open_to_all.mkdir()
+    open_to_all.chmod(0o777)
+    write(tmp_path, "flow.yaml", """
+        name: limited
+        limits: {gpu: {max: 1, scope: machine}}
+        tasks:
+          - {id: a, plugin: shell, config: {command: "touch ran"}, limit: gpu}
+    """)
+    for folder, why in ((tmp_path / "link", "is a symlink"), (open_to_all, "writable by group or others")):
+        result = run_cli("run", "flow.yaml", cwd=tmp_path, env={"OPFLOW_LIMITS_DIR": str(folder)})
+        assert result.returncode == 2 and why in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert not (tmp_path / "ran").exists() and not list(real.iterdir())

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 
 from opflow import knobs
-from opflow.rundir.files import DIR_MODE, check_private_dir, check_private_fd, open_nofollow
+from opflow.rundir.files import DIR_MODE, UnsafePathError, check_private_dir, check_private_fd, open_nofollow
 
 
 def limits_dir() -> Path:
@@ -38,7 +38,9 @@ def _folder() -> Path:
         os.mkdir(folder, DIR_MODE)
     except FileExistsError:
         pass
-    check_private_dir(folder)  # a symlink, another user's, or writable by others: refused
+    if folder.is_symlink():
+        raise UnsafePathError(f"{folder}: is a symlink; machine-scope limits keep their locks only in a real directory")
+    check_private_dir(folder)  # another user's, or writable by others: refused
     return folder
 
 
