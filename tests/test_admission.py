@@ -68,7 +68,8 @@ def test_memory_budget_admits_one_200mb_task_at_a_time(tmp_path):
 
 def test_a_task_is_killed_past_its_memory(tmp_path):
     write(tmp_path, "stamps.py", STAMPS)
-    flow_file(tmp_path, _task("big", tmp_path, ", memory: 60MB", mb=200))
+    # It holds the memory until killed (the monitor samples RSS: a task that let go at once could pass unseen).
+    flow_file(tmp_path, _task("big", tmp_path, ", memory: 60MB", mb=200, until=str(tmp_path / "never")))
     result = run_cli("run", "flow.yaml", cwd=tmp_path)
     assert result.returncode == 1
     error = records(latest_run_dir(tmp_path / "logs"))["big"]["error"]
