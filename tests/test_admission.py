@@ -250,3 +250,22 @@ def test_a_limits_folder_that_cannot_be_trusted_is_exit_2_before_anything_runs(t
         result = run_cli("run", "flow.yaml", cwd=tmp_path, env={"OPFLOW_LIMITS_DIR": str(folder)})
         assert result.returncode == 2 and why in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert not (tmp_path / "ran").exists() and not list(real.iterdir())
+
+
+def test_plan_predict_simulates_cpus_and_limits(tmp_path):
+    """A limit of 1 over two tasks and a cpus: 2 task at 2 workers: the prediction is all three in turn."""
+    write(tmp_path, "flow.yaml", """
+        name: pl
+        limits: {api: 1}
+        tasks:
+          - {id: a, plugin: shell, config: {command: "sleep 0.2"}, limit: api}
+          - {id: b, plugin: shell, config: {command: "sleep 0.2"}, limit: api}
+          - {id: c, plugin: shell, config: {command: "sleep 0.2"}, cpus: 2}
+    """)
+    assert run_cli("run", "flow.yaml", "--workers", "2", cwd=tmp_path).returncode == 0
+    recs = records(latest_run_dir(tmp_path / "logs"))
+    result = run_cli("plan", "flow.yaml", "--predict", "2", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    simulated = doc["sizes"][0]["predicted_s"] - doc["overhead_s"]
+    assert abs(simulated - sum(recs[t]["run_s"] for t in "abc")) < 1e-3, (doc, recs)
