@@ -21,11 +21,15 @@ from opflow.rundir.audit import AuditTrail
 from opflow.rundir.files import write_new_file
 from opflow.backends import BACKENDS, backend_class
 from opflow.backends.capabilities import concurrency, unenforced_settings
-from opflow.errors import RunSkipped, UsageError
+from opflow.errors import Problem, RunSkipped, UsageError, WorkflowError
 from opflow.events import Reporter, iso_time
 from opflow.options import Options
 from opflow.worker.guard import GUARD_MESSAGE, refuse_in_starting_worker, unguarded_call_site
-from opflow.rundir.history import find_upstream_results, plan_resume, prune_runs, resume_source, workflow_copy
+from opflow.dispatch import admission
+from opflow.rundir import machine_limits
+from opflow.rundir.history import (find_upstream_results, last_durations, last_peak_rss, plan_resume, prune_runs,
+                                   resume_source, workflow_copy)
+from opflow.words import parse_size
 from opflow.rundir.layout import (create_run_dir, load_task_record, needs_file_tag,
                                   read_task_records, read_trusted_run_json, RUN_JSON, slugify, TASKS,
                                   WORKFLOW_COPY)
@@ -107,7 +111,8 @@ class _Collector(Reporter):
             self.duration_s = event["duration_s"]
 
 
-async def run_async(path: str | Path, *, workers: int = 0, executor: str = "process", log_dir: str | Path = "logs",
+async def run_async(path: str | Path, *, workers: int = 0, cpus: int | None = None, memory: int | str | None = None,
+                    executor: str = "process", log_dir: str | Path = "logs",
                     params: dict | None = None, keep_going: bool = False, scheduler: str | None = None,
                     lock: bool = True, keep_runs: int | None = None, resume: bool | str | Path = False,
                     timeout: float | None = None, cache: bool = True, if_running: str = "fail",
@@ -137,6 +142,10 @@ async def _run_options(path: str | Path, options: Options, reporters: Iterable[R
         raise UsageError(f"--timeout {options.timeout}: must be > 0")
     if options.workers > MAX_WORKERS:
         raise UsageError(f"--workers {options.workers}: at most {MAX_WORKERS}")
+    if options.cpus is not None and not 1 <= options.cpus <= MAX_WORKERS:
+        raise UsageError(f"--cpus {options.cpus}: must be from 1 to {MAX_WORKERS}")
+    if options.memory is not None and _memory_bytes(options.memory) is None:
+        raise UsageError(f"--memory {options.memory}: not a size like 300MB or 2GiB")
     if options.keep_runs is not None and options.keep_runs < 1:
         raise UsageError(f"--keep-runs {options.keep_runs}: must be at least 1")
     if options.if_running not in IF_RUNNING:
@@ -178,6 +187,14 @@ async def _prepare_and_run(path: str | Path, options: Options, reporters: Iterab
     # Absolute: every path a run hands its workers (logs, results, the run dir) must mean the
     # same on a Dask worker started from another folder as here.
     log_dir = Path(options.log_dir).absolute()
+    budget, durations, peak_rss = await interrupts.call_off_loop(_machine_plan, workflow, options, log_dir)
+    workers = options.workers or budget.cpus
+    why_slots = f"--workers {options.workers}" if options.workers else f"the CPU budget, from {budget.cpus_from}"
+    too_big = admission.too_big(workflow.tasks, concurrency(executor, workers), budget, why_slots)
+    if too_big:
+        raise WorkflowError([Problem(str(path), message, spec.line, spec.id) for spec, message in too_big])
+    if any(limit.scope == "machine" for limit in workflow.limits.values()):
+        machine_limits.limits_dir_checked()  # refused (exit 2) before anything runs, not mid-run
     with ExitStack() as cleanup:
         lock, lock_wait_s = None, None
         if options.lock:
@@ -189,7 +206,8 @@ async def _prepare_and_run(path: str | Path, options: Options, reporters: Iterab
             cleanup.callback(lock.release)
         # The true concurrency (inline: 1), as the banner and run.json show it.
         run_options = RunOptions(**{**options.as_dict(), "log_dir": log_dir,
-                                    "workers": concurrency(executor, options.workers)})
+                                    "workers": concurrency(executor, workers)},
+                                 budget=budget, durations=durations, peak_rss=peak_rss)
         if options.cache and any(t.cache for t in workflow.tasks):
             from opflow.dispatch.cache import open_cache
 
@@ -225,6 +243,7 @@ async def _prepare_and_run(path: str | Path, options: Options, reporters: Iterab
         run_options.run_dir = os.path.abspath(run_dir)
         # What tasks/<id>.log catches (worker/output.py), as the backend says (base.py).
         extra["task_output"] = backend.task_output
+        extra["budget"] = budget.as_record()
         warnings = unenforced_settings(workflow, executor, options.workers)
         audit = AuditTrail(run_dir, workflow, {**extra, "warnings": warnings})
         _warn(reporters, warnings)
@@ -313,6 +332,28 @@ async def _reuse_upstream(run_options, log_dir: Path, whole, selection, from_run
     return selection.as_record(found.sources)
 
 
+#: Past this many tasks the start order goes by task count, not the latest run's durations.
+HISTORY_TASKS_MAX = 5000
+
+
+def _memory_bytes(memory) -> int | None:
+    if isinstance(memory, int) and not isinstance(memory, bool):
+        return memory if memory > 0 else None
+    return parse_size(memory) if isinstance(memory, str) else None
+
+
+def _machine_plan(workflow, options: Options, log_dir: Path):
+    """The run's budget (admission.py), the latest run's durations (the start order) and,
+    for `memory: auto` tasks, their last peak RSS."""
+    memory = _memory_bytes(options.memory) if options.memory is not None else None
+    budget = admission.resolve_budget(workflow.resources, options.cpus, memory)
+    # The start order weighs tasks by the latest run's records: one file each, so past
+    # HISTORY_TASKS_MAX tasks reading them costs more than the order gains (task count instead).
+    durations = last_durations(log_dir, workflow) if len(workflow.tasks) <= HISTORY_TASKS_MAX else {}
+    auto = [t.id for t in workflow.tasks if t.memory == "auto"]
+    return budget, durations, last_peak_rss(log_dir, workflow, auto) if auto else {}
+
+
 def _start_early(backend) -> None:
     """The pool's forkserver imports opflow for a few hundred ms: started now, it does so
     on another core while this process parses the workflow and imports the coordinator."""
@@ -340,7 +381,8 @@ def _check_guard(options: Options) -> None:
             raise UsageError(f"{site}: {GUARD_MESSAGE}")
 
 
-def run(path: str | Path, *, workers: int = 0, executor: str = "process", log_dir: str | Path = "logs",
+def run(path: str | Path, *, workers: int = 0, cpus: int | None = None, memory: int | str | None = None,
+        executor: str = "process", log_dir: str | Path = "logs",
         params: dict | None = None, keep_going: bool = False, scheduler: str | None = None,
         lock: bool = True, keep_runs: int | None = None, resume: bool | str | Path = False,
         timeout: float | None = None, cache: bool = True, if_running: str = "fail", ping: str | None = None,
@@ -350,7 +392,9 @@ def run(path: str | Path, *, workers: int = 0, executor: str = "process", log_di
     """Run the workflow file at `path` to the end; returns a `RunResult`.
 
     Options (the `opflow run` options of the same names):
-      workers     pool size; 0 (the default) means the CPUs this process may use
+      workers     pool size; 0 (the default) means the CPUs this process may use, or `cpus`
+      cpus        the CPU budget (default: the workflow's resources.cpus, else the CPUs this process may use)
+      memory      the memory budget, bytes or "2GB" (default: resources.memory, else the machine's, less 10%)
       executor    "process" (default), "thread", "inline" or "dask"
       log_dir     each run makes a new directory under it (default "logs")
       params      overrides of the workflow's declared params

@@ -118,6 +118,9 @@ _KNOBS = [
          "How long each `--ping` request may take (a test's silent server).", _positive_seconds),
     Knob("OPFLOW_SHM_DIR", "a path", "/dev/shm", TEST, RUN,
          "The folder large results are shared through (a test's private folder).", _text),
+    Knob("OPFLOW_LIMITS_DIR", "a path", "/tmp/opflow-limits-<uid>", USER, RUN,
+         "The folder of the lock files behind `scope: machine` limits: runs share a limit only through "
+         "the same folder (tests give each their own).", _text),
     Knob("OPFLOW_SHM_LIMIT", "a whole number of bytes >= 0", "the free shared memory", TEST, RUN,
          "Caps the shared memory large results may use (0: none; they go through the store).", _at_least(0)),
 ]

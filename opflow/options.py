@@ -19,6 +19,10 @@ from typing import Mapping
 class Options:
     #: Pool size; 0 means the CPUs this process may use.
     workers: int = 0
+    #: The CPU budget (the default pool size); None: the workflow's `resources:`, else the machine's.
+    cpus: int | None = None
+    #: The memory budget tasks' `memory:` draws on, bytes or a SIZE (2GB); None: `resources:`, else the machine's.
+    memory: int | str | None = None
     #: Where tasks run: a backend's name (backends/base.py): process, thread, inline, dask.
     executor: str = "process"
     #: Each run makes a new directory under it.

@@ -5,7 +5,7 @@ never reach a terminal.
 """
 from __future__ import annotations
 
-__all__ = ["plural", "format_bytes", "wrap_list", "parse_duration", "DURATION_PATTERN"]
+__all__ = ["plural", "format_bytes", "wrap_list", "parse_duration", "DURATION_PATTERN", "parse_size", "SIZE_PATTERN"]
 
 import math
 import re
@@ -62,3 +62,18 @@ def parse_duration(value) -> float | None:
     if not match:
         return None
     return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+# Sizes as people write them: `512MB`, `2GiB`, `1.5G`, `300M` -> bytes (1MB = 1024**2, as format_bytes writes).
+_SIZE_UNITS = {"": 1, "B": 1, "K": _KIB, "KB": _KIB, "KIB": _KIB, "M": _MIB, "MB": _MIB, "MIB": _MIB,
+               "G": _GIB, "GB": _GIB, "GIB": _GIB}
+#: The same rule as a regular expression (for the JSON Schema of the workflow format).
+SIZE_PATTERN = r"^\s*[0-9]+(\.[0-9]+)?\s*([KkMmGg]([Ii]?[Bb])?|[Bb])?\s*$"
+
+
+def parse_size(text: str) -> int | None:
+    """Bytes, or None when `text` is not a size (`max_memory`, `memory`, `--memory`)."""
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", text)
+    if not match or match.group(2).upper() not in _SIZE_UNITS:
+        return None
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()])

@@ -551,15 +551,10 @@ def test_init_says_exists_for_one_file_and_exist_for_two(tmp_path):
 
 
 def test_pool_size_benchmark_says_1_worker():
-    from helpers import REPO
+    from opflow.cli.bench import verdict  # opflow bench's verdict (benchmarks/pool_sizes.py wraps it)
 
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import pool_sizes
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
-    verdict = pool_sizes.user_verdict({1: [1.0, 1.1], 2: [1.2, 1.3]}, [1, 2])
-    assert "no larger pool was faster than 1 worker beyond" in verdict, verdict
+    said = verdict({1: [1.0, 1.1], 2: [1.2, 1.3]}, [1, 2])
+    assert "no larger pool was faster than 1 worker beyond" in said, said
 
 
 def test_run_json_prints_the_problems_document_for_an_invalid_workflow(tmp_path):

@@ -40,6 +40,10 @@ def unenforced_settings(workflow: Workflow, executor: str, workers: int = 0) -> 
     if capped and not caps.max_memory:
         warnings.append(f"max_memory is not enforced on the {executor} backend ({caps.why_no_max_memory}); "
                         f"set on {_names(capped)}")
+    sized = [t.id for t in workflow.tasks if isinstance(t.memory, int)]
+    if sized and not caps.max_memory:  # the reservation still holds (admission.py); the kill does not
+        warnings.append(f"memory: SIZE is reserved but not enforced on the {executor} backend "
+                        f"({caps.why_no_max_memory}); set on {_names(sized)}")
     return warnings
 
 

@@ -63,7 +63,13 @@ def _run_options(command):
     """The options `run` and `resume` share."""
     options = [
         click.option("--workers", "-w", "-j", type=click.IntRange(min=0, max=MAX_WORKERS), default=None,
-                     help="Pool size; 0: the CPUs this process may use (default: $OPFLOW_WORKERS, else 0)."),
+                     help="Pool size; 0: the CPUs this process may use, or --cpus (default: $OPFLOW_WORKERS, else 0)."),
+        click.option("--cpus", type=click.IntRange(min=1, max=MAX_WORKERS), default=None, metavar="N",
+                     help="The CPU budget, the default pool size (default: the workflow's resources.cpus, else "
+                          "the CPUs this process may use: affinity capped by the cgroup quota)."),
+        click.option("--memory", default=None, metavar="SIZE",
+                     help="The memory budget tasks' memory: draws on, like 300MB or 2GiB (default: the workflow's "
+                          "resources.memory, else the cgroup's limit or MemAvailable, less 10%)."),
         click.option("--executor", type=click.Choice(EXECUTORS), default=None,
                      help="Where tasks run: process pool (default), thread pool, inline in the coordinator "
                           "(debugging), or a Dask cluster (pip install 'opflow-runner[dask]'). Default: $OPFLOW_EXECUTOR."),
@@ -294,8 +300,8 @@ Exit codes:
               help="Run these tasks (repeatable) even where the cache or --resume would reuse them.")
 @_run_options
 @_config_file_options
-def run(file, log_dir, params, resume, only, skip, from_run, force, workers, executor, run_timeout, no_cache,
-        scheduler, keep_going, lock, if_running, ping, metrics_file, keep_runs, as_json, quiet, colour):
+def run(file, log_dir, params, resume, only, skip, from_run, force, workers, cpus, memory, executor, run_timeout,
+        no_cache, scheduler, keep_going, lock, if_running, ping, metrics_file, keep_runs, as_json, quiet, colour):
     """Run the workflow in FILE.
 
     Defaults for these options may be kept in opflow.toml, or in [tool.opflow] of
@@ -309,7 +315,7 @@ def run(file, log_dir, params, resume, only, skip, from_run, force, workers, exe
     except OpflowError as error:
         _fail(error)
     _execute(run_workflow, as_json=as_json, quiet=quiet, path=file, log_dir=log_dir, params=overrides or None,
-             resume=resume, workers=workers, executor=executor, scheduler=scheduler,
+             resume=resume, workers=workers, cpus=cpus, memory=memory, executor=executor, scheduler=scheduler,
              keep_going=keep_going, lock=lock, keep_runs=keep_runs, timeout=run_timeout, cache=not no_cache,
              if_running=if_running, ping=ping, metrics_file=metrics_file, colour=colour,
              only=tuple(only), skip=tuple(skip), from_run=from_run, force=tuple(force))
@@ -320,8 +326,8 @@ def run(file, log_dir, params, resume, only, skip, from_run, force, workers, exe
 @click.option("--force", multiple=True, metavar="SEL",
               help="Run these tasks (repeatable) though they succeeded in RUN_DIR (or the cache has them).")
 @_run_options
-def resume(run_dir, force, workers, executor, run_timeout, no_cache, scheduler, keep_going, lock, if_running, ping,
-           metrics_file, keep_runs, as_json, quiet, colour):
+def resume(run_dir, force, workers, cpus, memory, executor, run_timeout, no_cache, scheduler, keep_going, lock,
+           if_running, ping, metrics_file, keep_runs, as_json, quiet, colour):
     """Rerun what did not succeed in RUN_DIR, reusing the results of what did.
 
     Runs that run's workflow (the copy kept in RUN_DIR, checked against its
@@ -331,7 +337,8 @@ def resume(run_dir, force, workers, executor, run_timeout, no_cache, scheduler, 
     """
     from opflow.api import resume as resume_run
 
-    _execute(resume_run, as_json=as_json, quiet=quiet, run_dir=run_dir, workers=workers, executor=executor,
+    _execute(resume_run, as_json=as_json, quiet=quiet, run_dir=run_dir, workers=workers, cpus=cpus, memory=memory,
+             executor=executor,
              scheduler=scheduler, keep_going=keep_going, lock=lock, keep_runs=keep_runs, timeout=run_timeout,
              cache=not no_cache, if_running=if_running, ping=ping, metrics_file=metrics_file, colour=colour,
              force=tuple(force))

@@ -66,6 +66,7 @@ from typing import TYPE_CHECKING
 from opflow import knobs
 from opflow.attempt import ErrorKind, Outcome, TaskRequest, error_record
 from opflow.backends import make_backend
+from opflow.dispatch.admission import Admission
 from opflow.dispatch.interrupts import await_despite_cancel, call_off_loop
 from opflow.dispatch.ready import ReadySet
 from opflow.dispatch.record import Attempt, TaskState, reused_record, task_record
@@ -73,7 +74,8 @@ from opflow.events import Reporter, RunStatus, TaskStatus, iso_time
 from opflow.options import Options
 from opflow.rundir.failure_text import add_log_tail
 from opflow.rundir.results_log import append_result, close_results_logs
-from opflow.workflow.plan import build_plan
+from opflow.rundir import machine_limits
+from opflow.workflow.plan import build_plan, start_order
 
 if TYPE_CHECKING:
     from opflow.plugins import PluginRef
@@ -90,6 +92,9 @@ BATCH_MAX = 32  # ready tasks in one work item, at most
 RECORD_BACKLOG_MAX = 3000
 BACKLOG_RECHECK_SECONDS = 0.02
 INTERRUPT_WAIT = 10.0  # seconds to wait for killed tasks to report back
+#: How often a task waiting for a `scope: machine` limit held by another run looks again
+#: (a flock has no wake-up for a process that does not block on it).
+MACHINE_LIMIT_POLL = 0.05
 
 
 @dataclass
@@ -116,9 +121,21 @@ class RunOptions(Options):
     reused_sources: dict = field(default_factory=dict)
     #: Tasks --force runs though the cache would reuse them (resume's reuse already leaves them out).
     forced: set = field(default_factory=set)
+    #: The run's budget (admission.py `Budget`): the default pool size and the memory tasks draw on.
+    budget: object = None
+    #: task_id -> seconds it ran in the latest run (history.py `task_weights`): the start order.
+    durations: dict = field(default_factory=dict)
+    #: task_id -> its peak RSS in the latest run that recorded one (`memory: auto`).
+    peak_rss: dict = field(default_factory=dict)
 
     def pool_size(self) -> int:
-        return self.workers if self.workers > 0 else (os.cpu_count() or 1)
+        if self.workers > 0:
+            return self.workers
+        if self.budget is not None:
+            return self.budget.cpus
+        from opflow.machine import cpus_available
+
+        return cpus_available()[0]
 
 
 @dataclass
@@ -155,7 +172,11 @@ class Coordinator:
         for task_id in options.forced:
             if task_id in self.states:
                 self.states[task_id].forced = True
-        self._ready = ReadySet(workflow.tasks, self.plan.layers, self.states, self._record_final)
+        self._ready = ReadySet(workflow.tasks, self.plan.layers, self.states, self._record_final,
+                               order=start_order(workflow.tasks, self.plan.layers, options.durations))
+        self._admission: Admission | None = None  # only when a task declares cpus, memory or a limit
+        self._waiting_said: set[str] = set()  # tasks whose wait for admission the journal has
+        self._poll: asyncio.TimerHandle | None = None  # a look again at machine-scope limits
         self._running: dict[int, str] = {}  # token -> task_id
         self._abandoned: set[int] = set()  # tokens whose late outcome we ignore
         self._retry_timers: dict[str, asyncio.TimerHandle] = {}
@@ -213,6 +234,11 @@ class Coordinator:
         self._max_inflight = self._backend.max_inflight(workers)
         self._batches = self._backend.takes_batches
         self._workers = workers
+        budget = self.options.budget
+        self._admission = Admission.for_run(self.workflow, workers, budget.memory_bytes if budget else None,
+                                            self.options.peak_rss, machine_limits.try_hold, machine_limits.release)
+        if self._admission is not None:
+            self._batches = False  # each task holds its own slots: one task per work item, no chains
         # Results will travel: let the backend start what carries them now, so
         # that one that cannot start fails the run here, not in the middle of dispatch.
         # Workers too, off the loop (a caller's loop must not wait seconds for a forkserver).
@@ -248,6 +274,10 @@ class Coordinator:
         finally:
             if deadline is not None:
                 deadline.cancel()
+            if self._poll is not None:
+                self._poll.cancel()
+            if self._admission is not None:
+                self._admission.release_all()  # machine-scope holds: closed now, not at exit
             self._remove_signal_handlers(handlers)
             backend, self._backend = self._backend, None
             # Closing a process pool joins processes: off the loop's thread.
@@ -296,6 +326,9 @@ class Coordinator:
     def _pump(self) -> None:
         """Submit ready tasks while there is room in flight (several per work item: _next_batch),
         then ready trigger tasks (one per work item)."""
+        if self._admission is not None:
+            self._pump_admitted()
+            return
         while self._ready.has_ready() and self._has_room():
             batch = self._next_batch()
             if batch:
@@ -304,6 +337,33 @@ class Coordinator:
             task_id = self._ready.get_ready_trigger()
             if task_id is not None and not self._reuse_cached(task_id):
                 self._submit_batch([task_id])
+
+    def _pump_admitted(self) -> None:
+        """Ready tasks wait for admission (admission.py); those it admits go, one per work item."""
+        admission = self._admission
+        while (task_id := self._ready.get_ready()) is not None:
+            if not self._reuse_cached(task_id):
+                admission.wait(task_id, self._ready.order_key[task_id])
+        while self._ready.has_ready_trigger():
+            task_id = self._ready.get_ready_trigger()
+            if task_id is not None and not self._reuse_cached(task_id):
+                admission.wait(task_id, self._ready.order_key[task_id])
+        if not admission.has_waiting() or not self._has_room():
+            return
+        for task_id in admission.admit(self._max_inflight - len(self._items)):
+            self._waiting_said.discard(task_id)
+            self._submit_batch([task_id])
+        for task_id in admission.passed_over:
+            if task_id not in self._waiting_said:  # once per wait: the journal says what it waits for
+                self._waiting_said.add(task_id)
+                self.emit("task_waiting", task_id=task_id, waits_for=admission.why_waiting(task_id))
+        if admission.blocked_elsewhere and self._poll is None:
+            self._poll = self._loop.call_later(MACHINE_LIMIT_POLL, self._after_poll)
+
+    def _after_poll(self) -> None:
+        self._poll = None
+        self._pump()
+        self._check_finished()
 
     def _has_room(self) -> bool:
         if len(self._items) >= self._max_inflight:
@@ -373,7 +433,7 @@ class Coordinator:
             params=self.workflow.params, workflow_dir=str(self.workflow.directory), publish=publish,
             # Only a result some task reads is needed to resume: keep only those.
             persist_path=self.options.results_path if (publish or spec.cache) else None,
-            max_memory=spec.max_memory, notify_start=True,  # every start: task_started means started in a worker
+            max_memory=_kill_past(spec), notify_start=True,  # every start: task_started means started in a worker
             halt_on_failure=not self.options.keep_going and attempt > spec.retries,
             groups=spec.groups, **self._ready.trigger_fields(spec, upstream),
             log_path=os.path.join(self.options.task_logs_dir, f"{task_id}.log") if self.options.task_logs_dir else None,
@@ -446,6 +506,8 @@ class Coordinator:
         task_id = self._running.pop(token, None)
         if task_id is None:
             return
+        if self._admission is not None:
+            self._admission.release(task_id)
         self._item_ended(token, outcome)
         state = self.states[task_id]
         if state.timer is not None:
@@ -564,7 +626,7 @@ class Coordinator:
         """Idle (nothing running, waiting to retry, or ready to start)? Settle what can no
         longer run, which may make trigger tasks ready; the run is over once nothing changes."""
         while (not self._finished.done() and not self._running and not self._retry_timers
-               and not self._ready.is_active()):
+               and not self._ready.is_active() and not (self._admission and self._admission.has_waiting())):
             if not self._ready.settle_blocked():
                 self._finished.set_result(None)
                 return
@@ -637,6 +699,8 @@ class Coordinator:
         if killing:
             self._killed_why = (f"{reason} while running" if why is Stop.SIGNAL else f"{reason}: killed while running")
         self._ready.stop(reason, triggers_too=killing)
+        if self._admission is not None:  # what waits for admission never starts (trigger tasks under fail fast may)
+            self._admission.drop_waiting(keep=None if killing else self._is_trigger)
         self._cancel_retries()
         backend = self._backend
         if backend is None:  # (not started, or closing: it ends what it holds)
@@ -651,6 +715,9 @@ class Coordinator:
         elif killing:
             self._give_up_on_running(f"{reason}; the {backend.name} backend cannot stop it")
         self._check_finished()
+
+    def _is_trigger(self, task_id: str) -> bool:
+        return self.states[task_id].spec.trigger != "all_success"
 
     def _reuse_cached(self, task_id: str) -> bool:
         """`cache: true`: finish the task with an earlier run's result if its key matches (cache.py)."""
@@ -744,6 +811,13 @@ class _Mailbox:
             self._loop.call_soon(self._drain)
         for args in items:
             self._handler(*args)
+
+
+def _kill_past(spec) -> int | None:
+    """The memory past which the task's process tree is killed: `max_memory`, or a `memory:`
+    SIZE (the smaller of the two); `memory: auto` kills nothing."""
+    sizes = [m for m in (spec.max_memory, spec.memory) if isinstance(m, int)]
+    return min(sizes) if sizes else None
 
 
 def _keep_only_what_readers_need(outcome: Outcome) -> None:

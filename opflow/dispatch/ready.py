@@ -46,6 +46,7 @@ from __future__ import annotations
 __all__ = ["ReadySet", "CHAIN_MAX"]
 
 import collections
+import heapq
 import time
 from typing import TYPE_CHECKING, Callable, Iterable
 
@@ -85,7 +86,7 @@ class ReadySet:
     and the status and reason of the tasks it settles (then calls `finish(state)`)."""
 
     def __init__(self, tasks: Iterable, layers: list[list[str]], states: dict[str, TaskState],
-                 finish: Callable[[TaskState], None]):
+                 finish: Callable[[TaskState], None], order: dict[str, tuple] | None = None):
         tasks = list(tasks)
         self._states = states
         self._finish = finish
@@ -96,7 +97,10 @@ class ReadySet:
         for t in tasks:
             for dep in t.depends_on:
                 self.children.setdefault(dep, []).append(t.id)
-        self._ready: collections.deque[str] = collections.deque()  # all_success tasks
+        # all_success tasks, a heap by start order (plan.py `start_order`: priority, the
+        # critical path; file order without one)
+        self._ready: list[tuple] = []
+        self.order_key = order or {t: (i,) for t, i in self._position.items()}
         self._triggers: collections.deque[str] = collections.deque()  # all_done / one_failed tasks
         self._has_triggers = any(t.trigger != "all_success" for t in tasks)
         self.not_triggered: set[str] = set()  # skipped by their rule (or behind one that was): not failures
@@ -122,7 +126,7 @@ class ReadySet:
     def get_ready(self) -> str | None:
         """The next all_success task to start; None while none is ready, or after a stop."""
         if self._ready and self.stop_reason is None:
-            return self._ready.popleft()
+            return heapq.heappop(self._ready)[1]
         return None
 
     def get_ready_trigger(self) -> str | None:
@@ -177,11 +181,9 @@ class ReadySet:
         return self._states[task_id].waiting > 0
 
     def again(self, task_id: str, first: bool = False) -> None:
-        """A task that did not run (never started, or to retry) is ready again; `first`: before the others."""
-        if first:
-            self._ready.appendleft(task_id)
-        else:
-            self._ready.append(task_id)
+        """A task that did not run (never started, or to retry) is ready again, in its place
+        in the start order (`first`: kept for callers; the order puts it where it belongs)."""
+        heapq.heappush(self._ready, (self.order_key[task_id], task_id))
 
     def stop(self, reason: str, triggers_too: bool) -> None:
         """No all_success task starts from now; `triggers_too`: no trigger task either."""
@@ -314,7 +316,7 @@ class ReadySet:
         # From now on it waits for a worker (its record's wait_s), however long it stays queued here.
         self._states[task_id].due = time.time()
         if self._states[task_id].spec.trigger == "all_success":
-            self._ready.append(task_id)
+            heapq.heappush(self._ready, (self.order_key[task_id], task_id))
         else:
             self._trigger_ready(task_id)
 

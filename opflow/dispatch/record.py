@@ -109,6 +109,9 @@ def task_record(state: TaskState, task_logs_dir: str | None) -> dict:
         "run_s": round(sum(ran), 6) if ran else None,  # the attempts' time in a worker
         "wait_s": round(sum(a["wait_s"] or 0.0 for a in attempts), 6) if attempts else None,  # for a worker
         "backoff_s": round(state.backoff_s, 6) if attempts else None,  # in retry delays
+        # Ready, but held back by opflow before it went to a worker: admission (slots, memory,
+        # limits: admission.py) or a full in-flight window.
+        "admission_wait_s": round(sum(max(0.0, a.queued - a.ready) for a in state.attempts), 6) if attempts else None,
         "result": outcome.result if outcome is not None and outcome.ok else None,
         # The error of a failure; a cancelled or skipped task says why in `reason`
         # (an earlier attempt's error, say before a retry delay, is in attempt_log).

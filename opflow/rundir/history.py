@@ -11,8 +11,8 @@ from __future__ import annotations
 
 __all__ = ["find_runs", "needs_file_tag", "runs_of_file", "latest_run", "prune_runs", "ResumePlan", "plan_resume", "resume_source",
            "WORKFLOW_COPY", "run_state", "coordinator_alive", "journal_statuses", "read_run_record", "workflow_copy",
-           "task_weights", "last_durations", "RunTimes", "run_times", "last_run_times", "UpstreamResults",
-           "find_upstream_results"]
+           "task_weights", "last_durations", "last_peak_rss", "RunTimes", "run_times", "last_run_times",
+           "UpstreamResults", "find_upstream_results"]
 
 import hashlib
 import json
@@ -259,6 +259,21 @@ def last_durations(log_dir: Path, workflow: Workflow) -> dict[str, float]:
     """`task_weights` of the latest run of this workflow file under log_dir ({} if none)."""
     run_dir = latest_run(log_dir, workflow)
     return {} if run_dir is None else task_weights(read_task_records(run_dir))
+
+
+def last_peak_rss(log_dir: Path, workflow: Workflow, task_ids: list[str], runs: int = 20) -> dict[str, int]:
+    """task_id -> its peak RSS in the latest run (of the newest `runs`) whose record has one
+    (`memory: auto`); a task none recorded is left out."""
+    found: dict[str, int] = {}
+    wanted = set(task_ids)
+    for run_dir in reversed(runs_of_file(log_dir, workflow)[-runs:]):
+        for task_id, record in read_task_records(run_dir, wanted - set(found)).items():
+            peak = (record.get("resources") or {}).get("peak_rss_bytes") if isinstance(record, dict) else None
+            if isinstance(peak, int) and not isinstance(peak, bool) and peak > 0 and not record.get("reused"):
+                found[task_id] = peak
+        if wanted <= set(found):
+            break
+    return found
 
 
 @dataclass

@@ -7,7 +7,7 @@ command asks the graph something: `validate` and a run ask for the layers.
 """
 from __future__ import annotations
 
-__all__ = ["Plan", "build_plan", "plan_of", "find_cycles"]
+__all__ = ["Plan", "build_plan", "plan_of", "find_cycles", "remaining_paths", "start_order"]
 
 from typing import TYPE_CHECKING, Iterable, Mapping, Protocol, Sequence
 
@@ -135,3 +135,28 @@ def build_plan(workflow: _Graph) -> Plan:
 def plan_of(depends_on: Mapping[str, Iterable[str]]) -> Plan:
     """The plan of a graph given as `{task_id: its depends_on}`."""
     return Plan({task_id: tuple(deps) for task_id, deps in depends_on.items()})
+
+
+def remaining_paths(tasks: Sequence, layers: Sequence[Sequence[str]], durations: Mapping[str, float]) -> dict[str, float]:
+    """task_id -> the longest path from its start to the end of the run: its own weight and
+    its heaviest chain of dependents. Weights: `durations` (the latest run's `task_weights`),
+    a task it lacks weighing their median; with no durations at all, 1 each (by task count)."""
+    known = sorted(v for v in durations.values() if v is not None)
+    fallback = known[len(known) // 2] if known else 1.0
+    children: dict[str, list[str]] = {}
+    for t in tasks:
+        for dep in t.depends_on:
+            children.setdefault(dep, []).append(t.id)
+    remaining: dict[str, float] = {}
+    for layer in reversed(layers):
+        for task_id in layer:
+            own = durations.get(task_id, fallback) if known else 1.0
+            remaining[task_id] = own + max((remaining[c] for c in children.get(task_id, ())), default=0.0)
+    return remaining
+
+
+def start_order(tasks: Sequence, layers: Sequence[Sequence[str]], durations: Mapping[str, float]) -> dict[str, tuple]:
+    """task_id -> its key in the order ready tasks start (smallest first): a higher `priority`
+    first, then the longer remaining path (the critical path first), then file order."""
+    remaining = remaining_paths(tasks, layers, durations)
+    return {t.id: (-(getattr(t, "priority", None) or 0), -remaining.get(t.id, 0.0), i) for i, t in enumerate(tasks)}

@@ -133,7 +133,11 @@ def predict(depends_on: Mapping[str, Sequence[str]], seconds: Mapping[str, float
 
 def demand_of(workflow) -> tuple[Callable[[str], Demand], dict[str, int]]:
     """What each task of `workflow` takes from the pool, and the named limits' sizes: the
-    one place that reads task keys for the simulation. Today every task takes one slot and
-    no limit exists; task keys `cpus:` (slots) and `limit:`, with the workflow's `limits:`,
-    plug in here."""
-    return _one_slot, {}
+    one place that reads task keys for the simulation: `cpus:` (slots) and `limit:`, with
+    the workflow's `limits:` (workflow/resources.py; a `scope: machine` limit counts as if
+    this run were alone on the machine). `memory:` is not simulated."""
+    limits = {name: limit.max for name, limit in getattr(workflow, "limits", {}).items()}
+    demands = {t.id: Demand(t.cpus, tuple(t.limit)) for t in workflow.tasks if t.cpus != 1 or t.limit}
+    if not demands:
+        return _one_slot, limits
+    return (lambda task_id: demands.get(task_id, ONE_SLOT)), limits

@@ -11,7 +11,7 @@ __all__ = ["workflow_schema"]
 import copy
 from pathlib import Path
 
-from opflow.words import DURATION_PATTERN
+from opflow.words import DURATION_PATTERN, SIZE_PATTERN
 from opflow.workflow.expand import TRIGGERS
 from opflow.plugins import discover_plugins, plugin_config_schema, worker_dirs
 
@@ -19,6 +19,23 @@ _REFERENCE = {"type": "string", "pattern": r"^\$\{[^}]+\}$", "description": "a $
 _DURATION = {"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "string", "pattern": DURATION_PATTERN}],
              "description": "seconds, or 90s, 5m, 1h"}
 _TASK_ID = {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+$"}
+_SIZE = {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": SIZE_PATTERN}],
+         "description": "bytes, or 512MB, 2GiB"}
+_LIMIT_NAME = {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+$"}
+_RESOURCES = {
+    "type": "object", "additionalProperties": False,
+    "description": "the budget: CPUs (the default pool size) and memory that tasks' cpus and memory draw on",
+    "properties": {"cpus": {"anyOf": [{"type": "integer", "minimum": 1}, {"const": "auto"}]},
+                   "memory": {"anyOf": [_SIZE, {"const": "auto"}]}},
+}
+_LIMITS = {
+    "type": "object", "description": "named limits: at most max tasks holding one run at once",
+    "propertyNames": _LIMIT_NAME,
+    "additionalProperties": {"anyOf": [
+        {"type": "integer", "minimum": 1},
+        {"type": "object", "required": ["max"], "additionalProperties": False,
+         "properties": {"max": {"type": "integer", "minimum": 1}, "scope": {"enum": ["run", "machine"]}}}]},
+}
 
 
 def workflow_schema(workflow_dir: Path | None = None) -> dict:
@@ -57,6 +74,11 @@ def workflow_schema(workflow_dir: Path | None = None) -> dict:
                        "properties": {"exclude": {"type": "array", "items": {"type": "object"}}},
                        "additionalProperties": {"type": "array", "minItems": 1,
                                                 "items": {"type": ["string", "number", "boolean"]}}},
+            "cpus": {"type": "integer", "minimum": 1, "description": "pool slots the task takes"},
+            "memory": {"anyOf": [_SIZE, {"const": "auto"}],
+                       "description": "memory it reserves (and is killed past); auto: 1.25x its last peak RSS"},
+            "limit": {"anyOf": [_LIMIT_NAME, {"type": "array", "items": _LIMIT_NAME, "minItems": 1}]},
+            "priority": {"type": "integer", "description": "higher starts first (else the critical path)"},
         },
         "allOf": by_plugin,
     }
@@ -81,6 +103,8 @@ def workflow_schema(workflow_dir: Path | None = None) -> dict:
                            "items": {"type": "string", "pattern": r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$"},
                            "description": "distributions whose versions run.json records"},
             "tasks": {"type": "array", "minItems": 1, "items": task},
+            "resources": _RESOURCES,
+            "limits": _LIMITS,
         },
         "patternProperties": {"^x-": {"description": "a place for YAML anchors, ignored by opflow"}},
     }

@@ -21,7 +21,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from opflow.words import parse_duration
+from opflow.words import parse_duration, parse_size
 from opflow.errors import OpflowError, Problem, WorkflowError
 from opflow.workflow.expand import (
     FEATURE_DEFAULT_KEYS,
@@ -33,13 +33,14 @@ from opflow.workflow.expand import (
 from opflow.workflow.limits import MAX_FILE_BYTES, MAX_ID_LENGTH, check_node_tree
 from opflow.workflow.params import merge_params
 from opflow.workflow.quick_read import Unreadable, read_plain
+from opflow.workflow.resources import RESOURCE_TASK_KEYS, RESOURCE_TOP_KEYS, task_resources, workflow_resources
 from opflow.workflow.merge_keys import flatten_merges
 
-TOP_KEYS = ("name", "description", "params", "defaults", "provenance", "tasks")
+TOP_KEYS = ("name", "description", "params", "defaults", "provenance", "tasks") + RESOURCE_TOP_KEYS
 #: A distribution's name, as PyPI takes one (PEP 508): what `provenance:` lists.
 DISTRIBUTION_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 TASK_KEYS = ("id", "plugin", "config", "depends_on", "retries", "retry_delay", "timeout", "max_memory",
-             "keep_children") + FEATURE_KEYS
+             "keep_children") + FEATURE_KEYS + RESOURCE_TASK_KEYS
 #: Keys a workflow-level `defaults:` block may set for every task.
 DEFAULT_KEYS = ("retries", "retry_delay", "timeout", "max_memory")
 ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
@@ -73,6 +74,10 @@ class TaskSpec:
     matrix: Any = field(default=None, hash=False, compare=False)
     #: Which failures are retried (exception type names, `exit:N`); None: any but a misconfiguration.
     retry_on: tuple[str, ...] | None = None
+    cpus: int = 1  # pool slots it takes (workflow/resources.py)
+    memory: int | str | None = None  # bytes of the memory budget it reserves, or "auto"
+    limit: tuple[str, ...] = ()  # named limits it holds while it runs
+    priority: int | None = None  # higher starts first; None: by the critical path
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,9 @@ class Workflow:
     #: Distribution names whose versions run.json's `packages` records beyond opflow's own
     #: dependencies and what the python tasks' modules import (workflow key `provenance:`).
     provenance: tuple = ()
+    #: `resources:` {cpus: N|"auto", memory: bytes|"auto"}, and `limits:` name -> Limit (resources.py).
+    resources: dict = field(default_factory=dict, hash=False, compare=False)
+    limits: dict = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def directory(self) -> Path:
@@ -273,6 +281,8 @@ class _Checker:
         self.bad_config: set = set()
         self.duplicates: list = []  # (draft, notes) of each task whose id an earlier task has
         self.directory: Path | None = None  # where inputs: must name files (None: not checked)
+        self.resources: dict = {}  # `resources:` and `limits:` (resources.py), read before the tasks
+        self.limits: dict = {}
 
     def problem(self, message: str, node=None, task_id: str | None = None, line: int | None = None):
         if line is None and node is not None:
@@ -371,6 +381,7 @@ class _Checker:
         params = merge_params(params, overrides, self.problem)
         provenance = self.provenance(top["provenance"][1]) if "provenance" in top else ()
         defaults = self.defaults(top)
+        self.resources, self.limits = workflow_resources(self, top)
         tasks = self.tasks(top, root, defaults)
         if tasks is None or name is None:
             return None
@@ -379,7 +390,8 @@ class _Checker:
             self.note(draft["id"], notes)
             expand_tasks(self, [TaskSpec(**draft)], params, self.plugin_checks)
         return Workflow(name=name, tasks=tuple(tasks), path=path, description=description, params=params,
-                        sha256=sha256, groups=groups, provenance=provenance)
+                        sha256=sha256, groups=groups, provenance=provenance, resources=self.resources,
+                        limits=self.limits)
 
     def provenance(self, node) -> tuple:
         """`provenance: [distribution names]`: each a distribution's name (PEP 508), once."""
@@ -527,7 +539,8 @@ class _Checker:
         for key in DEFAULT_KEYS:
             if key in items:
                 settings[key] = self.number_setting(key, items[key][1], task_id)
-        features = task_features(self, items, task_id, defaults)
+        features = {**task_features(self, items, task_id, defaults),
+                    **task_resources(self, items, task_id, self.resources, self.limits)}
         if task_id is None or plugin is None:
             return None
         # What expand_tasks needs to word this task's problems, noted by tasks() under its id.
@@ -576,7 +589,7 @@ class _Checker:
                 return None
             value = seconds
         if key == "max_memory" and isinstance(value, str):
-            parsed = _parse_bytes(value)
+            parsed = parse_size(value)
             if parsed is None:
                 self.problem(f"'max_memory' must be a size like 512MB or 2GB, got {value!r}", node, task_id)
             return parsed
@@ -652,6 +665,7 @@ class _QuickChecker(_Checker):
             items = {k: (None, v) for k, v in given.items()}
             found = {k: self.number_setting(k, v, None) for k, v in given.items() if k in DEFAULT_KEYS}
             defaults = {**found, **default_features(self, items)}
+        self.resources, self.limits = workflow_resources(self, {k: (None, top[k]) for k in RESOURCE_TOP_KEYS if k in top})
         raw_tasks = top.get("tasks")
         if type(raw_tasks) is not list or not raw_tasks:
             raise _Unsure
@@ -675,7 +689,8 @@ class _QuickChecker(_Checker):
             self.cycles(tasks, set(position))
         tasks, groups = expand_tasks(self, tasks, params, self.plugin_checks)
         return Workflow(name=name, tasks=tuple(tasks), path=path, description=description or "", params=params,
-                        sha256=sha256, groups=groups, provenance=provenance)
+                        sha256=sha256, groups=groups, provenance=provenance, resources=self.resources,
+                        limits=self.limits)
 
     def plain_task(self, raw, index: int, document, defaults: dict) -> dict:
         """`_Checker.task` for a task read as plain data."""
@@ -708,6 +723,8 @@ class _QuickChecker(_Checker):
             if key in raw:
                 settings[key] = self.number_setting(key, raw[key], task_id)
         features = task_features(self, {k: (None, raw[k]) for k in FEATURE_KEYS if k in raw}, task_id, defaults)
+        features.update(task_resources(self, {k: (None, raw[k]) for k in RESOURCE_TASK_KEYS if k in raw}, task_id,
+                                       self.resources, self.limits))
         if index not in document.configs_to_render:  # (as `task` decides it, from the config's text)
             self.plain_configs.add(task_id)
         return _draft(task_id, plugin, config, [(d, None) for d in deps], settings, keep_children,
@@ -734,13 +751,3 @@ def _draft(task_id, plugin, config, dep_nodes, settings, keep_children, line, fe
 
 # Upper bounds: beyond them a value is a typo, and huge ints overflow float maths.
 _LIMITS = {"retries": 1000, "retry_delay": 86400.0, "timeout": 365 * 86400.0, "max_memory": 2.0**60}
-
-_UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "KIB": 1024, "M": 1024**2, "MB": 1024**2, "MIB": 1024**2,
-          "G": 1024**3, "GB": 1024**3, "GIB": 1024**3}
-
-
-def _parse_bytes(text: str) -> int | None:
-    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", text)
-    if not match or match.group(2).upper() not in _UNITS:
-        return None
-    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
