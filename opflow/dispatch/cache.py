@@ -28,8 +28,9 @@ planted in a shared log dir serves nothing, and a damaged one never ends a later
 """
 from __future__ import annotations
 
-__all__ = ["CacheStore", "CacheHit", "cache_key", "open_cache", "MAX_INPUT_FILES"]
+__all__ = ["CacheStore", "CacheHit", "cache_key", "open_cache", "stale_outputs", "MAX_INPUT_FILES"]
 
+import fnmatch
 import glob
 import hashlib
 import json
@@ -43,6 +44,7 @@ from opflow._version import __version__
 from opflow.errors import UsageError
 from opflow.rundir.layout import read_trusted_task_record, trusted_runs_of_file
 from opflow.rundir.results_log import RESULTS_FILE, read_results
+from opflow.worker.outputs import file_digest as _file_digest, output_path
 
 #: Files hashed under one `inputs:` name (a directory, a glob) before the key gives up on reuse.
 MAX_INPUT_FILES = 100_000
@@ -54,6 +56,7 @@ class CacheHit:
     result: object  # the JSON rendering recorded
     digest: str  # sha256 of the pickled result
     blob: bytes | None  # the pickled result (None where nothing reads it)
+    outputs: dict | None = None  # the record's `outputs` (file -> sha256)
 
 
 def cache_key(plugin: str, plugin_code: str, config: dict, params: dict, upstream: list[tuple[str, str]],
@@ -122,26 +125,23 @@ def _digests(name: str, budget: list[int], seen: set):
                 yield path, f"symlink to {os.readlink(path)}"
 
 
-def _file_digest(name: str) -> str:
-    """sha256 of a regular file's content; its kind for anything else. Never blocks: O_NONBLOCK,
-    and the kind checked (fstat) before a byte is read, so a FIFO is named, not waited on."""
-    try:
-        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        return "missing"
-    except OSError as exc:
-        return f"unreadable: {exc.strerror}"
-    with open(fd, "rb") as handle:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            return "directory"
-        if not stat.S_ISREG(mode):
-            return f"not a regular file (mode {stat.S_IFMT(mode):o})"
-        try:
-            return hashlib.file_digest(handle, "sha256").hexdigest() if hasattr(hashlib, "file_digest") \
-                else hashlib.sha256(handle.read()).hexdigest()
-        except OSError as exc:
-            return f"unreadable: {exc.strerror}"
+def stale_outputs(declared: tuple[str, ...], recorded: dict | None, workflow_dir) -> str | None:
+    """Why a cached result cannot be reused for its outputs (None: it can): a declared
+    output the earlier run recorded no file for, or a recorded file now missing or changed.
+    The one rule for the run's reuse and for what `plan --explain` says."""
+    recorded = recorded or {}
+    for pattern in declared:
+        if not any(shown == pattern or fnmatch.fnmatchcase(shown, pattern) or
+                   os.path.normpath(output_path(shown, str(workflow_dir))) ==
+                   os.path.normpath(output_path(pattern, str(workflow_dir))) for shown in recorded):
+            return f"output {pattern} was not recorded by the earlier run"
+    for shown, digest in recorded.items():
+        now = _file_digest(output_path(shown, str(workflow_dir)))
+        if now == "missing":
+            return f"output {shown} is missing"
+        if now != digest:
+            return f"output {shown} changed"
+    return None
 
 
 def open_cache(log_dir: Path, workflow) -> CacheStore:
@@ -175,8 +175,9 @@ class CacheStore:
                 if blob is None or hashlib.sha256(blob).hexdigest() != digest:
                     continue
             source = record.get("reused_from")
+            outputs = record.get("outputs")
             return CacheHit(str(source) if isinstance(source, str) and source else str(run_dir),
-                            record.get("result"), digest, blob)
+                            record.get("result"), digest, blob, outputs if isinstance(outputs, dict) else None)
         return None
 
     def _results(self, run_dir: Path) -> dict[str, bytes]:

@@ -70,6 +70,7 @@ from opflow.dispatch.interrupts import await_despite_cancel, call_off_loop
 from opflow.dispatch.ready import ReadySet
 from opflow.dispatch.record import Attempt, TaskState, reused_record, task_record
 from opflow.events import Reporter, RunStatus, TaskStatus, iso_time
+from opflow.masking import Masker
 from opflow.options import Options
 from opflow.rundir.failure_text import add_log_tail
 from opflow.rundir.results_log import append_result, close_results_logs
@@ -146,6 +147,8 @@ class Coordinator:
         self.plugins = plugins
         self.options = options
         self.reporters = list(reporters)
+        # Every event is masked before any reporter sees it: no record, journal line or console line holds a secret.
+        self._masker = Masker(workflow.secrets)
         self.plan = build_plan(workflow)
         self.states = {t.id: TaskState(t) for t in workflow.tasks}
         self._ready = ReadySet(workflow.tasks, self.plan.layers, self.states, self._record_final)
@@ -179,6 +182,8 @@ class Coordinator:
 
     def emit(self, kind: str, **fields) -> None:
         event = {"event": kind, "time": iso_time(time.time()), **fields}
+        if self._masker:
+            event = self._masker.mask(event)
         for reporter in list(self.reporters):
             try:
                 reporter.handle(event)
@@ -370,6 +375,7 @@ class Coordinator:
             groups=spec.groups, **self._ready.trigger_fields(spec, upstream),
             log_path=os.path.join(self.options.task_logs_dir, f"{task_id}.log") if self.options.task_logs_dir else None,
             keep_children=spec.keep_children, run_dir=self.options.run_dir,
+            outputs=spec.outputs, secrets=self.workflow.secrets,
         )
         state.attempts.append(Attempt(attempt, time.time(), ready=state.due))
         state.due = None
@@ -649,25 +655,31 @@ class Coordinator:
         state = self.states[task_id]
         if not state.spec.cache or self.options.cache_store is None:
             return False
-        from opflow.dispatch.cache import cache_key
+        from opflow.dispatch.cache import cache_key, stale_outputs
         from opflow.plugins import plugin_reads_params, plugin_source_digest
 
         spec = state.spec
         ref = self.plugins[spec.plugin]
         upstream = [(d, self.states[d].outcome.digest if self.states[d].outcome else "") for d in spec.depends_on]
         params = self.workflow.params if plugin_reads_params(ref) else None
-        state.cache_key = cache_key(spec.plugin, plugin_source_digest(ref), spec.config, params,
-                                    upstream, spec.inputs, self.workflow.directory)
+        # Secrets count by their digest: the key tells values apart without holding one.
+        state.cache_key = cache_key(spec.plugin, plugin_source_digest(ref), self._masker.keyed(spec.config),
+                                    self._masker.keyed(params), upstream, spec.inputs, self.workflow.directory)
         publish = bool(self._ready.children[task_id])
         hit = self.options.cache_store.lookup(task_id, state.cache_key, need_blob=publish)
         if hit is None:
+            return False
+        stale = stale_outputs(spec.outputs, hit.outputs, self.workflow.directory)
+        if stale is not None:
+            state.reason = f"cache: not reused: {stale}"
             return False
         if publish:
             if self.options.results_path:
                 append_result(self.options.results_path, task_id, hit.blob)
             self._backend.seed(task_id, hit.blob)
         now = time.time()
-        state.outcome = Outcome(token=0, ok=True, result=hit.result, digest=hit.digest, started_at=now, finished_at=now)
+        state.outcome = Outcome(token=0, ok=True, result=hit.result, digest=hit.digest, started_at=now, finished_at=now,
+                                outputs=hit.outputs)
         state.reused, state.reused_from = True, hit.run_dir
         state.reason = f"cache: reused from {hit.run_dir}"
         self._succeed(state)
