@@ -92,6 +92,11 @@ class StreamMasker:
         self._pending = b""
         self._mask = MASK.encode()
 
+    @property
+    def held(self) -> int:
+        """Bytes held back now, waiting to tell whether they begin a secret."""
+        return len(self._pending)
+
     def feed(self, data: bytes) -> None:
         if not self._secrets:
             self._write(data)
