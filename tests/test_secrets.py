@@ -88,7 +88,7 @@ def _files_holding(root: Path, secrets: list[str]) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("executor", ["process", "thread"])
+@pytest.mark.parametrize("executor", ["process", "thread", "dask"])
 def test_no_secret_in_the_run_directory_or_on_the_console_and_the_task_gets_it(here, executor):
     # `after` reads py's result: it is published, and it would be kept for resume if it held no secret.
     flow = _flow(here)
