@@ -70,7 +70,7 @@ class TaskRequest:
     outputs: tuple = ()  # declared outputs (paths, globs): hashed after a success, a missing one fails it
     #: The run's secret values: written `***` in the task's log, its result kept out of the results log
     #: (opflow/masking.py). The task itself gets the real values, in its config and params.
-    secrets: tuple = ()
+    secrets: tuple = field(default=(), repr=False)
     #: Set by the backend, never by the coordinator: where upstream results are
     #: read and this one is published (a StoreAddress, a ContextStore, a snapshot).
     store: Any = None

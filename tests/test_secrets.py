@@ -14,6 +14,7 @@ from helpers import latest_run_dir, records, run_cli, run_json, write
 
 TOKEN = "tok-Sup3rSecret-0123456789"  # given by --param
 ENV_SECRET = "env value with spaces #not-a-comment 42"  # given by the env_file (quoted)
+FROM_ENV = "from-the-environment-77"  # the environment wins over the env_file, and stays secret
 
 MODULE = '''
 import hashlib, sys
@@ -40,6 +41,7 @@ def _flow(here: Path) -> Path:
         # the nightly job's credentials
         API_KEY="{ENV_SECRET}"
         export REGION=eu-west-1
+        FROM_ENV=
     """)
     got = here / "got"
     return write(here, "flow.yaml", f"""
@@ -60,7 +62,9 @@ def _flow(here: Path) -> Path:
           - id: env
             plugin: shell
             config:
-              command: "echo key=${{env.API_KEY}} >&2; printf '%s' ${{env.API_KEY}} | sha256sum | cut -c1-64 > {got}.env"
+              command: "echo key=${{env.API_KEY}} from=${{env.FROM_ENV}} >&2;
+                printf '%s' ${{env.API_KEY}} | sha256sum | cut -c1-64 > {got}.env;
+                printf '%s' ${{env.FROM_ENV}} > {got}.from_env"
           - id: py
             plugin: python
             cache: true
@@ -93,7 +97,7 @@ def test_no_secret_in_the_run_directory_or_on_the_console_and_the_task_gets_it(h
     # `after` reads py's result: it is published, and it would be kept for resume if it held no secret.
     flow = _flow(here)
     result = run_cli("run", str(flow), "--param", f"token={TOKEN}", "--param", "rows=4", "--executor", executor,
-                     "--workers", "2", cwd=here)
+                     "--workers", "2", cwd=here, env={"FROM_ENV": FROM_ENV})
     run_dir = latest_run_dir(here / "logs")
     tasks = records(run_dir)
     assert {t: r["status"] for t, r in tasks.items()} == {"split": "succeeded", "env": "succeeded",
@@ -103,17 +107,18 @@ def test_no_secret_in_the_run_directory_or_on_the_console_and_the_task_gets_it(h
     assert (here / "got.shell").read_text().strip() == _sha(TOKEN)
     assert (here / "got.env").read_text().strip() == _sha(ENV_SECRET)
     assert (here / "got.py").read_text() == _sha(TOKEN)
+    assert (here / "got.from_env").read_text() == FROM_ENV
     # Nothing opflow wrote or printed holds one.
-    assert _files_holding(here / "logs", [TOKEN, ENV_SECRET]) == []
+    assert _files_holding(here / "logs", [TOKEN, ENV_SECRET, FROM_ENV]) == []
     for stream in (result.stdout, result.stderr):
-        assert TOKEN not in stream and ENV_SECRET not in stream
+        assert TOKEN not in stream and ENV_SECRET not in stream and FROM_ENV not in stream
     # Masked where they were.
     assert tasks["py"]["result"] == {"token": "***", "note": "before *** after"}
     log = (run_dir / "tasks" / "py.log").read_text()
     assert log.count("***") == 5 and "x" * 70000 + "***" + "y" * 70000 + "******" in log
     assert (run_dir / "tasks" / "split.log").read_text().count("***\n") == 2  # the halves, and whole
     assert "whole: ***" in (run_dir / "tasks" / "split.log").read_text()
-    assert "key=***" in (run_dir / "tasks" / "env.log").read_text()
+    assert "key=*** from=***" in (run_dir / "tasks" / "env.log").read_text()
     doc = run_json(run_dir)
     assert "token=***" in doc["argv"] and f"token={TOKEN}" not in doc["argv"]
     assert doc["params"] == {"token": "***", "rows": 4}
@@ -214,6 +219,7 @@ def test_bad_secret_declarations_and_env_files_are_validate_errors_at_their_line
         params:
           token: {default: "", secret: "yes"}
           pin: {default: 0, secret: true}
+          other: {defualt: "", secret: true}
         tasks:
           - {id: a, plugin: shell, config: {command: "true"}}
     """)
@@ -221,11 +227,12 @@ def test_bad_secret_declarations_and_env_files_are_validate_errors_at_their_line
     assert result.returncode == 2
     err = result.stderr
     assert "flow.yaml:4: param 'token': 'secret' must be true or false" in err
+    assert "flow.yaml:6: param 'other': unknown key 'defualt' (did you mean 'default'?)" in err
     assert f"{here / 'bad.env'}:2: env_file: expected KEY=VALUE" in err
     assert f"{here / 'bad.env'}:3: env_file: expected KEY=VALUE" in err
     assert "no equals sign" not in err and "Traceback" not in err
     flow.write_text(flow.read_text().replace("env_file: bad.env", "env_file: missing.env")
-                    .replace('secret: "yes"', "secret: true"))
+                    .replace('secret: "yes"', "secret: true").replace("defualt", "default"))
     result = run_cli("run", str(flow), "--param", "pin=not-a-number-but-secret", cwd=here)
     assert result.returncode == 2 and not (here / "logs").exists()
     assert "flow.yaml:2: env_file 'missing.env': no such file" in result.stderr
