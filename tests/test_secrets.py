@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,9 @@ def leak(token, out):
 
 def use(context):
     return len(context["py"]["token"])
+
+def boom(token):
+    raise ValueError("the server refused token " + token)
 '''
 
 
@@ -128,7 +132,14 @@ def test_no_secret_in_the_run_directory_or_on_the_console_and_the_task_gets_it(h
 
 def test_json_show_and_report_hold_no_secret(here):
     flow = _flow(here)
+    flow.write_text(flow.read_text() + textwrap.indent(textwrap.dedent("""
+        - id: boom
+          plugin: python
+          config: {function: "leaky:boom", args: ["${params.token}"]}
+    """), "  "))
     result = run_cli("run", str(flow), "--param", f"token={TOKEN}", "--json", cwd=here)
+    assert result.returncode == 1
+    assert "the server refused token ***" in result.stderr  # the failure, as the console tells it
     assert TOKEN not in result.stdout + result.stderr and ENV_SECRET not in result.stdout + result.stderr
     doc = json.loads(result.stdout)
     assert doc["params"]["token"] == "***"
@@ -136,6 +147,7 @@ def test_json_show_and_report_hold_no_secret(here):
     outputs = []
     for args in (["show", str(run_dir)], ["show", str(run_dir), "--json"], ["show", str(run_dir), "py"],
                  ["show", str(run_dir), "py", "--json"], ["show", str(run_dir), "split"],
+                 ["show", str(run_dir), "boom"], ["runs", "--log-dir", str(here / "logs")],
                  ["report", str(run_dir), "-o", str(here / "report.html")]):
         shown = run_cli(*args, cwd=here)
         assert shown.returncode == 0, shown.stderr
