@@ -45,12 +45,17 @@ SECRET_KEYS = ("default", "secret")
 def split_declarations(written: dict, problem: Callable[[str, str], None]) -> tuple[dict, tuple[str, ...]]:
     """`params:` as written -> (name -> default, the names declared secret).
 
-    A mapping with a `secret` key and no keys but `default` and `secret` declares a
-    param; any other value is the param's default. `problem(name, message)`."""
+    A mapping with a `secret` key declares a param (`default`, `secret`); any other
+    value is the param's default. `problem(name, message)`."""
     defaults: dict = {}
     secret = []
     for name, value in written.items():
-        if isinstance(value, dict) and "secret" in value and set(value) <= set(SECRET_KEYS):
+        if isinstance(value, dict) and "secret" in value:
+            for key in value:
+                if key not in SECRET_KEYS:
+                    close = difflib.get_close_matches(str(key), SECRET_KEYS, n=1)
+                    hint = f"did you mean '{close[0]}'?" if close else "declare it as {default: VALUE, secret: true}"
+                    problem(name, f"param '{name}': unknown key '{key}' ({hint})")
             flag = value["secret"]
             if not isinstance(flag, bool):
                 problem(name, f"param '{name}': 'secret' must be true or false, got {flag!r}"[:200])
