@@ -47,6 +47,32 @@ def test_outputs_are_hashed_and_a_cached_task_reruns_when_one_is_deleted_or_chan
     assert again["reused"] is True and again["outputs"] == first["a"]["outputs"]
 
 
+def test_resume_reruns_a_task_whose_output_is_gone_and_what_depends_on_it(here):
+    made = here / "a.count"
+    flow = write(here, "flow.yaml", f"""
+        name: resume outputs
+        tasks:
+          - {{id: a, plugin: shell, outputs: [a.txt], config: {{command: "echo x >> {made}; echo a > a.txt"}}}}
+          - {{id: b, plugin: shell, depends_on: [a], config: {{command: "cat a.txt"}}}}
+          - {{id: c, plugin: shell, depends_on: [b], config: {{command: "test -e go"}}}}
+    """)
+    _run(here, flow, code=1)  # c fails: a and b may be reused
+    (here / "go").touch()
+    (here / "a.txt").unlink()
+    result = run_cli("run", str(flow), "--resume", cwd=here)
+    assert result.returncode == 0, result.stdout + result.stderr
+    doc = run_json(latest_run_dir(here / "logs"))
+    assert doc["reused"] == [] and "task 'a': output a.txt is missing" in doc["resume_changes"]
+    assert made.read_text().count("x") == 2
+    (here / "fail").touch()
+    flow.write_text(flow.read_text().replace("test -e go", "test ! -e fail"))
+    _run(here, flow, code=1)
+    (here / "fail").unlink()
+    result = run_cli("run", str(flow), "--resume", cwd=here)  # outputs unchanged: a and b reused
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert run_json(latest_run_dir(here / "logs"))["reused"] == ["a", "b"]
+
+
 def test_a_missing_output_fails_the_task_retries_apply_and_its_dependents_are_skipped(here):
     flow = write(here, "flow.yaml", """
         name: missing output

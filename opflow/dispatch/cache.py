@@ -30,7 +30,6 @@ from __future__ import annotations
 
 __all__ = ["CacheStore", "CacheHit", "cache_key", "open_cache", "stale_outputs", "MAX_INPUT_FILES"]
 
-import fnmatch
 import glob
 import hashlib
 import json
@@ -44,7 +43,8 @@ from opflow._version import __version__
 from opflow.errors import UsageError
 from opflow.rundir.layout import read_trusted_task_record, trusted_runs_of_file
 from opflow.rundir.results_log import RESULTS_FILE, read_results
-from opflow.worker.outputs import file_digest as _file_digest, output_path
+# stale_outputs: the rule for declared outputs, the cache's as resume's (and plan --explain's).
+from opflow.rundir.outputs import file_digest as _file_digest, stale_outputs
 
 #: Files hashed under one `inputs:` name (a directory, a glob) before the key gives up on reuse.
 MAX_INPUT_FILES = 100_000
@@ -123,25 +123,6 @@ def _digests(name: str, budget: list[int], seen: set):
             path = os.path.join(root, entry)
             if os.path.islink(path):
                 yield path, f"symlink to {os.readlink(path)}"
-
-
-def stale_outputs(declared: tuple[str, ...], recorded: dict | None, workflow_dir) -> str | None:
-    """Why a cached result cannot be reused for its outputs (None: it can): a declared
-    output the earlier run recorded no file for, or a recorded file now missing or changed.
-    The one rule for the run's reuse and for what `plan --explain` says."""
-    recorded = recorded or {}
-    for pattern in declared:
-        if not any(shown == pattern or fnmatch.fnmatchcase(shown, pattern) or
-                   os.path.normpath(output_path(shown, str(workflow_dir))) ==
-                   os.path.normpath(output_path(pattern, str(workflow_dir))) for shown in recorded):
-            return f"output {pattern} was not recorded by the earlier run"
-    for shown, digest in recorded.items():
-        now = _file_digest(output_path(shown, str(workflow_dir)))
-        if now == "missing":
-            return f"output {shown} is missing"
-        if now != digest:
-            return f"output {shown} changed"
-    return None
 
 
 def open_cache(log_dir: Path, workflow) -> CacheStore:

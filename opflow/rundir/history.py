@@ -26,6 +26,7 @@ from opflow.rundir.files import read_private
 from opflow.rundir.layout import (JOURNAL, WORKFLOW_COPY, coordinator_alive, find_runs, latest_run, needs_file_tag,
                                   read_run_json, read_task_records, run_state, runs_of_file)
 from opflow.rundir.layout import read_trusted_run_json as read_run_record
+from opflow.rundir.outputs import stale_outputs
 from opflow.rundir.results_log import RESULTS_FILE, read_results
 from opflow.workflow.spec import Workflow, load_workflow, params_digest
 
@@ -128,6 +129,12 @@ def plan_resume(run_dir: Path, workflow: Workflow) -> ResumePlan:
         if stale:
             plan.changes.append(f"task '{task.id}' depends on '{stale[0]}', which reruns")
             continue
+        if task.outputs:
+            stale = stale_outputs(task.outputs, (read_task_records(run_dir, [task.id]).get(task.id) or {}).get("outputs"),
+                                  workflow.directory)
+            if stale is not None:
+                plan.changes.append(f"task '{task.id}': {stale}")
+                continue
         read_by_others = any(task.id in t.depends_on for t in workflow.tasks)
         if read_by_others and task.id not in recorded:
             plan.changes.append(f"task '{task.id}': its result is missing from {run_dir / RESULTS_FILE}")

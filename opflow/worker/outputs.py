@@ -2,16 +2,16 @@
 
 Paths and globs are relative to the workflow file's folder (or absolute); a record
 names each file as it was matched: relative to that folder where the pattern was.
-The cache (dispatch/cache.py `stale_outputs`) reads the same digests back.
+rundir/outputs.py reads them back (the cache, resume).
 """
 from __future__ import annotations
 
-__all__ = ["output_digests", "output_path", "file_digest"]
+__all__ = ["output_digests"]
 
 import glob
-import hashlib
 import os
-import stat
+
+from opflow.rundir.outputs import file_digest, output_path
 
 
 def output_digests(patterns: tuple[str, ...], workflow_dir: str) -> tuple[dict[str, str], list[str]]:
@@ -29,30 +29,3 @@ def output_digests(patterns: tuple[str, ...], workflow_dir: str) -> tuple[dict[s
             shown = name if os.path.isabs(os.path.expanduser(pattern)) else os.path.relpath(name, workflow_dir)
             found[shown] = file_digest(name)
     return found, missing
-
-
-def output_path(shown: str, workflow_dir: str) -> str:
-    """Where a recorded (or declared) output is: relative ones under the workflow's folder."""
-    return os.path.join(workflow_dir, os.path.expanduser(shown))
-
-
-def file_digest(name: str) -> str:
-    """sha256 of a regular file's content; its kind for anything else. Never blocks: O_NONBLOCK,
-    and the kind checked (fstat) before a byte is read, so a FIFO is named, not waited on."""
-    try:
-        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        return "missing"
-    except OSError as exc:
-        return f"unreadable: {exc.strerror}"
-    with open(fd, "rb") as handle:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            return "directory"
-        if not stat.S_ISREG(mode):
-            return f"not a regular file (mode {stat.S_IFMT(mode):o})"
-        try:
-            return hashlib.file_digest(handle, "sha256").hexdigest() if hasattr(hashlib, "file_digest") \
-                else hashlib.sha256(handle.read()).hexdigest()
-        except OSError as exc:
-            return f"unreadable: {exc.strerror}"
