@@ -18,6 +18,13 @@ The cache key of a task (sha256, recorded as `cache_key` in its record) covers:
     key is new on every run: such a task never reuses, rather than reuse on a partial hash.
     A FIFO or other non-regular file counts as its kind, never opened for reading.
 
+A secret (opflow/masking.py) is in the key by its sha256, never its value: the caller
+passes the config and params `Masker.keyed`.
+
+A hit whose record lists `outputs` is reused only while each of those files is there with
+its recorded sha256 (`stale_outputs`, rundir/outputs.py: the rule resume and `plan
+--explain` use too); else the task runs, and its record's `reason` says why.
+
 A hit is the newest earlier run of the same workflow file, in the same log dir, that
 resume would trust (rundir/layout.py `trusted_runs_of_file`: a real directory, this user's,
 writable by no one else), whose record of this task id (read as resume reads: no symlink,
