@@ -63,6 +63,10 @@ class Masker:
             return [self.mask(v, replace) for v in value]
         if isinstance(value, tuple):
             return tuple(self.mask(v, replace) for v in value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            text = str(value)  # a secret PIN is a number in run.json's params: it becomes text there
+            masked = self.text(text, replace)
+            return value if masked == text else masked
         return value
 
     def keyed(self, value: Any) -> Any:

@@ -253,3 +253,22 @@ def test_bad_secret_declarations_and_env_files_are_validate_errors_at_their_line
     flow.write_text(flow.read_text().replace("env_file: missing.env\n", ""))
     short = run_cli("run", str(flow), "--param", "token=abc", cwd=here)
     assert short.returncode == 2 and "--param token: a secret param's value must be at least 4" in short.stderr
+
+
+def test_a_secret_number_or_mapping_is_masked_too(here):
+    flow = write(here, "flow.yaml", f"""
+        name: secret shapes
+        params:
+          pin: {{default: 0, secret: true}}
+          creds: {{default: {{user: "", password: ""}}, secret: true}}
+        tasks:
+          - id: a
+            plugin: shell
+            config: {{command: "echo ${{params.pin}} ${{params.creds.user}} ${{params.creds.password}} > {here / 'got'}"}}
+    """)
+    result = run_cli("run", str(flow), "--param", "pin=98765432", "--param", "creds={user: someone-x, password: pw-4711-z}",
+                     cwd=here)
+    assert result.returncode == 0, result.stderr
+    assert (here / "got").read_text() == "98765432 someone-x pw-4711-z\n"
+    assert _files_holding(here / "logs", ["98765432", "someone-x", "pw-4711-z"]) == []
+    assert run_json(latest_run_dir(here / "logs"))["params"] == {"pin": "***", "creds": {"user": "***", "password": "***"}}

@@ -433,16 +433,13 @@ class _Checker:
         (and the environment's, for a key the env_file names: the environment wins)."""
         values = []
         for name in secret:
-            value = params.get(name)
-            if value is None or value == "":
-                continue
-            text = value if isinstance(value, str) else json.dumps(value)
-            if len(text) < MIN_SECRET_LENGTH:
-                if name in overrides:  # (a default is in the file: no secret to keep)
-                    self.problem(f"--param {name}: a secret param's value must be at least {MIN_SECRET_LENGTH} "
-                                 f"characters long (a shorter one cannot be masked in the run's record)")
-                continue
-            values.append(text)
+            for text in _leaves(params.get(name)):  # a secret mapping or list: each of its values
+                if len(text) < MIN_SECRET_LENGTH:
+                    if name in overrides:  # (a default is in the file: no secret to keep)
+                        self.problem(f"--param {name}: a secret param's value must be at least {MIN_SECRET_LENGTH} "
+                                     f"characters long (a shorter one cannot be masked in the run's record)")
+                    continue
+                values.append(text)
         for key, value in env_values.items():
             values.append(value)
             if key in os.environ:
@@ -787,6 +784,16 @@ class _QuickChecker(_Checker):
             self.plain_configs.add(task_id)
         return _draft(task_id, plugin, config, [(d, None) for d in deps], settings, keep_children,
                       document.task_lines[index], features)
+
+
+def _leaves(value) -> list[str]:
+    """The texts of a param's value: a string or number itself, each one inside a list or mapping."""
+    if isinstance(value, bool) or value is None or value == "":
+        return []
+    if isinstance(value, (str, int, float)):
+        return [str(value)]
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return [text for item in items for text in _leaves(item)]
 
 
 def _environment(env_values: dict):
