@@ -25,8 +25,8 @@ from opflow.errors import UsageError
 from opflow.events import Reporter, iso_time
 from opflow.options import Options
 from opflow.worker.guard import GUARD_MESSAGE, refuse_in_starting_worker, unguarded_call_site
-from opflow.rundir.history import plan_resume, prune_runs, workflow_copy
-from opflow.rundir.layout import (create_run_dir, latest_run, load_task_record, needs_file_tag,
+from opflow.rundir.history import plan_resume, prune_runs, resume_source, workflow_copy
+from opflow.rundir.layout import (create_run_dir, load_task_record, needs_file_tag,
                                   read_task_records, read_trusted_run_json, RUN_JSON, slugify, TASKS,
                                   WORKFLOW_COPY)
 from opflow.workflow.limits import MAX_WORKERS
@@ -175,9 +175,7 @@ async def _prepare_and_run(path: str | Path, options: Options, reporters: Iterab
             run_options.cache_store = await interrupts.call_off_loop(open_cache, log_dir, workflow)
         extra = {}
         if options.resume:
-            source = latest_run(log_dir, workflow) if options.resume is True else Path(options.resume)
-            if source is None:
-                raise UsageError(f"--resume: no earlier run of '{workflow.name}' ({workflow.path}) under {log_dir}")
+            source = resume_source(log_dir, workflow, options.resume)
             plan = await interrupts.call_off_loop(plan_resume, source, workflow)
             run_options.reuse, run_options.reused_from = plan.reuse, str(source)
             run_options.reused_records = read_task_records(source, plan.reuse)  # a record lost in a crash: reused, less described

@@ -4,6 +4,7 @@ while its recorded outputs are there with those hashes (else it reruns, saying w
 from __future__ import annotations
 
 import hashlib
+import json
 
 from helpers import latest_run_dir, records, run_cli, run_json, write
 
@@ -36,12 +37,16 @@ def test_outputs_are_hashed_and_a_cached_task_reruns_when_one_is_deleted_or_chan
     assert _run(here, flow)["a"]["reused"] is True  # unchanged: reused
     assert count.read_text().count("x") == 1
     (here / "out" / "a.csv").unlink()
+    explained = run_cli("plan", str(flow), "--explain", "--json", cwd=here)
+    assert explained.returncode == 0, explained.stderr
+    verdicts = {v["task_id"]: v for v in json.loads(explained.stdout)["tasks"]}
+    assert verdicts["a"]["verdict"] == "run" and "output out/a.csv is missing" in verdicts["a"]["reason"]
     deleted = _run(here, flow)["a"]
-    assert deleted["reused"] is False and deleted["reason"] == "cache: not reused: output out/a.csv is missing"
+    assert deleted["reused"] is False and deleted["cache_miss"] == "output out/a.csv is missing"
     assert count.read_text().count("x") == 2 and (here / "out" / "a.csv").exists()
     (here / "out" / "a.csv").write_text("someone else's\n")
     changed = _run(here, flow)["a"]
-    assert changed["reused"] is False and changed["reason"] == "cache: not reused: output out/a.csv changed"
+    assert changed["reused"] is False and changed["cache_miss"] == "output out/a.csv changed"
     assert count.read_text().count("x") == 3 and (here / "out" / "a.csv").read_bytes() == written
     again = _run(here, flow)["a"]
     assert again["reused"] is True and again["outputs"] == first["a"]["outputs"]

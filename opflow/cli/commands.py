@@ -335,20 +335,42 @@ def validate(file, as_json):
                f"in {plural(len(layers), 'layer')}")
 
 
-@main.command(short_help="Print FILE's topological layers and critical path.")
+@main.command(short_help="Print FILE's layers and critical path; --explain, --predict.")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where to look for the last run's durations (critical path; default: $OPFLOW_LOG_DIR, else ./logs).")
+              help="Where the earlier runs are (durations, cache, resume; default: $OPFLOW_LOG_DIR, else ./logs).")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Override a declared workflow param (repeatable), as `opflow run --param` does.")
+@click.option("--explain", is_flag=True,
+              help="For each task: would a run now reuse it (cache, or --resume) or run it, and why.")
+@click.option("--resume", is_flag=True, help="With --explain: explain `opflow run --resume` (the latest run).")
+@click.option("--no-cache", is_flag=True, help="With --explain: explain `opflow run --no-cache`.")
+@click.option("--predict", "predict_sizes", default=None, metavar="N,N,...",
+              help="The wall time each pool size would take (1,2,4,8), simulated from the latest run's durations.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON document: layers and critical path.")
-def plan(file, log_dir, as_json):
-    """Print the topological layers of FILE (tasks in one layer can run at once)."""
+def plan(file, log_dir, params, explain, resume, no_cache, predict_sizes, as_json):
+    """Print the topological layers of FILE (tasks in one layer can run at once).
+
+    --explain says, for each task, whether a run now would reuse it or run it and why;
+    --predict the wall time of each pool size, from the latest run's task durations.
+    """
     from opflow.rundir.history import last_durations
     from opflow.workflow.loading import load
+    from opflow.workflow.params import parse_cli_params
     from opflow.workflow.plan import build_plan
 
     try:
         log_dir = _log_dir(log_dir)
-        workflow, _ = load(file)
+        if (resume or no_cache) and not explain:
+            raise UsageError(f"{'--resume' if resume else '--no-cache'} goes with --explain")
+        if explain and predict_sizes is not None:
+            raise UsageError("--explain and --predict: give one or the other")
+        sizes = _pool_sizes(predict_sizes, "--predict") if predict_sizes is not None else None
+        workflow, plugins = load(file, parse_cli_params(params) or None)
+        if explain:
+            return _print_explanations(workflow, plugins, log_dir, resume, not no_cache, as_json)
+        if sizes is not None:
+            return _print_prediction(workflow, log_dir, sizes, as_json)
     except OpflowError as error:
         _fail(error)
     the_plan = build_plan(workflow)
@@ -371,6 +393,105 @@ def plan(file, log_dir, as_json):
     if durations:
         path, total = the_plan.critical_path(durations)
         click.echo(f"critical path (last run's durations): {' -> '.join(path)} ({total:.2f}s)")
+
+
+def _print_explanations(workflow, plugins, log_dir: Path, resume: bool, cache: bool, as_json: bool) -> None:
+    from opflow.dispatch.explain import explain
+
+    verdicts = explain(workflow, plugins, log_dir, resume=resume, cache=cache)
+    if as_json:
+        _echo_json({"workflow": workflow.name, "resume": resume, "cache": cache,
+                    "tasks": [{"task_id": v.task_id, "verdict": "reuse" if v.reuse else "run", "reason": v.reason}
+                              for v in verdicts]})
+        return
+    reused = sum(v.reuse for v in verdicts)
+    click.echo(f"workflow '{workflow.name}': {len(verdicts) - reused} to run, {reused} to reuse"
+               + (" (--resume of the latest run)" if resume else ""))
+    width = max((len(v.task_id) for v in verdicts), default=0)
+    for v in verdicts:
+        click.echo(f"  {'reuse' if v.reuse else 'run':<5}  {v.task_id:<{width}}  {v.reason}")
+
+
+def _pool_sizes(text: str, option: str) -> list[int]:
+    """`1,2,4,8` -> [1, 2, 4, 8] (sorted, once each), or a UsageError naming the option."""
+    try:
+        sizes = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        sizes = []
+    if not sizes or sizes[0] < 1 or sizes[-1] > MAX_WORKERS:
+        raise UsageError(f"{option} {text!r}: give pool sizes from 1 to {MAX_WORKERS}, comma-separated (1,2,4,8)")
+    return sizes
+
+
+def _print_prediction(workflow, log_dir: Path, sizes: list[int], as_json: bool) -> None:
+    from opflow.cli.bench import prediction_document, prediction_lines
+    from opflow.rundir.history import last_run_times
+
+    times = last_run_times(log_dir, workflow)
+    if times is None:
+        raise UsageError(f"--predict: no earlier run of '{workflow.name}' ({workflow.path}) under {log_dir} "
+                         "to take durations from; run it once first")
+    document = prediction_document(workflow, times, sizes)
+    if as_json:
+        _echo_json(document)
+        return
+    for line in prediction_lines(document):
+        click.echo(line)
+
+
+@main.command(short_help="Time FILE at several pool sizes, beside the predicted times.")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--sizes", default=None, metavar="N,N,...",
+              help="Pool sizes to time (default: 1, 2, 4, ... up to the CPUs this process may use).")
+@click.option("--reps", type=click.IntRange(min=1, max=100), default=3, show_default=True,
+              help="Runs at each size; the median is what counts.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Override a declared workflow param (repeatable), passed to every run.")
+@click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the runs go (default: $OPFLOW_LOG_DIR, else ./logs).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write `opflow report` of every run to this HTML file.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON document; progress goes to stderr.")
+def bench(file, sizes, reps, params, log_dir, output, as_json):
+    """Run FILE --reps times at each pool size, every task really running each time
+    (no cache, no resume), and print the median wall time, spread, speedup and
+    efficiency of each size beside the times `opflow plan --predict` gives."""
+    import asyncio
+
+    from opflow.cli.bench import bench_lines, machine_info, run_bench
+    from opflow.workflow.params import parse_cli_params
+
+    interrupts.install()
+    try:
+        knobs.check()
+        log_dir = _log_dir(log_dir)
+        if sizes is None:
+            usable = machine_info()["usable_cpus"] or 1
+            sizes = ",".join(str(2 ** k) for k in range(usable.bit_length()) if 2 ** k <= usable)
+        sizes = _pool_sizes(sizes, "--sizes")
+        document = run_bench(file, sizes, reps, params=parse_cli_params(params) or None, log_dir=log_dir,
+                             say=lambda line: click.echo(f"bench: {line}", err=True))
+        if document.get("interrupted"):
+            click.echo("opflow: bench interrupted; nothing more was run", err=True)
+            sys.exit(document["exit_code"])
+        if output is not None:
+            from opflow.rundir.report import write_report
+
+            document["report"] = str(write_report([r["run_dir"] for r in document["runs"]], output))
+    except OpflowError as error:
+        _fail(error)
+    except asyncio.CancelledError:  # a signal while a run was starting or ending: as `run` says it
+        signum = interrupts.received() or signal.SIGINT
+        click.echo(f"opflow: {signal.Signals(signum).name}: bench interrupted; nothing more was run", err=True)
+        sys.exit(128 + signum)
+    if as_json:
+        _echo_json(document)
+    else:
+        for line in bench_lines(document):
+            click.echo(line)
+        if output is not None:
+            click.echo(f"report: {document['report']}")
+    sys.exit(1 if document["failed_runs"] else 0)
 
 
 @main.command(short_help="List plugins: built-ins, entry points, workers/*.py.")
