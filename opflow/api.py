@@ -443,7 +443,9 @@ def resume(run_dir: str | Path, **kwargs) -> RunResult:
     run_dir = Path(run_dir).resolve()
     doc = read_trusted_run_json(run_dir)
     workflow_copy(run_dir, doc)  # refuses a copy that is not what the run ran
-    kwargs.setdefault("params", doc.get("params") or None)
+    # A secret param is recorded as ***: never passed back as its value (give it again: --param, env_file).
+    secret = set(doc.get("secret_params") or ())
+    kwargs.setdefault("params", {k: v for k, v in (doc.get("params") or {}).items() if k not in secret} or None)
     kwargs.setdefault("workers", doc.get("workers") or 0)
     kwargs.setdefault("executor", doc.get("executor") or "process")
     kwargs.setdefault("log_dir", run_dir.parent)

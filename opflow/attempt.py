@@ -32,6 +32,7 @@ class ErrorKind(str, Enum):
     POOL_ERROR = "PoolError"
     BROKEN_POOL = "BrokenPool"
     UNGUARDED_SCRIPT = "UnguardedScript"
+    MISSING_OUTPUT = "MissingOutput"  # a declared output the task did not leave: its own failure, retried
 
 
 #: Error type of an attempt that never started (the contract string of ErrorKind.NOT_STARTED).
@@ -66,6 +67,10 @@ class TaskRequest:
     #: The run directory (absolute; the coordinator's path): what a task may know of
     #: itself, with task_id and attempt (contract v3: context.run_dir, $OPFLOW_RUN_DIR).
     run_dir: str | None = None
+    outputs: tuple = ()  # declared outputs (paths, globs): hashed after a success, a missing one fails it
+    #: The run's secret values: written `***` in the task's log, its result kept out of the results log
+    #: (opflow/masking.py). The task itself gets the real values, in its config and params.
+    secrets: tuple = field(default=(), repr=False)
     #: Set by the backend, never by the coordinator: where upstream results are
     #: read and this one is published (a StoreAddress, a ContextStore, a snapshot).
     store: Any = None
@@ -114,6 +119,7 @@ class Outcome:
     #: class and its bases by name (short and module-qualified), and `exit:N` for a command's
     #: status. Empty for a failure opflow made (a timeout, a crash): its error type is matched.
     retry_names: tuple = ()
+    outputs: dict | None = None  # declared output file -> its sha256, after a success
 
     @classmethod
     def failed(cls, token: int, error: dict, *, started_at: float | None = None, pid: int = 0,

@@ -207,6 +207,8 @@ def test_a_sigkilled_holder_leaves_no_stale_hold(tmp_path):
     holder = _start(one, limits)
     try:
         wait_for(lambda: (stamps / "first.start").exists(), 60, "the holder's task to start")
+        # The journal's writer may trail the task's own start: wait for its line too.
+        wait_for(lambda: '"task_started"' in _journal(one), 60, "the journal to record the start")
         worker = next(json.loads(line)["pid"] for line in _journal(one).splitlines() if '"task_started"' in line)
         holder.send_signal(signal.SIGKILL)
         holder.wait(timeout=60)

@@ -13,7 +13,7 @@ from helpers import records
 def test_error_kinds_are_the_contract_strings_and_records_hold_plain_strings():
     assert {k.value for k in ErrorKind} == {
         "NotStarted", "PluginError", "UnpicklableResult", "SystemExit", "Timeout", "Interrupted", "Cancelled",
-        "WorkerCrashed", "MemoryLimitExceeded", "PoolError", "BrokenPool", "UnguardedScript"}
+        "WorkerCrashed", "MemoryLimitExceeded", "PoolError", "BrokenPool", "UnguardedScript", "MissingOutput"}
     assert NOT_STARTED == "NotStarted"
     record = error_record(ErrorKind.TIMEOUT, "timed out")
     assert type(record["type"]) is str and record == {"type": "Timeout", "message": "timed out", "traceback": ""}

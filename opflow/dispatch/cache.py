@@ -18,6 +18,13 @@ The cache key of a task (sha256, recorded as `cache_key` in its record) covers:
     key is new on every run: such a task never reuses, rather than reuse on a partial hash.
     A FIFO or other non-regular file counts as its kind, never opened for reading.
 
+A secret (opflow/masking.py) is in the key by its sha256, never its value: the caller
+passes the config and params `Masker.keyed`.
+
+A hit whose record lists `outputs` is reused only while each of those files is there with
+its recorded sha256 (`stale_outputs`, rundir/outputs.py: the rule resume and `plan
+--explain` use too); else the task runs, and its record's `cache_miss` says why.
+
 A hit is the newest earlier run of the same workflow file, in the same log dir, that
 resume would trust (rundir/layout.py `trusted_runs_of_file`: a real directory, this user's,
 writable by no one else), whose record of this task id (read as resume reads: no symlink,
@@ -29,7 +36,7 @@ planted in a shared log dir serves nothing, and a damaged one never ends a later
 from __future__ import annotations
 
 __all__ = ["CacheStore", "CacheHit", "CacheVerdict", "cache_document", "task_cache_document", "cache_key",
-           "cache_parts", "open_cache", "MAX_INPUT_FILES", "NO_EARLIER_RESULT"]
+           "cache_parts", "open_cache", "stale_outputs", "MAX_INPUT_FILES", "NO_EARLIER_RESULT"]
 
 import glob
 import hashlib
@@ -42,8 +49,11 @@ from pathlib import Path
 
 from opflow._version import __version__
 from opflow.errors import UsageError
+from opflow.masking import Masker
 from opflow.rundir.layout import read_trusted_task_record, trusted_runs_of_file
 from opflow.rundir.results_log import RESULTS_FILE, read_results
+# stale_outputs: the rule for declared outputs, the cache's as resume's (and plan --explain's).
+from opflow.rundir.outputs import file_digest as _file_digest, stale_outputs
 
 #: Files hashed under one `inputs:` name (a directory, a glob) before the key gives up on reuse.
 MAX_INPUT_FILES = 100_000
@@ -58,6 +68,7 @@ class CacheHit:
     result: object  # the JSON rendering recorded
     digest: str  # sha256 of the pickled result
     blob: bytes | None  # the pickled result (None where nothing reads it)
+    outputs: dict | None = None  # the record's `outputs` (file -> sha256)
 
 
 @dataclass
@@ -91,8 +102,9 @@ def task_cache_document(spec, ref, workflow, upstream: list[tuple[str, str | Non
     from opflow.plugins import plugin_reads_params, plugin_source_digest
 
     params = workflow.params if plugin_reads_params(ref) else None
-    return cache_document(spec.plugin, plugin_source_digest(ref), spec.config, params, upstream, spec.inputs,
-                          workflow.directory)
+    masker = Masker(workflow.secrets)  # secrets by their digest: the key tells values apart, holding none
+    return cache_document(spec.plugin, plugin_source_digest(ref), masker.keyed(spec.config), masker.keyed(params),
+                          upstream, spec.inputs, workflow.directory)
 
 
 def cache_key(document: dict) -> str:
@@ -210,28 +222,6 @@ def _digests(name: str, budget: list[int], seen: set):
                 yield path, f"symlink to {os.readlink(path)}"
 
 
-def _file_digest(name: str) -> str:
-    """sha256 of a regular file's content; its kind for anything else. Never blocks: O_NONBLOCK,
-    and the kind checked (fstat) before a byte is read, so a FIFO is named, not waited on."""
-    try:
-        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        return "missing"
-    except OSError as exc:
-        return f"unreadable: {exc.strerror}"
-    with open(fd, "rb") as handle:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            return "directory"
-        if not stat.S_ISREG(mode):
-            return f"not a regular file (mode {stat.S_IFMT(mode):o})"
-        try:
-            return hashlib.file_digest(handle, "sha256").hexdigest() if hasattr(hashlib, "file_digest") \
-                else hashlib.sha256(handle.read()).hexdigest()
-        except OSError as exc:
-            return f"unreadable: {exc.strerror}"
-
-
 def open_cache(log_dir: Path, workflow) -> CacheStore:
     """The cache of earlier runs of `workflow` under log_dir: only run dirs resume would trust.
     Lists and checks every run dir: call it off the event loop."""
@@ -249,8 +239,10 @@ class CacheStore:
         self._runs = list(reversed(run_dirs))  # newest first
         self._blobs: dict[Path, dict] = {}
 
-    def lookup(self, task_id: str, document: dict, need_blob: bool) -> CacheVerdict:
-        """A hit for `task_id` whose cache document is `document`, or why there is none."""
+    def lookup(self, task_id: str, document: dict, need_blob: bool, declared_outputs: tuple = (),
+               workflow_dir: Path | None = None) -> CacheVerdict:
+        """A hit for `task_id` whose cache document is `document`, or why there is none;
+        with `declared_outputs`, a hit only while the files its record lists are unchanged."""
         key = cache_key(document)
         earlier: tuple[dict, Path] | None = None  # the newest success to say what changed against
         missing = None
@@ -272,8 +264,13 @@ class CacheStore:
                     missing = missing or f"its result is missing from {run_dir / RESULTS_FILE}"
                     continue
             source = record.get("reused_from")
+            outputs = record.get("outputs")
             hit = CacheHit(str(source) if isinstance(source, str) and source else str(run_dir),
-                           record.get("result"), digest, blob)
+                           record.get("result"), digest, blob, outputs if isinstance(outputs, dict) else None)
+            if declared_outputs:
+                stale = stale_outputs(declared_outputs, hit.outputs, workflow_dir)
+                if stale is not None:  # the newest match's outputs are gone: an older one's are too
+                    return CacheVerdict(None, stale)
             return CacheVerdict(hit, f"cache: reused from {hit.run_dir}")
         if missing:
             return CacheVerdict(None, missing)

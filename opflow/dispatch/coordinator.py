@@ -71,6 +71,7 @@ from opflow.dispatch.interrupts import await_despite_cancel, call_off_loop
 from opflow.dispatch.ready import ReadySet
 from opflow.dispatch.record import Attempt, TaskState, reused_record, task_record
 from opflow.events import Reporter, RunStatus, TaskStatus, iso_time
+from opflow.masking import Masker
 from opflow.options import Options
 from opflow.rundir.failure_text import add_log_tail
 from opflow.rundir.results_log import append_result, close_results_logs
@@ -167,6 +168,8 @@ class Coordinator:
         self.plugins = plugins
         self.options = options
         self.reporters = list(reporters)
+        # Every event is masked before any reporter sees it: no record, journal line or console line holds a secret.
+        self._masker = Masker(workflow.secrets)
         self.plan = build_plan(workflow)
         self.states = {t.id: TaskState(t) for t in workflow.tasks}
         for task_id in options.forced:
@@ -207,6 +210,8 @@ class Coordinator:
 
     def emit(self, kind: str, **fields) -> None:
         event = {"event": kind, "time": iso_time(time.time()), **fields}
+        if self._masker:
+            event = self._masker.mask(event)
         for reporter in list(self.reporters):
             try:
                 reporter.handle(event)
@@ -438,6 +443,7 @@ class Coordinator:
             groups=spec.groups, **self._ready.trigger_fields(spec, upstream),
             log_path=os.path.join(self.options.task_logs_dir, f"{task_id}.log") if self.options.task_logs_dir else None,
             keep_children=spec.keep_children, run_dir=self.options.run_dir,
+            outputs=spec.outputs, secrets=self.workflow.secrets,
         )
         state.attempts.append(Attempt(attempt, time.time(), ready=state.due))
         state.due = None
@@ -734,7 +740,8 @@ class Coordinator:
         if state.forced:
             state.cache_miss = "forced (--force)"
             return False  # --force: it runs; its new result still goes under this key
-        verdict = self.options.cache_store.lookup(task_id, document, need_blob=publish)
+        verdict = self.options.cache_store.lookup(task_id, document, need_blob=publish, declared_outputs=spec.outputs,
+                                                  workflow_dir=self.workflow.directory)
         hit = verdict.hit
         if hit is None:
             state.cache_miss = verdict.reason
@@ -744,7 +751,8 @@ class Coordinator:
                 append_result(self.options.results_path, task_id, hit.blob)
             self._backend.seed(task_id, hit.blob)
         now = time.time()
-        state.outcome = Outcome(token=0, ok=True, result=hit.result, digest=hit.digest, started_at=now, finished_at=now)
+        state.outcome = Outcome(token=0, ok=True, result=hit.result, digest=hit.digest, started_at=now, finished_at=now,
+                                outputs=hit.outputs)
         state.reused, state.reused_from = True, hit.run_dir
         state.reason = verdict.reason
         self._succeed(state)

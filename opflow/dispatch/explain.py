@@ -60,7 +60,8 @@ def explain(workflow, plugins: dict, log_dir: Path, *, resume: bool | str | Path
                 continue
             upstream = [(d, digests.get(d)) for d in task.depends_on]
             document = task_cache_document(task, plugins[task.plugin], workflow, upstream)
-            verdict = store.lookup(task_id, document, need_blob=children[task_id])
+            verdict = store.lookup(task_id, document, need_blob=children[task_id], declared_outputs=task.outputs,
+                                   workflow_dir=workflow.directory)
             if verdict.hit is not None:
                 digests[task_id] = verdict.hit.digest
                 guesses = [f"'{d}' returns what it did in {assumed[d]}" for d in task.depends_on if d in assumed]

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from opflow.attempt import Outcome
 
 #: Kept from the earlier record: what the task produced and what it cost then.
-KEPT = ("result", "started_at", "finished_at", "duration_s", "run_s", "wait_s", "backoff_s",
+KEPT = ("result", "outputs", "started_at", "finished_at", "duration_s", "run_s", "wait_s", "backoff_s",
         "resources")  # attempts: this run made none
 
 
@@ -124,6 +124,8 @@ def task_record(state: TaskState, task_logs_dir: str | None) -> dict:
         "cache_parts": state.cache_parts,
         "cache_miss": state.cache_miss,
         "result_sha256": outcome.digest or None if outcome is not None and outcome.ok else None,
+        # Declared outputs (file -> sha256) after a success: what a cached reuse checks (cache.py).
+        "outputs": outcome.outputs if outcome is not None and outcome.ok else None,
         "trigger": state.spec.trigger,
         "config": state.spec.config,  # after templating: what the plugin was given
         "depends_on": list(state.spec.depends_on),

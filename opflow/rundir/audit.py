@@ -43,7 +43,8 @@ from opflow.rundir.reserve import SpaceReserve, reserve_size
 from opflow.errors import OpflowError
 from opflow.events import Reporter
 from opflow.rundir.failure_text import detail_lines
-from opflow.workflow.spec import Workflow
+from opflow.masking import Masker
+from opflow.workflow.spec import Workflow, params_digest
 from opflow.rundir.task_logs import remove_spools
 from opflow.rundir.files import open_nofollow, write_json_atomic, write_lines_atomic, write_new_file, write_text_atomic
 from opflow.rundir.layout import JOURNAL, RUN_JSON, SUMMARY, TASKS, create_run_dir, file_tag, slugify
@@ -209,7 +210,9 @@ class AuditTrail(Reporter):
     def __init__(self, run_dir: Path, workflow: Workflow, extra: dict | None = None):
         self.run_dir = run_dir
         self.workflow = workflow
-        self.extra = extra or {}
+        # Events come masked (the coordinator's emit); what this writes of its own is masked here.
+        self._masker = Masker(workflow.secrets)
+        self.extra = self._masker.mask(extra or {})
         # Descriptors of the run directory and its tasks/: every file is opened in them,
         # so a run dir renamed or replaced by a symlink mid-run is never written through.
         self._dir_fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -272,7 +275,7 @@ class AuditTrail(Reporter):
         # Provenance (package versions, platform, psutil) takes 10-50 ms: read now,
         # while the backend starts, not between the pool being ready and the first task.
         try:
-            self._provenance = provenance(self.workflow)
+            self._provenance = self._masker.mask(provenance(self.workflow))  # argv: --param token=***
         except Exception:  # read again where run.json is written, and reported there as before
             self._provenance = None
         while True:
@@ -345,8 +348,12 @@ class AuditTrail(Reporter):
                 "finished_at": None,
                 "duration_s": None,
                 "tasks": None,  # each "pending" at the start; not kept through the run (100,000 of them)
-                **(self._provenance or provenance(self.workflow)),
+                **(self._provenance or self._masker.mask(provenance(self.workflow))),
                 "params": event["params"],
+                # Names only; resume compares values by params_sha256 (secrets by their digest).
+                **({"secret_params": list(self.workflow.secret_params)} if self.workflow.secret_params else {}),
+                **({"env_file": self.workflow.env_file} if self.workflow.env_file else {}),
+                "params_sha256": params_digest(self.workflow),
                 "workers": event["workers"],
                 "executor": event["executor"],
                 **({"scheduler": event["scheduler"]} if event.get("scheduler") else {}),

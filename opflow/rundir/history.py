@@ -28,8 +28,9 @@ from opflow.rundir.layout import (JOURNAL, WORKFLOW_COPY, coordinator_alive, fin
                                   needs_file_tag, read_run_json, read_task_records, run_state, runs_of_file,
                                   trusted_runs_of_file)
 from opflow.rundir.layout import read_trusted_run_json as read_run_record
+from opflow.rundir.outputs import stale_outputs
 from opflow.rundir.results_log import RESULTS_FILE, read_results
-from opflow.workflow.spec import Workflow, load_workflow
+from opflow.workflow.spec import Workflow, load_workflow, params_digest
 
 
 def journal_statuses(run_dir: Path) -> dict[str, str]:
@@ -103,10 +104,17 @@ def plan_resume(run_dir: Path, workflow: Workflow) -> ResumePlan:
                              f"(pid {doc.get('pid')}, host {doc.get('host') or 'not recorded'}) still runs; "
                              "resume it once it ends")
     plan = ResumePlan(source=run_dir)
-    old = _old_workflow(run_dir, doc.get("params"))
+    recorded_params = doc.get("params")
+    if doc.get("secret_params") or workflow.secret_params:
+        # Secrets are *** in run.json: the params compare by their digest (secrets by theirs).
+        if doc.get("params_sha256") != params_digest(workflow):
+            return _rerun_all(plan, workflow,
+                              "params changed (a secret param may be among them); every task sees params, so all rerun")
+        recorded_params = workflow.params  # the same values
+    old = _old_workflow(run_dir, recorded_params, workflow.directory)
     if old is None:
         return _rerun_all(plan, workflow, f"{run_dir / WORKFLOW_COPY} is missing, so no result can be trusted")
-    old_params = doc.get("params", old.params)  # what the run really had, --param overrides included
+    old_params = recorded_params if recorded_params is not None else old.params  # --param overrides included
     if old_params != workflow.params:
         return _rerun_all(plan, workflow,
                           f"params changed: {old_params} -> {workflow.params}; every task sees params, so all rerun")
@@ -138,6 +146,12 @@ def plan_resume(run_dir: Path, workflow: Workflow) -> ResumePlan:
         if stale:
             change(task.id, f"depends on '{stale[0]}', which reruns")
             continue
+        if task.outputs:
+            stale = stale_outputs(task.outputs, (read_task_records(run_dir, [task.id]).get(task.id) or {}).get("outputs"),
+                                  workflow.directory)
+            if stale is not None:
+                change(task.id, f": {stale}")
+                continue
         read_by_others = any(task.id in t.depends_on for t in workflow.tasks)
         if read_by_others and task.id not in recorded:
             change(task.id, f": its result is missing from {run_dir / RESULTS_FILE}")
@@ -197,7 +211,7 @@ def find_upstream_results(log_dir: Path, workflow: Workflow, task_ids, from_run:
     return found
 
 
-def _old_workflow(run_dir: Path, params: dict | None = None) -> Workflow | None:
+def _old_workflow(run_dir: Path, params: dict | None = None, env_dir: Path | None = None) -> Workflow | None:
     copy = run_dir / WORKFLOW_COPY
     try:
         read_private(copy)
@@ -205,7 +219,7 @@ def _old_workflow(run_dir: Path, params: dict | None = None) -> Workflow | None:
         return None
     try:
         # With the params that run had, so that templated configs compare as they ran.
-        return load_workflow(copy, known_plugins=None, param_overrides=params)
+        return load_workflow(copy, known_plugins=None, param_overrides=params, env_dir=env_dir)
     except WorkflowError:
         return None
 

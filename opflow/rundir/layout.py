@@ -372,7 +372,7 @@ _ATTEMPT_FIELDS = {"attempt": _COUNT, "queued_at": _TEXT, "started_at": _TEXT, "
 _RECORD_FIELDS = {
     "id": _TEXT, "plugin": _TEXT, "status": _TEXT, "attempts": _COUNT, "started_at": _TEXT, "finished_at": _TEXT,
     "duration_s": _NUMBER, "run_s": _NUMBER, "wait_s": _NUMBER, "backoff_s": _NUMBER,
-    "error": _OBJECT, "reason": _TEXT, "log": _TEXT,
+    "error": _OBJECT, "reason": _TEXT, "log": _TEXT, "outputs": _OBJECT,
     "reused": (lambda v: isinstance(v, bool), "true or false"), "depends_on": (_strings, "a list of task ids"),
     "resources": (_resources, "an object of numbers (and the worker and host it ran on)"),
     "attempt_log": (_attempts, "a list of attempts (attempt, started_at, finished_at, pid, error)"),

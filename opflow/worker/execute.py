@@ -24,6 +24,8 @@ from opflow.worker.render import render
 from opflow.rundir.results_log import append_result, append_result_parts
 from opflow.worker.shared_results import SHARED_MIN_BYTES, dumps_out_of_band, publish as shared_publish
 from opflow.worker.output import capture, current_sink, repair_std_fds
+from opflow.worker.outputs import output_digests, output_path
+from opflow.masking import Masker
 
 
 def execute(request: TaskRequest, *, own_process: bool = False) -> Outcome:
@@ -31,7 +33,7 @@ def execute(request: TaskRequest, *, own_process: bool = False) -> Outcome:
 
     `own_process`: the backend says this process runs this one task alone (a pool
     worker; a Dask worker of one thread), so the attempt may take over fds 1/2."""
-    with capture(request.log_path, request.attempt, fd_level=own_process) as log:
+    with capture(request.log_path, request.attempt, fd_level=own_process, secrets=request.secrets) as log:
         outcome = _execute(request)
     if log is not None and outcome.error is not None:
         outcome.error["log_tail"] = log.tail()
@@ -47,10 +49,15 @@ def _execute(request: TaskRequest) -> Outcome:
     try:
         value = _call_plugin(request)
         repair_std_fds()  # before anything of ours opens a file: fds 0-2 the task closed must not be reused
-        blob = _publish_shared(request, value, outcome) if request.shared_prefix and request.publish else None
+        if request.outputs:
+            outcome.outputs = _outputs(request)
+        # With secrets, a result is pickled whole, so it can be searched for them before it is kept.
+        shared = request.shared_prefix and request.publish and not request.secrets
+        blob = _publish_shared(request, value, outcome) if shared else None
         if blob is None:
             blob = _pickle_result(value)
-            if request.persist_path:
+            if request.persist_path and not Masker(request.secrets).found_in(blob):
+                # (a result holding a secret is not kept on disk: resume and the cache run it again)
                 append_result(request.persist_path, request.task_id, blob)
         outcome.digest = hashlib.sha256(blob).hexdigest()  # cache keys of downstream tasks
         if request.publish:
@@ -67,6 +74,8 @@ def _execute(request: TaskRequest) -> Outcome:
             outcome.error["misconfigured"] = True  # the coordinator retries it never
     except _UnpicklableResult as exc:
         outcome.error = error_record(ErrorKind.UNPICKLABLE_RESULT, str(exc), exc.tb)
+    except _MissingOutput as exc:
+        outcome.error = error_record(ErrorKind.MISSING_OUTPUT, str(exc))
     except SystemExit as exc:
         outcome.error = error_record(ErrorKind.SYSTEM_EXIT, f"the task called sys.exit({exc.code!r})", traceback.format_exc())
     except (KeyboardInterrupt, GeneratorExit):
@@ -121,6 +130,19 @@ def _call_plugin(request: TaskRequest):
     # cannot change what a retry sees.
     config = pickle.loads(pickle.dumps(request.config, PICKLE_PROTOCOL))
     return plugin.run(config, context)
+
+
+class _MissingOutput(Exception):
+    """A declared output the task did not leave: the task's own failure (retries apply)."""
+
+
+def _outputs(request: TaskRequest) -> dict[str, str]:
+    digests, missing = output_digests(request.outputs, request.workflow_dir)
+    if missing:
+        where = output_path(missing[0], request.workflow_dir)
+        more = f" (and {len(missing) - 1} more: {', '.join(missing[1:])})" if len(missing) > 1 else ""
+        raise _MissingOutput(f"declared output {missing[0]} was not written (looked for {where}){more}")
+    return digests
 
 
 class _UnpicklableResult(Exception):

@@ -30,6 +30,7 @@ import threading
 import time
 from contextlib import contextmanager
 
+from opflow.masking import Masker, StreamMasker
 from opflow.rundir.task_logs import LOG_TAIL_LINES, SPOOL_PREFIX, read_tail
 
 
@@ -40,24 +41,42 @@ _saved_streams: tuple | None = None
 
 
 class LogSink:
-    """One attempt's section of a task log: a raw descriptor, appended to."""
+    """One attempt's section of a task log: a raw descriptor, appended to; with the
+    run's secrets masked as the bytes stream by (opflow/masking.py)."""
 
-    def __init__(self, fd: int, path: str, start: int):
+    def __init__(self, fd: int, path: str, start: int, secrets: tuple = ()):
         self.fd = fd
         self.path = path
         self.start = start  # offset where this attempt's output begins
         self.kept = True  # after the attempt: is there a tasks/<id>.log (a silent spooled attempt leaves none)?
         self._lock = threading.Lock()
+        self._masker = StreamMasker(secrets, self._write) if secrets else None
+
+    @property
+    def masking(self) -> bool:
+        return self._masker is not None
 
     def write(self, data: bytes) -> None:
         with self._lock:
-            view = memoryview(data)
-            while view:
-                try:
-                    written = os.write(self.fd, view)
-                except OSError:
-                    return  # the task closed our descriptor, or the disk is full: output is lost, not the task
-                view = view[written:]
+            if self._masker is not None:
+                self._masker.feed(data)
+            else:
+                self._write(data)
+
+    def finish(self) -> None:
+        """The attempt is over: what the masker held back (no secret's start after all) goes out."""
+        with self._lock:
+            if self._masker is not None:
+                self._masker.close()
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(self.fd, view)
+            except OSError:
+                return  # the task closed our descriptor, or the disk is full: output is lost, not the task
+            view = view[written:]
 
     def tail(self, lines: int = LOG_TAIL_LINES) -> str:
         """The last lines this attempt wrote (read back from the file)."""
@@ -73,12 +92,15 @@ def current_sink() -> LogSink | None:
 
 
 @contextmanager
-def capture(log_path: str | None, attempt: int, *, fd_level: bool):
+def capture(log_path: str | None, attempt: int, *, fd_level: bool, secrets: tuple = ()):
     """Send this attempt's output to `log_path` (appended, after a header line).
 
     Yields the `LogSink`, or None when there is no log (no run directory, or it
     cannot be opened here: a remote Dask worker without the shared disk).
+    `secrets`: values written `***` in the log. With any, fds 1/2 (and the thread
+    level's streams) go through the masker: a pipe read by a thread, at fd level.
     """
+    secrets = Masker(secrets).values
     if not log_path:
         yield None
         return
@@ -108,17 +130,18 @@ def capture(log_path: str | None, attempt: int, *, fd_level: bool):
             start = os.lseek(fd, 0, os.SEEK_CUR)  # O_APPEND: the end, where this attempt's output begins
         except OSError:
             start = 0
-    sink = LogSink(fd, log_path, start)
+    sink = LogSink(fd, log_path, start, secrets)
     _local.sink = sink
     try:
         if fd_level:
             _local.fd_level = True
-            with _fds_redirected(fd):
+            with (_fds_piped(sink) if secrets else _fds_redirected(fd)):
                 yield sink
         else:
-            with _thread_redirected(fd):
+            with _thread_redirected(fd, sink if secrets else None):
                 yield sink
     finally:
+        sink.finish()
         _local.sink = None
         _local.fd_level = False
         if spool is not None:
@@ -276,6 +299,48 @@ def _fds_redirected(fd: int):
             _restore(n, copy)
 
 
+#: After an attempt, how long the pipe of a masked log waits for its last bytes: a process
+#: the task left running may hold fd 1 open (the reaper kills it; keep_children keeps it).
+PIPE_DRAIN_S = 1.0
+
+
+@contextmanager
+def _fds_piped(sink: LogSink):
+    """`_fds_redirected` through a pipe whose reader masks: fds 1/2 write to the pipe,
+    a thread of this worker hands what it reads to the sink."""
+    read_fd, write_fd = os.pipe()  # (not inherited: only fds 1/2 are, once dup2'd onto it)
+    stop = threading.Event()
+    pump = threading.Thread(target=_pump, args=(read_fd, sink, stop), name="opflow-log-pump", daemon=True)
+    pump.start()
+    try:
+        with _fds_redirected(write_fd):
+            yield
+    finally:
+        os.close(write_fd)  # fds 1/2 are restored: with no process left holding it, the reader sees the end
+        pump.join(PIPE_DRAIN_S)
+        stop.set()
+        pump.join()
+        os.close(read_fd)
+
+
+def _pump(read_fd: int, sink: LogSink, stop: threading.Event) -> None:
+    import select
+
+    while True:
+        ready, _, _ = select.select([read_fd], [], [], 0.05)
+        if not ready:
+            if stop.is_set():
+                return
+            continue
+        try:
+            chunk = os.read(read_fd, 65536)
+        except OSError:
+            return
+        if not chunk:
+            return
+        sink.write(chunk)
+
+
 def _dup(n: int) -> int | None:
     try:
         return os.dup(n)
@@ -370,10 +435,29 @@ class _ThreadRouter(io.TextIOBase):
         return getattr(self._target(), name)
 
 
+class _SinkWriter(io.RawIOBase):
+    """A raw stream into a LogSink (its masker): the thread level's stream where there are secrets."""
+
+    def __init__(self, sink: LogSink):
+        super().__init__()
+        self._sink = sink
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self._sink.write(bytes(data))
+        return len(data)
+
+
 @contextmanager
-def _thread_redirected(fd: int):
+def _thread_redirected(fd: int, sink: LogSink | None = None):
     global _router_users, _saved_streams
-    stream = _text_stream(fd)
+    if sink is None:
+        stream = _text_stream(fd)
+    else:
+        stream = io.TextIOWrapper(io.BufferedWriter(_SinkWriter(sink)), encoding="utf-8", errors="backslashreplace",
+                                  line_buffering=True)
     with _router_lock:
         if _router_users == 0:
             _saved_streams = (sys.stdout, sys.stderr)

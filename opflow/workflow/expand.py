@@ -1,8 +1,8 @@
-"""From checked tasks to the tasks that run: the task keys trigger, cache, inputs and
+"""From checked tasks to the tasks that run: the task keys trigger, cache, inputs, outputs and
 foreach, templating, foreach fan-out and plugin config checks. Called by spec.py's
 checker, which collects the problems (file:line: task 'id': ...).
 
-    task draft ─ task_features ─▶ trigger, cache, inputs, foreach (checked shapes)
+    task draft ─ task_features ─▶ trigger, cache, inputs, outputs, foreach (checked shapes)
     all tasks ─ expand_tasks ─▶ ${...} rendered; `foreach` -> <id>[0], <id>[1], ...;
                                 depends_on <id> -> its instances; config vs the plugin's schema
 """
@@ -27,7 +27,7 @@ from opflow.workflow.limits import MAX_ID_LENGTH
 from opflow.workflow.templating import Scope, render_value
 
 TRIGGERS = ("all_success", "all_done", "one_failed")
-FEATURE_KEYS = ("trigger", "cache", "inputs", "foreach", "tags", "retry_on", "matrix")
+FEATURE_KEYS = ("trigger", "cache", "inputs", "outputs", "foreach", "tags", "retry_on", "matrix")
 FEATURE_DEFAULT_KEYS = ("cache", "retry_on")
 #: A tag, and an exception type name of `retry_on` (a dotted name: `requests.ConnectionError` too).
 _TAG = re.compile(r"[A-Za-z0-9_.-]+")
@@ -59,8 +59,10 @@ def default_features(checker, items) -> dict:
 
 
 def task_features(checker, items, task_id, defaults: dict) -> dict:
-    """trigger, cache, inputs, foreach of one task (shapes checked; values rendered later)."""
-    features = {"trigger": "all_success", "cache": bool(defaults.get("cache", False)), "inputs": (), "foreach": None,
+    """trigger, cache, inputs, outputs, foreach, tags, retry_on, matrix of one task (shapes
+    checked; values rendered later)."""
+    features = {"trigger": "all_success", "cache": bool(defaults.get("cache", False)), "inputs": (), "outputs": (),
+                "foreach": None,
                 "tags": (), "retry_on": defaults.get("retry_on"), "matrix": None}
     if "tags" in items:
         node = items["tags"][1]
@@ -104,6 +106,16 @@ def task_features(checker, items, task_id, defaults: dict) -> dict:
             checker.problem("'inputs' must be a list of paths or globs (relative: to the workflow file)", node, task_id)
         else:
             features["inputs"] = tuple(value)
+    if "outputs" in items:
+        node = items["outputs"][1]
+        value = checker.value(node)
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            checker.problem("'outputs' must be a list of paths or globs (relative: to the workflow file), "
+                            f"got {value!r}"[:200], node, task_id)
+        else:
+            features["outputs"] = tuple(value)
     if "foreach" in items:
         node = items["foreach"][1]
         value = checker.value(node)
@@ -271,9 +283,12 @@ def _line_of(lines: dict, path: tuple, fallback: int | None) -> int | None:
 
 
 def expand_tasks(checker, tasks: list, params: dict,
-                 plugin_checks: Callable[[str], tuple[dict | None, Callable | None]] | None) -> tuple[list, dict]:
+                 plugin_checks: Callable[[str], tuple[dict | None, Callable | None]] | None,
+                 env=None) -> tuple[list, dict]:
     """The runnable tasks (foreach instances in place of their task) and the groups
-    (foreach task id -> its instance ids, in order). Problems go to `checker`."""
+    (foreach task id -> its instance ids, in order). Problems go to `checker`.
+    `env`: what `${env.NAME}` reads (default: the environment)."""
+    env = os.environ if env is None else env
     out = []
     groups: dict[str, tuple[str, ...]] = {}
     checked: dict = {}  # _flat_key -> check_config's findings
@@ -289,7 +304,8 @@ def expand_tasks(checker, tasks: list, params: dict,
         return found
 
     for task in tasks:
-        if task.foreach is None and task.matrix is None and not task.inputs and task.id in checker.plain_configs:
+        if (task.foreach is None and task.matrix is None and not task.inputs and not task.outputs
+                and task.id in checker.plain_configs):
             # Nothing to render (most tasks of a 100,000-task file): only the plugin's
             # checks. Any problem is worded by the full walk below.
             schema, check_task = plugin_checks(task.plugin) if plugin_checks is not None else (None, None)
@@ -307,11 +323,11 @@ def expand_tasks(checker, tasks: list, params: dict,
                 reported.add((line, message))
                 checker.problem(message, task_id=task.id, line=line or task.line)
 
-        variants = [(task.id, Scope(params))]
+        variants = [(task.id, Scope(params, env))]
         if task.foreach is not None:
             items = task.foreach
             if isinstance(items, str):
-                items, problems = render_value(items, Scope(params))
+                items, problems = render_value(items, Scope(params, env))
                 for _, message in problems:
                     report(f"foreach: {message}", feature_lines.get("foreach"))
                 if problems:
@@ -323,7 +339,7 @@ def expand_tasks(checker, tasks: list, params: dict,
             if len(items) > MAX_INSTANCES:
                 report(f"'foreach' has {len(items)} items; at most {MAX_INSTANCES}", feature_lines.get("foreach"))
                 items = []
-            variants = [(f"{task.id}[{i}]", Scope(params, item=item, index=i)) for i, item in enumerate(items)]
+            variants = [(f"{task.id}[{i}]", Scope(params, env, item=item, index=i)) for i, item in enumerate(items)]
             groups[task.id] = tuple(v[0] for v in variants)
         elif task.matrix is not None:
             variants = [(instance_id, Scope(params, matrix=values))
@@ -355,6 +371,9 @@ def expand_tasks(checker, tasks: list, params: dict,
                     if not _matches_a_file(checker.directory, str(pattern), matched):
                         report(f"inputs: {str(pattern)!r} matches no file (looked for in {checker.directory})",
                                feature_lines.get("inputs"))
+            outputs, output_problems = render_value(list(task.outputs), scope)
+            for _, message in output_problems:
+                report(f"outputs: {message}", feature_lines.get("outputs"))
             if not problems and schema is not None:
                 for path, message in config_problems(task.plugin, schema, config):
                     report(message, _line_of(lines, path, task.line))
@@ -362,11 +381,12 @@ def expand_tasks(checker, tasks: list, params: dict,
                 for message in check_task(config, task.depends_on):
                     key, message = message if isinstance(message, tuple) else (("source",), message)
                     report(message, lines.get(key, task.line))
-            if not fans_out and config is task.config and not task.inputs:
+            if not fans_out and config is task.config and not task.inputs and not task.outputs:
                 out.append(task)  # nothing to render: keep the spec (100,000-task files)
                 continue
             out.append(dataclasses.replace(task, id=instance_id, config=config,
                                            inputs=tuple(str(i) for i in inputs),
+                                           outputs=tuple(str(o) for o in outputs),
                                            group=task.id if fans_out else None))
     if groups:
         expanded: dict[tuple, tuple] = {}

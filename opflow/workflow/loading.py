@@ -37,7 +37,7 @@ def load(path: str | Path, params: dict | None = None, *, source: Path | None = 
     hint = " (a plugin file could not be read: see the note)" if warnings else ""
     try:
         workflow = load_workflow(source or path, plugins, param_overrides=params, plugin_hint=hint,
-                                 plugin_checks=plugin_checks, directory=directory)
+                                 plugin_checks=plugin_checks, directory=directory, env_dir=directory)
     except WorkflowError as error:
         if not warnings or not any("unknown plugin" in p.message for p in error.problems):
             raise

@@ -7,10 +7,14 @@ where the default is a string (`--param tag=007` stays "007"), a list or
 mapping in YAML flow style where the default is one (`--param files=[a.csv,b.csv]`).
 An int is accepted for a float default. A default of `null` accepts any value
 (read as a YAML scalar): that is how a file says "any type".
+
+A param written `{default: VALUE, secret: true}` is secret: its value is written
+`***` in everything opflow writes (opflow/masking.py), and a value given on the
+command line is never echoed in a message.
 """
 from __future__ import annotations
 
-__all__ = ["CliValue", "parse_cli_params", "merge_params"]
+__all__ = ["CliValue", "parse_cli_params", "merge_params", "split_declarations", "SECRET_KEYS"]
 
 import difflib
 from typing import Any, Callable, Iterable
@@ -34,11 +38,44 @@ def parse_cli_params(items: Iterable[str]) -> dict[str, CliValue]:
     return overrides
 
 
-def merge_params(declared: dict, overrides: dict, problem: Callable[[str], None]) -> dict:
-    """The params as used: the declared defaults with each override checked and typed."""
+#: The keys of a param declared as a mapping: `{default: VALUE, secret: BOOL}`.
+SECRET_KEYS = ("default", "secret")
+
+
+def split_declarations(written: dict, problem: Callable[[str, str], None]) -> tuple[dict, tuple[str, ...]]:
+    """`params:` as written -> (name -> default, the names declared secret).
+
+    A mapping with a `secret` key declares a param (`default`, `secret`); any other
+    value is the param's default. `problem(name, message)`."""
+    defaults: dict = {}
+    secret = []
+    for name, value in written.items():
+        if isinstance(value, dict) and "secret" in value:
+            for key in value:
+                if key not in SECRET_KEYS:
+                    close = difflib.get_close_matches(str(key), SECRET_KEYS, n=1)
+                    hint = f"did you mean '{close[0]}'?" if close else "declare it as {default: VALUE, secret: true}"
+                    problem(name, f"param '{name}': unknown key '{key}' ({hint})")
+            flag = value["secret"]
+            if not isinstance(flag, bool):
+                problem(name, f"param '{name}': 'secret' must be true or false, got {flag!r}"[:200])
+            elif flag:
+                secret.append(name)
+            defaults[name] = value.get("default")
+        else:
+            defaults[name] = value
+    return defaults, tuple(secret)
+
+
+def merge_params(declared: dict, overrides: dict, problem: Callable[[str], None], secret: tuple = ()) -> dict:
+    """The params as used: the declared defaults with each override checked and typed.
+    The value of a `secret` param is never shown in a problem."""
     params = dict(declared)
     for key, value in overrides.items():
-        shown = f"--param {key}={value}" if isinstance(value, CliValue) else f"param '{key}'"
+        if key in secret:
+            shown = f"--param {key}=***" if isinstance(value, CliValue) else f"param '{key}'"
+        else:
+            shown = f"--param {key}={value}" if isinstance(value, CliValue) else f"param '{key}'"
         if key not in declared:
             close = difflib.get_close_matches(key, [str(k) for k in declared], n=1)
             if close:
@@ -50,6 +87,8 @@ def merge_params(declared: dict, overrides: dict, problem: Callable[[str], None]
             problem(f"{shown}: the workflow declares no param '{key}' ({hint})")
             continue
         typed, error = _typed(value, declared[key])
+        if error and key in secret:
+            error = error.split(", got ")[0]  # (the rest names the value)
         if error:
             problem(f"{shown}: {error}")
         else:

@@ -62,6 +62,8 @@ def workflow_schema(workflow_dir: Path | None = None) -> dict:
             "trigger": {"enum": list(TRIGGERS)},
             "cache": {"type": "boolean"},
             "inputs": {"type": ["array", "string"], "items": {"type": "string"}},
+            "outputs": {"type": ["array", "string"], "items": {"type": "string", "minLength": 1},
+                        "description": "files the task must leave; their sha256 go in its record"},
             "foreach": {"anyOf": [{"type": "array"}, _REFERENCE]},
             "keep_children": {"type": "boolean", "description": "processes the task starts may outlive it"},
             "tags": {"type": "array", "items": {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+$"},
@@ -92,7 +94,10 @@ def workflow_schema(workflow_dir: Path | None = None) -> dict:
         "properties": {
             "name": {"type": "string", "minLength": 1},
             "description": {"type": "string"},
-            "params": {"type": ["object", "null"]},
+            "params": {"type": ["object", "null"],
+                       "description": "name: default, or name: {default: VALUE, secret: true} (written *** in records)"},
+            "env_file": {"type": "string", "minLength": 1,
+                         "description": "KEY=VALUE lines for ${env.KEY}, every value secret (relative: to this file)"},
             "defaults": {
                 "type": "object",
                 "additionalProperties": False,

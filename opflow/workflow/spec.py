@@ -7,13 +7,15 @@ where plugins come from.
 """
 from __future__ import annotations
 
-__all__ = ["TaskSpec", "Workflow", "load_workflow", "TASK_KEYS", "TOP_KEYS"]
+__all__ = ["TaskSpec", "Workflow", "load_workflow", "params_digest", "TASK_KEYS", "TOP_KEYS"]
 
 import contextlib
 import difflib
 import gc
 import hashlib
+import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Any, Iterable
 
 import yaml
 
+from opflow.masking import MIN_SECRET_LENGTH, Masker
 from opflow.words import parse_duration, parse_size
 from opflow.errors import OpflowError, Problem, WorkflowError
 from opflow.workflow.expand import (
@@ -31,12 +34,13 @@ from opflow.workflow.expand import (
     task_features,
 )
 from opflow.workflow.limits import MAX_FILE_BYTES, MAX_ID_LENGTH, check_node_tree
-from opflow.workflow.params import merge_params
+from opflow.workflow.env_file import read_env_file
+from opflow.workflow.params import merge_params, split_declarations
 from opflow.workflow.quick_read import Unreadable, read_plain
 from opflow.workflow.resources import RESOURCE_TASK_KEYS, RESOURCE_TOP_KEYS, task_resources, workflow_resources
 from opflow.workflow.merge_keys import flatten_merges
 
-TOP_KEYS = ("name", "description", "params", "defaults", "provenance", "tasks") + RESOURCE_TOP_KEYS
+TOP_KEYS = ("name", "description", "params", "env_file", "defaults", "provenance", "tasks") + RESOURCE_TOP_KEYS
 #: A distribution's name, as PyPI takes one (PEP 508): what `provenance:` lists.
 DISTRIBUTION_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 TASK_KEYS = ("id", "plugin", "config", "depends_on", "retries", "retry_delay", "timeout", "max_memory",
@@ -65,6 +69,7 @@ class TaskSpec:
     trigger: str = "all_success"  # | "all_done" | "one_failed"
     cache: bool = False
     inputs: tuple[str, ...] = ()  # paths or globs whose content is part of the cache key
+    outputs: tuple[str, ...] = ()  # paths or globs the task must leave; their sha256 go in its record
     foreach: Any = field(default=None, hash=False, compare=False)  # as written (instances have it too)
     group: str | None = None  # a foreach instance: the id of the task it came from
     #: (foreach task id, its instance ids) for each foreach task this task depends on
@@ -96,6 +101,12 @@ class Workflow:
     #: `resources:` {cpus: N|"auto", memory: bytes|"auto"}, and `limits:` name -> Limit (resources.py).
     resources: dict = field(default_factory=dict, hash=False, compare=False)
     limits: dict = field(default_factory=dict, hash=False, compare=False)
+    #: The names of the params declared `secret: true`.
+    secret_params: tuple = ()
+    #: The values opflow writes as `***` (opflow/masking.py): the secret params', the env_file's.
+    secrets: tuple = field(default=(), repr=False)
+    #: The env_file, resolved (None: none).
+    env_file: str | None = None
 
     @property
     def directory(self) -> Path:
@@ -113,6 +124,14 @@ class Workflow:
         return cached
 
 
+def params_digest(workflow: Workflow) -> str:
+    """sha256 of the params as used, each secret in them by its own digest: what resume
+    compares (run.json's params show a secret as `***`, which tells no two values apart)."""
+    keyed = Masker(workflow.secrets).keyed(workflow.params)
+    text = json.dumps(keyed, sort_keys=True, default=repr, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def load_workflow(
     path: str | Path,
     known_plugins: Iterable[str] | None = None,
@@ -121,6 +140,7 @@ def load_workflow(
     plugin_hint: str = "",
     plugin_checks=None,
     directory: Path | None = None,
+    env_dir: Path | None = None,
 ) -> Workflow:
     """Read, parse and check a workflow file; raise `WorkflowError` listing every problem.
 
@@ -129,7 +149,8 @@ def load_workflow(
     plugin file could not be read). `plugin_checks(name) -> (config schema, check_task)`
     checks each task's config (after templating) before anything runs. `directory`: the
     folder where each `inputs:` entry must name a file (None: not checked; resume reads a
-    copy kept in the run directory for the original's folder).
+    copy kept in the run directory for the original's folder). `env_dir`: where a relative
+    `env_file:` is (default: the file's folder; resume reads a copy for the original's).
     """
     path = Path(path)
     shown = str(path)
@@ -150,7 +171,7 @@ def load_workflow(
     try:
         with _gc_paused():
             return _parse_and_check(text, raw, path, shown, known_plugins, param_overrides, plugin_hint, plugin_checks,
-                                    directory)
+                                    directory, env_dir)
     except MemoryError:
         pass
     # Out of the except block: the traceback, and with it every half-built object of
@@ -176,7 +197,7 @@ def _gc_paused():
 
 def _parse_and_check(text: str, raw: bytes, path: Path, shown: str, known_plugins: Iterable[str] | None,
                      param_overrides: dict[str, Any] | None, plugin_hint: str, plugin_checks=None,
-                     directory: Path | None = None) -> Workflow:
+                     directory: Path | None = None, env_dir: Path | None = None) -> Workflow:
     # The quick read first: plain data, no node tree (100,000 tasks: a fifth of the
     # memory, under half the time). Anything it cannot read or accept, the full
     # read below reads again, to word every problem with its line.
@@ -188,6 +209,7 @@ def _parse_and_check(text: str, raw: bytes, path: Path, shown: str, known_plugin
         quick = _QuickChecker(shown, set(known_plugins) if known_plugins is not None else None, plugin_hint)
         quick.plugin_checks = plugin_checks
         quick.directory = directory
+        quick.env_dir = env_dir
         quick.text = text
         try:
             return quick.check_plain(document, path.resolve(), hashlib.sha256(raw).hexdigest(), param_overrides or {})
@@ -217,6 +239,7 @@ def _parse_and_check(text: str, raw: bytes, path: Path, shown: str, known_plugin
     checker = _Checker(shown, set(known_plugins) if known_plugins is not None else None, plugin_hint)
     checker.plugin_checks = plugin_checks
     checker.directory = directory
+    checker.env_dir = env_dir
     checker.text = text
     workflow = checker.check(root, path.resolve(), hashlib.sha256(raw).hexdigest(), param_overrides or {})
     if checker.problems:
@@ -283,11 +306,16 @@ class _Checker:
         self.directory: Path | None = None  # where inputs: must name files (None: not checked)
         self.resources: dict = {}  # `resources:` and `limits:` (resources.py), read before the tasks
         self.limits: dict = {}
+        self.env_dir: Path | None = None  # where a relative env_file: is (None: the workflow file's folder)
 
     def problem(self, message: str, node=None, task_id: str | None = None, line: int | None = None):
         if line is None and node is not None:
             line = node.start_mark.line + 1
         self.problems.append(Problem(self.path, message, line, task_id))
+
+    def problem_in(self, file: str, message: str, line: int | None) -> None:
+        """A problem in another file than the workflow (its env_file)."""
+        self.problems.append(Problem(file, message, line))
 
     def value(self, node):
         """The Python value of a node (SafeLoader semantics)."""
@@ -378,20 +406,62 @@ class _Checker:
             elif not isinstance(params, dict):
                 self.problem("'params' must be a mapping", top["params"][1])
                 params = {}
-        params = merge_params(params, overrides, self.problem)
+        params_node = top["params"][1] if "params" in top else None
+        declared, secret = split_declarations(
+            params, lambda name, message: self.problem(message, _secret_node(params_node, name) or params_node))
+        params = merge_params(declared, overrides, self.problem, secret)
+        env_values, env_file = self.env_file(top["env_file"][1], path) if "env_file" in top else ({}, None)
+        secrets = self.secret_values(params, secret, overrides, env_values)
         provenance = self.provenance(top["provenance"][1]) if "provenance" in top else ()
         defaults = self.defaults(top)
         self.resources, self.limits = workflow_resources(self, top)
         tasks = self.tasks(top, root, defaults)
         if tasks is None or name is None:
             return None
-        tasks, groups = expand_tasks(self, tasks, params, self.plugin_checks)
+        env = _environment(env_values)
+        tasks, groups = expand_tasks(self, tasks, params, self.plugin_checks, env)
         for draft, notes in self.duplicates:  # a duplicate id is a problem: its other problems are too
             self.note(draft["id"], notes)
-            expand_tasks(self, [TaskSpec(**draft)], params, self.plugin_checks)
+            expand_tasks(self, [TaskSpec(**draft)], params, self.plugin_checks, env)
         return Workflow(name=name, tasks=tuple(tasks), path=path, description=description, params=params,
                         sha256=sha256, groups=groups, provenance=provenance, resources=self.resources,
-                        limits=self.limits)
+                        limits=self.limits, secret_params=secret,
+                        secrets=secrets, env_file=env_file)
+
+    def env_file(self, node, path: Path) -> tuple[dict, str | None]:
+        """`env_file: PATH` -> (KEY -> value, every value secret; the file, resolved)."""
+        value = self.value(node)
+        if value is None:
+            return {}, None
+        if not isinstance(value, str) or not value.strip():
+            self.problem("'env_file' must be the path of a KEY=VALUE file (relative: to the workflow file)", node)
+            return {}, None
+        full = (self.env_dir or path.parent) / os.path.expanduser(value)
+        values, problems = read_env_file(full)
+        for problem in problems:
+            if problem.line is None:
+                self.problem(f"env_file '{value}': {problem} ({full})", node)
+            else:
+                self.problem_in(str(full), f"env_file: {problem}", problem.line)
+        return values, str(full)
+
+    def secret_values(self, params: dict, secret: tuple, overrides: dict, env_values: dict) -> tuple:
+        """What opflow must write as `***`: the secret params' values, the env_file's values
+        (and the environment's, for a key the env_file names: the environment wins)."""
+        values = []
+        for name in secret:
+            for text in _leaves(params.get(name)):  # a secret mapping or list: each of its values
+                if len(text) < MIN_SECRET_LENGTH:
+                    if name in overrides:  # (a default is in the file: no secret to keep)
+                        self.problem(f"--param {name}: a secret param's value must be at least {MIN_SECRET_LENGTH} "
+                                     f"characters long (a shorter one cannot be masked in the run's record)")
+                    continue
+                values.append(text)
+        for key, value in env_values.items():
+            values.append(value)
+            if key in os.environ:
+                values.append(os.environ[key])
+        return tuple(values)
 
     def provenance(self, node) -> tuple:
         """`provenance: [distribution names]`: each a distribution's name (PEP 508), once."""
@@ -545,7 +615,7 @@ class _Checker:
             return None
         # What expand_tasks needs to word this task's problems, noted by tasks() under its id.
         notes = {"config_node": None, "plain": True, "bad_config": bad_config,
-                 "feature_lines": {k: items[k][1].start_mark.line + 1 for k in ("foreach", "inputs", "matrix")
+                 "feature_lines": {k: items[k][1].start_mark.line + 1 for k in ("foreach", "inputs", "matrix", "outputs")
                                    if k in items}}
         if "config" in items:
             config_node = notes["config_node"] = items["config"][1]
@@ -641,6 +711,9 @@ class _QuickChecker(_Checker):
     def problem(self, message: str, node=None, task_id: str | None = None, line: int | None = None):
         raise _Unsure
 
+    def problem_in(self, file: str, message: str, line: int | None) -> None:
+        raise _Unsure
+
     def value(self, node):
         return node
 
@@ -655,7 +728,10 @@ class _QuickChecker(_Checker):
             raise _Unsure
         if not isinstance(params, (dict, type(None))):
             raise _Unsure
-        params = merge_params(params or {}, overrides, self.problem)
+        declared, secret = split_declarations(params or {}, lambda name, message: self.problem(message))
+        params = merge_params(declared, overrides, self.problem, secret)
+        env_values, env_file = self.env_file(top["env_file"], path) if "env_file" in top else ({}, None)
+        secrets = self.secret_values(params, secret, overrides, env_values)
         provenance = self.provenance(top["provenance"]) if "provenance" in top else ()
         defaults = {}
         if "defaults" in top:
@@ -687,10 +763,11 @@ class _QuickChecker(_Checker):
                 forward = forward or at > i
         if forward:  # a task depends on one further down the file: there may be a cycle
             self.cycles(tasks, set(position))
-        tasks, groups = expand_tasks(self, tasks, params, self.plugin_checks)
+        tasks, groups = expand_tasks(self, tasks, params, self.plugin_checks, _environment(env_values))
         return Workflow(name=name, tasks=tuple(tasks), path=path, description=description or "", params=params,
                         sha256=sha256, groups=groups, provenance=provenance, resources=self.resources,
-                        limits=self.limits)
+                        limits=self.limits, secret_params=secret,
+                        secrets=secrets, env_file=env_file)
 
     def plain_task(self, raw, index: int, document, defaults: dict) -> dict:
         """`_Checker.task` for a task read as plain data."""
@@ -729,6 +806,37 @@ class _QuickChecker(_Checker):
             self.plain_configs.add(task_id)
         return _draft(task_id, plugin, config, [(d, None) for d in deps], settings, keep_children,
                       document.task_lines[index], features)
+
+
+def _leaves(value) -> list[str]:
+    """The texts of a param's value: a string or number itself, each one inside a list or mapping."""
+    if isinstance(value, bool) or value is None or value == "":
+        return []
+    if isinstance(value, (str, int, float)):
+        return [str(value)]
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return [text for item in items for text in _leaves(item)]
+
+
+def _environment(env_values: dict):
+    """What `${env.NAME}` reads: the environment, then the env_file."""
+    if not env_values:
+        return os.environ
+    from collections import ChainMap
+
+    return ChainMap(os.environ, env_values)
+
+
+def _secret_node(params_node, name: str):
+    """The node of `secret:` in the declaration of param `name` (for its line), if there is one."""
+    if not isinstance(params_node, yaml.MappingNode):
+        return None
+    for key_node, value_node in params_node.value:
+        if isinstance(key_node, yaml.ScalarNode) and key_node.value == name and isinstance(value_node, yaml.MappingNode):
+            for inner_key, inner_value in value_node.value:
+                if isinstance(inner_key, yaml.ScalarNode) and inner_key.value == "secret":
+                    return inner_value
+    return None
 
 
 def _draft(task_id, plugin, config, dep_nodes, settings, keep_children, line, features) -> dict:

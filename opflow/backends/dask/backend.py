@@ -17,6 +17,7 @@ from pathlib import Path
 from opflow.attempt import ErrorKind, Outcome, TaskRequest, error_record
 from opflow.plugins import PluginRef
 from opflow.procs import descendants, kill_trees
+from opflow.masking import Masker
 from opflow.rundir.results_log import append_result
 from opflow.backends.base import DaskCluster, OnStart
 from opflow.backends.dask.cluster import check_available, cluster_pids, connect, start_local_cluster
@@ -313,7 +314,8 @@ class DaskBackend(DaskCluster):
                 # The worker could not see our results folder: keep the file here.
                 if held.blob is None:
                     held = dask_future.result()
-                append_result(request.persist_path, request.task_id, held.blob)
+                if not Masker(request.secrets).found_in(held.blob):  # (as worker/execute.py: no secret on disk)
+                    append_result(request.persist_path, request.task_id, held.blob)
             if outcome.ok and request.publish:
                 self._store.hold(request.task_id, entry.held)
         except Exception as exc:
