@@ -1,0 +1,190 @@
+"""A Dask cluster as a user has one: started by hand, without the shared disk, over SSH, or from a spec.
+
+Schedulers and workers are real processes started from their own folders; a worker
+"without the shared disk" runs in a private mount namespace with an empty tmpfs over
+the workflow's folder (and so over the default ./logs inside it). Every process a
+test starts is stopped by pid (helpers.HandStartedCluster, the sshd fixture).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import (HandStartedCluster, check_unshare, latest_run_dir, records, run_cli, run_json, wait_for,
+                     write)
+
+distributed = pytest.importorskip("distributed", reason="the dask extra is not installed: pip install 'opflow-runner[dask]'")
+
+from opflow.rundir.results_log import RESULTS_FILE, read_results  # noqa: E402
+
+
+def _opflow(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
+    import os
+
+    return subprocess.Popen([sys.executable, "-m", "opflow", *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+
+
+def _ours_on_scheduler(address: str) -> int:
+    """How many of opflow's tasks the scheduler holds now (the coordinator's window)."""
+    with distributed.Client(address, timeout=30, set_as_default=False) as client:
+        return client.run_on_scheduler(
+            lambda dask_scheduler: sum(str(key).startswith("opflow-") for key in dask_scheduler.tasks))
+
+
+def _outcomes(run_dir: Path) -> dict:
+    """task_id -> (status, result): what must be the same on the process pool and on a cluster."""
+    return {task_id: (record["status"], record.get("result")) for task_id, record in records(run_dir).items()}
+
+
+# -- item 5: the window, run.json's workers, the dashboard, --scheduler-file -----------------
+def test_the_window_follows_the_clusters_threads_as_workers_join(tmp_path):
+    gate = tmp_path / "go"
+    tasks = "".join(f"  - {{id: t{n}, plugin: python, config: {{function: 'faults:wait_for_file', "
+                    f"args: ['{gate}', 300]}}}}\n" for n in range(24))
+    flow = write(tmp_path, "flow.yaml", "name: window\ntasks:\n" + tasks)
+    (tmp_path / "faults.py").write_text((Path(__file__).parent / "faults.py").read_text())
+    with HandStartedCluster(tmp_path, [[]]) as cluster:
+        run = _opflow("run", str(flow), "--executor", "dask", "--scheduler", cluster.address, "--quiet", cwd=tmp_path)
+        try:
+            # One thread: at least 8 in flight (four times the threads, at least 8).
+            wait_for(lambda: _ours_on_scheduler(cluster.address) == 8, 60, "8 tasks on the scheduler")
+            cluster.add_worker(["--nthreads", "3"])
+            # Four threads now: the window is re-read, 16 in flight.
+            wait_for(lambda: _ours_on_scheduler(cluster.address) == 16, 60, "16 tasks on the scheduler")
+            gate.touch()
+            out, err = run.communicate(timeout=120)
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait(timeout=30)
+    assert run.returncode == 0, out + err
+    doc = run_json(latest_run_dir(tmp_path / "logs"))
+    # The cluster's threads when the run started, not this machine's CPU count.
+    assert doc["workers"] == 1 and doc["cluster"]["threads"] == 1 and doc["cluster"]["workers"] == 1
+
+
+def test_the_dashboard_link_is_printed_and_recorded_and_a_scheduler_file_names_the_scheduler(tmp_path):
+    flow = write(tmp_path, "flow.yaml", """
+        name: dash
+        tasks:
+          - {id: a, plugin: shell, config: {command: "echo a"}}
+    """)
+    with HandStartedCluster(tmp_path, [[], ["--nthreads", "2"]], dashboard=True) as cluster:
+        shown = run_cli("run", "flow.yaml", "--scheduler-file", "scheduler.json", "--executor", "dask", cwd=tmp_path)
+        quiet = run_cli("run", "flow.yaml", "--scheduler-file", "scheduler.json", "--executor", "dask", "--quiet",
+                        cwd=tmp_path)
+        as_json = run_cli("run", "flow.yaml", "--scheduler-file", "scheduler.json", "--executor", "dask", "--json",
+                          cwd=tmp_path)
+    for done in (shown, quiet, as_json):
+        assert done.returncode == 0, done.stdout + done.stderr
+    cluster_doc = json.loads(as_json.stdout)["cluster"]
+    link = cluster_doc["dashboard"]
+    assert link and link.startswith("http://127.0.0.1:") and link.endswith("/status")
+    assert cluster_doc == {"scheduler": cluster.address, "dashboard": link, "workers": 2, "threads": 3}
+    assert json.loads(as_json.stdout)["workers"] == 3
+    assert f"dashboard {link}" in shown.stdout
+    assert "dashboard" not in quiet.stdout + quiet.stderr and "dashboard http" not in as_json.stderr
+
+
+def test_a_missing_scheduler_file_is_exit_2_naming_it(tmp_path):
+    write(tmp_path, "flow.yaml", "name: f\ntasks:\n  - {id: a, plugin: shell, config: {command: 'true'}}\n")
+    done = run_cli("run", "flow.yaml", "--executor", "dask", "--scheduler-file", "nowhere.json", cwd=tmp_path)
+    assert done.returncode == 2 and "nowhere.json: no such file" in done.stderr and "Traceback" not in done.stderr
+
+
+# -- items 2 and 3: a worker without the shared disk -----------------------------------------
+BLIND = """
+    name: blind
+    tasks:
+      - {id: talk, plugin: shell, config: {command: "echo out-line; echo err-line >&2; test -e WORK/flow.yaml && echo SEES || echo BLIND"}}
+      - {id: silent, plugin: shell, config: {command: "true"}}
+      - {id: after, plugin: shell, config: {command: "echo after-talk"}, depends_on: [talk]}
+      - {id: broken, plugin: shell, config: {command: "echo last-words; exit 3"}}
+"""
+
+
+def _blind_cluster(tmp_path: Path, work: Path) -> HandStartedCluster:
+    """One worker, which cannot see `work` (the workflow's folder, and ./logs in it)."""
+    check_unshare()
+    return HandStartedCluster(tmp_path, [[]], hidden={0: [work]})
+
+
+def test_a_worker_without_the_run_directory_runs_the_task_and_its_output_comes_back(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    write(work, "flow.yaml", BLIND.replace("WORK", str(work)))
+    with _blind_cluster(tmp_path, work) as cluster:
+        # The README's recipe: a scheduler address and the default (relative) log dir.
+        done = run_cli("run", "flow.yaml", "--executor", "dask", "--scheduler", cluster.address, "--keep-going",
+                       cwd=work)
+    assert done.returncode == 1, done.stdout + done.stderr
+    run_dir = latest_run_dir(work / "logs")
+    log = (run_dir / "tasks" / "talk.log").read_text()
+    assert "out-line" in log and "err-line" in log and "BLIND" in log and "=== attempt 1" in log
+    assert not (run_dir / "tasks" / "silent.log").exists()  # a silent task keeps no log, as on the pool
+    assert "last-words" in (run_dir / "tasks" / "broken.log").read_text()
+    tasks = records(run_dir)
+    assert "last-words" in tasks["broken"]["error"]["log_tail"]
+    assert all(r["attempt_log"][0]["attempt"] == 1 for r in tasks.values())  # no first attempt lost on a spool
+    kept = set(read_results(str(run_dir / RESULTS_FILE)))  # written where the run directory is
+    assert "talk" in kept
+    # Parity: the process pool records the same statuses and results (the pool sees the folder: SEES).
+    pool = run_cli("run", "flow.yaml", "--keep-going", cwd=work)
+    assert pool.returncode == 1, pool.stdout + pool.stderr
+    on_pool = _outcomes(latest_run_dir(work / "logs"))
+    assert set(read_results(str(latest_run_dir(work / "logs") / RESULTS_FILE))) == kept
+    on_cluster = _outcomes(run_dir)
+    on_pool["talk"] = (on_pool["talk"][0], json.loads(json.dumps(on_pool["talk"][1]).replace("SEES", "BLIND")))
+    assert on_cluster == on_pool
+
+
+TOOLS = """
+    from shout_words import shout  # a neighbour beside the workflow: shipped with it
+
+    def loud(context):
+        return shout(context.task_id)
+"""
+
+
+def test_modules_beside_the_workflow_are_shipped_to_a_worker_that_cannot_see_them(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    write(work, "tools.py", TOOLS)
+    write(work, "shout_words.py", "def shout(text):\n    return text.upper() + '!'\n")
+    coordinator_only = tmp_path / "coordinator-only"  # installed here, not on the workers
+    write(coordinator_only, "only_here.py", "def value():\n    return 1\n")
+    write(work, "flow.yaml", """
+        name: shipped
+        tasks:
+          - {id: first, plugin: python, config: {function: "tools:loud"}}
+          - {id: second, plugin: python, config: {function: "tools:loud"}, depends_on: [first]}
+          - {id: lonely, plugin: python, config: {function: "only_here:value"}}
+    """)
+    env = {"PYTHONPATH": str(coordinator_only)}
+    with _blind_cluster(tmp_path, work) as cluster:
+        done = run_cli("run", "flow.yaml", "--executor", "dask", "--scheduler", cluster.address, "--keep-going",
+                       cwd=work, env=env)
+        # Changed between runs: shipped again (once per content change).
+        write(work, "shout_words.py", "def shout(text):\n    return text.lower() + '?'\n")
+        again = run_cli("run", "flow.yaml", "--executor", "dask", "--scheduler", cluster.address, "--keep-going",
+                        cwd=work, env=env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    run_dirs = sorted(p for p in (work / "logs").iterdir() if p.is_dir() and not p.name.startswith("."))
+    tasks = records(run_dirs[0])
+    assert tasks["first"]["result"] == "FIRST!" and tasks["second"]["result"] == "SECOND!", tasks
+    message = tasks["lonely"]["error"]["message"]
+    assert "only_here" in message and f"on dask worker {cluster.address.rsplit(':', 1)[0]}" in message
+    assert "host " in message
+    assert records(run_dirs[1])["first"]["result"] == "first?"
+    assert again.returncode == 1
+    # Parity on the process pool, where only_here is importable (PYTHONPATH reaches the pool's workers).
+    write(work, "shout_words.py", "def shout(text):\n    return text.upper() + '!'\n")
+    pool = run_cli("run", "flow.yaml", "--keep-going", cwd=work, env=env)
+    assert pool.returncode == 0, pool.stdout + pool.stderr
+    on_pool = _outcomes(latest_run_dir(work / "logs"))
+    assert {t: on_pool[t] for t in ("first", "second")} == {t: _outcomes(run_dirs[0])[t] for t in ("first", "second")}
