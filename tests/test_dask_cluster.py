@@ -188,3 +188,162 @@ def test_modules_beside_the_workflow_are_shipped_to_a_worker_that_cannot_see_the
     assert pool.returncode == 0, pool.stdout + pool.stderr
     on_pool = _outcomes(latest_run_dir(work / "logs"))
     assert {t: on_pool[t] for t in ("first", "second")} == {t: _outcomes(run_dirs[0])[t] for t in ("first", "second")}
+
+
+# -- item 7: clusters started for the run ----------------------------------------------------
+THREE = """
+    name: three
+    tasks:
+      - {id: a, plugin: python, config: {function: "faults:ok", args: [1]}}
+      - {id: b, plugin: python, config: {function: "faults:add_upstream"}, depends_on: [a]}
+      - {id: c, plugin: shell, config: {command: "echo c"}, depends_on: [a]}
+"""
+
+
+def _three(folder: Path) -> Path:
+    (folder / "faults.py").write_text((Path(__file__).parent / "faults.py").read_text())
+    return write(folder, "flow.yaml", THREE)
+
+
+def _parity(folder: Path, cluster_run: Path) -> None:
+    pool = run_cli("run", "flow.yaml", "--executor", "process", cwd=folder)
+    assert pool.returncode == 0, pool.stdout + pool.stderr
+    assert _outcomes(cluster_run) == _outcomes(latest_run_dir(folder / "logs"))
+
+
+def test_a_cluster_from_a_spec_file_is_started_for_the_run_and_records_as_the_pool_does(tmp_path):
+    _three(tmp_path)
+    write(tmp_path, "cluster.yaml", """
+        class: distributed.LocalCluster
+        kwargs: {n_workers: 0, threads_per_worker: 1, processes: true, host: 127.0.0.1, dashboard_address: null}
+        adapt: {minimum: 0, maximum: 2}
+    """)
+    done = run_cli("run", "flow.yaml", "--cluster", "cluster.yaml", cwd=tmp_path)  # --cluster implies dask
+    assert done.returncode == 0, done.stdout + done.stderr
+    run_dir = latest_run_dir(tmp_path / "logs")
+    doc = run_json(run_dir)
+    assert doc["executor"] == "dask" and doc["cluster"]["scheduler"].startswith("tcp://127.0.0.1:")
+    _parity(tmp_path, run_dir)
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--adapt", "0:4"], "--adapt 0:4: only with --cluster"),
+    (["--cluster", "cluster.yaml", "--adapt", "4:1"], "--adapt 4:1: write MIN:MAX"),
+    (["--cluster", "cluster.yaml", "--scheduler", "tcp://127.0.0.1:1"], "--scheduler and --cluster"),
+    (["--cluster", "cluster.yaml", "--executor", "thread"], "--cluster goes with --executor dask"),
+    (["--cluster", "jobqueue:nosuch"], "choose jobqueue:slurm"),
+    (["--cluster", "ssh:onlyone"], "at least one worker's"),
+    (["--cluster", "missing.yaml"], "not ssh:HOSTS, jobqueue:KIND nor a readable spec file"),
+])
+def test_cluster_options_misused_are_exit_2_saying_why(tmp_path, args, says):
+    _three(tmp_path)
+    write(tmp_path, "cluster.yaml", "class: distributed.LocalCluster\n")
+    done = run_cli("run", "flow.yaml", *args, cwd=tmp_path)
+    assert done.returncode == 2 and says in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "logs").exists() or not list((tmp_path / "logs").glob("2*"))
+
+
+def test_a_spec_file_with_an_unknown_key_or_class_is_exit_2_naming_the_file(tmp_path):
+    _three(tmp_path)
+    write(tmp_path, "typo.yaml", "class: distributed.LocalCluster\nkwarg: {}\n")
+    write(tmp_path, "absent.yaml", "class: dask_nowhere.Cluster\n")
+    typo = run_cli("run", "flow.yaml", "--cluster", "typo.yaml", cwd=tmp_path)
+    absent = run_cli("run", "flow.yaml", "--cluster", "absent.yaml", cwd=tmp_path)
+    assert typo.returncode == 2 and "typo.yaml: unknown key(s) kwarg" in typo.stderr, typo.stderr
+    assert absent.returncode == 2 and "absent.yaml: class dask_nowhere.Cluster" in absent.stderr
+    assert "pip install dask-nowhere" in absent.stderr
+
+
+def test_a_missing_batch_command_is_one_line_naming_it(tmp_path):
+    _three(tmp_path)
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    done = run_cli("run", "flow.yaml", "--cluster", "jobqueue:slurm", "--adapt", "0:4", cwd=tmp_path,
+                   env={"PATH": str(empty)})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "opflow: error: --cluster jobqueue:slurm: the batch command 'sbatch' is not on PATH "
+        "(run opflow on a machine that submits slurm jobs)"]
+
+
+@pytest.mark.parametrize("spec, module, extra", [("ssh:h1,h2", "asyncssh", "ssh"),
+                                                ("jobqueue:pbs", "dask_jobqueue", "jobqueue")])
+def test_a_missing_cluster_package_is_exit_2_with_the_pip_command(here, monkeypatch, spec, module, extra):
+    from helpers import invoke
+
+    flow = _three(here)
+    monkeypatch.setitem(sys.modules, module, None)  # import fails, as where the extra is not installed
+    done = invoke("run", flow, "--cluster", spec, "--adapt", "0:2")
+    assert done.exit_code == 2, done.output
+    assert f"pip install 'opflow-runner[{extra}]'" in done.output
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def sshd(tmp_path):
+    """An sshd on a free 127.0.0.1 port with its own host key, and a HOME whose ~/.ssh (config,
+    key, known_hosts) reaches it as `ssh 127.0.0.1` would: yields that HOME. Stopped by pid."""
+    from opflow.procs import kill_tree
+
+    sshd_binary = Path("/usr/sbin/sshd")
+    assert sshd_binary.exists(), "this test needs Debian's openssh-server (.ci/run installs it)"
+    assert Path("/run/sshd").is_dir(), "sshd needs its privilege separation folder: mkdir -p /run/sshd (.ci/run does)"
+    home, remote_tmp = tmp_path / "home", tmp_path / "remote-tmp"
+    (home / ".ssh").mkdir(parents=True)
+    remote_tmp.mkdir()
+    for key in (tmp_path / "host_key", home / ".ssh" / "id_ed25519"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True, timeout=30)
+    (tmp_path / "authorized_keys").write_text((home / ".ssh" / "id_ed25519.pub").read_text())
+    port = _free_port()
+    write(tmp_path, "sshd_config", f"""
+        Port {port}
+        ListenAddress 127.0.0.1
+        HostKey {tmp_path / 'host_key'}
+        AuthorizedKeysFile {tmp_path / 'authorized_keys'}
+        PasswordAuthentication no
+        KbdInteractiveAuthentication no
+        UsePAM no
+        StrictModes no
+        PidFile none
+        PermitRootLogin prohibit-password
+        SetEnv TMPDIR={remote_tmp}
+    """)
+    write(home / ".ssh", "config", f"""
+        Host 127.0.0.1
+          Port {port}
+          IdentityFile {home / '.ssh' / 'id_ed25519'}
+          UserKnownHostsFile {home / '.ssh' / 'known_hosts'}
+    """)
+    host_key = " ".join((tmp_path / "host_key.pub").read_text().split()[:2])
+    (home / ".ssh" / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_key}\n")
+    log = tmp_path / "sshd.log"
+    with open(log, "wb") as handle:
+        daemon = subprocess.Popen([str(sshd_binary), "-D", "-e", "-f", str(tmp_path / "sshd_config")],
+                                  stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: b"Server listening" in log.read_bytes() or daemon.poll() is not None, 30, "sshd to listen")
+        assert daemon.poll() is None, log.read_text()
+        yield home
+    finally:
+        kill_tree(daemon.pid, grace=5.0)  # with its sessions' processes (scheduler, nanny, worker) if any are left
+        daemon.wait(timeout=10)
+
+
+def test_an_ssh_cluster_is_started_for_the_run_and_records_as_the_pool_does(tmp_path, sshd):
+    _three(tmp_path)
+    # The first host runs the scheduler, the second a worker; ~/.ssh/config gives port and key.
+    done = run_cli("run", "flow.yaml", "--cluster", "ssh:127.0.0.1,127.0.0.1", cwd=tmp_path, env={"HOME": str(sshd)},
+                   timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    run_dir = latest_run_dir(tmp_path / "logs")
+    doc = run_json(run_dir)
+    assert doc["executor"] == "dask" and doc["cluster"]["workers"] == 1 and doc["cluster"]["threads"] == 1
+    assert "distributed.deploy.ssh - INFO" not in done.stdout + done.stderr  # the remote INFO lines stay quiet
+    _parity(tmp_path, run_dir)

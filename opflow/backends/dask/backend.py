@@ -15,19 +15,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from opflow.attempt import ErrorKind, Outcome, TaskRequest, error_record
+from opflow.errors import UsageError
 from opflow.plugins import PluginRef
 from opflow.procs import descendants, kill_trees
 from opflow.rundir.results_log import append_result
 from opflow.backends.base import DaskCluster, OnStart
 from opflow.backends.dask.cluster import (WORKER_WAIT, ClusterSize, check_available, check_workers, cluster_pids, connect,
                                           start_local_cluster)
-from opflow.backends.dask.cluster_spec import parse_adapt, start_cluster
+from opflow.backends.dask.cluster_spec import start_cluster
 from opflow.backends.dask.on_worker import (
     Held,
     ParentWatch,
     PluginBundle,
     end_this_worker,
     halt_run,
+    hold,
     peek_outcome,
     pickle_request,
     run_task,
@@ -124,10 +126,13 @@ class DaskBackend(DaskCluster):
                 self._cluster = start_local_cluster(workers)
                 self._client = Client(self._cluster, set_as_default=False)
             elif cluster:
-                self._cluster = start_cluster(cluster, adapt, workers if workers_given else None)
+                self._cluster, wait = start_cluster(cluster, adapt, workers if workers_given else None)
                 self._client = Client(self._cluster, set_as_default=False)
-                if adapt is None or parse_adapt(adapt)[0] > 0:  # adaptive from 0: no worker until there is work
-                    self._client.wait_for_workers(1, timeout=WORKER_WAIT)
+                if wait:
+                    try:
+                        self._client.wait_for_workers(1, timeout=WORKER_WAIT)
+                    except Exception:
+                        raise UsageError(f"--cluster {cluster}: no worker joined within {WORKER_WAIT:.0f} s") from None
                 check_workers(self._client, f"--cluster {cluster}")
             else:
                 self._client = connect(scheduler, scheduler_file)
@@ -496,7 +501,9 @@ class DaskBackend(DaskCluster):
             return cached[1]
         files = {p.name: p.read_bytes() for p in paths}
         digest = hashlib.sha256(b"".join(n.encode() + b"\0" + files[n] for n in sorted(files))).hexdigest()[:16]
-        bundle = self._client.scatter(PluginBundle(folder, digest, files), hash=False, broadcast=False)
+        # A task that returns the files, not a scatter: a scatter waits for a worker, and an
+        # adaptive cluster has none before there is work.
+        bundle = self._client.submit(hold, PluginBundle(folder, digest, files), key=f"files-{digest}-{self._run_id}")
         with self._lock:
             self._bundles[folder] = ((newest, len(paths)), bundle)
         return bundle

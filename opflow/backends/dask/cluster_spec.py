@@ -12,6 +12,7 @@ from __future__ import annotations
 __all__ = ["parse_adapt", "start_cluster", "JOBQUEUE_KINDS"]
 
 import importlib
+import logging
 import shutil
 from pathlib import Path
 
@@ -33,8 +34,8 @@ def parse_adapt(text: str) -> tuple[int, int]:
 
 def start_cluster(spec: str, adapt: str | None, workers: int | None):
     """Start the cluster `spec` names; scale it (`adapt`, else `workers`, else the spec's adapt).
-
-    The caller owns the cluster: it closes it after the run."""
+    Returns it and whether to wait for a worker (not for one adaptive from 0: none joins
+    before there is work). The caller owns the cluster: it closes it after the run."""
     if spec.startswith("ssh:"):
         hosts = [h.strip() for h in spec[len("ssh:"):].split(",") if h.strip()]
         if len(hosts) < 2:
@@ -56,12 +57,15 @@ def start_cluster(spec: str, adapt: str | None, workers: int | None):
         kwargs, spec_adapt = {}, None
     else:
         make, kwargs, spec_adapt = _read_spec(spec)
+    # SSHCluster relays every line its remote processes log at INFO: only their warnings here.
+    logging.getLogger("distributed.deploy.ssh").setLevel(logging.WARNING)
     try:
         cluster = make(**kwargs)
     except UsageError:
         raise
     except Exception as exc:  # the user's cluster, the user's settings: one line, exit 2
         raise UsageError(f"--cluster {spec}: the cluster did not start: {type(exc).__name__}: {exc}") from None
+    low = None  # the fewest workers it keeps: None, not adaptive
     try:
         if adapt is not None:
             low, high = parse_adapt(adapt)
@@ -70,10 +74,11 @@ def start_cluster(spec: str, adapt: str | None, workers: int | None):
             cluster.scale(workers)
         elif spec_adapt is not None:
             cluster.adapt(**spec_adapt)
+            low = spec_adapt.get("minimum", 0)
     except BaseException:
         cluster.close()
         raise
-    return cluster
+    return cluster, low != 0
 
 
 def _need(module: str, attribute: str, package_module: str, extra: str):

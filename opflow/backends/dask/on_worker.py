@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 __all__ = ["Held", "PluginBundle", "Snapshot", "run_task", "pickle_request", "halt_run", "peek_outcome",
-           "end_this_worker", "ParentWatch", "STOPPED_EXIT"]
+           "end_this_worker", "hold", "ParentWatch", "STOPPED_EXIT"]
 
 import os
 import pickle
@@ -257,6 +257,11 @@ def _unpack(bundle: PluginBundle, worker) -> Path:
         except OSError:  # another task of this worker got there first: theirs is the same content
             shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+def hold(value):
+    """Runs on a worker: a value sent once for many tasks (PluginBundle), held there as a result."""
+    return value
 
 
 def end_this_worker() -> int:
