@@ -347,3 +347,43 @@ def test_an_ssh_cluster_is_started_for_the_run_and_records_as_the_pool_does(tmp_
     assert doc["executor"] == "dask" and doc["cluster"]["workers"] == 1 and doc["cluster"]["threads"] == 1
     assert "distributed.deploy.ssh - INFO" not in done.stdout + done.stderr  # the remote INFO lines stay quiet
     _parity(tmp_path, run_dir)
+
+
+def test_the_readmes_cluster_recipe_works_verbatim_with_the_default_log_dir(tmp_path):
+    import os
+    import re
+    import shlex
+    import shutil
+
+    from helpers import REPO
+    from opflow.procs import kill_tree
+
+    section = (REPO / "README.md").read_text(encoding="utf-8").split("## On a cluster", 1)[1]
+    block = re.search(r"```sh\n(.*?)```", section, re.S).group(1)
+    lines = [line.split("  #")[0].strip() for line in block.strip().splitlines()]
+    assert [line.split()[:2] for line in lines] == [["dask", "scheduler"], ["dask", "worker"], ["opflow", "run"]]
+    (tmp_path / "examples").mkdir()
+    for name in ("workflow_example.yaml", "sample_data.csv"):
+        shutil.copy(REPO / "examples" / name, tmp_path / "examples" / name)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    daemons = []
+    try:
+        for n, line in enumerate(lines[:2]):  # `... &`: in the background
+            with open(tmp_path / f"daemon{n}.log", "wb") as log:
+                daemons.append(subprocess.Popen(shlex.split(line.rstrip("&").strip()), cwd=tmp_path, env=env,
+                                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+            if n == 0:
+                wait_for(lambda: (tmp_path / "sched.json").exists() and (tmp_path / "sched.json").stat().st_size,
+                         60, "the scheduler file")
+        address = json.loads((tmp_path / "sched.json").read_text())["address"]
+        with distributed.Client(address, timeout=30, set_as_default=False) as client:
+            client.wait_for_workers(2, timeout=60)
+        done = subprocess.run(shlex.split(lines[2]), cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=180)
+    finally:
+        for daemon in reversed(daemons):
+            kill_tree(daemon.pid, grace=5.0)
+            daemon.wait(timeout=10)
+    assert done.returncode == 0, done.stdout + done.stderr
+    doc = run_json(latest_run_dir(tmp_path / "logs"))  # the default ./logs, here
+    assert doc["executor"] == "dask" and doc["cluster"]["workers"] == 2 and doc["status"] == "succeeded"
