@@ -256,6 +256,7 @@ def _check_guard(options: Options) -> None:
     """Refuse a run a script starts from its unguarded top level (see guard.py),
     before it starts a process, when its workers would import the script."""
     refuse_in_starting_worker()
+    options = _with_cluster_executor(options)
     backend = BACKENDS.get(options.executor)  # an unknown name: refused next, by name
     if backend is not None and backend.workers_import_main(options.scheduler or options.scheduler_file or options.cluster):
         site = unguarded_call_site()

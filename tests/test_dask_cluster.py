@@ -105,6 +105,7 @@ BLIND = """
       - {id: silent, plugin: shell, config: {command: "true"}}
       - {id: after, plugin: shell, config: {command: "echo after-talk"}, depends_on: [talk]}
       - {id: broken, plugin: shell, config: {command: "echo last-words; exit 3"}}
+      - {id: big, plugin: shell, config: {command: "head -c 2200000 /dev/zero | tr '\\\\0' x | fold -w 99; echo LAST-LINE"}}
 """
 
 
@@ -128,6 +129,10 @@ def test_a_worker_without_the_run_directory_runs_the_task_and_its_output_comes_b
     assert "out-line" in log and "err-line" in log and "BLIND" in log and "=== attempt 1" in log
     assert not (run_dir / "tasks" / "silent.log").exists()  # a silent task keeps no log, as on the pool
     assert "last-words" in (run_dir / "tasks" / "broken.log").read_text()
+    # 2.2 MB of output: what comes back is bounded, its head line and its tail kept.
+    big = (run_dir / "tasks" / "big.log").read_bytes()
+    assert big.startswith(b"=== attempt 1") and big.rstrip().endswith(b"LAST-LINE") and len(big) <= 1024 * 1024 + 4096
+    assert b"bytes of output cut here on the dask worker" in big
     tasks = records(run_dir)
     assert "last-words" in tasks["broken"]["error"]["log_tail"]
     assert all(r["attempt_log"][0]["attempt"] == 1 for r in tasks.values())  # no first attempt lost on a spool
