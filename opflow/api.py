@@ -231,8 +231,9 @@ async def _prepare_and_run(path: str | Path, options: Options, reporters: Iterab
 
 def _with_cluster_executor(options: Options) -> Options:
     """`--cluster` implies `--executor dask` (the default executor gives way; another is refused)."""
-    if options.cluster and options.executor == "process":
-        return dataclasses.replace(options, executor="dask")
+    if options.cluster and options.executor == Options.executor:
+        cluster_backend = next(name for name, cls in BACKENDS.items() if cls.takes_scheduler)
+        return dataclasses.replace(options, executor=cluster_backend)
     return options
 
 
