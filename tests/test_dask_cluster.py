@@ -228,6 +228,10 @@ def test_a_cluster_from_a_spec_file_is_started_for_the_run_and_records_as_the_po
     run_dir = latest_run_dir(tmp_path / "logs")
     doc = run_json(run_dir)
     assert doc["executor"] == "dask" and doc["cluster"]["scheduler"].startswith("tcp://127.0.0.1:")
+    # Adaptive from 0: no worker at the start; the record still reads (workers >= 1).
+    assert doc["cluster"]["threads"] == 0 and doc["workers"] == 1
+    shown = run_cli("show", str(run_dir), cwd=tmp_path)
+    assert shown.returncode == 0, shown.stdout + shown.stderr
     _parity(tmp_path, run_dir)
 
 

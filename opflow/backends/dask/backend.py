@@ -158,7 +158,7 @@ class DaskBackend(DaskCluster):
                  "cluster": {"scheduler": self.scheduler_address, "dashboard": self._dashboard(),
                              "workers": len(workers), "threads": threads}}
         if self._size is not None:  # run.json's workers: the cluster's threads, not this machine's CPUs
-            facts["workers"] = threads
+            facts["workers"] = max(threads, 1)  # at least 1, as readers of run.json require (adaptive from 0: none yet)
         return facts
 
     def max_inflight(self, workers: int) -> int:
