@@ -10,6 +10,7 @@ import os
 import shutil
 import time
 from contextlib import ExitStack
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ from opflow.rundir.audit import AuditTrail
 from opflow.rundir.files import write_new_file
 from opflow.backends import BACKENDS, backend_class
 from opflow.backends.capabilities import concurrency, unenforced_settings
+from opflow.backends.dask.cluster_spec import parse_adapt
 from opflow.errors import Problem, RunSkipped, UsageError, WorkflowError
 from opflow.events import Reporter, iso_time
 from opflow.options import Options
@@ -114,6 +116,7 @@ class _Collector(Reporter):
 async def run_async(path: str | Path, *, workers: int = 0, cpus: int | None = None, memory: int | str | None = None,
                     executor: str = "process", log_dir: str | Path = "logs",
                     params: dict | None = None, keep_going: bool = False, scheduler: str | None = None,
+                    scheduler_file: str | Path | None = None, cluster: str | None = None, adapt: str | None = None,
                     lock: bool = True, keep_runs: int | None = None, resume: bool | str | Path = False,
                     timeout: float | None = None, cache: bool = True, if_running: str = "fail",
                     ping: str | None = None, metrics_file: str | Path | None = None, only: tuple[str, ...] = (),
@@ -135,6 +138,7 @@ async def _run_options(path: str | Path, options: Options, reporters: Iterable[R
                        _source: Path | None = None, _source_sha256: str | None = None) -> RunResult:
     knobs.check(knobs.RUN)  # a bad OPFLOW_* value: refused before anything starts
     _check_guard(options)
+    options = _with_cluster_executor(options)
     backend = backend_class(options.executor)
     if options.workers < 0:
         raise UsageError(f"--workers {options.workers}: must be 0 (the CPUs this process may use) or more")
@@ -160,9 +164,20 @@ async def _run_options(path: str | Path, options: Options, reporters: Iterable[R
         check_metrics_path(options.metrics_file)
     if options.from_run is not None and not (options.only or options.skip):
         raise UsageError("--from-run goes with --only or --skip (it gives the unselected upstream tasks' results)")
-    if options.scheduler and not backend.takes_scheduler:
+    if options.scheduler_file:
+        options.scheduler_file = Path(options.scheduler_file).absolute()  # the backend reads it (cluster.py)
+    given = [flag for flag, value in (("--scheduler", options.scheduler), ("--scheduler-file", options.scheduler_file),
+                                      ("--cluster", options.cluster)) if value]
+    if len(given) > 1:
+        raise UsageError(f"{' and '.join(given)}: give one place for the tasks to run")
+    if given and not backend.takes_scheduler:
         takers = " or ".join(name for name, cls in BACKENDS.items() if cls.takes_scheduler)
-        raise UsageError(f"--scheduler goes with --executor {takers}")
+        raise UsageError(f"{given[0]} goes with --executor {takers}")
+    if options.adapt is not None and not options.cluster:
+        raise UsageError(f"--adapt {options.adapt}: only with --cluster (a cluster opflow starts can scale; "
+                         f"a scheduler started by hand scales as its owner says)")
+    if options.adapt is not None:
+        parse_adapt(options.adapt)  # a bad MIN:MAX is refused before anything starts
     backend.check_available()  # raises UsageError naming the extra to install
     _start_early(backend)
     with interrupts.attach():  # under the CLI, a signal from here on cancels this coroutine
@@ -207,7 +222,8 @@ async def _prepare_and_run(path: str | Path, options: Options, reporters: Iterab
         # The true concurrency (inline: 1), as the banner and run.json show it.
         run_options = RunOptions(**{**options.as_dict(), "log_dir": log_dir,
                                     "workers": concurrency(executor, workers)},
-                                 budget=budget, durations=durations, peak_rss=peak_rss)
+                                 budget=budget, durations=durations, peak_rss=peak_rss,
+                                 workers_given=options.workers > 0)
         if options.cache and any(t.cache for t in workflow.tasks):
             from opflow.dispatch.cache import open_cache
 
@@ -259,6 +275,14 @@ async def _prepare_and_run(path: str | Path, options: Options, reporters: Iterab
             prune_runs(log_dir, workflow, options.keep_runs, protect=run_dir)
     # Absolute, as after resume: the reader of a cron mail does not know the folder it ran in.
     return RunResult(summary, run_dir.absolute(), collector.duration_s)
+
+
+def _with_cluster_executor(options: Options) -> Options:
+    """`--cluster` implies `--executor dask` (the default executor gives way; another is refused)."""
+    if options.cluster and options.executor == Options.executor:
+        cluster_backend = next(name for name, cls in BACKENDS.items() if cls.takes_scheduler)
+        return dataclasses.replace(options, executor=cluster_backend)
+    return options
 
 
 def _end_reporters(options: Options, workflow_name: str) -> list[Reporter]:
@@ -374,8 +398,9 @@ def _check_guard(options: Options) -> None:
     """Refuse a run a script starts from its unguarded top level (see guard.py),
     before it starts a process, when its workers would import the script."""
     refuse_in_starting_worker()
+    options = _with_cluster_executor(options)
     backend = BACKENDS.get(options.executor)  # an unknown name: refused next, by name
-    if backend is not None and backend.workers_import_main(options.scheduler):
+    if backend is not None and backend.workers_import_main(options.scheduler or options.scheduler_file or options.cluster):
         site = unguarded_call_site()
         if site is not None:
             raise UsageError(f"{site}: {GUARD_MESSAGE}")
@@ -384,6 +409,7 @@ def _check_guard(options: Options) -> None:
 def run(path: str | Path, *, workers: int = 0, cpus: int | None = None, memory: int | str | None = None,
         executor: str = "process", log_dir: str | Path = "logs",
         params: dict | None = None, keep_going: bool = False, scheduler: str | None = None,
+        scheduler_file: str | Path | None = None, cluster: str | None = None, adapt: str | None = None,
         lock: bool = True, keep_runs: int | None = None, resume: bool | str | Path = False,
         timeout: float | None = None, cache: bool = True, if_running: str = "fail", ping: str | None = None,
         metrics_file: str | Path | None = None, only: tuple[str, ...] = (),
@@ -400,6 +426,10 @@ def run(path: str | Path, *, workers: int = 0, cpus: int | None = None, memory: 
       params      overrides of the workflow's declared params
       keep_going  after a failure, still run every task whose upstream succeeded
       scheduler   with executor="dask": a scheduler address (default: a LocalCluster)
+      scheduler_file  with executor="dask": a scheduler file, in place of the address
+      cluster     a Dask cluster started for the run and closed after: "ssh:HOST,HOST...",
+                  "jobqueue:slurm" (pbs, sge, lsf, htcondor) or a FILE.yaml spec; implies "dask"
+      adapt       with cluster: "MIN:MAX" workers, adaptive scaling
       lock        refuse to start while another run of this workflow (same log_dir) runs
       keep_runs   afterwards, delete all but the newest N run directories of this workflow
       resume      True: reuse what the latest run under log_dir recorded as succeeded;

@@ -33,6 +33,13 @@ class Options:
     keep_going: bool = False
     #: With executor "dask": a scheduler address (None starts a LocalCluster).
     scheduler: str | None = None
+    #: With executor "dask": a scheduler file (`dask scheduler --scheduler-file`), beside `scheduler`.
+    scheduler_file: str | Path | None = None
+    #: A cluster started for the run and closed after: "ssh:HOST,HOST...", "jobqueue:KIND"
+    #: or a FILE.yaml spec (backends/dask/cluster_spec.py); implies executor "dask".
+    cluster: str | None = None
+    #: "MIN:MAX": adaptive scaling of the `cluster` started for the run.
+    adapt: str | None = None
     #: Refuse to start while another run of this workflow (same log_dir) runs.
     lock: bool = True
     #: While another run holds the lock: "fail" (LockedError, exit 3), "skip" (RunSkipped, exit 0), "wait".
@@ -66,6 +73,11 @@ class Options:
     def pick(cls, namespace: Mapping) -> Options:
         """The options among `namespace` (a function's `locals()`): one per field, by name."""
         return cls(**{name: namespace[name] for name in cls.names()})
+
+    def place(self) -> dict:
+        """Where a cluster backend runs the tasks: the options `Backend.open` takes by keyword."""
+        return {"scheduler": self.scheduler, "scheduler_file": self.scheduler_file and str(self.scheduler_file),
+                "cluster": self.cluster, "adapt": self.adapt, "workers_given": getattr(self, "workers_given", self.workers > 0)}  # RunOptions knows it
 
     def as_dict(self) -> dict:
         """The options alone, by name (a subclass's own fields left out)."""

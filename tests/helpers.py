@@ -160,3 +160,90 @@ def dependency_order_problems(run_dir: Path) -> list[str]:
             if early:
                 problems.append(f"{event['task_id']} started before {', '.join(early)} finished")
     return problems
+
+
+# -- a Dask cluster as a user starts one -------------------------------------------------
+def _spawn(args: list[str], cwd: Path, log: Path) -> subprocess.Popen:
+    handle = open(log, "wb")
+    try:
+        return subprocess.Popen(args, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    finally:
+        handle.close()  # the child has its own copy
+
+
+def check_unshare() -> None:
+    """Fail clearly (never skip) where a private mount namespace cannot be made: the tests of a
+    worker without the shared disk need root and `unshare -m` (CI has both)."""
+    try:
+        done = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs none /mnt && umount /mnt"],
+                              capture_output=True, text=True, timeout=30)
+    except FileNotFoundError:
+        raise AssertionError("these tests need `unshare` (util-linux) to hide folders from a Dask worker") from None
+    assert done.returncode == 0, ("these tests need root and `unshare -m` with tmpfs mounts, to hide folders "
+                                  f"from a Dask worker: {done.stderr.strip()}")
+
+
+class HandStartedCluster:
+    """`dask scheduler` and one `dask worker` per entry of `workers` (its extra arguments), on
+    127.0.0.1, each from its own folder under `tmp_path`; `hidden[n]`: folders worker n cannot
+    see (an empty tmpfs over each, in a private mount namespace: no shared disk). Every process
+    is stopped, with its tree, by pid. `add_worker` starts one more while it runs."""
+
+    def __init__(self, tmp_path: Path, workers: list[list[str]], hidden: dict | None = None, dashboard: bool = False):
+        self.tmp_path = tmp_path
+        self.scheduler_file = tmp_path / "scheduler.json"
+        self.procs: list[subprocess.Popen] = []
+        self._workers, self._hidden, self._dashboard = workers, hidden or {}, dashboard
+        self.address = ""
+
+    def __enter__(self) -> HandStartedCluster:
+        try:
+            self._start()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _start(self) -> None:
+        import distributed
+
+        dashboard = ["--dashboard-address", "127.0.0.1:0"] if self._dashboard else ["--no-dashboard"]
+        self.procs.append(_spawn([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                                  "--port", "0", *dashboard, "--scheduler-file", str(self.scheduler_file)],
+                                 self.tmp_path, self.tmp_path / "scheduler.log"))
+        wait_for(lambda: self.scheduler_file.exists() and self.scheduler_file.stat().st_size > 0
+                 or self.procs[0].poll() is not None, 60, "the scheduler file")
+        assert self.procs[0].poll() is None, (self.tmp_path / "scheduler.log").read_text()
+        self.address = json.loads(self.scheduler_file.read_text())["address"]
+        for extra in self._workers:
+            self.add_worker(extra, self._hidden.get(len(self.procs) - 1, ()), wait=False)
+        with distributed.Client(self.address, timeout=30, set_as_default=False) as client:
+            client.wait_for_workers(len(self._workers), timeout=60)
+
+    def add_worker(self, extra: list[str], hidden=(), wait: bool = True) -> None:
+        import distributed
+
+        n = len(self.procs) - 1
+        folder = self.tmp_path / f"worker{n}"
+        folder.mkdir(exist_ok=True)
+        worker = [sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file", str(self.scheduler_file),
+                  "--host", "127.0.0.1", "--nthreads", "1", "--no-dashboard", "--name", f"w{n}",
+                  "--local-directory", str(folder), *extra]
+        if hidden:  # unshare execs the shell, which execs the worker: one pid, ours to stop
+            mounts = " && ".join(f"mount -t tmpfs -o size=1m opflow-hidden {os.fspath(h)!r}" for h in hidden)
+            worker = ["unshare", "-m", "sh", "-c", f'{mounts} && exec "$@"', "sh", *worker]
+        self.procs.append(_spawn(worker, folder, self.tmp_path / f"worker{n}.log"))
+        if wait:
+            with distributed.Client(self.address, timeout=30, set_as_default=False) as client:
+                client.wait_for_workers(n + 1, timeout=60)
+
+    def __exit__(self, *exc) -> None:
+        from opflow.procs import kill_tree
+
+        for proc in reversed(self.procs):  # workers first, then the scheduler; each with its whole tree
+            kill_tree(proc.pid, grace=5.0)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)

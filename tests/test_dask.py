@@ -26,7 +26,7 @@ from opflow.rundir.results_log import RESULTS_FILE, read_results
 
 distributed = pytest.importorskip("distributed", reason="the dask extra is not installed: pip install 'opflow-runner[dask]'")
 
-from helpers import REPO, go, gone, latest_run_dir, records, run_cli, run_dirs, run_json, wait_for  # noqa: E402
+from helpers import REPO, HandStartedCluster, go, gone, latest_run_dir, records, run_cli, run_dirs, run_json, wait_for  # noqa: E402
 
 from opflow.backends.dask import backend as dask_backend  # noqa: E402
 from opflow.backends.dask import cluster as dask_cluster_module  # noqa: E402
@@ -529,45 +529,11 @@ def test_sigint_stops_a_dask_run_and_leaves_nothing(tmp_path, write_workflow, fa
 
 
 # -- a real cluster: scheduler and workers as separate processes ---------------------
-def _spawn(args: list[str], cwd: Path, log: Path) -> subprocess.Popen:
-    handle = open(log, "wb")
-    try:
-        return subprocess.Popen([sys.executable, "-m", *args], cwd=cwd, stdout=handle, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
-    finally:
-        handle.close()  # the child has its own copy
-
-
 @contextlib.contextmanager
 def _hand_started_cluster(tmp_path: Path, worker_args: list[list[str]]):
-    """`dask scheduler` + one `dask worker --nthreads 1` per entry of `worker_args` (its extra
-    arguments), on 127.0.0.1, each from its own folder; yields the scheduler address."""
-    scheduler_file = tmp_path / "scheduler.json"
-    procs: list[subprocess.Popen] = []
-    try:
-        procs.append(_spawn(["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                             "--scheduler-file", str(scheduler_file)], tmp_path, tmp_path / "scheduler.log"))
-        wait_for(lambda: scheduler_file.exists() and scheduler_file.stat().st_size > 0 or procs[0].poll() is not None,
-                 60, "the scheduler file")
-        assert procs[0].poll() is None, (tmp_path / "scheduler.log").read_text()
-        address = json.loads(scheduler_file.read_text())["address"]
-        for n, extra in enumerate(worker_args):
-            folder = tmp_path / f"worker{n}"
-            folder.mkdir(exist_ok=True)
-            procs.append(_spawn(["distributed.cli.dask_worker", "--scheduler-file", str(scheduler_file),
-                                 "--host", "127.0.0.1", "--nthreads", "1", "--no-dashboard", "--name", f"w{n}",
-                                 "--local-directory", str(folder), *extra], folder, tmp_path / f"worker{n}.log"))
-        with distributed.Client(address, timeout=30, set_as_default=False) as client:
-            client.wait_for_workers(len(worker_args), timeout=60)
-        yield address
-    finally:
-        for proc in reversed(procs):  # workers first, then the scheduler; each with its whole tree
-            kill_tree(proc.pid, grace=5.0)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+    """helpers.HandStartedCluster; yields the scheduler address."""
+    with HandStartedCluster(tmp_path, worker_args) as cluster:
+        yield cluster.address
 
 
 @pytest.fixture

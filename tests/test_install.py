@@ -71,10 +71,13 @@ def test_the_metadata_is_pep_621_in_pyproject_toml_alone():
     assert project["scripts"] == {"opflow": "opflow.cli.launch:main"}
     assert project["requires-python"] == ">=3.10"
     extras = project["optional-dependencies"]
-    assert sorted(extras) == ["bench", "dask", "test"]
+    assert sorted(extras) == ["bench", "dask", "jobqueue", "ssh", "test"]
+    # asyncssh, dask-jobqueue, bokeh: the tests of --cluster ssh:, jobqueue: and the dashboard link
     assert extras["test"] == ["pytest>=7", "pytest-timeout>=2.1", "jsonschema>=4.18", "wheel>=0.40",
-                              "prometheus_client>=0.17"]
+                              "prometheus_client>=0.17", "asyncssh>=2.14", "dask-jobqueue>=0.8", "bokeh>=3.1"]
     assert extras["dask"] == ["distributed>=2024.1", "cryptography>=3.1"]
+    assert extras["ssh"] == extras["dask"] + ["asyncssh>=2.14"]
+    assert extras["jobqueue"] == extras["dask"] + ["dask-jobqueue>=0.8"]
     assert extras["bench"] == ["matplotlib>=3.5"]
 
 

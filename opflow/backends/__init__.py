@@ -44,7 +44,7 @@ def backend_class(name: str) -> type[Backend]:
         raise UsageError(f"--executor {name!r}: choose one of {', '.join(BACKENDS)}") from None
 
 
-def make_backend(kind: str, workers: int, on_start: OnStart | None = None, *, scheduler: str | None = None) -> Backend:
+def make_backend(kind: str, workers: int, on_start: OnStart | None = None, **place) -> Backend:
     # Each backend's implementation is imported only when chosen: the process pool's
     # multiprocessing machinery, and Dask, cost start-up time.
-    return backend_class(kind).open(workers, on_start, scheduler=scheduler)
+    return backend_class(kind).open(workers, on_start, **place)

@@ -89,8 +89,9 @@ class Backend:
         """Start helper processes now, while the run is prepared (may raise OSError)."""
 
     @classmethod
-    def open(cls, workers: int, on_start: OnStart | None = None, *, scheduler: str | None = None) -> Backend:
-        """An instance of the implementation, for one run."""
+    def open(cls, workers: int, on_start: OnStart | None = None, **place) -> Backend:
+        """An instance of the implementation, for one run; `place` (Options.place: scheduler,
+        scheduler_file, cluster, adapt, workers_given) goes to a backend that takes a scheduler."""
         implementation = cls
         if cls.implementation:
             module, _, attribute = cls.implementation.partition(":")
@@ -98,7 +99,7 @@ class Backend:
             if not issubclass(implementation, cls):
                 raise TypeError(f"{cls.implementation} is not a subclass of {cls.__qualname__}")
         if cls.takes_scheduler:
-            return implementation(workers, on_start, scheduler=scheduler)
+            return implementation(workers, on_start, **place)
         return implementation(workers, on_start)
 
     def start(self, needs_results: bool) -> None:

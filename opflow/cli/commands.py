@@ -79,6 +79,13 @@ def _run_options(command):
         click.option("--no-cache", is_flag=True, help="Run every task, even one whose cached result could be reused."),
         click.option("--scheduler", metavar="ADDRESS", default=None,
                      help="With --executor dask: a running scheduler (tcp://host:8786); default: a LocalCluster."),
+        click.option("--scheduler-file", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="PATH",
+                     help="With --executor dask: the scheduler file a scheduler wrote (dask scheduler --scheduler-file)."),
+        click.option("--cluster", metavar="SPEC", default=None,
+                     help="A Dask cluster started for the run and closed after: ssh:HOST,HOST..., "
+                          "jobqueue:slurm|pbs|sge|lsf|htcondor, or FILE.yaml (class, kwargs, adapt). Implies --executor dask."),
+        click.option("--adapt", metavar="MIN:MAX", default=None,
+                     help="With --cluster: scale between MIN and MAX workers as the work asks."),
         click.option("--keep-going", is_flag=True, help="After a failure, still run every task whose upstream succeeded."),
         click.option("--lock/--no-lock", default=True, show_default=True,
                      help="Refuse to start while another run of this workflow (same log dir) is in progress."),
@@ -134,7 +141,8 @@ def _execute(start, *, as_json: bool, quiet: bool, colour: bool | None = None, *
         _fail(error)
     document_fd = _stdout_for_document_only() if as_json else None
     stream = sys.stderr if as_json else sys.stdout
-    progress = ConsoleProgress(stream, tty=stream.isatty() and knobs.read("TERM") != "dumb", quiet=quiet, colour=colour)
+    progress = ConsoleProgress(stream, tty=stream.isatty() and knobs.read("TERM") != "dumb", quiet=quiet, colour=colour,
+                               links=not as_json)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     try:
         result = start(reporters=[progress, release_at_start()], **kwargs)
@@ -301,7 +309,8 @@ Exit codes:
 @_run_options
 @_config_file_options
 def run(file, log_dir, params, resume, only, skip, from_run, force, workers, cpus, memory, executor, run_timeout,
-        no_cache, scheduler, keep_going, lock, if_running, ping, metrics_file, keep_runs, as_json, quiet, colour):
+        no_cache, scheduler, scheduler_file, cluster, adapt, keep_going, lock, if_running, ping, metrics_file, keep_runs,
+        as_json, quiet, colour):
     """Run the workflow in FILE.
 
     Defaults for these options may be kept in opflow.toml, or in [tool.opflow] of
@@ -316,9 +325,10 @@ def run(file, log_dir, params, resume, only, skip, from_run, force, workers, cpu
         _fail(error)
     _execute(run_workflow, as_json=as_json, quiet=quiet, path=file, log_dir=log_dir, params=overrides or None,
              resume=resume, workers=workers, cpus=cpus, memory=memory, executor=executor, scheduler=scheduler,
-             keep_going=keep_going, lock=lock, keep_runs=keep_runs, timeout=run_timeout, cache=not no_cache,
-             if_running=if_running, ping=ping, metrics_file=metrics_file, colour=colour,
-             only=tuple(only), skip=tuple(skip), from_run=from_run, force=tuple(force))
+             scheduler_file=scheduler_file, cluster=cluster, adapt=adapt, keep_going=keep_going, lock=lock,
+             keep_runs=keep_runs, timeout=run_timeout, cache=not no_cache, if_running=if_running, ping=ping,
+             metrics_file=metrics_file, colour=colour, only=tuple(only), skip=tuple(skip), from_run=from_run,
+             force=tuple(force))
 
 
 @main.command(epilog=EXIT_CODES_HELP, short_help="Rerun what did not succeed in RUN_DIR, reusing the rest.")
@@ -326,8 +336,8 @@ def run(file, log_dir, params, resume, only, skip, from_run, force, workers, cpu
 @click.option("--force", multiple=True, metavar="SEL",
               help="Run these tasks (repeatable) though they succeeded in RUN_DIR (or the cache has them).")
 @_run_options
-def resume(run_dir, force, workers, cpus, memory, executor, run_timeout, no_cache, scheduler, keep_going, lock,
-           if_running, ping, metrics_file, keep_runs, as_json, quiet, colour):
+def resume(run_dir, force, workers, cpus, memory, executor, run_timeout, no_cache, scheduler, scheduler_file, cluster,
+           adapt, keep_going, lock, if_running, ping, metrics_file, keep_runs, as_json, quiet, colour):
     """Rerun what did not succeed in RUN_DIR, reusing the results of what did.
 
     Runs that run's workflow (the copy kept in RUN_DIR, checked against its
@@ -338,8 +348,8 @@ def resume(run_dir, force, workers, cpus, memory, executor, run_timeout, no_cach
     from opflow.api import resume as resume_run
 
     _execute(resume_run, as_json=as_json, quiet=quiet, run_dir=run_dir, workers=workers, cpus=cpus, memory=memory,
-             executor=executor,
-             scheduler=scheduler, keep_going=keep_going, lock=lock, keep_runs=keep_runs, timeout=run_timeout,
+             executor=executor, scheduler=scheduler, scheduler_file=scheduler_file, cluster=cluster, adapt=adapt,
+             keep_going=keep_going, lock=lock, keep_runs=keep_runs, timeout=run_timeout,
              cache=not no_cache, if_running=if_running, ping=ping, metrics_file=metrics_file, colour=colour,
              force=tuple(force))
 

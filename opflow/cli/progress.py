@@ -45,8 +45,10 @@ def _colour_from_environment(tty: bool) -> bool:
 
 
 class ConsoleProgress(Reporter):
-    def __init__(self, stream: TextIO, *, tty: bool, quiet: bool = False, colour: bool | None = None):
+    def __init__(self, stream: TextIO, *, tty: bool, quiet: bool = False, colour: bool | None = None,
+                 links: bool = True):
         self.stream = stream
+        self.links = links  # a Dask dashboard's link under the banner (not with --json: stdout is the document's)
         self.tty = tty
         self.quiet = quiet
         self.colour = colour if colour is not None else _colour_from_environment(tty)
@@ -94,6 +96,9 @@ class ConsoleProgress(Reporter):
             self._line(f"run '{event['workflow']}': {plural(self._total, 'task')}, "
                        f"{plural(event['workers'], 'worker')} ({event['executor']})",
                        important=False)
+            dashboard = (event.get("cluster") or {}).get("dashboard")
+            if dashboard and self.links:
+                self._line(f"dashboard {dashboard}", important=False)
             for message in self._warnings:
                 self._line(f"warning: {message}", status="retrying", important=True)
             if self.tty and not self.quiet and self._ticker is None:

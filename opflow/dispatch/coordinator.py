@@ -38,6 +38,7 @@ The state a Coordinator keeps (all of it on the loop's thread but the mailboxes'
     _max_inflight, _batches, _workers, _typical_task_s, _batch_seconds
                     how many work items may be in flight and how many tasks go in one
     _backlog_wait   a look at the reporters' backlog is scheduled (_has_room)
+    _window_wait    a look at the backend's window is scheduled (_has_room)
     _next_token     the last attempt's token
     _stopped_by, _killed_why, _signal
                     the last stop (Stop), what a task killed while running gives as its
@@ -65,7 +66,7 @@ from typing import TYPE_CHECKING
 
 from opflow import knobs
 from opflow.attempt import ErrorKind, Outcome, TaskRequest, error_record
-from opflow.backends import make_backend
+from opflow.backends import backend_class, make_backend
 from opflow.dispatch.admission import Admission
 from opflow.dispatch.interrupts import await_despite_cancel, call_off_loop
 from opflow.dispatch.ready import ReadySet
@@ -92,6 +93,8 @@ BATCH_MAX = 32  # ready tasks in one work item, at most
 #: each waits as ~1.5 KB, so a writer left behind holds at most a few MB.
 RECORD_BACKLOG_MAX = 3000
 BACKLOG_RECHECK_SECONDS = 0.02
+#: Seconds between looks at a full window (a cluster's grows as workers join).
+WINDOW_RECHECK_SECONDS = 1.0
 INTERRUPT_WAIT = 10.0  # seconds to wait for killed tasks to report back
 #: How often a task waiting for a `scope: machine` limit held by another run looks again
 #: (a flock has no wake-up for a process that does not block on it).
@@ -112,6 +115,9 @@ class RunOptions(Options):
     #: for it (to name the run dir): run.json's started_at is that same instant.
     started_at: float | None = None
     cache_store: object = None  # a cache.CacheStore of earlier runs (None: --no-cache, or no task caches)
+    #: --workers was given: `workers` is then the user's, else the CPU budget's (a cluster's
+    #: window follows its own threads unless the user said otherwise).
+    workers_given: bool = False
     #: The run's tasks/ folder: each task's output goes to <id>.log there (None: not kept).
     task_logs_dir: str | None = None
     #: The run directory, absolute (None: none kept): tasks learn it (TaskRequest.run_dir).
@@ -199,6 +205,7 @@ class Coordinator:
         self._batch_seconds = _batch_seconds()
         self._early_starts: dict[str, tuple[int, int]] = {}  # task_id -> (token, pid): see _on_started
         self._backlog_wait = False  # a look at the reporters' backlog is scheduled (_has_room)
+        self._window_wait = False  # a look at the backend's window is scheduled (_has_room)
 
     # -- events -------------------------------------------------------------
     def _wait_recorded_start(self) -> None:
@@ -231,8 +238,8 @@ class Coordinator:
         self._starts = _Mailbox(self._loop, self._on_started)
         # The backend first: one that cannot start (no such scheduler) fails the
         # run before anything is recorded as started.
-        self._backend = make_backend(self.options.executor, workers, self._on_worker_start,
-                                     scheduler=self.options.scheduler)
+        place = self.options.place() if backend_class(self.options.executor).takes_scheduler else {}
+        self._backend = make_backend(self.options.executor, workers, self._on_worker_start, **place)
         # Keep the pool's queue full enough that a worker never waits for the loop
         # to hand it its next task. Queued tasks cost nothing when the run stops:
         # the backend's halt_queued() keeps them from starting.
@@ -258,7 +265,9 @@ class Coordinator:
         for reporter in self.reporters:
             reporter.abort = self.abort
         where = self._backend.describe()  # a cluster's address, dashboard and size; {} for this machine
-        self.emit("run_started", workflow=self.workflow.name, workers=workers, executor=self.options.executor,
+        # A cluster's size is its own threads', whatever this machine's CPU count.
+        self.emit("run_started", workflow=self.workflow.name, workers=where.get("workers", workers),
+                  executor=self.options.executor,
                   scheduler=where.get("scheduler"), cluster=where.get("cluster"),
                   params=self.workflow.params, tasks=[t.id for t in self.workflow.tasks],
                   layers=self.plan.layers, started_at=iso_time(started))
@@ -372,7 +381,14 @@ class Coordinator:
 
     def _has_room(self) -> bool:
         if len(self._items) >= self._max_inflight:
-            return False
+            # Read again: a cluster's window follows its worker threads as workers join or leave
+            # (looked at again shortly, as no outcome may come to wake the pump).
+            self._max_inflight = self._backend.max_inflight(self._workers)
+            if len(self._items) >= self._max_inflight:
+                if not self._window_wait and self._ready.has_ready():
+                    self._window_wait = True
+                    self._loop.call_later(WINDOW_RECHECK_SECONDS, self._after_window_wait)
+                return False
         if any(reporter.backlog() > RECORD_BACKLOG_MAX for reporter in self.reporters):
             # The record writer is far behind (a slow disk, a flood of tiny tasks):
             # wait for it, rather than hold ever more records in memory. Looked at
@@ -382,6 +398,12 @@ class Coordinator:
                 self._loop.call_later(BACKLOG_RECHECK_SECONDS, self._after_backlog_wait)
             return False
         return True
+
+    def _after_window_wait(self) -> None:
+        self._window_wait = False
+        if self._backend is not None:
+            self._pump()
+            self._check_finished()
 
     def _after_backlog_wait(self) -> None:
         self._backlog_wait = False

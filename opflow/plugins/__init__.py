@@ -9,7 +9,7 @@ the one a task names (see `load_plugin_class`).
 """
 from __future__ import annotations
 
-__all__ = ["PLUGINS", "PluginRef", "add_search_root", "describe_class", "discover_plugins", "load_plugin_class",
+__all__ = ["PLUGINS", "PluginRef", "add_copy", "add_search_root", "describe_class", "discover_plugins", "load_plugin_class",
            "worker_dirs", "plugin_config_schema", "builtin_class", "plugin_source_digest", "plugin_reads_params",
            "PluginFileWarning", "written_module_name"]
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from opflow.plugin_base import Plugin
-from opflow.plugins._files import add_search_root, import_file, module_name_for, written_module_name
+from opflow.plugins._files import add_copy, add_search_root, import_file, module_name_for, written_module_name
 from opflow.plugins.csv_ingest import CsvIngestPlugin
 from opflow.plugins.metrics import MetricsPlugin
 from opflow.plugins.python_call import PythonPlugin

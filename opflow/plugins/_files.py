@@ -8,7 +8,7 @@ folders of the workflows this process runs tasks for (`add_search_root`).
 """
 from __future__ import annotations
 
-__all__ = ["import_file", "module_name_for", "add_search_root", "written_module_name"]
+__all__ = ["import_file", "module_name_for", "add_search_root", "written_module_name", "add_copy"]
 
 import hashlib
 import importlib.abc
@@ -28,13 +28,14 @@ _HASH_LEN = 12
 _known: dict[str, Path] = {}  # module name -> the file, for names this process made
 _roots: list[str] = []  # folders searched for a name this process has not seen
 _SEARCH_DEPTH = 4  # folders below a root searched for a module's file (dotted module names)
+_copies: dict[str, str] = {}  # a folder holding a shipped copy -> the folder it copies (add_copy)
 
 
 def module_name_for(path: Path) -> str:
-    """The import name of a user's file: the same in every process that sees the same path."""
+    """The import name of a user's file: the same in every process that sees the same path
+    (a shipped copy is named after the file it copies: add_copy)."""
     resolved = Path(os.path.abspath(path))
-    digest = hashlib.sha1(str(resolved).encode()).hexdigest()[:_HASH_LEN]
-    name = f"{_PREFIX}{re.sub(r'[^0-9A-Za-z_]', '_', resolved.stem)}_{digest}"
+    name = f"{_PREFIX}{re.sub(r'[^0-9A-Za-z_]', '_', resolved.stem)}_{_digest(_original(resolved))}"
     _known[name] = resolved
     return name
 
@@ -45,6 +46,41 @@ def written_module_name(name: str) -> str:
         return name
     path = _known.get(name)
     return path.stem if path is not None else name[len(_PREFIX):-_HASH_LEN - 1]
+
+
+def add_copy(copy: str, original: str) -> None:
+    """Folder `copy` holds this machine's copy of `original`'s files (shipped to a Dask worker
+    that cannot see them): its modules take the original's names, so a result pickled where
+    the original is unpickles here, and the other way round."""
+    copy, original = os.path.abspath(copy), os.path.abspath(original)
+    with _lock:
+        if _copies.get(copy) == original:
+            return
+        for older in [c for c, o in _copies.items() if o == original]:
+            _forget_copy(older)  # the files changed since: import the new ones, not the cached old modules
+        _copies[copy] = original
+
+
+def _forget_copy(copy: str) -> None:
+    del _copies[copy]
+    for name, module in list(sys.modules.items()):
+        if (getattr(module, "__file__", None) or "").startswith(copy + os.sep):
+            del sys.modules[name]
+    for name in [n for n, path in _known.items() if str(path).startswith(copy + os.sep)]:
+        del _known[name]
+    if copy in sys.path:
+        sys.path.remove(copy)
+
+
+def _original(path: Path) -> Path:
+    for copy, original in _copies.items():
+        if str(path).startswith(copy + os.sep):
+            return Path(original + str(path)[len(copy):])
+    return path
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha1(str(path).encode()).hexdigest()[:_HASH_LEN]
 
 
 def add_search_root(folder: str) -> None:
@@ -92,7 +128,7 @@ def _locate(name: str) -> Path | None:
             for file_name in files:
                 if file_name.endswith(".py") and re.sub(r"[^0-9A-Za-z_]", "_", file_name[:-3]) == stem:
                     candidate = Path(os.path.abspath(os.path.join(folder, file_name)))
-                    if hashlib.sha1(str(candidate).encode()).hexdigest()[:_HASH_LEN] == digest:
+                    if _digest(_original(candidate)) == digest:
                         _known[name] = candidate
                         return candidate
     return None

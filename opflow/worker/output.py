@@ -105,15 +105,18 @@ def capture(log_path: str | None, attempt: int, *, fd_level: bool, secrets: tupl
         yield None
         return
     spool = None
-    if fd_level and attempt == 1 and not os.path.exists(log_path):
-        # A first attempt in a worker of its own: write into the worker's spool,
-        # which becomes tasks/<id>.log only once the task has written something.
-        spool = _spool_in(os.path.dirname(log_path))
     now = time.time()
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
     header = f"=== attempt {attempt} · started {stamp} · pid {os.getpid()} ===\n".encode()
-    if spool is not None:
-        fd, start = spool.begin(log_path, header)
+    if fd_level and attempt == 1 and not os.path.exists(log_path):
+        # A first attempt in a worker of its own: write into the worker's spool,
+        # which becomes tasks/<id>.log only once the task has written something.
+        try:
+            spool = _spool_in(os.path.dirname(log_path))
+            fd, start = spool.begin(log_path, header)
+        except OSError:  # no tasks/ folder here (a worker without the run directory): no log, as below
+            yield None
+            return
     else:
         try:
             fd = os.open(log_path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0),

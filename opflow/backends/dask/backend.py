@@ -15,18 +15,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from opflow.attempt import ErrorKind, Outcome, TaskRequest, error_record
+from opflow.errors import UsageError
 from opflow.plugins import PluginRef
 from opflow.procs import descendants, kill_trees
 from opflow.masking import Masker
 from opflow.rundir.results_log import append_result
 from opflow.backends.base import DaskCluster, OnStart
-from opflow.backends.dask.cluster import check_available, cluster_pids, connect, start_local_cluster
+from opflow.backends.dask.cluster import (WORKER_WAIT, ClusterSize, check_available, check_workers, cluster_pids, connect,
+                                          start_local_cluster)
+from opflow.backends.dask.cluster_spec import start_cluster
 from opflow.backends.dask.on_worker import (
     Held,
     ParentWatch,
     PluginBundle,
     end_this_worker,
     halt_run,
+    hold,
     peek_outcome,
     pickle_request,
     run_task,
@@ -90,7 +94,9 @@ class DaskBackend(DaskCluster):
     """Tasks on a Dask cluster: a running scheduler, or a LocalCluster we start and close."""
 
 
-    def __init__(self, workers: int, on_start: OnStart | None = None, *, scheduler: str | None = None):
+    def __init__(self, workers: int, on_start: OnStart | None = None, *, scheduler: str | None = None,
+                 scheduler_file: str | None = None, cluster: str | None = None, adapt: str | None = None,
+                 workers_given: bool = False):
         check_available()
         from distributed import Client
 
@@ -110,20 +116,33 @@ class DaskBackend(DaskCluster):
         self._closed = False
         self._run_id = uuid.uuid4().hex[:10]
         self._topic = f"opflow-started-{self._run_id}"
-        self._bundles: dict[str, tuple[float, object]] = {}  # folder -> (newest mtime, scattered bundle)
+        self._bundles: dict[str, tuple[tuple, object]] = {}  # folder -> ((newest mtime, files), scattered bundle)
         self._cluster = None
-        self.local = scheduler is None
+        self.local = not (scheduler or scheduler_file or cluster)
+        # Without --workers, the window follows the cluster's worker threads (ClusterSize).
+        self._size: ClusterSize | None = None
         self._fetch = ThreadPoolExecutor(max_workers=FETCH_THREADS, thread_name_prefix="opflow-dask-fetch")
         try:
             if self.local:
                 self._cluster = start_local_cluster(workers)
                 self._client = Client(self._cluster, set_as_default=False)
+            elif cluster:
+                self._cluster, wait = start_cluster(cluster, adapt, workers if workers_given else None)
+                self._client = Client(self._cluster, set_as_default=False)
+                if wait:
+                    try:
+                        self._client.wait_for_workers(1, timeout=WORKER_WAIT)
+                    except Exception:
+                        raise UsageError(f"--cluster {cluster}: no worker joined within {WORKER_WAIT:.0f} s") from None
+                check_workers(self._client, f"--cluster {cluster}")
             else:
-                self._client = connect(scheduler)
+                self._client = connect(scheduler, scheduler_file)
             self.scheduler_address = self._client.scheduler.address
             self._store = _ClusterStore(self._client)
             if self.local:
                 self._client.register_plugin(ParentWatch(os.getpid()), name=ParentWatch.name)
+            elif not workers_given:
+                self._size = ClusterSize(self._client)
             self._client.subscribe_topic(self._topic, self._on_event)
         except BaseException:
             self._shutdown()
@@ -135,17 +154,20 @@ class DaskBackend(DaskCluster):
 
     def describe(self) -> dict:
         workers = self._workers_info()
-        return {"scheduler": self.scheduler_address,
-                "cluster": {"scheduler": self.scheduler_address, "dashboard": self._dashboard(),
-                            "workers": len(workers), "threads": sum(w.get("nthreads", 1) for w in workers.values())}}
+        threads = sum(w.get("nthreads", 1) for w in workers.values())
+        facts = {"scheduler": self.scheduler_address,
+                 "cluster": {"scheduler": self.scheduler_address, "dashboard": self._dashboard(),
+                             "workers": len(workers), "threads": threads}}
+        if self._size is not None:  # run.json's workers: the cluster's threads, not this machine's CPUs
+            facts["workers"] = max(threads, 1)  # at least 1, as readers of run.json require (adaptive from 0: none yet)
+        return facts
 
     def max_inflight(self, workers: int) -> int:
-        # A cluster started by hand has its own size, whatever this machine's CPU count:
+        # A cluster started elsewhere has its own size, whatever this machine's CPU count:
         # the window follows its worker threads (so adaptive scaling sees enough pending work).
-        if self.local:
+        if self._size is None:
             return super().max_inflight(workers)
-        threads = sum(w.get("nthreads", 1) for w in self._workers_info().values())
-        return super().max_inflight(max(threads, 1))
+        return super().max_inflight(self._size.threads)
 
     def _workers_info(self) -> dict:
         try:
@@ -193,9 +215,13 @@ class DaskBackend(DaskCluster):
         # task is submitted only once all of its upstream succeeded.
         if missing and request.upstream_failed is None:
             raise RuntimeError(f"upstream results not on the cluster: {', '.join(missing)}")
-        bundle = self._bundle_for(request.plugin) if not self.local else None
+        bundle = files = None
+        if not self.local:  # a worker elsewhere may lack the user's files: ship them (each once per change)
+            bundle = self._bundle_for(request.plugin)
+            if request.plugin.source == "builtin" and request.plugin.name == "python":
+                files = self._folder_bundle(request.workflow_dir)
         held = self._client.submit(run_task, pickle_request(request), self._topic, upstream, bundle,
-                                   request.publish, key=key, pure=False, retries=0)
+                                   request.publish, files, key=key, pure=False, retries=0)
         with self._lock:
             entry.held = held
         held.add_done_callback(lambda f, t=request.token: self._on_done(t, f))
@@ -310,6 +336,7 @@ class DaskBackend(DaskCluster):
         try:
             held = told or (self._peek(token, dask_future) if request.publish else dask_future.result())
             outcome = held.outcome
+            _keep_log(request.log_path, outcome)
             if outcome.ok and request.persist_path and not outcome.extra.get("persisted"):
                 # The worker could not see our results folder: keep the file here.
                 if held.blob is None:
@@ -463,24 +490,31 @@ class DaskBackend(DaskCluster):
         """A scattered copy of the plugin's `workers/` folder, for remote workers (None: not a file plugin)."""
         if ref.source != "file":
             return None
-        location = ref.target.rpartition(":")[0]
-        folder = os.path.dirname(location)
+        return self._folder_bundle(os.path.dirname(ref.target.rpartition(":")[0]))
+
+    def _folder_bundle(self, folder: str):
+        """A scattered copy of every `*.py` in `folder` (together: one may import another),
+        made again only when one of them changed."""
         paths = sorted(Path(folder).glob("*.py"))
         newest = max((p.stat().st_mtime for p in paths), default=0.0)
         with self._lock:
             cached = self._bundles.get(folder)
-        if cached is not None and cached[0] == newest:
+        if cached is not None and cached[0] == (newest, len(paths)):
             return cached[1]
         files = {p.name: p.read_bytes() for p in paths}
         digest = hashlib.sha256(b"".join(n.encode() + b"\0" + files[n] for n in sorted(files))).hexdigest()[:16]
-        bundle = self._client.scatter(PluginBundle(folder, digest, files), hash=False, broadcast=False)
+        # A task that returns the files, not a scatter: a scatter waits for a worker, and an
+        # adaptive cluster has none before there is work.
+        bundle = self._client.submit(hold, PluginBundle(folder, digest, files), key=f"files-{digest}-{self._run_id}")
         with self._lock:
-            self._bundles[folder] = (newest, bundle)
+            self._bundles[folder] = ((newest, len(paths)), bundle)
         return bundle
 
     # -- lifetime ----------------------------------------------------------
     def _shutdown(self) -> None:
         self._closed = True
+        if getattr(self, "_size", None) is not None:
+            self._size.close()
         client = getattr(self, "_client", None)
         if client is not None:
             if getattr(self, "_store", None) is not None:
@@ -509,6 +543,27 @@ class DaskBackend(DaskCluster):
             kill_trees([pid for pid in pids if pid in ours], grace=0.5)
             self._cluster = None
         self._fetch.shutdown(wait=False)
+
+
+def _keep_log(log_path: str | None, outcome: Outcome) -> None:
+    """A worker without the run directory sent the attempt's output back: into tasks/<id>.log."""
+    data = outcome.extra.pop("log_bytes", None)
+    if not data or not log_path:
+        return
+    try:
+        fd = os.open(log_path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":  # end an earlier attempt's last line
+                os.write(fd, b"\n")
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        outcome.log = True
+    except OSError:  # the run directory is gone or full: the output is lost, not the task
+        outcome.log = False
 
 
 def _keeps_blob(request: TaskRequest, outcome: Outcome) -> bool:

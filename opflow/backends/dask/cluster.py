@@ -1,9 +1,12 @@
 """Reaching a Dask cluster: check the extra, connect to a scheduler, or start a LocalCluster."""
 from __future__ import annotations
 
-__all__ = ["check_available", "cluster_security", "connect", "start_local_cluster", "cluster_pids", "MIN_DISTRIBUTED"]
+__all__ = ["check_available", "check_workers", "cluster_security", "connect", "start_local_cluster", "cluster_pids", "ClusterSize",
+           "MIN_DISTRIBUTED", "WORKER_WAIT"]
 
 import importlib.util
+import os
+import threading
 
 from opflow.errors import UsageError
 
@@ -11,6 +14,8 @@ MIN_DISTRIBUTED = (2024, 1)
 #: Seconds to wait for a scheduler to answer, and for it to have a worker.
 CONNECT_TIMEOUT = 30.0
 WORKER_WAIT = 60.0
+#: Seconds between readings of a cluster's size (ClusterSize).
+SIZE_EVERY = 1.0
 
 def check_available() -> None:
     """Raise `UsageError` (exit 2) unless a recent enough `distributed` is importable."""
@@ -27,27 +32,41 @@ def check_available() -> None:
                          "cluster: pip install 'opflow-runner[dask]'")
 
 
-def connect(scheduler: str):
+def connect(scheduler: str | None = None, scheduler_file: str | None = None):
+    """A client of a running scheduler (its address, or the file it wrote), its workers checked."""
     from distributed import Client
 
+    label = f"--scheduler {scheduler}" if scheduler else f"--scheduler-file {scheduler_file}"
+    if scheduler_file and not os.path.isfile(scheduler_file):  # Client would wait for it to appear
+        raise UsageError(f"{label}: no such file (dask scheduler --scheduler-file PATH writes it)")
     try:
-        client = Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise UsageError(f"--scheduler {scheduler}: cannot connect to a Dask scheduler there: {exc}") from None
+        client = Client(scheduler, scheduler_file=scheduler_file, timeout=CONNECT_TIMEOUT, set_as_default=False)
+    except (OSError, TimeoutError, ValueError, KeyError) as exc:
+        raise UsageError(f"{label}: cannot connect to a Dask scheduler there: {exc}") from None
     try:
         client.wait_for_workers(1, timeout=WORKER_WAIT)
     except Exception:
         client.close()
-        raise UsageError(f"--scheduler {scheduler}: the scheduler has no workers "
-                         f"(start some with: dask worker {scheduler} --nthreads 1)") from None
+        raise UsageError(f"{label}: the scheduler has no workers "
+                         f"(start some with: dask worker {scheduler or '--scheduler-file ' + scheduler_file} "
+                         f"--nthreads 1)") from None
+    try:
+        check_workers(client, label)
+    except UsageError:
+        client.close()
+        raise
+    return client
+
+
+def check_workers(client, label: str) -> None:
+    """UsageError unless every worker imports opflow, of this coordinator's version."""
     try:
         versions = client.run(_opflow_version, on_error="return")
     except Exception as exc:  # the workers are reachable through the scheduler only: check nothing
         versions = {"?": exc}
     missing = sorted(addr for addr, v in versions.items() if isinstance(v, BaseException) and addr != "?")
     if missing:
-        client.close()
-        raise UsageError(f"--scheduler {scheduler}: opflow cannot be imported on worker(s) {', '.join(missing)}; "
+        raise UsageError(f"{label}: opflow cannot be imported on worker(s) {', '.join(missing)}; "
                          f"install opflow (pip install 'opflow-runner[dask]') on every worker")
     from opflow._version import __version__
 
@@ -55,11 +74,9 @@ def connect(scheduler: str):
     # stop it otherwise than this coordinator expects.
     other = {addr: v for addr, v in sorted(versions.items()) if isinstance(v, str) and v != __version__}
     if other:
-        client.close()
         listed = ", ".join(f"{addr} ({version})" for addr, version in other.items())
-        raise UsageError(f"--scheduler {scheduler}: worker(s) {listed} run another opflow than this one "
+        raise UsageError(f"{label}: worker(s) {listed} run another opflow than this one "
                          f"({__version__}): install opflow-runner=={__version__} on every worker")
-    return client
 
 
 def _opflow_version() -> str:
@@ -132,3 +149,31 @@ def cluster_pids(cluster) -> list[int]:
         if pid:
             pids.append(pid)
     return pids
+
+
+class ClusterSize:
+    """The cluster's worker threads, read again every SIZE_EVERY seconds off the caller's
+    thread: the coordinator's window follows them as workers join or leave (adaptive scaling)."""
+
+    def __init__(self, client):
+        self._client = client
+        self._stop = threading.Event()
+        self.threads = self._read() or 1
+        self._thread = threading.Thread(target=self._watch, name="opflow-dask-size", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> int | None:
+        try:
+            return int(self._client.scheduler_info(n_workers=0).get("total_threads", 0))
+        except Exception:  # a scheduler gone quiet: keep the last figure
+            return None
+
+    def _watch(self) -> None:
+        while not self._stop.wait(SIZE_EVERY):
+            threads = self._read()
+            if threads:
+                self.threads = threads
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=SIZE_EVERY + CONNECT_TIMEOUT)

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 __all__ = ["Held", "PluginBundle", "Snapshot", "run_task", "pickle_request", "halt_run", "peek_outcome",
-           "end_this_worker", "ParentWatch", "STOPPED_EXIT"]
+           "end_this_worker", "hold", "ParentWatch", "STOPPED_EXIT"]
 
 import os
 import pickle
+import shutil
 import socket
 import threading
 import time
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from opflow.attempt import ErrorKind, Outcome, TaskRequest, error_record
-from opflow.plugins import PluginRef
+from opflow.plugins import PluginRef, add_copy
 from opflow.procs import kill_own_children, start_parent_watch
 from opflow.worker.execute import execute
 
@@ -64,10 +65,12 @@ class PluginMissing(Exception):
     pass
 
 
-def run_task(request_blob: bytes, topic: str, upstream: dict, bundle: PluginBundle | None, want_blob: bool) -> Held:
+def run_task(request_blob: bytes, topic: str, upstream: dict, bundle: PluginBundle | None, want_blob: bool,
+             files: PluginBundle | None = None) -> Held:
     """Runs on a Dask worker: one attempt of one task. Never raises for the task's failure.
 
-    The request comes pickled (`pickle_request`): the scheduler passes bytes on
+    `bundle`: the plugin's `workers/` files; `files`: the `.py` files beside the workflow
+    (a python task's), for a worker that cannot see them. The request comes pickled (`pickle_request`): the scheduler passes bytes on
     as they are, where it would unpickle and pickle again a TaskRequest (its
     config and the workflow's params) for every task.
     """
@@ -96,15 +99,81 @@ def run_task(request_blob: bytes, topic: str, upstream: dict, bundle: PluginBund
     # shared disk; otherwise the coordinator writes the file (see _collect).
     persist = request.persist_path
     persisted = bool(persist) and os.path.isdir(os.path.dirname(persist))
-    attempt = replace(request, plugin=plugin, store=local, publish=True, persist_path=persist if persisted else None)
+    # No shared disk: the task runs in the shipped copy of the workflow's folder (or
+    # an empty one), and its output goes to a file here that travels back (`_log_here`).
+    workflow_dir = _workflow_folder(request.workflow_dir, files, worker)
+    log_here = _log_here(request, topic, worker)
+    attempt = replace(request, plugin=plugin, store=local, publish=True, persist_path=persist if persisted else None,
+                      workflow_dir=workflow_dir, log_path=log_here or request.log_path)
     outcome = execute(attempt, own_process=_runs_alone(worker))
     outcome.where = where
     outcome.extra = {**outcome.extra, "persisted": persisted}
+    if log_here:
+        outcome.extra["log_bytes"] = _take_log(log_here) if outcome.log else None
+    if outcome.error is not None and outcome.error.get("type") in _SETUP_ERRORS:
+        # A module or file missing on one machine: say which machine.
+        outcome.error["message"] = f"{outcome.error.get('message', '')} (on dask worker {where['worker']}, host {where['host']})"
     keep = outcome.ok and (want_blob or (bool(persist) and not persisted))
     if request.halt_on_failure and not outcome.ok:
         _halted.add(topic)  # fail fast: this worker must not start the next queued task (the others hear it from halt_queued)
     _tell_outcome(worker, topic, outcome)
     return Held(outcome, local.published if keep else None)
+
+
+#: Error types that say a task's code or files could not be found or loaded where it ran.
+_SETUP_ERRORS = ("ConfigError", ErrorKind.PLUGIN_ERROR.value, "ModuleNotFoundError", "ImportError")
+#: Most bytes of one attempt's output sent back from a worker without the run directory;
+#: past it the tail is kept (memory bounded: an Outcome carries at most this much).
+LOG_RETURN_LIMIT = 1024 * 1024
+
+
+def _workflow_folder(workflow_dir: str, files: PluginBundle | None, worker) -> str:
+    """The workflow's folder as this worker sees it: its own where it holds the shipped `.py`
+    files, else the shipped copy (modules keep the original's names: add_copy); an empty
+    folder where nothing was shipped and the folder is not here."""
+    if files is None or not files.files:
+        if os.path.isdir(workflow_dir):
+            return workflow_dir
+        folder = Path(worker.local_directory) / "opflow-files" / "empty"
+        folder.mkdir(parents=True, exist_ok=True)
+        return str(folder)
+    if all(os.path.isfile(os.path.join(workflow_dir, name)) for name in files.files):
+        return workflow_dir  # a shared disk, or the same files put there by hand
+    folder = _unpack(files, worker)
+    add_copy(str(folder), workflow_dir)
+    return str(folder)
+
+
+def _log_here(request: TaskRequest, topic: str, worker) -> str | None:
+    """Where this attempt's output goes when the run's tasks/ folder is not on this machine."""
+    if not request.log_path or os.path.isdir(os.path.dirname(request.log_path)):
+        return None
+    folder = Path(worker.local_directory) / "opflow-logs" / topic
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(folder / os.path.basename(request.log_path))
+
+
+def _take_log(path: str) -> bytes:
+    """The attempt's output, to travel back with its Outcome: all of it, or its head line and
+    tail past LOG_RETURN_LIMIT (read from the file, never whole into memory). The file goes."""
+    try:
+        with open(path, "rb") as log:
+            size = os.fstat(log.fileno()).st_size
+            if size <= LOG_RETURN_LIMIT:
+                return log.read()
+            header = log.readline(4096)
+            log.seek(size - LOG_RETURN_LIMIT)
+            log.readline()  # from a line's start
+            tail = log.read()
+        cut = size - len(header) - len(tail)
+        return header + f"[opflow: {cut} bytes of output cut here on the dask worker; the last lines follow]\n".encode() + tail
+    except OSError:
+        return b""
+    finally:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
 
 #: The runs (their topics) halted in this worker process: a task of theirs that has
@@ -171,17 +240,28 @@ def _locate_plugin(ref: PluginRef, bundle: PluginBundle | None, worker) -> Plugi
             f"put the workers/ folder at the same path on every worker, or use a scheduler address "
             f"(--scheduler), which ships workers/*.py to the workers"
         )
+    return replace(ref, target=f"{_unpack(bundle, worker) / name}:{class_name}")
+
+
+def _unpack(bundle: PluginBundle, worker) -> Path:
+    """The shipped files in this worker's local directory, written once per content digest."""
     folder = Path(worker.local_directory) / "opflow-plugins" / bundle.digest
     if not folder.is_dir():
         staging = folder.with_name(f"{bundle.digest}.tmp{os.getpid()}.{threading.get_ident()}")
         staging.mkdir(parents=True, exist_ok=True)
         for file_name, content in bundle.files.items():
+            (staging / file_name).parent.mkdir(parents=True, exist_ok=True)
             (staging / file_name).write_bytes(content)
         try:
             os.rename(staging, folder)
         except OSError:  # another task of this worker got there first: theirs is the same content
-            pass
-    return replace(ref, target=f"{folder / name}:{class_name}")
+            shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def hold(value):
+    """Runs on a worker: a value sent once for many tasks (PluginBundle), held there as a result."""
+    return value
 
 
 def end_this_worker() -> int:
