@@ -66,6 +66,9 @@ class TaskRequest:
     #: The run directory (absolute; the coordinator's path): what a task may know of
     #: itself, with task_id and attempt (contract v3: context.run_dir, $OPFLOW_RUN_DIR).
     run_dir: str | None = None
+    #: The coordinator reads this result's value (`${tasks...}`, `when`, a dynamic
+    #: foreach): it comes back in `Outcome.value`, as plain data.
+    keep_value: bool = False
     #: Set by the backend, never by the coordinator: where upstream results are
     #: read and this one is published (a StoreAddress, a ContextStore, a snapshot).
     store: Any = None
@@ -110,6 +113,8 @@ class Outcome:
     #: It never started (the run was stopping, or what it waited for in its work
     #: item did not succeed): not an attempt. Made by `Outcome.not_started` only.
     never_started: bool = False
+    #: The result as plain data (or a templating.NotPlain) when the request asked `keep_value`.
+    value: Any = None
 
     @classmethod
     def failed(cls, token: int, error: dict, *, started_at: float | None = None, pid: int = 0,

@@ -69,6 +69,7 @@ from opflow.backends import make_backend
 from opflow.dispatch.interrupts import await_despite_cancel, call_off_loop
 from opflow.dispatch.ready import ReadySet
 from opflow.dispatch.record import Attempt, TaskState, reused_record, task_record
+from opflow.dispatch.upstream_values import UpstreamValues
 from opflow.events import Reporter, RunStatus, TaskStatus, iso_time
 from opflow.options import Options
 from opflow.rundir.failure_text import add_log_tail
@@ -168,6 +169,7 @@ class Coordinator:
         self._batch_seconds = _batch_seconds()
         self._early_starts: dict[str, tuple[int, int]] = {}  # task_id -> (token, pid): see _on_started
         self._backlog_wait = False  # a look at the reporters' backlog is scheduled (_has_room)
+        self._values = UpstreamValues(workflow)  # results some task's config or `when` reads
 
     # -- events -------------------------------------------------------------
     def _wait_recorded_start(self) -> None:
@@ -272,6 +274,7 @@ class Coordinator:
             if state is None:
                 continue
             reused.append(task_id)
+            self._values.keep_pickled(task_id, blob)
             if blob is not None:
                 if self.options.results_path:
                     append_result(self.options.results_path, task_id, blob)
@@ -294,7 +297,7 @@ class Coordinator:
                 self._submit_batch(batch)
         while self._ready.has_ready_trigger() and self._has_room():
             task_id = self._ready.get_ready_trigger()
-            if task_id is not None and not self._reuse_cached(task_id):
+            if task_id is not None and self._dispatchable(task_id):
                 self._submit_batch([task_id])
 
     def _has_room(self) -> bool:
@@ -333,11 +336,28 @@ class Coordinator:
             size = max(1, size)
         batch: list[str] = []
         while len(batch) < size and (task_id := self._ready.get_ready()) is not None:
-            if not self._reuse_cached(task_id):
+            if self._dispatchable(task_id):
                 batch.append(task_id)
                 if self._batches:
                     batch.extend(self._ready.chain_after(task_id))
         return batch
+
+    def _dispatchable(self, task_id: str) -> bool:
+        """Does the ready task go to a worker? Not if upstream values decide otherwise
+        (its `when:` is false, its config cannot be rendered), nor if the cache has it."""
+        state = self.states[task_id]
+        if state.spec.reads:
+            decision = self._values.prepare(self.workflow.task(task_id))
+            if decision.skipped is not None:
+                self._ready.skip(state, decision.skipped)
+                return False
+            if decision.error is not None:
+                state.outcome = Outcome.failed(0, error_record("ConfigError", decision.error))
+                state.outcome.error["misconfigured"] = True
+                self._fail(state)
+                return False
+            state.spec = decision.spec  # its config as rendered: what it runs with, what its record shows
+        return not self._reuse_cached(task_id)
 
     def _submit_batch(self, task_ids: list[str]) -> None:
         requests = [self._request(task_id) for task_id in task_ids]
@@ -367,7 +387,7 @@ class Coordinator:
             persist_path=self.options.results_path if (publish or spec.cache) else None,
             max_memory=spec.max_memory, notify_start=True,  # every start: task_started means started in a worker
             halt_on_failure=not self.options.keep_going and attempt > spec.retries,
-            groups=spec.groups, **self._ready.trigger_fields(spec, upstream),
+            groups=spec.groups, keep_value=self._values.wanted(task_id), **self._ready.trigger_fields(spec, upstream),
             log_path=os.path.join(self.options.task_logs_dir, f"{task_id}.log") if self.options.task_logs_dir else None,
             keep_children=spec.keep_children, run_dir=self.options.run_dir,
         )
@@ -467,6 +487,7 @@ class Coordinator:
         attempt.error = outcome.error
         attempt.pid = outcome.pid or attempt.pid
         if outcome.ok:
+            self._values.keep(task_id, outcome.value)
             self._succeed(state)
         elif self._killed_why is not None:
             state.status = TaskStatus.CANCELLED
@@ -662,6 +683,7 @@ class Coordinator:
         hit = self.options.cache_store.lookup(task_id, state.cache_key, need_blob=publish)
         if hit is None:
             return False
+        self._values.keep_pickled(task_id, hit.blob)
         if publish:
             if self.options.results_path:
                 append_result(self.options.results_path, task_id, hit.blob)
@@ -741,6 +763,7 @@ def _keep_only_what_readers_need(outcome: Outcome) -> None:
     digest (downstream cache keys); its rendered result may be large, and a run keeps
     one outcome per task."""
     outcome.result = None
+    outcome.value = None
     outcome.where = None
     outcome.extra = None
 

@@ -98,8 +98,10 @@ class ReadySet:
                 self.children.setdefault(dep, []).append(t.id)
         self._ready: collections.deque[str] = collections.deque()  # all_success tasks
         self._triggers: collections.deque[str] = collections.deque()  # all_done / one_failed tasks
-        self._has_triggers = any(t.trigger != "all_success" for t in tasks)
+        # (A `when:` that is false skips its task as a rule does: settled the same way.)
+        self._has_triggers = any(t.trigger != "all_success" or t.when is not None for t in tasks)
         self.not_triggered: set[str] = set()  # skipped by their rule (or behind one that was): not failures
+        self._causes: dict[str, str] = {}  # task skipped by a false `when:` (or behind one) -> that reason
         self._upstream_sets: dict[str, frozenset] = _UpstreamSets()
         self._upstream_readers: dict[str, int] = {}  # task_id -> dependents yet to compute their upstream
         self._upstream_of_group_readers: dict[int, frozenset] = {}  # id(a shared depends_on) -> its set
@@ -183,6 +185,12 @@ class ReadySet:
         else:
             self._ready.append(task_id)
 
+    def skip(self, state: TaskState, reason: str) -> None:
+        """A ready task whose `when:` is false: skipped, not a failure; its all_success
+        dependents are skipped for the same reason."""
+        self._causes[state.spec.id] = reason
+        self._skip(state, reason, not_triggered=True)
+
     def stop(self, reason: str, triggers_too: bool) -> None:
         """No all_success task starts from now; `triggers_too`: no trigger task either."""
         self.stop_reason = reason
@@ -239,7 +247,7 @@ class ReadySet:
                 break
             child = self._states[children[0]]
             spec = child.spec
-            if (len(spec.depends_on) != 1 or spec.trigger != "all_success" or spec.cache
+            if (len(spec.depends_on) != 1 or spec.trigger != "all_success" or spec.cache or spec.reads
                     or child.status is not TaskStatus.PENDING or child.waiting != 1):
                 break
             task_id = spec.id
@@ -294,7 +302,12 @@ class ReadySet:
         children hear of it."""
         blockers = [d for d in state.spec.depends_on if self._states[d].status in _BLOCKING]
         if blockers and not at_end and all(b in self.not_triggered for b in blockers):
-            self._skip(state, f"not triggered: upstream '{blockers[0]}' was not triggered", not_triggered=True)
+            cause = self._causes.get(blockers[0])
+            if cause is not None:
+                self._causes[state.spec.id] = cause
+                self._skip(state, f"upstream '{blockers[0]}' was skipped ({cause})", not_triggered=True)
+            else:
+                self._skip(state, f"not triggered: upstream '{blockers[0]}' was not triggered", not_triggered=True)
             return True
         if blockers:
             verb = "failed" if self._states[blockers[0]].status is TaskStatus.FAILED else "was skipped"

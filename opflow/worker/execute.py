@@ -24,6 +24,7 @@ from opflow.worker.render import render
 from opflow.rundir.results_log import append_result, append_result_parts
 from opflow.worker.shared_results import SHARED_MIN_BYTES, dumps_out_of_band, publish as shared_publish
 from opflow.worker.output import capture, current_sink, repair_std_fds
+from opflow.workflow.templating import plain_value
 
 
 def execute(request: TaskRequest, *, own_process: bool = False) -> Outcome:
@@ -59,6 +60,8 @@ def _execute(request: TaskRequest) -> Outcome:
             else:
                 _store(request.store).put(request.task_id, blob)
         outcome.result = render(value)
+        if request.keep_value:
+            outcome.value = plain_value(value)
         outcome.ok = True
     except PluginError as exc:
         outcome.error = error_record(ErrorKind.PLUGIN_ERROR, str(exc), traceback.format_exc())

@@ -12,17 +12,19 @@ __all__ = ["TRIGGERS", "FEATURE_KEYS", "FEATURE_DEFAULT_KEYS", "task_features", 
            "config_lines", "expand_tasks"]
 
 import dataclasses
+import functools
 import glob
 import os
 from typing import Callable
 
 import yaml
 
+from opflow.workflow.conditions import parse_condition
 from opflow.workflow.config_schema import check_config
-from opflow.workflow.templating import Scope, render_value
+from opflow.workflow.templating import Deferred, Scope, render_value
 
 TRIGGERS = ("all_success", "all_done", "one_failed")
-FEATURE_KEYS = ("trigger", "cache", "inputs", "foreach")
+FEATURE_KEYS = ("trigger", "cache", "inputs", "foreach", "when")
 FEATURE_DEFAULT_KEYS = ("cache",)
 MAX_INSTANCES = 100_000  # a foreach larger than this is a typo (or a job for another tool)
 
@@ -44,7 +46,8 @@ def default_features(checker, items) -> dict:
 
 def task_features(checker, items, task_id, defaults: dict) -> dict:
     """trigger, cache, inputs, foreach of one task (shapes checked; values rendered later)."""
-    features = {"trigger": "all_success", "cache": bool(defaults.get("cache", False)), "inputs": (), "foreach": None}
+    features = {"trigger": "all_success", "cache": bool(defaults.get("cache", False)), "inputs": (), "foreach": None,
+                "when": None}
     if "trigger" in items:
         node = items["trigger"][1]
         value = checker.value(node)
@@ -79,6 +82,13 @@ def task_features(checker, items, task_id, defaults: dict) -> dict:
             checker.problem(f"'foreach' must be a list or '${{params.NAME}}', got {type(value).__name__}", node, task_id)
         else:
             features["foreach"] = value
+    if "when" in items:
+        node = items["when"][1]
+        condition, problem = parse_condition(checker.value(node))
+        if problem:
+            checker.problem(problem, node, task_id)
+        else:
+            features["when"] = condition
     return features
 
 
@@ -134,6 +144,8 @@ def expand_tasks(checker, tasks: list, params: dict,
     out = []
     groups: dict[str, tuple[str, ...]] = {}
     checked: dict = {}  # _flat_key -> check_config's findings
+    known = {t.id for t in tasks}
+    upstream_of = _UpstreamOf(tasks)  # ${tasks.ID...} names a task upstream, as written
     matched: dict = {}  # inputs: pattern -> whether it names a file (a pattern many tasks share: looked up once)
 
     def config_problems(plugin, schema, config) -> list:
@@ -146,7 +158,7 @@ def expand_tasks(checker, tasks: list, params: dict,
         return found
 
     for task in tasks:
-        if task.foreach is None and not task.inputs and task.id in checker.plain_configs:
+        if task.foreach is None and not task.inputs and task.when is None and task.id in checker.plain_configs:
             # Nothing to render (most tasks of a 100,000-task file): only the plugin's
             # checks. Any problem is worded by the full walk below.
             schema, check_task = plugin_checks(task.plugin) if plugin_checks is not None else (None, None)
@@ -164,7 +176,10 @@ def expand_tasks(checker, tasks: list, params: dict,
                 reported.add((line, message))
                 checker.problem(message, task_id=task.id, line=line or task.line)
 
-        variants = [(task.id, Scope(params))]
+        def later(task=task):  # each variant collects the ${tasks...} it holds
+            return Deferred(task.id, known, functools.partial(upstream_of.of, task.id))
+
+        variants = [(task.id, Scope(params, tasks=later()))]
         if task.foreach is not None:
             items = task.foreach
             if isinstance(items, str):
@@ -180,7 +195,8 @@ def expand_tasks(checker, tasks: list, params: dict,
             if len(items) > MAX_INSTANCES:
                 report(f"'foreach' has {len(items)} items; at most {MAX_INSTANCES}", feature_lines.get("foreach"))
                 items = []
-            variants = [(f"{task.id}[{i}]", Scope(params, item=item, index=i)) for i, item in enumerate(items)]
+            variants = [(f"{task.id}[{i}]", Scope(params, item=item, index=i, tasks=later()))
+                        for i, item in enumerate(items)]
             groups[task.id] = tuple(v[0] for v in variants)
         schema, check_task = plugin_checks(task.plugin) if plugin_checks is not None else (None, None)
         if task.id in checker.bad_config:
@@ -204,21 +220,48 @@ def expand_tasks(checker, tasks: list, params: dict,
                                feature_lines.get("inputs"))
             if not problems and schema is not None:
                 for path, message in config_problems(task.plugin, schema, config):
-                    report(message, _line_of(lines, path, task.line))
+                    if not any(path[:len(p)] == p for p in scope.tasks.paths):  # (values known at dispatch)
+                        report(message, _line_of(lines, path, task.line))
             if check_task is not None:
                 for message in check_task(config, task.depends_on):
                     key, message = message if isinstance(message, tuple) else (("source",), message)
                     report(message, lines.get(key, task.line))
-            if task.foreach is None and config is task.config and not task.inputs:
+            if task.when is not None:
+                for message in task.when.check(scope):
+                    report(f"when: {message}", feature_lines.get("when"))
+            later = scope.tasks
+            if task.foreach is None and config is task.config and not task.inputs and not later.reads:
                 out.append(task)  # nothing to render: keep the spec (100,000-task files)
                 continue
             out.append(dataclasses.replace(task, id=instance_id, config=config,
                                            inputs=tuple(str(i) for i in inputs),
-                                           group=task.id if task.foreach is not None else None))
+                                           group=task.id if task.foreach is not None else None,
+                                           deferred=tuple(later.paths), reads=tuple(sorted(later.reads))))
     if groups:
         expanded: dict[tuple, tuple] = {}
         out = [_with_instances(t, groups, expanded) for t in out]
     return out, groups
+
+
+class _UpstreamOf:
+    """`task_id in upstream_of[x]`-style reads of each task's transitive upstream, as written
+    (ids of foreach tasks, not of their instances); worked out for the tasks that ask."""
+
+    def __init__(self, tasks: list):
+        self._deps = {t.id: t.depends_on for t in tasks}
+        self._sets: dict = {}
+
+    def of(self, task_id: str) -> set:
+        found = self._sets.get(task_id)
+        if found is None:
+            found, stack = set(), list(self._deps.get(task_id, ()))
+            while stack:  # iterative, and safe on a cycle (reported elsewhere)
+                dep = stack.pop()
+                if dep not in found:
+                    found.add(dep)
+                    stack.extend(self._deps.get(dep, ()))
+            self._sets[task_id] = found
+        return found
 
 
 def _matches_a_file(directory, pattern: str, known: dict) -> bool:

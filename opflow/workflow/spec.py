@@ -68,6 +68,11 @@ class TaskSpec:
     group: str | None = None  # a foreach instance: the id of the task it came from
     #: (foreach task id, its instance ids) for each foreach task this task depends on
     groups: tuple = field(default=(), hash=False, compare=False)
+    when: Any = field(default=None, hash=False, compare=False)  # a conditions.Condition, or None
+    #: config key paths of the strings holding `${tasks...}`, rendered at dispatch (templating.py)
+    deferred: tuple = field(default=(), hash=False, compare=False)
+    #: ids (as written) of the upstream tasks whose results its config, `when` or `foreach` reads
+    reads: tuple = field(default=(), hash=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -527,7 +532,7 @@ class _Checker:
             return None
         # What expand_tasks needs to word this task's problems, noted by tasks() under its id.
         notes = {"config_node": None, "plain": True, "bad_config": bad_config,
-                 "feature_lines": {k: items[k][1].start_mark.line + 1 for k in ("foreach", "inputs") if k in items}}
+                 "feature_lines": {k: items[k][1].start_mark.line + 1 for k in ("foreach", "inputs", "when") if k in items}}
         if "config" in items:
             config_node = notes["config_node"] = items["config"][1]
             source = self.text[config_node.start_mark.index:config_node.end_mark.index]
