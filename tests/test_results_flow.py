@@ -25,6 +25,19 @@ def listing(n):
 
 def fail():
     raise RuntimeError("boom")
+
+
+def counted(folder):
+    """A result that says how often it was made (a file per call)."""
+    import os
+    calls = len(os.listdir(folder)) + 1
+    open(os.path.join(folder, str(calls)), "w").close()
+    return {"n": 3, "calls": calls}
+
+
+def frame():
+    import pandas
+    return pandas.DataFrame({"a": [1, 2]})
 '''
 
 
@@ -136,3 +149,142 @@ def test_a_reference_to_a_task_that_is_not_upstream_is_a_located_validate_error(
     """)
     (line,) = refused("validate", flow)
     assert line.startswith(f"{flow}:9: task 'use': ") and fragment in line, line
+
+
+def test_a_resumed_or_cached_upstream_gives_its_earlier_result(here):
+    write(here, "tools.py", TOOLS)
+    (here / "calls").mkdir()
+    flow = write(here, "flow.yaml", """
+        name: flow
+        tasks:
+          - {id: make, plugin: python, cache: true, config: {function: "tools:counted", args: [calls]}}
+          - id: use
+            plugin: shell
+            depends_on: [make]
+            config: {command: 'test ! -e stop && echo ${tasks.make.result.n}/${tasks.make.result.calls}'}
+    """)
+    (here / "stop").touch()
+    assert invoke("run", flow).exit_code == 1
+    (here / "stop").unlink()
+    result = invoke("run", flow, "--resume")
+    assert result.exit_code == 0, result.output
+    _, tasks = last(here)
+    assert tasks["make"]["reused"] and tasks["use"]["result"]["stdout"] == "3/1\n"  # from the results kept
+    result = invoke("run", flow)
+    assert result.exit_code == 0, result.output
+    _, tasks = last(here)
+    assert tasks["make"]["reason"].startswith("cache: reused") and tasks["use"]["result"]["stdout"] == "3/1\n"
+    assert len(os.listdir(here / "calls")) == 1
+
+
+def test_a_foreach_group_reads_as_the_list_and_a_result_that_is_not_plain_data_fails_clearly(here):
+    write(here, "tools.py", TOOLS)
+    flow = write(here, "flow.yaml", """
+        name: flow
+        tasks:
+          - {id: sq, plugin: python, foreach: [1, 2], config: {function: "tools:echo", args: ["${item}"]}}
+          - {id: all, plugin: python, depends_on: [sq], config: {function: "tools:echo", args: ["${tasks.sq.result}"]}}
+          - {id: df, plugin: python, config: {function: "tools:frame"}}
+          - {id: bad, plugin: shell, depends_on: [df], config: {command: "echo ${tasks.df.result}"}}
+    """)
+    result = invoke("run", flow, "--keep-going")
+    assert result.exit_code == 1, result.output
+    run, tasks = last(here)
+    assert tasks["all"]["result"]["args"] == [[{"args": [1], "kwargs": {}}, {"args": [2], "kwargs": {}}]]
+    assert run["tasks"]["bad"] == "failed"
+    assert "the result of 'df' is a pandas.DataFrame, not plain data" in tasks["bad"]["error"]["message"]
+
+
+# when: EXPR ----------------------------------------------------------------------------
+
+WHEN_FLOW = """
+    name: flow
+    params: {mode: full, limit: 2}
+    tasks:
+      - {id: make, plugin: python, config: {function: "tools:make"}}
+      - id: gate
+        plugin: shell
+        depends_on: [make]
+        when: "${tasks.make.result.n} > ${params.limit} and ${params.mode} in ['full', 'daily'] and not false"
+        config: {command: "echo ran"}
+      - {id: after, plugin: shell, depends_on: [gate], config: {command: "echo after"}}
+      - {id: later, plugin: shell, depends_on: [after], config: {command: "echo later"}}
+      - {id: cleanup, plugin: shell, depends_on: [gate], trigger: all_done, config: {command: "echo cleanup"}}
+"""
+
+
+def test_a_true_condition_runs_the_task_and_its_dependents(here):
+    write(here, "tools.py", TOOLS)
+    flow = write(here, "flow.yaml", WHEN_FLOW)
+    result = invoke("run", flow)
+    assert result.exit_code == 0, result.output
+    run, tasks = last(here)
+    assert set(run["tasks"].values()) == {"succeeded"}
+    assert tasks["gate"]["result"]["stdout"] == "ran\n"
+
+
+def test_a_false_condition_skips_the_task_and_its_dependents_with_the_reason_and_exit_0(here):
+    write(here, "tools.py", TOOLS)
+    flow = write(here, "flow.yaml", WHEN_FLOW)
+    result = invoke("run", flow, "--param", "mode=weekly")
+    assert result.exit_code == 0, result.output
+    run, tasks = last(here)
+    assert run["status"] == "succeeded"
+    assert run["tasks"] == {"make": "succeeded", "gate": "skipped", "after": "skipped", "later": "skipped",
+                            "cleanup": "succeeded"}
+    written = "${tasks.make.result.n} > ${params.limit} and ${params.mode} in ['full', 'daily'] and not false"
+    assert tasks["gate"]["reason"] == f"when: {written} was false"
+    assert tasks["gate"]["attempts"] == 0
+    assert tasks["after"]["reason"] == f"upstream 'gate' was skipped (when: {written} was false)"
+    assert tasks["later"]["reason"] == f"upstream 'after' was skipped (when: {written} was false)"
+
+
+def test_a_condition_on_params_only_and_one_that_cannot_compare(here):
+    flow = write(here, "flow.yaml", """
+        name: flow
+        params: {go: false, n: 1}
+        tasks:
+          - {id: first, plugin: shell, config: {command: "true"}}
+          - {id: maybe, plugin: shell, depends_on: [first], when: "${params.go}", config: {command: "echo go"}}
+          - {id: odd, plugin: shell, when: "${params.n} < 'a'", config: {command: "echo odd"}}
+    """)
+    result = invoke("run", flow, "--keep-going")
+    assert result.exit_code == 1, result.output
+    run, tasks = last(here)
+    assert run["tasks"] == {"first": "succeeded", "maybe": "skipped", "odd": "failed"}
+    assert tasks["maybe"]["reason"] == "when: ${params.go} was false"
+    assert "'<' not supported between instances of 'int' and 'str'" in tasks["odd"]["error"]["message"]
+    assert invoke("run", flow, "--keep-going", "--param", "go=true", "--param", "n=0").exit_code == 1  # odd fails
+    assert last(here)[0]["tasks"]["maybe"] == "succeeded"
+
+
+@pytest.mark.parametrize("expression, fragment", [
+    ("len(${params.mode}) > 1", "a call is not allowed"),
+    ("${params.mode}.upper() == 'X'", "is not allowed"),
+    ("${params.mode}[0] == 'f'", "a subscript ([...]) is not allowed"),
+    ("[x for x in ${params.list}]", "a comprehension is not allowed"),
+    ("${params.limit} + 1 > 2", "arithmetic is not allowed"),
+    ("mode == 'full'", "the name 'mode' is not allowed"),
+    ("${params.mode} ==", "not an expression"),
+    ("${env.HOME} == 'x'", "'${env.HOME}' cannot be used in 'when'"),
+    ("${params.mdoe} == 'x'", "no param 'mdoe' (did you mean 'mode'?)"),
+    ("${tasks.other.result} == 1", "task 'other' is not upstream of 'gate'"),
+    ("${tasks.mkae.result} == 1", "no task 'mkae' (did you mean 'make'?)"),
+])
+def test_a_bad_condition_is_a_validate_error_at_its_line(here, expression, fragment):
+    write(here, "tools.py", TOOLS)
+    flow = write(here, "flow.yaml", f"""
+        name: flow
+        params: {{mode: full, limit: 2, list: [1]}}
+        tasks:
+          - {{id: make, plugin: python, config: {{function: "tools:make"}}}}
+          - {{id: other, plugin: shell, config: {{command: "true"}}}}
+          - id: gate
+            plugin: shell
+            depends_on: [make]
+            when: "{expression}"
+            config: {{command: "echo ran"}}
+    """)
+    (line,) = refused("validate", flow)
+    assert line.startswith(f"{flow}:9: task 'gate': when: ") and fragment in line, line
+    assert refused("run", flow) == [line]

@@ -346,7 +346,7 @@ class Coordinator:
         """Does the ready task go to a worker? Not if upstream values decide otherwise
         (its `when:` is false, its config cannot be rendered), nor if the cache has it."""
         state = self.states[task_id]
-        if state.spec.reads:
+        if state.spec.decided_when_ready:
             decision = self._values.prepare(self.workflow.task(task_id))
             if decision.skipped is not None:
                 self._ready.skip(state, decision.skipped)

@@ -247,7 +247,7 @@ class ReadySet:
                 break
             child = self._states[children[0]]
             spec = child.spec
-            if (len(spec.depends_on) != 1 or spec.trigger != "all_success" or spec.cache or spec.reads
+            if (len(spec.depends_on) != 1 or spec.trigger != "all_success" or spec.cache or spec.decided_when_ready
                     or child.status is not TaskStatus.PENDING or child.waiting != 1):
                 break
             task_id = spec.id

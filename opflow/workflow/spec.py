@@ -74,6 +74,11 @@ class TaskSpec:
     #: ids (as written) of the upstream tasks whose results its config, `when` or `foreach` reads
     reads: tuple = field(default=(), hash=False, compare=False)
 
+    @property
+    def decided_when_ready(self) -> bool:
+        """Is what it runs (whether, with which config) decided only once it is ready (`when`, results)?"""
+        return bool(self.reads) or self.when is not None
+
 
 @dataclass(frozen=True)
 class Workflow:
