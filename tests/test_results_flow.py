@@ -91,19 +91,21 @@ def test_an_upstream_result_keeps_its_type_as_a_whole_string_and_is_text_inside_
 
 def test_an_upstream_result_in_a_shell_command_is_one_quoted_word(here):
     write(here, "tools.py", TOOLS)
+    # A param's value is never read as a reference, even beside an upstream result.
     flow = write(here, "flow.yaml", """
         name: flow
+        params: {sly: "${tasks.make.result.n} $${x}"}
         tasks:
           - {id: make, plugin: python, config: {function: "tools:make"}}
           - id: say
             plugin: shell
             depends_on: [make]
-            config: {command: 'printf "<%s>" ${tasks.make.result.name} ${tasks.make.result.n}; touch ${tasks.make.result.files.1}'}
+            config: {command: 'printf "<%s>" ${tasks.make.result.name} ${tasks.make.result.n} ${params.sly} "$${HOME}"; touch ${tasks.make.result.files.1}'}
     """)
     result = invoke("run", flow)
     assert result.exit_code == 0, result.output
     _, tasks = last(here)
-    assert tasks["say"]["result"]["stdout"] == '<it\'s a "b c"><3>'
+    assert tasks["say"]["result"]["stdout"] == f'<it\'s a "b c"><3><${{tasks.make.result.n}} $${{x}}><{os.environ["HOME"]}>'
     assert (here / "b c.csv").is_file()
 
 
