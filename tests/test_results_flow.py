@@ -290,3 +290,124 @@ def test_a_bad_condition_is_a_validate_error_at_its_line(here, expression, fragm
     (line,) = refused("validate", flow)
     assert line.startswith(f"{flow}:9: task 'gate': when: ") and fragment in line, line
     assert refused("run", flow) == [line]
+
+
+# foreach: ${tasks.ID.result} ---------------------------------------------------------------
+
+FAN_TOOLS = '''
+import os
+
+
+def listing(n):
+    return {"files": [f"f{i}.csv" for i in range(n)], "n": n}
+
+
+def measure(name, index, context):
+    if os.path.exists("fail-" + name):
+        raise RuntimeError("asked to fail: " + name)
+    with open("calls.txt", "a") as calls:
+        calls.write(name + "\\n")
+    return {"name": name, "index": index, "sees": sorted(context)}
+
+
+def total(context):
+    return [r["name"] for r in context["per"]]
+
+
+def not_a_list():
+    return {"a": 1}
+'''
+
+FAN_FLOW = """
+    name: fan
+    params: {n: 3}
+    tasks:
+      - {id: ls, plugin: python, config: {function: "tools:listing", args: ["${params.n}"]}}
+      - {id: other, plugin: shell, config: {command: "true"}}
+      - id: per
+        plugin: python
+        depends_on: [ls]
+        foreach: ${tasks.ls.result.files}
+        max_items: ${params.most}
+        config: {function: "tools:measure", args: ["${item}", "${index}"]}
+      - {id: sum, plugin: python, depends_on: [per, other], config: {function: "tools:total"}}
+"""
+
+
+def test_a_foreach_over_an_upstream_result_makes_its_instances_when_that_task_has_run(here):
+    write(here, "tools.py", FAN_TOOLS)
+    flow = write(here, "flow.yaml", FAN_FLOW.replace("${params.most}", "5"))
+    result = invoke("run", flow, "--param", "n=4")
+    assert result.exit_code == 0, result.output
+    assert "ok        per[3]" in result.output  # the live view shows instances
+    run, tasks = last(here)
+    assert list(run["tasks"]) == ["ls", "other", "per[0]", "per[1]", "per[2]", "per[3]", "sum"]
+    assert set(run["tasks"].values()) == {"succeeded"}
+    assert tasks["per[2]"]["result"] == {"name": "f2.csv", "index": 2, "sees": ["ls", "params"]}  # its upstream only
+    assert tasks["per[2]"]["config"]["args"] == ["f2.csv", 2]
+    assert tasks["sum"]["depends_on"] == ["per[0]", "per[1]", "per[2]", "per[3]", "other"]
+    assert tasks["sum"]["result"] == ["f0.csv", "f1.csv", "f2.csv", "f3.csv"]
+    shown = invoke("show", latest_run_dir(here / "logs"), "per[1]")
+    assert shown.exit_code == 0 and "f1.csv" in shown.output
+    # No items: no instances, and what depends on the task runs with an empty list.
+    assert invoke("run", flow, "--param", "n=0").exit_code == 0
+    run, tasks = last(here)
+    assert list(run["tasks"]) == ["ls", "other", "sum"] and tasks["sum"]["result"] == []
+
+
+def test_past_max_items_or_over_a_non_list_the_task_fails_with_the_count_or_the_type(here):
+    write(here, "tools.py", FAN_TOOLS)
+    flow = write(here, "flow.yaml", FAN_FLOW.replace("${params.most}", "2"))
+    result = invoke("run", flow, "--keep-going")
+    assert result.exit_code == 1, result.output
+    run, tasks = last(here)
+    assert run["tasks"] == {"ls": "succeeded", "other": "succeeded", "per": "failed", "sum": "skipped"}
+    assert "gave 3 items, more than max_items (2)" in tasks["per"]["error"]["message"]
+    assert tasks["sum"]["reason"] == "upstream 'per' failed"
+    flow = write(here, "flow.yaml", """
+        name: fan
+        tasks:
+          - {id: ls, plugin: python, config: {function: "tools:not_a_list"}}
+          - {id: per, plugin: shell, depends_on: [ls], foreach: "${tasks.ls.result}", config: {command: "echo ${item}"}}
+    """)
+    assert invoke("run", flow).exit_code == 1
+    _, tasks = last(here)
+    assert "foreach: ${tasks.ls.result} must give a list, got a dict" in tasks["per"]["error"]["message"]
+
+
+def test_a_resumed_run_with_an_unchanged_list_reuses_the_instances_that_succeeded(here):
+    write(here, "tools.py", FAN_TOOLS)
+    flow = write(here, "flow.yaml", FAN_FLOW.replace("${params.most}", "100"))
+    (here / "fail-f1.csv").touch()
+    assert invoke("run", flow, "--keep-going").exit_code == 1
+    assert last(here)[0]["tasks"]["per[1]"] == "failed"
+    (here / "fail-f1.csv").unlink()
+    result = invoke("run", flow, "--resume")
+    assert result.exit_code == 0, result.output
+    run, tasks = last(here)
+    assert [t for t in run["tasks"] if tasks[t]["reused"]] == ["ls", "other", "per[0]", "per[2]"]
+    assert tasks["sum"]["result"] == ["f0.csv", "f1.csv", "f2.csv"]
+    assert sorted((here / "calls.txt").read_text().split()) == ["f0.csv", "f1.csv", "f2.csv"]  # each made once
+
+
+@pytest.mark.parametrize("foreach, extra, fragment", [
+    ("${tasks.other.result}", "", "task 'other' is not upstream of 'per'"),
+    ("${tasks.sl.result}", "", "no task 'sl' (did you mean 'ls'?)"),
+    ("x${tasks.ls.result}", "", "'foreach' over an upstream result must be exactly one reference"),
+    ("${tasks.ls.result}", "max_items: 0", "'max_items' must be a whole number from 1 to 100000"),
+])
+def test_a_bad_dynamic_foreach_is_a_validate_error_at_its_line(here, foreach, extra, fragment):
+    write(here, "tools.py", FAN_TOOLS)
+    flow = write(here, "flow.yaml", f"""
+        name: fan
+        tasks:
+          - {{id: ls, plugin: python, config: {{function: "tools:listing", args: [2]}}}}
+          - {{id: other, plugin: shell, config: {{command: "true"}}}}
+          - id: per
+            plugin: shell
+            depends_on: [ls]
+            foreach: "{foreach}"
+            {extra or "config: {command: 'echo ${item}'}"}
+    """)
+    (line,) = refused("validate", flow)
+    assert fragment in line and line.startswith(f"{flow}:{9 if extra else 8}: task 'per': "), line

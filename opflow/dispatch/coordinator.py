@@ -266,13 +266,15 @@ class Coordinator:
             return
         self._on_signal(self._signal or signal.SIGINT)
 
-    def _seed_reused_results(self) -> list[str]:
-        """Resume: tasks that succeeded before count as succeeded, their results in the store."""
+    def _seed_reused_results(self, among: Iterable[str] | None = None) -> list[str]:
+        """Resume: tasks that succeeded before count as succeeded, their results in the store
+        (`among`: the instances a dynamic foreach just made)."""
         reused = []
-        for task_id, blob in self.options.reuse.items():
+        for task_id in self.options.reuse if among is None else among:
             state = self.states.get(task_id)
-            if state is None:
+            if state is None or task_id not in self.options.reuse:
                 continue
+            blob = self.options.reuse[task_id]
             reused.append(task_id)
             self._values.keep_pickled(task_id, blob)
             if blob is not None:
@@ -351,6 +353,9 @@ class Coordinator:
             if decision.skipped is not None:
                 self._ready.skip(state, decision.skipped)
                 return False
+            if decision.instances is not None:
+                self._fan_out(state, decision.instances)
+                return False
             if decision.error is not None:
                 state.outcome = Outcome.failed(0, error_record("ConfigError", decision.error))
                 state.outcome.error["misconfigured"] = True
@@ -358,6 +363,29 @@ class Coordinator:
                 return False
             state.spec = decision.spec  # its config as rendered: what it runs with, what its record shows
         return not self._reuse_cached(task_id)
+
+    def _fan_out(self, state: TaskState, instances: list) -> None:
+        """A dynamic foreach: its instances take the task's place (a resumed run reuses
+        those that succeeded in the run it resumes, as it does any task)."""
+        group_id = state.spec.id
+        ids = [spec.id for spec in instances]
+        # In the task's place, as a static foreach lists them (run.json's order); the ready
+        # set shares this dict, so it is rebuilt in place.
+        before = list(self.states.items())
+        self.states.clear()
+        for task_id, task_state in before:
+            if task_id != group_id:
+                self.states[task_id] = task_state
+                continue
+            for spec in instances:
+                self.states[spec.id] = TaskState(spec)
+                self.states[spec.id].waiting = 0  # its upstream (the task's) is done
+        self._values.add_group(group_id, ids)
+        self.emit("tasks_expanded", task_id=group_id, tasks=ids)
+        reused = self._seed_reused_results(ids)
+        self._ready.fan_out(group_id, state.spec.depends_on, ids)
+        for task_id in reused:
+            self._ready.done(task_id)
 
     def _submit_batch(self, task_ids: list[str]) -> None:
         requests = [self._request(task_id) for task_id in task_ids]

@@ -46,6 +46,7 @@ from __future__ import annotations
 __all__ = ["ReadySet", "CHAIN_MAX"]
 
 import collections
+import dataclasses
 import time
 from typing import TYPE_CHECKING, Callable, Iterable
 
@@ -91,6 +92,7 @@ class ReadySet:
         self._finish = finish
         self._layers = layers
         self._position = {t.id: i for i, t in enumerate(tasks)}
+        self._next_position = len(tasks)  # for instances made during the run (fan_out)
         self._in_order: list[str] | None = None  # every task, layer by layer (order())
         self.children = _Children()
         for t in tasks:
@@ -190,6 +192,45 @@ class ReadySet:
         dependents are skipped for the same reason."""
         self._causes[state.spec.id] = reason
         self._skip(state, reason, not_triggered=True)
+
+    def fan_out(self, group_id: str, deps: tuple, instances: list[str]) -> None:
+        """A dynamic foreach task made its instances (their states in `states`, the task's
+        gone; `deps` its depends_on): they take its place in the graph, its dependents wait for all of them (and
+        read the group, spec.groups), and those pending are ready (its upstream is done)."""
+        layer = next(layer for layer in self._layers if group_id in layer)
+        at = layer.index(group_id)
+        layer[at:at + 1] = instances
+        self._in_order = None
+        del self._position[group_id]
+        for task_id in instances:
+            self._position[task_id] = self._next_position
+            self._next_position += 1
+        for dep in deps:
+            self.children[dep] = [c for c in self.children[dep] if c != group_id] + instances
+            if dep in self._upstream_readers:
+                self._upstream_readers[dep] += len(instances) - 1
+        readers = self.children.pop(group_id, [])
+        for child in readers:
+            state = self._states[child]
+            spec = state.spec
+            depends_on = tuple(d for dep in spec.depends_on for d in (instances if dep == group_id else (dep,)))
+            state.spec = dataclasses.replace(spec, depends_on=depends_on, groups=spec.groups + ((group_id, tuple(instances)),))
+            state.waiting += len(instances) - 1
+        for task_id in instances:
+            if readers:
+                self.children[task_id] = list(readers)
+        for waiting in self._held.values():  # results held for the task's readers: now for its instances'
+            if group_id in waiting:
+                waiting.discard(group_id)
+                waiting.update(instances)
+        for task_id in instances:
+            if self._states[task_id].status is TaskStatus.PENDING:
+                self._make_ready(task_id)
+        if not instances:
+            for child in readers:
+                state = self._states[child]
+                if state.waiting == 0 and state.status is TaskStatus.PENDING:
+                    self._make_ready(child)
 
     def stop(self, reason: str, triggers_too: bool) -> None:
         """No all_success task starts from now; `triggers_too`: no trigger task either."""

@@ -17,6 +17,7 @@ import io
 import pickle
 from typing import TYPE_CHECKING, NamedTuple
 
+from opflow.dispatch.fan_out import make_instances
 from opflow.workflow.expand import SHELL_KEYS
 from opflow.workflow.templating import NotPlain, Scope, TemplateError, plain_value, render_deferred
 
@@ -25,21 +26,23 @@ if TYPE_CHECKING:
 
 
 class Decision(NamedTuple):
-    """What to do with a ready task: run `spec`, or skip it (`skipped`: the reason), or fail it (`error`)."""
+    """What to do with a ready task: run `spec`, or skip it (`skipped`: the reason), or fail it
+    (`error`), or put the instances of its foreach in its place (`instances`)."""
 
     spec: TaskSpec | None = None
     skipped: str | None = None
     error: str | None = None
+    instances: list | None = None
 
 
 class UpstreamValues:
     def __init__(self, workflow: Workflow):
-        self._groups = workflow.groups
         self._params = workflow.params
+        self._groups = dict(workflow.groups)  # (dynamic foreach groups join: add_group)
+        self._read = {task_id for task in workflow.tasks for task_id in task.reads}  # as written
         self.needed: set[str] = set()
-        for task in workflow.tasks:
-            for task_id in task.reads:
-                self.needed.update(self._groups.get(task_id, (task_id,)))
+        for task_id in self._read:
+            self.needed.update(self._groups.get(task_id, (task_id,)))
         self._values: dict = {}
 
     def wanted(self, task_id: str) -> bool:
@@ -63,12 +66,21 @@ class UpstreamValues:
         try:
             if spec.when is not None and not spec.when.evaluate(scope):
                 return Decision(skipped=f"when: {spec.when.text} was false")
+            if spec.dynamic:
+                return Decision(instances=make_instances(spec, self._params, tasks))
             if spec.deferred:
                 config = render_deferred(spec.config, spec.deferred, tasks, SHELL_KEYS.get(spec.plugin, ()))
                 spec = dataclasses.replace(spec, config=config)
         except TemplateError as exc:
             return Decision(error=str(exc))
         return Decision(spec=spec)
+
+    def add_group(self, group_id: str, instance_ids: list) -> None:
+        """A dynamic foreach made its instances: a task that reads the group reads theirs."""
+        self._groups[group_id] = tuple(instance_ids)
+        if group_id in self._read:
+            self.needed.discard(group_id)
+            self.needed.update(instance_ids)
 
     def _value_of(self, task_id: str):
         """A task's value; for a foreach task, the list of its instances' (as context[id] reads)."""

@@ -107,6 +107,9 @@ def plan_resume(run_dir: Path, workflow: Workflow) -> ResumePlan:
     old_tasks = {t.id: t for t in old.tasks}
     for task in _in_dependency_order(workflow):
         before = old_tasks.get(task.id)
+        if task.dynamic:
+            plan.reuse.update(_reused_instances(task, before, statuses, recorded, reusable))
+            continue  # (what depends on it reruns: its instances are known only once they are made)
         if statuses.get(task.id) != "succeeded":
             continue
         if before is None:
@@ -129,8 +132,25 @@ def plan_resume(run_dir: Path, workflow: Workflow) -> ResumePlan:
         reusable.add(task.id)
     plan.rerun = [t.id for t in workflow.tasks if t.id not in reusable]
     # In workflow order (fit[0], fit[1], ..., fit[10]), as the run lists them, not the layers' order.
+    instances = {t: blob for t, blob in plan.reuse.items() if t not in reusable}
     plan.reuse = {t.id: plan.reuse[t.id] for t in workflow.tasks if t.id in reusable}
+    plan.reuse.update(instances)
     return plan
+
+
+def _reused_instances(task, before, statuses: dict, recorded: dict, reusable: set) -> dict:
+    """A foreach over an upstream result: the instances the run made that succeeded, for the
+    coordinator to reuse once it makes them again (dispatch/fan_out.py). Only while the task
+    is unchanged and its upstream is reused, so that its list is the same."""
+    if before is None or not before.dynamic or any(
+            getattr(before, name) != getattr(task, name) for name in ("plugin", "config", "depends_on", "foreach")):
+        return {}
+    if any(d not in reusable for d in task.depends_on):
+        return {}
+    prefix = f"{task.id}["
+    return {t: recorded[t] for t, status in statuses.items()
+            if t.startswith(prefix) and t.endswith("]") and t[len(prefix):-1].isdigit() and status == "succeeded"
+            and t in recorded}
 
 
 def _old_workflow(run_dir: Path, params: dict | None = None) -> Workflow | None:

@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import glob
 import os
+import re
 from typing import Callable
 
 import yaml
@@ -24,9 +25,11 @@ from opflow.workflow.config_schema import check_config
 from opflow.workflow.templating import Deferred, Scope, render_value
 
 TRIGGERS = ("all_success", "all_done", "one_failed")
-FEATURE_KEYS = ("trigger", "cache", "inputs", "foreach", "when")
+FEATURE_KEYS = ("trigger", "cache", "inputs", "foreach", "when", "max_items")
 FEATURE_DEFAULT_KEYS = ("cache",)
 MAX_INSTANCES = 100_000  # a foreach larger than this is a typo (or a job for another tool)
+#: A foreach over an upstream result makes at most this many instances (`max_items`), by default.
+DEFAULT_MAX_ITEMS = 10_000
 
 #: Which config strings of which plugin are shell commands (their values are shell-quoted).
 SHELL_KEYS = {"shell": (("command",),)}
@@ -47,7 +50,7 @@ def default_features(checker, items) -> dict:
 def task_features(checker, items, task_id, defaults: dict) -> dict:
     """trigger, cache, inputs, foreach of one task (shapes checked; values rendered later)."""
     features = {"trigger": "all_success", "cache": bool(defaults.get("cache", False)), "inputs": (), "foreach": None,
-                "when": None}
+                "when": None, "max_items": DEFAULT_MAX_ITEMS}
     if "trigger" in items:
         node = items["trigger"][1]
         value = checker.value(node)
@@ -82,6 +85,16 @@ def task_features(checker, items, task_id, defaults: dict) -> dict:
             checker.problem(f"'foreach' must be a list or '${{params.NAME}}', got {type(value).__name__}", node, task_id)
         else:
             features["foreach"] = value
+    if "max_items" in items:
+        node = items["max_items"][1]
+        value = checker.value(node)
+        if "foreach" not in items:
+            checker.problem("'max_items' goes with 'foreach: ${tasks.ID.result...}'", node, task_id)
+        elif isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_INSTANCES:
+            checker.problem(f"'max_items' must be a whole number from 1 to {MAX_INSTANCES}, got {value!r}"[:200],
+                            node, task_id)
+        else:
+            features["max_items"] = value
     if "when" in items:
         node = items["when"][1]
         condition, problem = parse_condition(checker.value(node))
@@ -183,9 +196,15 @@ def expand_tasks(checker, tasks: list, params: dict,
         if task.foreach is not None:
             items = task.foreach
             if isinstance(items, str):
-                items, problems = render_value(items, Scope(params))
+                source = later()
+                items, problems = render_value(items, Scope(params, tasks=source))
                 for _, message in problems:
                     report(f"foreach: {message}", feature_lines.get("foreach"))
+                if source.reads and not problems:
+                    # Over an upstream result: its instances are made when that task has run
+                    # (dispatch/fan_out.py); checked here, the task stands for them until then.
+                    out.append(_dynamic_foreach(task, items, source, later, params, report, feature_lines))
+                    continue
                 if problems:
                     items = []
                 elif not isinstance(items, list):
@@ -241,6 +260,23 @@ def expand_tasks(checker, tasks: list, params: dict,
         expanded: dict[tuple, tuple] = {}
         out = [_with_instances(t, groups, expanded) for t in out]
     return out, groups
+
+
+def _dynamic_foreach(task, text: str, source, scope_of, params: dict, report, lines: dict):
+    """The task of a `foreach: ${tasks.ID.result...}`, as it stands until ID has run."""
+    if not _WHOLE_REFERENCE.fullmatch(text.strip()):
+        report(f"'foreach' over an upstream result must be exactly one reference, such as "
+               f"'${{tasks.{sorted(source.reads)[0]}.result}}', got {text!r}", lines.get("foreach"))
+    reads = set(source.reads)
+    if task.when is not None:
+        when_scope = Scope(params, tasks=scope_of())
+        for message in task.when.check(when_scope):
+            report(f"when: {message}", lines.get("when"))
+        reads |= when_scope.tasks.reads
+    return dataclasses.replace(task, foreach=text.strip(), dynamic=True, reads=tuple(sorted(reads)))
+
+
+_WHOLE_REFERENCE = re.compile(r"\$\{[^{}]*\}")
 
 
 class _UpstreamOf:

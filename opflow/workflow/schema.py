@@ -46,6 +46,8 @@ def workflow_schema(workflow_dir: Path | None = None) -> dict:
             "cache": {"type": "boolean"},
             "inputs": {"type": ["array", "string"], "items": {"type": "string"}},
             "foreach": {"anyOf": [{"type": "array"}, _REFERENCE]},
+            "max_items": {"type": "integer", "minimum": 1,
+                          "description": "a foreach over an upstream result: at most this many instances"},
             "when": {"type": "string", "description": "run only if this is true: ${params...}, ${tasks.ID.result...}, literals, comparisons, and/or/not"},
             "keep_children": {"type": "boolean", "description": "processes the task starts may outlive it"},
         },

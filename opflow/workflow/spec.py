@@ -24,6 +24,7 @@ import yaml
 from opflow.words import parse_duration
 from opflow.errors import OpflowError, Problem, WorkflowError
 from opflow.workflow.expand import (
+    DEFAULT_MAX_ITEMS,
     FEATURE_DEFAULT_KEYS,
     FEATURE_KEYS,
     default_features,
@@ -69,6 +70,9 @@ class TaskSpec:
     #: (foreach task id, its instance ids) for each foreach task this task depends on
     groups: tuple = field(default=(), hash=False, compare=False)
     when: Any = field(default=None, hash=False, compare=False)  # a conditions.Condition, or None
+    #: `foreach: ${tasks.ID.result...}`: its instances are made at run time (dispatch/fan_out.py)
+    dynamic: bool = False
+    max_items: int = DEFAULT_MAX_ITEMS  # a dynamic foreach's instances, at most
     #: config key paths of the strings holding `${tasks...}`, rendered at dispatch (templating.py)
     deferred: tuple = field(default=(), hash=False, compare=False)
     #: ids (as written) of the upstream tasks whose results its config, `when` or `foreach` reads
@@ -77,7 +81,7 @@ class TaskSpec:
     @property
     def decided_when_ready(self) -> bool:
         """Is what it runs (whether, with which config) decided only once it is ready (`when`, results)?"""
-        return bool(self.reads) or self.when is not None
+        return bool(self.reads) or self.when is not None or self.dynamic
 
 
 @dataclass(frozen=True)
