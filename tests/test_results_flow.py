@@ -392,7 +392,7 @@ def test_a_resumed_run_with_an_unchanged_list_reuses_the_instances_that_succeede
 
 @pytest.mark.parametrize("foreach, extra, fragment", [
     ("${tasks.other.result}", "", "task 'other' is not upstream of 'per'"),
-    ("${tasks.sl.result}", "", "no task 'sl' (did you mean 'ls'?)"),
+    ("${tasks.lst.result}", "", "no task 'lst' (did you mean 'ls'?)"),
     ("x${tasks.ls.result}", "", "'foreach' over an upstream result must be exactly one reference"),
     ("${tasks.ls.result}", "max_items: 0", "'max_items' must be a whole number from 1 to 100000"),
 ])
