@@ -48,11 +48,16 @@ def last(here):
 
 def refused(*args) -> list[str]:
     """A command that must refuse the file: exit 2, no traceback, no run made. Its problem lines."""
+    runs = _runs()
     result = invoke(*args)
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
-    assert not (os.path.isdir("logs") and os.listdir("logs")), "nothing may run"
+    assert _runs() == runs, "nothing may run"
     return [line for line in result.stderr.splitlines() if not line.startswith("opflow:")]
+
+
+def _runs() -> list:
+    return sorted(p for p in os.listdir("logs") if not p.startswith(".")) if os.path.isdir("logs") else []
 
 
 # ${tasks.ID.result...} ---------------------------------------------------------------
@@ -411,3 +416,25 @@ def test_a_bad_dynamic_foreach_is_a_validate_error_at_its_line(here, foreach, ex
     """)
     (line,) = refused("validate", flow)
     assert fragment in line and line.startswith(f"{flow}:{9 if extra else 8}: task 'per': "), line
+
+
+def test_a_dynamic_foreach_config_is_checked_by_validate_and_reads_other_upstream_results(here):
+    write(here, "tools.py", FAN_TOOLS)
+    flow = write(here, "flow.yaml", """
+        name: fan
+        params: {sep: ":"}
+        tasks:
+          - {id: ls, plugin: python, config: {function: "tools:listing", args: [2]}}
+          - id: per
+            plugin: shell
+            depends_on: [ls]
+            foreach: ${tasks.ls.result.files}
+            config: {command: "echo ${index}${params.sep}${item} of ${tasks.ls.result.n}"}
+    """)
+    result = invoke("run", flow)
+    assert result.exit_code == 0, result.output
+    _, tasks = last(here)
+    assert tasks["per[1]"]["result"]["stdout"] == "1:f1.csv of 2\n"
+    write(here, "flow.yaml", flow.read_text().replace("${params.sep}", "${params.spe}"))
+    (line,) = refused("validate", flow)
+    assert line.startswith(f"{flow}:9: task 'per': ") and "no param 'spe' (did you mean 'sep'?)" in line, line

@@ -22,7 +22,7 @@ import yaml
 
 from opflow.workflow.conditions import parse_condition
 from opflow.workflow.config_schema import check_config
-from opflow.workflow.templating import Deferred, Scope, render_value
+from opflow.workflow.templating import LATER, Deferred, Scope, render_value
 
 TRIGGERS = ("all_success", "all_done", "one_failed")
 FEATURE_KEYS = ("trigger", "cache", "inputs", "foreach", "when", "max_items")
@@ -203,7 +203,7 @@ def expand_tasks(checker, tasks: list, params: dict,
                 if source.reads and not problems:
                     # Over an upstream result: its instances are made when that task has run
                     # (dispatch/fan_out.py); checked here, the task stands for them until then.
-                    out.append(_dynamic_foreach(task, items, source, later, params, report, feature_lines))
+                    out.append(_dynamic_foreach(task, items, source, later, params, report, feature_lines, lines))
                     continue
                 if problems:
                     items = []
@@ -262,12 +262,19 @@ def expand_tasks(checker, tasks: list, params: dict,
     return out, groups
 
 
-def _dynamic_foreach(task, text: str, source, scope_of, params: dict, report, lines: dict):
-    """The task of a `foreach: ${tasks.ID.result...}`, as it stands until ID has run."""
+def _dynamic_foreach(task, text: str, source, scope_of, params: dict, report, lines: dict, config_lines):
+    """The task of a `foreach: ${tasks.ID.result...}`, as it stands until ID has run: its
+    config is checked now (`${item}` accepted), rendered per instance then."""
     if not _WHOLE_REFERENCE.fullmatch(text.strip()):
         report(f"'foreach' over an upstream result must be exactly one reference, such as "
                f"'${{tasks.{sorted(source.reads)[0]}.result}}', got {text!r}", lines.get("foreach"))
     reads = set(source.reads)
+    scope = Scope(params, item=LATER, index=LATER, tasks=scope_of())
+    for path, message in render_value([task.config, list(task.inputs)], scope,
+                                      quote_paths=tuple((0, *p) for p in SHELL_KEYS.get(task.plugin, ())))[1]:
+        report(message if path[0] == 0 else f"inputs: {message}",
+               _line_of(config_lines, path[1:], task.line) if path[0] == 0 else lines.get("inputs"))
+    reads |= scope.tasks.reads
     if task.when is not None:
         when_scope = Scope(params, tasks=scope_of())
         for message in task.when.check(when_scope):

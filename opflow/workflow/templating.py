@@ -23,7 +23,7 @@ the task is dispatched (`render_deferred`, in the coordinator). Only plain data
 """
 from __future__ import annotations
 
-__all__ = ["Scope", "Deferred", "NotPlain", "render_value", "render_deferred", "plain_value", "NAMESPACES",
+__all__ = ["Scope", "Deferred", "NotPlain", "render_value", "render_deferred", "plain_value", "NAMESPACES", "LATER",
            "resolve_reference",
            "TemplateError"]
 
@@ -45,6 +45,9 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
 _MISSING = object()
 _DEFERRED = object()  # a `${tasks...}` reference, checked when the workflow is read: its value comes later
+#: `Scope.item` and `.index` of a foreach over an upstream result, while the workflow is read:
+#: `${item...}` is accepted, its value comes with the instance (dispatch/fan_out.py).
+LATER = object()
 
 
 @dataclass
@@ -226,6 +229,8 @@ def _resolve(inner: str, scope: Scope):
     """The value `${inner}` names, or _MISSING when the reference is the shell's."""
     if inner in _BARE:
         value = getattr(scope, inner)
+        if value is LATER:
+            return _DEFERRED
         if value is _MISSING:
             raise TemplateError(f"'${{{inner}}}' is only defined in a task with 'foreach'")
         return value
@@ -256,6 +261,8 @@ def _resolve(inner: str, scope: Scope):
                                 f"(give a default: '${{env.{segments[0]}:-...}}')")
         return value
     if namespace == "item":
+        if scope.item is LATER:
+            return _DEFERRED
         if scope.item is _MISSING:
             raise TemplateError(f"'${{{inner}}}' is only defined in a task with 'foreach'")
         return _dig(scope.item, segments, "item", inner)
