@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 
-from helpers import invoke, latest_run_dir, records, run_json, write
+from helpers import REPO, invoke, latest_run_dir, records, run_cli, run_json, write
 
 TOOLS = '''
 def make():
@@ -438,3 +440,21 @@ def test_a_dynamic_foreach_config_is_checked_by_validate_and_reads_other_upstrea
     write(here, "flow.yaml", flow.read_text().replace("${params.sep}", "${params.spe}"))
     (line,) = refused("validate", flow)
     assert line.startswith(f"{flow}:9: task 'per': ") and "no param 'spe' (did you mean 'sep'?)" in line, line
+
+
+def test_the_shipped_fan_out_example_counts_the_rows_of_each_csv_file(tmp_path):
+    shutil.copytree(REPO / "examples", tmp_path / "examples", symlinks=False)
+    result = run_cli("run", "examples/csv_fanout.yaml", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run = json.loads(result.stdout)
+    assert list(run["tasks"]) == ["list_files", "count_rows[0]", "count_rows[1]", "count_rows[2]", "summary",
+                                  "note_big"]
+    tasks = records(Path(run["run_dir"]))
+    assert [tasks[f"count_rows[{i}]"]["result"] for i in range(3)] == [
+        {"file": "sales/east.csv", "rows": 4}, {"file": "sales/north.csv", "rows": 3},
+        {"file": "sales/south.csv", "rows": 2}]
+    assert tasks["summary"]["result"] == {"files": 3, "rows": 9, "largest": "sales/east.csv"}
+    assert tasks["note_big"]["result"]["stdout"] == "largest file: sales/east.csv, 9 rows in all\n"
+    quiet = run_cli("run", "examples/csv_fanout.yaml", "--param", "big=100", "--json", cwd=tmp_path)
+    assert quiet.returncode == 0, quiet.stderr
+    assert json.loads(quiet.stdout)["tasks"]["note_big"] == "skipped"
