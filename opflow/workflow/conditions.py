@@ -17,7 +17,7 @@ __all__ = ["Condition", "parse_condition", "REFERENCE_NAMESPACES"]
 import ast
 import operator
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from opflow.workflow.templating import Scope, TemplateError, resolve_reference
 
@@ -41,7 +41,7 @@ class Condition:
     """A checked `when:` expression: its text as written, its tree, its references in order."""
 
     text: str
-    tree: ast.Expression
+    tree: ast.Expression = field(compare=False)  # (made from the text: equal texts, equal trees)
     references: tuple  # the inner text of each ${...}, placeholder i -> references[i]
 
     def evaluate(self, scope: Scope) -> bool:
