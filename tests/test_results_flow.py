@@ -458,3 +458,25 @@ def test_the_shipped_fan_out_example_counts_the_rows_of_each_csv_file(tmp_path):
     quiet = run_cli("run", "examples/csv_fanout.yaml", "--param", "big=100", "--json", cwd=tmp_path)
     assert quiet.returncode == 0, quiet.stderr
     assert json.loads(quiet.stdout)["tasks"]["note_big"] == "skipped"
+
+
+@pytest.mark.parametrize("name, args, statuses", [
+    ("results", (), {"make": "succeeded", "use": "succeeded"}),
+    ("conditions", ("--param", "mode=weekly"), {"count": "succeeded", "report": "skipped", "publish": "skipped"}),
+    ("listing", (), None),
+])
+def test_the_examples_in_the_workflows_page_run(here, name, args, statuses):
+    import re
+
+    page = (REPO / "docs" / "workflows.md").read_text()
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", page, re.S) if b.startswith(f"name: {name}\n")]
+    flow = write(here, f"{name}.yaml", block)
+    result = invoke("run", flow, *args)
+    assert result.exit_code == 0, result.output
+    run, tasks = last(here)
+    if statuses is not None:
+        assert run["tasks"] == statuses
+    if name == "results":
+        assert tasks["use"]["result"]["stdout"] == '3 files: b c.csv it\'s a "b c"\n'
+    if name == "listing":
+        assert run["tasks"]["done"] == "succeeded" and "size" not in run["tasks"]
