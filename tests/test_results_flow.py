@@ -338,6 +338,11 @@ FAN_FLOW = """
         max_items: ${params.most}
         config: {function: "tools:measure", args: ["${item}", "${index}"]}
       - {id: sum, plugin: python, depends_on: [per, other], config: {function: "tools:total"}}
+      - id: names
+        plugin: shell
+        depends_on: [per, sum]
+        when: "${tasks.per.result} != []"
+        config: {command: "echo ${tasks.per.result.0.name} ${tasks.sum.result}"}
 """
 
 
@@ -348,8 +353,9 @@ def test_a_foreach_over_an_upstream_result_makes_its_instances_when_that_task_ha
     assert result.exit_code == 0, result.output
     assert "ok        per[3]" in result.output  # the live view shows instances
     run, tasks = last(here)
-    assert list(run["tasks"]) == ["ls", "other", "per[0]", "per[1]", "per[2]", "per[3]", "sum"]
+    assert list(run["tasks"]) == ["ls", "other", "per[0]", "per[1]", "per[2]", "per[3]", "sum", "names"]
     assert set(run["tasks"].values()) == {"succeeded"}
+    assert tasks["names"]["result"]["stdout"] == 'f0.csv ["f0.csv", "f1.csv", "f2.csv", "f3.csv"]\n'
     assert tasks["per[2]"]["result"] == {"name": "f2.csv", "index": 2, "sees": ["ls", "params"]}  # its upstream only
     assert tasks["per[2]"]["config"]["args"] == ["f2.csv", 2]
     assert tasks["sum"]["depends_on"] == ["per[0]", "per[1]", "per[2]", "per[3]", "other"]
@@ -359,7 +365,8 @@ def test_a_foreach_over_an_upstream_result_makes_its_instances_when_that_task_ha
     # No items: no instances, and what depends on the task runs with an empty list.
     assert invoke("run", flow, "--param", "n=0").exit_code == 0
     run, tasks = last(here)
-    assert list(run["tasks"]) == ["ls", "other", "sum"] and tasks["sum"]["result"] == []
+    assert list(run["tasks"]) == ["ls", "other", "sum", "names"] and tasks["sum"]["result"] == []
+    assert tasks["names"]["reason"] == "when: ${tasks.per.result} != [] was false"
 
 
 def test_past_max_items_or_over_a_non_list_the_task_fails_with_the_count_or_the_type(here):
@@ -368,7 +375,8 @@ def test_past_max_items_or_over_a_non_list_the_task_fails_with_the_count_or_the_
     result = invoke("run", flow, "--keep-going")
     assert result.exit_code == 1, result.output
     run, tasks = last(here)
-    assert run["tasks"] == {"ls": "succeeded", "other": "succeeded", "per": "failed", "sum": "skipped"}
+    assert run["tasks"] == {"ls": "succeeded", "other": "succeeded", "per": "failed", "sum": "skipped",
+                            "names": "skipped"}
     assert "gave 3 items, more than max_items (2)" in tasks["per"]["error"]["message"]
     assert tasks["sum"]["reason"] == "upstream 'per' failed"
     flow = write(here, "flow.yaml", """

@@ -51,6 +51,7 @@ from __future__ import annotations
 __all__ = ["RunOptions", "RunSummary", "Coordinator", "run_async", "run"]
 
 import asyncio
+import dataclasses
 import enum
 import os
 import random
@@ -349,7 +350,9 @@ class Coordinator:
         (its `when:` is false, its config cannot be rendered), nor if the cache has it."""
         state = self.states[task_id]
         if state.spec.decided_when_ready:
-            decision = self._values.prepare(self.workflow.task(task_id))
+            # Its config as written (a retry renders it again, never a rendered one), its
+            # depends_on as now (a foreach over an upstream result may have made instances).
+            decision = self._values.prepare(dataclasses.replace(state.spec, config=self.workflow.task(task_id).config))
             if decision.skipped is not None:
                 self._ready.skip(state, decision.skipped)
                 return False
