@@ -329,8 +329,8 @@ FAN_FLOW = """
     name: fan
     params: {n: 3}
     tasks:
-      - {id: ls, plugin: python, config: {function: "tools:listing", args: ["${params.n}"]}}
       - {id: other, plugin: shell, config: {command: "true"}}
+      - {id: ls, plugin: python, depends_on: [other], config: {function: "tools:listing", args: ["${params.n}"]}}
       - id: per
         plugin: python
         depends_on: [ls]
@@ -353,10 +353,10 @@ def test_a_foreach_over_an_upstream_result_makes_its_instances_when_that_task_ha
     assert result.exit_code == 0, result.output
     assert "ok        per[3]" in result.output  # the live view shows instances
     run, tasks = last(here)
-    assert list(run["tasks"]) == ["ls", "other", "per[0]", "per[1]", "per[2]", "per[3]", "sum", "names"]
+    assert list(run["tasks"]) == ["other", "ls", "per[0]", "per[1]", "per[2]", "per[3]", "sum", "names"]
     assert set(run["tasks"].values()) == {"succeeded"}
     assert tasks["names"]["result"]["stdout"] == 'f0.csv ["f0.csv", "f1.csv", "f2.csv", "f3.csv"]\n'
-    assert tasks["per[2]"]["result"] == {"name": "f2.csv", "index": 2, "sees": ["ls", "params"]}  # its upstream only
+    assert tasks["per[2]"]["result"] == {"name": "f2.csv", "index": 2, "sees": ["ls", "other", "params"]}  # its upstream
     assert tasks["per[2]"]["config"]["args"] == ["f2.csv", 2]
     assert tasks["sum"]["depends_on"] == ["per[0]", "per[1]", "per[2]", "per[3]", "other"]
     assert tasks["sum"]["result"] == ["f0.csv", "f1.csv", "f2.csv", "f3.csv"]
@@ -365,7 +365,7 @@ def test_a_foreach_over_an_upstream_result_makes_its_instances_when_that_task_ha
     # No items: no instances, and what depends on the task runs with an empty list.
     assert invoke("run", flow, "--param", "n=0").exit_code == 0
     run, tasks = last(here)
-    assert list(run["tasks"]) == ["ls", "other", "sum", "names"] and tasks["sum"]["result"] == []
+    assert list(run["tasks"]) == ["other", "ls", "sum", "names"] and tasks["sum"]["result"] == []
     assert tasks["names"]["reason"] == "when: ${tasks.per.result} != [] was false"
 
 
@@ -375,7 +375,7 @@ def test_past_max_items_or_over_a_non_list_the_task_fails_with_the_count_or_the_
     result = invoke("run", flow, "--keep-going")
     assert result.exit_code == 1, result.output
     run, tasks = last(here)
-    assert run["tasks"] == {"ls": "succeeded", "other": "succeeded", "per": "failed", "sum": "skipped",
+    assert run["tasks"] == {"other": "succeeded", "ls": "succeeded", "per": "failed", "sum": "skipped",
                             "names": "skipped"}
     assert "gave 3 items, more than max_items (2)" in tasks["per"]["error"]["message"]
     assert tasks["sum"]["reason"] == "upstream 'per' failed"
@@ -400,7 +400,7 @@ def test_a_resumed_run_with_an_unchanged_list_reuses_the_instances_that_succeede
     result = invoke("run", flow, "--resume")
     assert result.exit_code == 0, result.output
     run, tasks = last(here)
-    assert [t for t in run["tasks"] if tasks[t]["reused"]] == ["ls", "other", "per[0]", "per[2]"]
+    assert [t for t in run["tasks"] if tasks[t]["reused"]] == ["other", "ls", "per[0]", "per[2]"]
     assert tasks["sum"]["result"] == ["f0.csv", "f1.csv", "f2.csv"]
     assert sorted((here / "calls.txt").read_text().split()) == ["f0.csv", "f1.csv", "f2.csv"]  # each made once
 
@@ -435,11 +435,12 @@ def test_a_dynamic_foreach_config_is_checked_by_validate_and_reads_other_upstrea
         params: {sep: ":"}
         tasks:
           - {id: ls, plugin: python, config: {function: "tools:listing", args: [2]}}
+          - {id: tag, plugin: python, config: {function: "builtins:str", args: [of]}}
           - id: per
             plugin: shell
-            depends_on: [ls]
+            depends_on: [ls, tag]
             foreach: ${tasks.ls.result.files}
-            config: {command: "echo ${index}${params.sep}${item} of ${tasks.ls.result.n}"}
+            config: {command: "echo ${index}${params.sep}${item} ${tasks.tag.result} ${tasks.ls.result.n}"}
     """)
     result = invoke("run", flow)
     assert result.exit_code == 0, result.output
@@ -447,7 +448,7 @@ def test_a_dynamic_foreach_config_is_checked_by_validate_and_reads_other_upstrea
     assert tasks["per[1]"]["result"]["stdout"] == "1:f1.csv of 2\n"
     write(here, "flow.yaml", flow.read_text().replace("${params.sep}", "${params.spe}"))
     (line,) = refused("validate", flow)
-    assert line.startswith(f"{flow}:9: task 'per': ") and "no param 'spe' (did you mean 'sep'?)" in line, line
+    assert line.startswith(f"{flow}:10: task 'per': ") and "no param 'spe' (did you mean 'sep'?)" in line, line
 
 
 def test_the_shipped_fan_out_example_counts_the_rows_of_each_csv_file(tmp_path):
