@@ -14,12 +14,10 @@ matplotlib is installed (`pip install -e .[bench]`). Needs no TTY (cron-safe).
 
     python benchmarks/pool_sizes.py [--reps 5] [--tasks 8] [--iterations 8000000] [--rows 400000]
 
-With `--workflow FILE`, it times YOUR workflow instead: `opflow run FILE` at each
-pool size (--sizes 1,2,4; default 1, 2, 4, ... up to the CPU count), repetitions
-alternating, prints wall/speedup/efficiency, and ends with `opflow report` of all
-those runs (OUT/pool_sizes_report.html: stacked timelines, where the pool sat
-idle, the critical path). It recommends a size only when the difference is larger
-than the run-to-run spread; the workflow's tasks really run, each time.
+With `--workflow FILE` it runs `opflow bench FILE` (installed with the package: see
+docs/performance.md), which times YOUR workflow at each pool size, every task really
+running each time, beside `opflow plan --predict`'s figures, and writes `opflow report`
+of those runs to OUT/pool_sizes_report.html.
 
     python benchmarks/pool_sizes.py --workflow my_workflow.yaml --sizes 1,2,4 --reps 3
 """
@@ -126,66 +124,15 @@ def draw_chart(path: Path, sizes: list[int], rows_by: dict) -> bool:
 
 
 def sweep_user_workflow(args) -> int:
-    """Time the user's own workflow at each pool size, then write a report of the runs."""
-    import json
+    """`--workflow FILE`: `opflow bench` (opflow/cli/bench.py, installed with the package) does the job."""
     import subprocess
 
-    flow = Path(args.workflow).resolve()
-    if not flow.is_file():
-        print(f"--workflow {args.workflow}: no such file", file=sys.stderr)
-        return 2
-    cpus = _bench.machine_info()["cores"] or 1
-    sizes = sorted({int(n) for n in args.sizes.split(",")}) if args.sizes else [n for n in pool_sizes(cpus) if n <= cpus]
     log_dir = args.log_dir or (args.out / "logs")
-    walls: dict[int, list[float]] = {n: [] for n in sizes}
-    run_dirs: list[str] = []
-    for rep in range(args.reps):
-        for n in (sizes if rep % 2 == 0 else list(reversed(sizes))):  # alternate: drift hits every size alike
-            _bench.say(f"{flow.name}, {plural(n, 'worker')}, rep {rep + 1}/{args.reps}")
-            proc = subprocess.run([sys.executable, "-m", "opflow", "run", str(flow), "--workers", str(n),
-                                   "--log-dir", str(log_dir), "--no-lock", "--json", "--quiet"],
-                                  cwd=flow.parent, capture_output=True, text=True)
-            try:
-                doc = json.loads(proc.stdout)
-            except ValueError:
-                print(f"opflow run failed to start (exit {proc.returncode}):\n{proc.stderr}", file=sys.stderr)
-                return proc.returncode or 1
-            if doc.get("status") != "succeeded":
-                print(f"note: the run at {plural(n, 'worker')} {doc.get('status')} ({doc.get('run_dir')})", file=sys.stderr)
-            walls[n].append(float(doc["duration_s"]))
-            run_dirs.append(doc["run_dir"])
-    # The figures `opflow report` prints for these runs too: one rule (opflow/rundir/scaling.py).
-    figures = pool_scaling(walls)
-    headers = ["workers", "wall s (median)", "wall min–max", "speedup", "efficiency"]
-    rows = [[n, figures[n].median_s, _bench.spread(walls[n]), round(figures[n].speedup, 3),
-             round(figures[n].efficiency, 3)] for n in sizes]
-    _bench.print_machine()
-    print(f"Workflow {flow}; pool sizes {sizes}, medians of {args.reps} alternating reps; speedup = wall({sizes[0]}) / wall(N)\n")
-    print(_bench.markdown_table(headers, rows))
-    print()
-    print(user_verdict(walls, sizes))
-    _bench.write_csv(args.out / "pool_sizes.csv", headers, rows)
-    report = args.out / "pool_sizes_report.html"
-    proc = subprocess.run([sys.executable, "-m", "opflow", "report", *run_dirs, "-o", str(report)],
-                          capture_output=True, text=True)
-    print(f"Report: {report}" if proc.returncode == 0 else f"Report: failed: {proc.stderr.strip()}")
-    return 0
-
-
-def user_verdict(walls: dict[int, list[float]], sizes: list[int]) -> str:
-    """A size is worth recommending only if it beats every smaller size beyond the noise:
-    its slowest run faster than the other's fastest."""
-    if any(len(walls[n]) < 2 for n in sizes):
-        return "No recommendation: one run per size cannot tell a difference from noise (use --reps 3 or more)."
-    best = sizes[0]
-    for n in sizes[1:]:
-        if max(walls[n]) < min(walls[best]):
-            best = n
-    if best == sizes[0] and len(sizes) > 1:
-        return (f"No recommendation: no larger pool was faster than {plural(sizes[0], 'worker')} beyond the run-to-run "
-                "spread; the report shows where the pool sat idle.")
-    return (f"{plural(best, 'worker')} was faster than every smaller pool in every repetition (slowest run at {best} < "
-            f"fastest at the smaller sizes); check the report before relying on it.")
+    command = [sys.executable, "-m", "opflow", "bench", args.workflow, "--reps", str(args.reps),
+               "--log-dir", str(log_dir), "-o", str(args.out / "pool_sizes_report.html")]
+    if args.sizes:
+        command += ["--sizes", args.sizes]
+    return subprocess.run(command).returncode
 
 
 def main(argv=None) -> int:

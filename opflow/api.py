@@ -21,16 +21,17 @@ from opflow.rundir.audit import AuditTrail
 from opflow.rundir.files import write_new_file
 from opflow.backends import BACKENDS, backend_class
 from opflow.backends.capabilities import concurrency, unenforced_settings
-from opflow.errors import UsageError
+from opflow.errors import RunSkipped, UsageError
 from opflow.events import Reporter, iso_time
 from opflow.options import Options
 from opflow.worker.guard import GUARD_MESSAGE, refuse_in_starting_worker, unguarded_call_site
-from opflow.rundir.history import plan_resume, prune_runs, workflow_copy
-from opflow.rundir.layout import (create_run_dir, latest_run, load_task_record, needs_file_tag,
+from opflow.rundir.history import plan_resume, prune_runs, resume_source, workflow_copy
+from opflow.rundir.layout import (create_run_dir, load_task_record, needs_file_tag,
                                   read_task_records, read_trusted_run_json, RUN_JSON, slugify, TASKS,
                                   WORKFLOW_COPY)
 from opflow.workflow.limits import MAX_WORKERS
-from opflow.rundir.lock import WorkflowLock
+from opflow.rundir.lock import IF_RUNNING, WorkflowLock
+from opflow.rundir.metrics_file import MetricsFile, check_metrics_path
 from opflow.rundir.results_log import RESULTS_FILE, create_results_log
 from opflow.workflow.loading import load
 
@@ -108,7 +109,8 @@ class _Collector(Reporter):
 async def run_async(path: str | Path, *, workers: int = 0, executor: str = "process", log_dir: str | Path = "logs",
                     params: dict | None = None, keep_going: bool = False, scheduler: str | None = None,
                     lock: bool = True, keep_runs: int | None = None, resume: bool | str | Path = False,
-                    timeout: float | None = None, cache: bool = True,
+                    timeout: float | None = None, cache: bool = True, if_running: str = "fail",
+                    ping: str | None = None, metrics_file: str | Path | None = None,
                     reporters: Iterable[Reporter] = (), _source: Path | None = None,
                     _source_sha256: str | None = None) -> RunResult:
     """Run a workflow file from inside an event loop; see `run` for the options
@@ -135,6 +137,16 @@ async def _run_options(path: str | Path, options: Options, reporters: Iterable[R
         raise UsageError(f"--workers {options.workers}: at most {MAX_WORKERS}")
     if options.keep_runs is not None and options.keep_runs < 1:
         raise UsageError(f"--keep-runs {options.keep_runs}: must be at least 1")
+    if options.if_running not in IF_RUNNING:
+        raise UsageError(f"--if-running {options.if_running!r}: one of {', '.join(IF_RUNNING)}")
+    if options.if_running != "fail" and not options.lock:
+        raise UsageError(f"--if-running {options.if_running} needs the lock: it cannot go with --no-lock")
+    if options.ping is not None:
+        from opflow.dispatch.ping import check_ping_url
+
+        check_ping_url(options.ping)
+    if options.metrics_file is not None:
+        check_metrics_path(options.metrics_file)
     if options.scheduler and not backend.takes_scheduler:
         takers = " or ".join(name for name, cls in BACKENDS.items() if cls.takes_scheduler)
         raise UsageError(f"--scheduler goes with --executor {takers}")
@@ -160,11 +172,14 @@ async def _prepare_and_run(path: str | Path, options: Options, reporters: Iterab
     # same on a Dask worker started from another folder as here.
     log_dir = Path(options.log_dir).absolute()
     with ExitStack() as cleanup:
+        lock, lock_wait_s = None, None
         if options.lock:
+            lock = WorkflowLock(log_dir, workflow.path, slugify(workflow.name))
             try:
-                cleanup.enter_context(WorkflowLock(log_dir, workflow.path, slugify(workflow.name)))
+                lock_wait_s = await _take_lock(lock, options.if_running, reporters)
             except OSError as exc:
                 raise UsageError(f"--log-dir {log_dir}: cannot use it: {exc.strerror or exc}") from None
+            cleanup.callback(lock.release)
         # The true concurrency (inline: 1), as the banner and run.json show it.
         run_options = RunOptions(**{**options.as_dict(), "log_dir": log_dir,
                                     "workers": concurrency(executor, options.workers)})
@@ -173,11 +188,11 @@ async def _prepare_and_run(path: str | Path, options: Options, reporters: Iterab
 
             # Before this run's own directory exists; off the loop (it lists and checks every earlier run).
             run_options.cache_store = await interrupts.call_off_loop(open_cache, log_dir, workflow)
-        extra = {}
+        extra = {"if_running": options.if_running} if options.lock else {}
+        if lock_wait_s is not None:
+            extra["lock_wait_s"] = lock_wait_s
         if options.resume:
-            source = latest_run(log_dir, workflow) if options.resume is True else Path(options.resume)
-            if source is None:
-                raise UsageError(f"--resume: no earlier run of '{workflow.name}' ({workflow.path}) under {log_dir}")
+            source = resume_source(log_dir, workflow, options.resume)
             plan = await interrupts.call_off_loop(plan_resume, source, workflow)
             run_options.reuse, run_options.reused_from = plan.reuse, str(source)
             run_options.reused_records = read_task_records(source, plan.reuse)  # a record lost in a crash: reused, less described
@@ -191,6 +206,8 @@ async def _prepare_and_run(path: str | Path, options: Options, reporters: Iterab
             create_results_log(str(run_dir / RESULTS_FILE))
         except OSError as exc:
             raise UsageError(f"--log-dir {log_dir}: cannot create a run directory there: {exc.strerror or exc}") from None
+        if lock is not None:
+            lock.note_run_dir(run_dir.absolute())
         run_options.results_path = str(run_dir / RESULTS_FILE)
         run_options.task_logs_dir = str(run_dir / TASKS)
         run_options.run_dir = os.path.abspath(run_dir)
@@ -201,7 +218,8 @@ async def _prepare_and_run(path: str | Path, options: Options, reporters: Iterab
         _warn(reporters, warnings)
         collector = _Collector()
         try:
-            summary = await _run_async(workflow, plugins, run_options, [audit, collector, *reporters])
+            summary = await _run_async(workflow, plugins, run_options,
+                                       [*_end_reporters(options, workflow.name), audit, collector, *reporters])
         except BaseException:  # an error, a signal, the caller's wait_for: if it never started,
             if not (run_dir / RUN_JSON).exists():
                 shutil.rmtree(run_dir, ignore_errors=True)  # it never started: leave no half a record
@@ -210,6 +228,42 @@ async def _prepare_and_run(path: str | Path, options: Options, reporters: Iterab
             prune_runs(log_dir, workflow, options.keep_runs, protect=run_dir)
     # Absolute, as after resume: the reader of a cron mail does not know the folder it ran in.
     return RunResult(summary, run_dir.absolute(), collector.duration_s)
+
+
+def _end_reporters(options: Options, workflow_name: str) -> list[Reporter]:
+    """--metrics-file and --ping: reporters that add to the run_finished event what the
+    audit trail then records (so they come before it)."""
+    reporters: list[Reporter] = []
+    if options.metrics_file is not None:
+        reporters.append(MetricsFile(options.metrics_file, workflow_name))
+    if options.ping is not None:
+        from opflow.dispatch.ping import Pinger
+
+        reporters.append(Pinger(options.ping))
+    return reporters
+
+
+async def _take_lock(lock: WorkflowLock, if_running: str, reporters: Iterable[Reporter]) -> float | None:
+    """Hold the workflow's lock, or do what `if_running` says while another run holds it.
+    Returns the seconds waited for it (None: it was free)."""
+    holder = lock.try_acquire()
+    if holder is None:
+        return None
+    if if_running == "skip":
+        raise RunSkipped(f"skipped: another run of this workflow is in progress ({holder})")
+    if if_running != "wait":
+        lock.acquire()  # raises LockedError, naming the holder (or takes it, freed meanwhile)
+        return None
+    for reporter in reporters:
+        reporter.handle({"event": "lock_wait", "time": iso_time(time.time()),
+                         "message": f"waiting for another run of this workflow to end ({holder})"})
+    began = time.monotonic()
+    try:
+        await interrupts.call_off_loop(lock.wait)  # a signal cancels this await (interrupts.attach)
+    except BaseException:
+        lock.abandon()
+        raise
+    return round(time.monotonic() - began, 6)
 
 
 def _start_early(backend) -> None:
@@ -242,7 +296,8 @@ def _check_guard(options: Options) -> None:
 def run(path: str | Path, *, workers: int = 0, executor: str = "process", log_dir: str | Path = "logs",
         params: dict | None = None, keep_going: bool = False, scheduler: str | None = None,
         lock: bool = True, keep_runs: int | None = None, resume: bool | str | Path = False,
-        timeout: float | None = None, cache: bool = True, reporters: Iterable[Reporter] = ()) -> RunResult:
+        timeout: float | None = None, cache: bool = True, if_running: str = "fail", ping: str | None = None,
+        metrics_file: str | Path | None = None, reporters: Iterable[Reporter] = ()) -> RunResult:
     """Run the workflow file at `path` to the end; returns a `RunResult`.
 
     Options (the `opflow run` options of the same names):
@@ -258,6 +313,10 @@ def run(path: str | Path, *, workers: int = 0, executor: str = "process", log_di
                   a path: that run directory instead
       timeout     seconds for the whole run: then running tasks are killed, the rest cancelled
       cache       False: ignore `cache: true` (run every task, as --no-cache does)
+      if_running  while another run of this workflow holds the lock: "fail" (raise
+                  LockedError), "skip" (raise RunSkipped, whose exit_code is 0) or "wait"
+      ping        a healthchecks URL: GET URL/start, then URL on success or URL/fail
+      metrics_file  at the end, the run's metrics in the Prometheus text format, there
       reporters   extra `opflow.events.Reporter`s that receive every event
 
     The result: `.status` ("succeeded", "failed", "interrupted"), `.exit_code`,

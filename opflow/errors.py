@@ -13,6 +13,7 @@ __all__ = [
     "Problem",
     "PluginError",
     "LockedError",
+    "RunSkipped",
 ]
 
 from dataclasses import dataclass
@@ -76,3 +77,9 @@ class LockedError(OpflowError):
     """Another run of the same workflow holds the lock."""
 
     exit_code = 3
+
+
+class RunSkipped(OpflowError):
+    """`--if-running skip`: another run of the workflow holds the lock, so this one never started."""
+
+    exit_code = 0

@@ -6,7 +6,9 @@ one job. Event names: run_started, task_queued (submitted to the backend),
 task_started (began in a worker), task_retrying, task_finished, interrupt (a
 SIGINT or SIGTERM; `hard` on the second), run_timeout (--timeout ran out),
 run_finished. One more comes from api.py, not the coordinator, before the run
-starts: warning (a setting the backend will not enforce).
+starts: warning (a setting the backend will not enforce), and lock_wait (--if-running wait:
+another run holds the workflow's lock). A reporter placed before the audit trail may add to
+run_finished an `extra` mapping, which run.json then records (--ping, --metrics-file).
 """
 from __future__ import annotations
 

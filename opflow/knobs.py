@@ -63,6 +63,13 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _positive_seconds(text: str) -> float:
+    value = _seconds(text)
+    if value == 0:
+        raise ValueError(text)
+    return value
+
+
 def _at_least(minimum: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         value = int(text)
@@ -107,6 +114,8 @@ _KNOBS = [
          "(https://force-color.org); NO_COLOR and `--no-color` win over it.", _text),
     Knob("TERM", "a terminal type", "as the terminal sets it", USER, CLI,
          "`dumb`: no live display, one line per event.", _text),
+    Knob("OPFLOW_PING_TIMEOUT", "a number of seconds > 0", "10", TEST, RUN,
+         "How long each `--ping` request may take (a test's silent server).", _positive_seconds),
     Knob("OPFLOW_SHM_DIR", "a path", "/dev/shm", TEST, RUN,
          "The folder large results are shared through (a test's private folder).", _text),
     Knob("OPFLOW_SHM_LIMIT", "a whole number of bytes >= 0", "the free shared memory", TEST, RUN,

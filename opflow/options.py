@@ -31,6 +31,12 @@ class Options:
     scheduler: str | None = None
     #: Refuse to start while another run of this workflow (same log_dir) runs.
     lock: bool = True
+    #: While another run holds the lock: "fail" (LockedError, exit 3), "skip" (RunSkipped, exit 0), "wait".
+    if_running: str = "fail"
+    #: A dead-man's switch (healthchecks): GET URL/start, then URL on success or URL/fail.
+    ping: str | None = None
+    #: At the end, the run's metrics in the Prometheus text format, written here (atomically).
+    metrics_file: str | Path | None = None
     #: Afterwards, delete all but the newest N run directories of this workflow.
     keep_runs: int | None = None
     #: True: reuse what the latest run under log_dir recorded as succeeded; a path: that run.

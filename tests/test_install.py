@@ -72,7 +72,8 @@ def test_the_metadata_is_pep_621_in_pyproject_toml_alone():
     assert project["requires-python"] == ">=3.10"
     extras = project["optional-dependencies"]
     assert sorted(extras) == ["bench", "dask", "test"]
-    assert extras["test"] == ["pytest>=7", "pytest-timeout>=2.1", "jsonschema>=4.18", "wheel>=0.40"]
+    assert extras["test"] == ["pytest>=7", "pytest-timeout>=2.1", "jsonschema>=4.18", "wheel>=0.40",
+                              "prometheus_client>=0.17"]
     assert extras["dask"] == ["distributed>=2024.1", "cryptography>=3.1"]
     assert extras["bench"] == ["matplotlib>=3.5"]
 

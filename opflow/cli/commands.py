@@ -2,7 +2,7 @@
 (__main__.py for `python -m opflow`, cli/launch.py for the `opflow` console script).
 
 Exit codes: 0 all tasks succeeded; 1 a task failed; 2 invalid workflow or usage;
-3 another run of the workflow holds the lock; 130 SIGINT; 143 SIGTERM.
+3 another run of the workflow holds the lock (0 with --if-running skip); 130 SIGINT; 143 SIGTERM.
 """
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from opflow import knobs
 from opflow._version import __version__
 from opflow.dispatch import interrupts
 from opflow.backends import EXECUTORS
-from opflow.errors import OpflowError, UsageError, WorkflowError
+from opflow.errors import OpflowError, RunSkipped, UsageError, WorkflowError
+from opflow.rundir.lock import IF_RUNNING
 from opflow.workflow.limits import MAX_WORKERS
 from opflow.words import plural, wrap_list
 
@@ -75,6 +76,14 @@ def _run_options(command):
         click.option("--keep-going", is_flag=True, help="After a failure, still run every task whose upstream succeeded."),
         click.option("--lock/--no-lock", default=True, show_default=True,
                      help="Refuse to start while another run of this workflow (same log dir) is in progress."),
+        click.option("--if-running", type=click.Choice(IF_RUNNING), default="fail", show_default=True,
+                     help="While another run of this workflow holds the lock: fail (exit 3), skip (exit 0, "
+                          "one line) or wait for it to end."),
+        click.option("--ping", metavar="URL", default=None,
+                     help="Dead-man's switch (healthchecks.io style): GET URL/start, then URL or URL/fail; "
+                          "best effort, 10 s timeout."),
+        click.option("--metrics-file", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="PATH",
+                     help="At the end, write the run's metrics there in the Prometheus text format (atomic)."),
         click.option("--keep-runs", type=click.IntRange(min=1), default=None, metavar="N",
                      help="After the run, delete all but the newest N run directories of this workflow."),
         click.option("--json", "as_json", is_flag=True, help="Print only run.json on stdout; progress goes to stderr."),
@@ -123,6 +132,13 @@ def _execute(start, *, as_json: bool, quiet: bool, colour: bool | None = None, *
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     try:
         result = start(reporters=[progress, release_at_start()], **kwargs)
+    except RunSkipped as skipped:  # --if-running skip: not an error; one line, exit 0
+        if as_json:  # stdout holds a document whatever happens: here, no run's
+            document = {"file": str(kwargs.get("path") or kwargs.get("run_dir")), "status": "skipped",
+                        "message": str(skipped)}
+            _write_document(document_fd, (json.dumps(document, indent=2) + "\n").encode("utf-8"))
+        click.echo(f"opflow: {skipped}", err=True)
+        sys.exit(skipped.exit_code)
     except OpflowError as error:
         if as_json:  # stdout holds a document whatever happens: here, validate --json's
             problems = json.dumps(_problems_document(kwargs.get("path") or kwargs.get("run_dir"), error), indent=2)
@@ -251,7 +267,7 @@ Exit codes:
   0    every task succeeded
   1    a task failed (or was skipped or cancelled because of a failure)
   2    invalid workflow or usage: nothing ran
-  3    another run of this workflow holds the lock: nothing ran
+  3    another run of this workflow holds the lock: nothing ran (--if-running skip: 0)
   130  interrupted by Ctrl-C (SIGINT)
   143  terminated by SIGTERM"""
 
@@ -268,8 +284,8 @@ Exit codes:
               help="Rerun only what did not succeed in the latest run of this workflow under --log-dir.")
 @_run_options
 @_config_file_options
-def run(file, log_dir, params, resume, workers, executor, run_timeout, no_cache, scheduler, keep_going, lock, keep_runs,
-        as_json, quiet, colour):
+def run(file, log_dir, params, resume, workers, executor, run_timeout, no_cache, scheduler, keep_going, lock,
+        if_running, ping, metrics_file, keep_runs, as_json, quiet, colour):
     """Run the workflow in FILE.
 
     Defaults for these options may be kept in opflow.toml, or in [tool.opflow] of
@@ -285,14 +301,14 @@ def run(file, log_dir, params, resume, workers, executor, run_timeout, no_cache,
     _execute(run_workflow, as_json=as_json, quiet=quiet, path=file, log_dir=log_dir, params=overrides or None,
              resume=resume, workers=workers, executor=executor, scheduler=scheduler,
              keep_going=keep_going, lock=lock, keep_runs=keep_runs, timeout=run_timeout, cache=not no_cache,
-             colour=colour)
+             if_running=if_running, ping=ping, metrics_file=metrics_file, colour=colour)
 
 
 @main.command(epilog=EXIT_CODES_HELP, short_help="Rerun what did not succeed in RUN_DIR, reusing the rest.")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @_run_options
-def resume(run_dir, workers, executor, run_timeout, no_cache, scheduler, keep_going, lock, keep_runs, as_json, quiet,
-           colour):
+def resume(run_dir, workers, executor, run_timeout, no_cache, scheduler, keep_going, lock, if_running, ping,
+           metrics_file, keep_runs, as_json, quiet, colour):
     """Rerun what did not succeed in RUN_DIR, reusing the results of what did.
 
     Runs that run's workflow (the copy kept in RUN_DIR, checked against its
@@ -304,7 +320,7 @@ def resume(run_dir, workers, executor, run_timeout, no_cache, scheduler, keep_go
 
     _execute(resume_run, as_json=as_json, quiet=quiet, run_dir=run_dir, workers=workers, executor=executor,
              scheduler=scheduler, keep_going=keep_going, lock=lock, keep_runs=keep_runs, timeout=run_timeout,
-             cache=not no_cache, colour=colour)
+             cache=not no_cache, if_running=if_running, ping=ping, metrics_file=metrics_file, colour=colour)
 
 
 def _echo_json(document) -> None:
@@ -335,20 +351,42 @@ def validate(file, as_json):
                f"in {plural(len(layers), 'layer')}")
 
 
-@main.command(short_help="Print FILE's topological layers and critical path.")
+@main.command(short_help="Print FILE's layers and critical path; --explain, --predict.")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where to look for the last run's durations (critical path; default: $OPFLOW_LOG_DIR, else ./logs).")
+              help="Where the earlier runs are (durations, cache, resume; default: $OPFLOW_LOG_DIR, else ./logs).")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Override a declared workflow param (repeatable), as `opflow run --param` does.")
+@click.option("--explain", is_flag=True,
+              help="For each task: would a run now reuse it (cache, or --resume) or run it, and why.")
+@click.option("--resume", is_flag=True, help="With --explain: explain `opflow run --resume` (the latest run).")
+@click.option("--no-cache", is_flag=True, help="With --explain: explain `opflow run --no-cache`.")
+@click.option("--predict", "predict_sizes", default=None, metavar="N,N,...",
+              help="The wall time each pool size would take (1,2,4,8), simulated from the latest run's durations.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON document: layers and critical path.")
-def plan(file, log_dir, as_json):
-    """Print the topological layers of FILE (tasks in one layer can run at once)."""
+def plan(file, log_dir, params, explain, resume, no_cache, predict_sizes, as_json):
+    """Print the topological layers of FILE (tasks in one layer can run at once).
+
+    --explain says, for each task, whether a run now would reuse it or run it and why;
+    --predict the wall time of each pool size, from the latest run's task durations.
+    """
     from opflow.rundir.history import last_durations
     from opflow.workflow.loading import load
+    from opflow.workflow.params import parse_cli_params
     from opflow.workflow.plan import build_plan
 
     try:
         log_dir = _log_dir(log_dir)
-        workflow, _ = load(file)
+        if (resume or no_cache) and not explain:
+            raise UsageError(f"{'--resume' if resume else '--no-cache'} goes with --explain")
+        if explain and predict_sizes is not None:
+            raise UsageError("--explain and --predict: give one or the other")
+        sizes = _pool_sizes(predict_sizes, "--predict") if predict_sizes is not None else None
+        workflow, plugins = load(file, parse_cli_params(params) or None)
+        if explain:
+            return _print_explanations(workflow, plugins, log_dir, resume, not no_cache, as_json)
+        if sizes is not None:
+            return _print_prediction(workflow, log_dir, sizes, as_json)
     except OpflowError as error:
         _fail(error)
     the_plan = build_plan(workflow)
@@ -371,6 +409,105 @@ def plan(file, log_dir, as_json):
     if durations:
         path, total = the_plan.critical_path(durations)
         click.echo(f"critical path (last run's durations): {' -> '.join(path)} ({total:.2f}s)")
+
+
+def _print_explanations(workflow, plugins, log_dir: Path, resume: bool, cache: bool, as_json: bool) -> None:
+    from opflow.dispatch.explain import explain
+
+    verdicts = explain(workflow, plugins, log_dir, resume=resume, cache=cache)
+    if as_json:
+        _echo_json({"workflow": workflow.name, "resume": resume, "cache": cache,
+                    "tasks": [{"task_id": v.task_id, "verdict": "reuse" if v.reuse else "run", "reason": v.reason}
+                              for v in verdicts]})
+        return
+    reused = sum(v.reuse for v in verdicts)
+    click.echo(f"workflow '{workflow.name}': {len(verdicts) - reused} to run, {reused} to reuse"
+               + (" (--resume of the latest run)" if resume else ""))
+    width = max((len(v.task_id) for v in verdicts), default=0)
+    for v in verdicts:
+        click.echo(f"  {'reuse' if v.reuse else 'run':<5}  {v.task_id:<{width}}  {v.reason}")
+
+
+def _pool_sizes(text: str, option: str) -> list[int]:
+    """`1,2,4,8` -> [1, 2, 4, 8] (sorted, once each), or a UsageError naming the option."""
+    try:
+        sizes = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        sizes = []
+    if not sizes or sizes[0] < 1 or sizes[-1] > MAX_WORKERS:
+        raise UsageError(f"{option} {text!r}: give pool sizes from 1 to {MAX_WORKERS}, comma-separated (1,2,4,8)")
+    return sizes
+
+
+def _print_prediction(workflow, log_dir: Path, sizes: list[int], as_json: bool) -> None:
+    from opflow.cli.bench import prediction_document, prediction_lines
+    from opflow.rundir.history import last_run_times
+
+    times = last_run_times(log_dir, workflow)
+    if times is None:
+        raise UsageError(f"--predict: no earlier run of '{workflow.name}' ({workflow.path}) under {log_dir} "
+                         "to take durations from; run it once first")
+    document = prediction_document(workflow, times, sizes)
+    if as_json:
+        _echo_json(document)
+        return
+    for line in prediction_lines(document):
+        click.echo(line)
+
+
+@main.command(short_help="Time FILE at several pool sizes, beside the predicted times.")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--sizes", default=None, metavar="N,N,...",
+              help="Pool sizes to time (default: 1, 2, 4, ... up to the CPUs this process may use).")
+@click.option("--reps", type=click.IntRange(min=1, max=100), default=3, show_default=True,
+              help="Runs at each size; the median is what counts.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Override a declared workflow param (repeatable), passed to every run.")
+@click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the runs go (default: $OPFLOW_LOG_DIR, else ./logs).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write `opflow report` of every run to this HTML file.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON document; progress goes to stderr.")
+def bench(file, sizes, reps, params, log_dir, output, as_json):
+    """Run FILE --reps times at each pool size, every task really running each time
+    (no cache, no resume), and print the median wall time, spread, speedup and
+    efficiency of each size beside the times `opflow plan --predict` gives."""
+    import asyncio
+
+    from opflow.cli.bench import bench_lines, machine_info, run_bench
+    from opflow.workflow.params import parse_cli_params
+
+    interrupts.install()
+    try:
+        knobs.check()
+        log_dir = _log_dir(log_dir)
+        if sizes is None:
+            usable = machine_info()["usable_cpus"] or 1
+            sizes = ",".join(str(2 ** k) for k in range(usable.bit_length()) if 2 ** k <= usable)
+        sizes = _pool_sizes(sizes, "--sizes")
+        document = run_bench(file, sizes, reps, params=parse_cli_params(params) or None, log_dir=log_dir,
+                             say=lambda line: click.echo(f"bench: {line}", err=True))
+        if document.get("interrupted"):
+            click.echo("opflow: bench interrupted; nothing more was run", err=True)
+            sys.exit(document["exit_code"])
+        if output is not None:
+            from opflow.rundir.report import write_report
+
+            document["report"] = str(write_report([r["run_dir"] for r in document["runs"]], output))
+    except OpflowError as error:
+        _fail(error)
+    except asyncio.CancelledError:  # a signal while a run was starting or ending: as `run` says it
+        signum = interrupts.received() or signal.SIGINT
+        click.echo(f"opflow: {signal.Signals(signum).name}: bench interrupted; nothing more was run", err=True)
+        sys.exit(128 + signum)
+    if as_json:
+        _echo_json(document)
+    else:
+        for line in bench_lines(document):
+            click.echo(line)
+        if output is not None:
+            click.echo(f"report: {document['report']}")
+    sys.exit(1 if document["failed_runs"] else 0)
 
 
 @main.command(short_help="List plugins: built-ins, entry points, workers/*.py.")
@@ -499,6 +636,25 @@ def report(run_dirs, output):
     except OpflowError as error:
         _fail(error)
     click.echo(f"report: {path}")
+
+
+@main.command(short_help="Write RUN_DIR as a trace for Perfetto or chrome://tracing.")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--format", "fmt", default="chrome-trace", show_default=True, metavar="FORMAT",
+              help="The trace format (rundir/trace.py checks it): chrome-trace, Chrome's Trace Event JSON, "
+                   "which Perfetto reads too.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write it (default: trace.json in RUN_DIR).")
+def export(run_dir, fmt, output):
+    """Write the run in RUN_DIR as a trace (ui.perfetto.dev, chrome://tracing): a track per
+    worker process, a slice per attempt (failed ones red), queue waits and backoffs as slices."""
+    from opflow.rundir.trace import write_trace
+
+    try:
+        path = write_trace(run_dir, output, fmt)
+    except OpflowError as error:
+        _fail(error)
+    click.echo(f"trace: {path}")
 
 
 @main.command(short_help="Print the completion script for bash, zsh or fish.")

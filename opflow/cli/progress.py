@@ -86,6 +86,8 @@ class ConsoleProgress(Reporter):
         if kind == "warning":
             # Said before the run starts; shown under its banner, where a reader looks.
             self._warnings.append(event["message"])
+        elif kind == "lock_wait":  # before the run starts (api.py): why nothing happens yet
+            self._line(event["message"], important=False)
         elif kind == "run_started":
             self._total = len(event["tasks"])
             self._started_at = time.monotonic()

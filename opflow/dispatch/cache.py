@@ -28,7 +28,8 @@ planted in a shared log dir serves nothing, and a damaged one never ends a later
 """
 from __future__ import annotations
 
-__all__ = ["CacheStore", "CacheHit", "cache_key", "open_cache", "MAX_INPUT_FILES"]
+__all__ = ["CacheStore", "CacheHit", "CacheVerdict", "cache_document", "task_cache_document", "cache_key",
+           "cache_parts", "open_cache", "MAX_INPUT_FILES", "NO_EARLIER_RESULT"]
 
 import glob
 import hashlib
@@ -47,6 +48,9 @@ from opflow.rundir.results_log import RESULTS_FILE, read_results
 #: Files hashed under one `inputs:` name (a directory, a glob) before the key gives up on reuse.
 MAX_INPUT_FILES = 100_000
 
+#: Why a task with no earlier success to compare with runs.
+NO_EARLIER_RESULT = "no earlier result"
+
 
 @dataclass
 class CacheHit:
@@ -56,8 +60,18 @@ class CacheHit:
     blob: bytes | None  # the pickled result (None where nothing reads it)
 
 
-def cache_key(plugin: str, plugin_code: str, config: dict, params: dict, upstream: list[tuple[str, str]],
-              inputs: tuple[str, ...], workflow_dir: Path) -> str:
+@dataclass
+class CacheVerdict:
+    """What `CacheStore.lookup` decided: a hit, or None and why not (the run's record
+    says it as `cache_miss`, `opflow plan --explain` says it before a run)."""
+    hit: CacheHit | None
+    reason: str
+
+
+def cache_document(plugin: str, plugin_code: str, config: dict, params: dict, upstream: list[tuple[str, str | None]],
+                   inputs: tuple[str, ...], workflow_dir: Path) -> dict:
+    """Everything the cache key covers, as one document (`cache_key` hashes it). An
+    upstream digest None: not known yet (`opflow plan --explain`, that upstream runs first)."""
     files = []
     for pattern in inputs:
         full = os.path.join(workflow_dir, os.path.expanduser(pattern))
@@ -66,11 +80,85 @@ def cache_key(plugin: str, plugin_code: str, config: dict, params: dict, upstrea
         for name in matched:
             for path, digest in _digests(name, budget, seen):
                 files.append((pattern, os.path.relpath(path, workflow_dir), digest))
-    document = {"plugin": plugin, "code": plugin_code, "opflow": __version__,
-                "module": _module_digest(plugin, config, workflow_dir),
-                "config": config, "params": params, "upstream": upstream, "inputs": files}
+    return {"plugin": plugin, "code": plugin_code, "opflow": __version__,
+            "module": _module_digest(plugin, config, workflow_dir),
+            "config": config, "params": params, "upstream": upstream, "inputs": files}
+
+
+def task_cache_document(spec, ref, workflow, upstream: list[tuple[str, str | None]]) -> dict:
+    """The cache document of task `spec` (plugin `ref`) of `workflow`, its direct upstream
+    results' digests given: the one place that says which params and code count."""
+    from opflow.plugins import plugin_reads_params, plugin_source_digest
+
+    params = workflow.params if plugin_reads_params(ref) else None
+    return cache_document(spec.plugin, plugin_source_digest(ref), spec.config, params, upstream, spec.inputs,
+                          workflow.directory)
+
+
+def cache_key(document: dict) -> str:
     text = json.dumps(document, sort_keys=True, default=repr, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def cache_parts(document: dict) -> dict:
+    """What a record keeps of its cache document (`cache_parts`): enough to say, next
+    time, which part changed. Config and params as digests (the record has the config)."""
+    return {"plugin": document["plugin"], "code": document["code"], "opflow": document["opflow"],
+            "module": document["module"], "config": _json_digest(document["config"]),
+            "params": _json_digest(document["params"]), "upstream": dict(document["upstream"]),
+            "inputs": {path: digest for _, path, digest in document["inputs"]}}
+
+
+def _json_digest(value) -> str:
+    text = json.dumps(value, sort_keys=True, default=repr, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def miss_reason(document: dict, earlier: dict | None, earlier_run: Path | None) -> str:
+    """Why `document` misses, against the newest earlier success of the task (its record)."""
+    if earlier is None:
+        return NO_EARLIER_RESULT
+    old = earlier.get("cache_parts")
+    if not isinstance(old, dict):
+        return f"its cache key differs from {earlier_run}'s (which recorded no parts to compare)"
+    new = cache_parts(document)
+    why = []
+    if old.get("opflow") != new["opflow"]:
+        why.append(f"opflow's version changed ({old.get('opflow')} -> {new['opflow']})")
+    if old.get("plugin") != new["plugin"]:
+        why.append(f"its plugin changed ({old.get('plugin')} -> {new['plugin']})")
+    elif old.get("code") != new["code"]:
+        why.append(f"the code of plugin '{new['plugin']}' changed")
+    if old.get("module") != new["module"]:
+        function = str(document["config"].get("function", ""))
+        why.append(f"the code of {function.partition(':')[0].replace('.', '/')}.py changed")
+    if old.get("config") != new["config"]:
+        before = earlier.get("config") if isinstance(earlier.get("config"), dict) else {}
+        now = document["config"] if isinstance(document["config"], dict) else {}
+        keys = sorted(k for k in {*before, *now} if before.get(k, _ABSENT) != now.get(k, _ABSENT))
+        why.append(f"config changed ({', '.join(keys)})" if keys else "config changed")
+    if old.get("params") != new["params"]:
+        why.append("params changed")
+    old_upstream = old.get("upstream") if isinstance(old.get("upstream"), dict) else {}
+    for task_id, digest in new["upstream"].items():
+        if digest is None:
+            why.append(f"upstream '{task_id}' runs first (reused only if its new result is the same)")
+        elif task_id not in old_upstream:
+            why.append(f"upstream '{task_id}' is new")
+        elif old_upstream[task_id] != digest:
+            why.append(f"upstream '{task_id}' returned another result")
+    why += [f"upstream '{task_id}' is gone" for task_id in old_upstream if task_id not in new["upstream"]]
+    old_inputs = old.get("inputs") if isinstance(old.get("inputs"), dict) else {}
+    for path, digest in new["inputs"].items():
+        if path not in old_inputs:
+            why.append(f"input {path} is new")
+        elif old_inputs[path] != digest:
+            why.append(f"input {path} {'is gone' if digest == 'missing' else 'changed'}")
+    why += [f"input {path} is gone" for path in old_inputs if path not in new["inputs"]]
+    return "; ".join(why) or f"its cache key differs from {earlier_run}'s"
+
+
+_ABSENT = object()
 
 
 def _module_digest(plugin: str, config: dict, workflow_dir: Path) -> str | None:
@@ -161,10 +249,18 @@ class CacheStore:
         self._runs = list(reversed(run_dirs))  # newest first
         self._blobs: dict[Path, dict] = {}
 
-    def lookup(self, task_id: str, key: str, need_blob: bool) -> CacheHit | None:
+    def lookup(self, task_id: str, document: dict, need_blob: bool) -> CacheVerdict:
+        """A hit for `task_id` whose cache document is `document`, or why there is none."""
+        key = cache_key(document)
+        earlier: tuple[dict, Path] | None = None  # the newest success to say what changed against
+        missing = None
         for run_dir in self._runs:
             record = read_trusted_task_record(run_dir, task_id)
-            if record is None or record.get("status") != "succeeded" or record.get("cache_key") != key:
+            if record is None or record.get("status") != "succeeded" or not record.get("cache_key"):
+                continue
+            if earlier is None:
+                earlier = (record, run_dir)
+            if record.get("cache_key") != key:
                 continue
             digest = record.get("result_sha256")
             if not isinstance(digest, str) or not digest:
@@ -173,10 +269,22 @@ class CacheStore:
             if need_blob:
                 blob = self._results(run_dir).get(task_id)
                 if blob is None or hashlib.sha256(blob).hexdigest() != digest:
+                    missing = missing or f"its result is missing from {run_dir / RESULTS_FILE}"
                     continue
             source = record.get("reused_from")
-            return CacheHit(str(source) if isinstance(source, str) and source else str(run_dir),
-                            record.get("result"), digest, blob)
+            hit = CacheHit(str(source) if isinstance(source, str) and source else str(run_dir),
+                           record.get("result"), digest, blob)
+            return CacheVerdict(hit, f"cache: reused from {hit.run_dir}")
+        if missing:
+            return CacheVerdict(None, missing)
+        return CacheVerdict(None, miss_reason(document, *(earlier or (None, None))))
+
+    def last_digest(self, task_id: str) -> tuple[str, Path] | None:
+        """The result digest of the task's newest recorded success, and its run dir."""
+        for run_dir in self._runs:
+            record = read_trusted_task_record(run_dir, task_id)
+            if record is not None and record.get("status") == "succeeded" and record.get("result_sha256"):
+                return str(record["result_sha256"]), run_dir
         return None
 
     def _results(self, run_dir: Path) -> dict[str, bytes]:

@@ -701,18 +701,17 @@ class Coordinator:
         state = self.states[task_id]
         if not state.spec.cache or self.options.cache_store is None:
             return False
-        from opflow.dispatch.cache import cache_key
-        from opflow.plugins import plugin_reads_params, plugin_source_digest
+        from opflow.dispatch.cache import cache_key, cache_parts, task_cache_document
 
         spec = state.spec
-        ref = self.plugins[spec.plugin]
         upstream = [(d, self.states[d].outcome.digest if self.states[d].outcome else "") for d in spec.depends_on]
-        params = self.workflow.params if plugin_reads_params(ref) else None
-        state.cache_key = cache_key(spec.plugin, plugin_source_digest(ref), spec.config, params,
-                                    upstream, spec.inputs, self.workflow.directory)
+        document = task_cache_document(spec, self.plugins[spec.plugin], self.workflow, upstream)
+        state.cache_key, state.cache_parts = cache_key(document), cache_parts(document)
         publish = bool(self._ready.children[task_id])
-        hit = self.options.cache_store.lookup(task_id, state.cache_key, need_blob=publish)
+        verdict = self.options.cache_store.lookup(task_id, document, need_blob=publish)
+        hit = verdict.hit
         if hit is None:
+            state.cache_miss = verdict.reason
             return False
         self._values.keep_pickled(task_id, hit.blob)
         if publish:
@@ -722,7 +721,7 @@ class Coordinator:
         now = time.time()
         state.outcome = Outcome(token=0, ok=True, result=hit.result, digest=hit.digest, started_at=now, finished_at=now)
         state.reused, state.reused_from = True, hit.run_dir
-        state.reason = f"cache: reused from {hit.run_dir}"
+        state.reason = verdict.reason
         self._succeed(state)
         return True
 

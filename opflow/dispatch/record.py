@@ -50,7 +50,7 @@ class TaskState:
     written by the ready set only (ready.py)."""
 
     __slots__ = ("spec", "status", "waiting", "attempts", "reason", "outcome", "timer", "reused", "reused_from",
-                 "cache_key", "log", "announced", "backoff_s", "backoff_since", "due")
+                 "cache_key", "cache_parts", "cache_miss", "log", "announced", "backoff_s", "backoff_since", "due")
 
     def __init__(self, spec):
         self.spec = spec
@@ -63,6 +63,8 @@ class TaskState:
         self.reused = False
         self.reused_from: str | None = None
         self.cache_key: str | None = None
+        self.cache_parts: dict | None = None  # what the key covers, as digests (cache.py): to say what changed
+        self.cache_miss: str | None = None  # why the cache did not serve it (cache.py's words)
         self.log: bool | None = False  # has an attempt left tasks/<id>.log? (None: one could not say)
         self.announced = 0  # the attempt whose task_started was emitted (0: none)
         self.backoff_s = 0.0  # seconds spent in retry delays (retry_delay's backoff)
@@ -113,6 +115,8 @@ def task_record(state: TaskState, task_logs_dir: str | None) -> dict:
         "reused": state.reused,
         "reused_from": state.reused_from,
         "cache_key": state.cache_key,
+        "cache_parts": state.cache_parts,
+        "cache_miss": state.cache_miss,
         "result_sha256": outcome.digest or None if outcome is not None and outcome.ok else None,
         "trigger": state.spec.trigger,
         "config": state.spec.config,  # after templating: what the plugin was given

@@ -363,6 +363,8 @@ class AuditTrail(Reporter):
                 tasks=event["tasks"], exit_code=event["exit_code"], signal=event["signal"],
                 problems=self._problems(),
             )
+            # What reporters before this one add to the record at the end (--ping, --metrics-file).
+            self._run.update(event.get("extra") or {})
             self._events.flush()
             write_json_atomic(self.run_dir / RUN_JSON, self._run, dir_fd=self._dir_fd)
             write_lines_atomic(self.run_dir / SUMMARY, self._summary_text_lines(), dir_fd=self._dir_fd)

@@ -118,16 +118,18 @@ def write_json_atomic(path: Path, document, *, pretty: bool = True, dir_fd: int 
 _tmp_serial = itertools.count()
 
 
-def write_text_atomic(path: Path, text: str, *, dir_fd: int | None = None, unguessable: bool = False) -> None:
+def write_text_atomic(path: Path, text: str, *, dir_fd: int | None = None, unguessable: bool = False,
+                      mode: int = FILE_MODE) -> None:
     """A new file (O_EXCL, 0600, never through a symlink) renamed over `path`: a symlink
     planted at `path` is replaced, never written through. `unguessable` for a folder others
     may write (`opflow report -o /tmp/x.html`): the temporary name gets a random part, so no
     one can plant it first (O_EXCL would refuse a planted name, never write through it, but
-    the write would fail)."""
-    write_lines_atomic(path, (text,), dir_fd=dir_fd, unguessable=unguessable)
+    the write would fail). `mode`: for a file another user's program reads (a metrics file)."""
+    write_lines_atomic(path, (text,), dir_fd=dir_fd, unguessable=unguessable, mode=mode)
 
 
-def write_lines_atomic(path: Path, pieces, *, dir_fd: int | None = None, unguessable: bool = False) -> None:
+def write_lines_atomic(path: Path, pieces, *, dir_fd: int | None = None, unguessable: bool = False,
+                       mode: int = FILE_MODE) -> None:
     """`write_text_atomic` of the text the strings `pieces` make up, written as they come."""
     if dir_fd is not None:
         path = Path(path.name)
@@ -135,7 +137,7 @@ def write_lines_atomic(path: Path, pieces, *, dir_fd: int | None = None, unguess
     # suffice, and cost no system call per record.
     tag = secrets.token_hex(8) if unguessable else f"{os.getpid()}.{next(_tmp_serial)}"
     tmp = path.with_name(f".{path.name}.{tag}.tmp")
-    fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, dir_fd=dir_fd)
+    fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode, dir_fd=dir_fd)
     try:
         try:
             _write_all(fd, pieces)

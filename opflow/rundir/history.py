@@ -9,9 +9,9 @@ depends_on), the params, and (transitively) every upstream task's reuse.
 """
 from __future__ import annotations
 
-__all__ = ["find_runs", "needs_file_tag", "runs_of_file", "latest_run", "prune_runs", "ResumePlan", "plan_resume",
+__all__ = ["find_runs", "needs_file_tag", "runs_of_file", "latest_run", "prune_runs", "ResumePlan", "plan_resume", "resume_source",
            "WORKFLOW_COPY", "run_state", "coordinator_alive", "journal_statuses", "read_run_record", "workflow_copy",
-           "task_weights", "last_durations"]
+           "task_weights", "last_durations", "RunTimes", "run_times", "last_run_times"]
 
 import hashlib
 import json
@@ -23,8 +23,8 @@ from pathlib import Path
 from opflow.errors import UsageError, WorkflowError
 from opflow.rundir.files import read_private
 # The run directory's names, finding runs and liveness are layout.py's; kept importable from here.
-from opflow.rundir.layout import (JOURNAL, WORKFLOW_COPY, coordinator_alive, find_runs, latest_run, needs_file_tag,
-                                  read_run_json, read_task_records, run_state, runs_of_file)
+from opflow.rundir.layout import (JOURNAL, WORKFLOW_COPY, coordinator_alive, find_runs, iso_epoch, latest_run,
+                                  needs_file_tag, read_run_json, read_task_records, run_state, runs_of_file)
 from opflow.rundir.layout import read_trusted_run_json as read_run_record
 from opflow.rundir.results_log import RESULTS_FILE, read_results
 from opflow.workflow.spec import Workflow, load_workflow
@@ -72,10 +72,22 @@ class ResumePlan:
     reuse: dict = field(default_factory=dict)  # task_id -> pickled result (None: nothing reads it)
     changes: list[str] = field(default_factory=list)  # why some succeeded tasks rerun
     rerun: list[str] = field(default_factory=list)
+    why: dict = field(default_factory=dict)  # task_id -> why it is reused or reruns (`opflow plan --explain`)
+
+
+def resume_source(log_dir: Path, workflow: Workflow, resume: bool | str | Path) -> Path:
+    """The run `--resume` reuses from: the latest of this workflow file under log_dir, or the one named."""
+    if resume is not True:
+        return Path(resume)
+    source = latest_run(log_dir, workflow)
+    if source is None:
+        raise UsageError(f"--resume: no earlier run of '{workflow.name}' ({workflow.path}) under {log_dir}")
+    return source
 
 
 def plan_resume(run_dir: Path, workflow: Workflow) -> ResumePlan:
-    """What an earlier run's record lets us reuse for `workflow` (already loaded and valid)."""
+    """What an earlier run's record lets us reuse for `workflow` (already loaded and valid),
+    and why each task is reused or reruns."""
     doc = read_run_record(run_dir)  # refuses a run dir that is not this user's alone
     if doc.get("status") == "running":
         alive = coordinator_alive(doc)
@@ -91,44 +103,52 @@ def plan_resume(run_dir: Path, workflow: Workflow) -> ResumePlan:
     plan = ResumePlan(source=run_dir)
     old = _old_workflow(run_dir, doc.get("params"))
     if old is None:
-        plan.changes.append(f"{run_dir / WORKFLOW_COPY} is missing, so no result can be trusted")
-        plan.rerun = [t.id for t in workflow.tasks]
-        return plan
+        return _rerun_all(plan, workflow, f"{run_dir / WORKFLOW_COPY} is missing, so no result can be trusted")
     old_params = doc.get("params", old.params)  # what the run really had, --param overrides included
     if old_params != workflow.params:
-        plan.changes.append(f"params changed: {old_params} -> {workflow.params}; every task sees params, so all rerun")
-        plan.rerun = [t.id for t in workflow.tasks]
-        return plan
+        return _rerun_all(plan, workflow,
+                          f"params changed: {old_params} -> {workflow.params}; every task sees params, so all rerun")
     # run.json has statuses only at the start and the end; the journal has each task's
     # end as it happened, so a crashed run's successes are known too.
     statuses = {**doc.get("tasks", {}), **journal_statuses(run_dir)}
     recorded = read_results(str(run_dir / RESULTS_FILE))
     reusable: set[str] = set()
     old_tasks = {t.id: t for t in old.tasks}
+
+    def change(task_id: str, why: str) -> None:  # why: "is new", ": its result is missing ..."
+        plan.changes.append(f"task '{task_id}'{why if why.startswith(':') else ' ' + why}")
+        plan.why[task_id] = f"resume: {why[2:]}" if why.startswith(":") else f"resume: it {why}"
+
     for task in _in_dependency_order(workflow):
         before = old_tasks.get(task.id)
         if task.dynamic:
-            plan.reuse.update(_reused_instances(task, before, statuses, recorded, reusable))
+            found = _reused_instances(task, before, statuses, recorded, reusable)
+            plan.reuse.update(found)
+            plan.why[task.id] = (f"resume: a foreach over an upstream result; {len(found)} of its instances "
+                                 f"reused from {run_dir} if its list is made again unchanged")
             continue  # (what depends on it reruns: its instances are known only once they are made)
-        if statuses.get(task.id) != "succeeded":
+        status = statuses.get(task.id)
+        if status != "succeeded":
+            plan.why[task.id] = f"resume: it {status or 'did not finish'} in {run_dir}"
             continue
         if before is None:
-            plan.changes.append(f"task '{task.id}' is new")
+            change(task.id, "is new")
             continue
         what = [name for name in ("plugin", "config", "depends_on") if getattr(before, name) != getattr(task, name)]
         if what:
-            plan.changes.append(f"task '{task.id}' changed ({', '.join(what)})")
+            change(task.id, f"changed ({', '.join(what)})")
             continue
         stale = [d for d in task.depends_on if d not in reusable]
         if stale:
-            plan.changes.append(f"task '{task.id}' depends on '{stale[0]}', which reruns")
+            change(task.id, f"depends on '{stale[0]}', which reruns")
             continue
         read_by_others = any(task.id in t.depends_on for t in workflow.tasks)
         if read_by_others and task.id not in recorded:
-            plan.changes.append(f"task '{task.id}': its result is missing from {run_dir / RESULTS_FILE}")
+            change(task.id, f": its result is missing from {run_dir / RESULTS_FILE}")
             continue
         # A task nothing reads needs no recorded result to count as done (None).
         plan.reuse[task.id] = recorded.get(task.id) if read_by_others else None
+        plan.why[task.id] = f"resume: reused from {run_dir}"
         reusable.add(task.id)
     plan.rerun = [t.id for t in workflow.tasks if t.id not in reusable]
     # In workflow order (fit[0], fit[1], ..., fit[10]), as the run lists them, not the layers' order.
@@ -151,6 +171,13 @@ def _reused_instances(task, before, statuses: dict, recorded: dict, reusable: se
     return {t: recorded[t] for t, status in statuses.items()
             if t.startswith(prefix) and t.endswith("]") and t[len(prefix):-1].isdigit() and status == "succeeded"
             and t in recorded}
+
+
+def _rerun_all(plan: ResumePlan, workflow: Workflow, why: str) -> ResumePlan:
+    plan.changes.append(why)
+    plan.rerun = [t.id for t in workflow.tasks]
+    plan.why = dict.fromkeys(plan.rerun, why)
+    return plan
 
 
 def _old_workflow(run_dir: Path, params: dict | None = None) -> Workflow | None:
@@ -215,3 +242,35 @@ def last_durations(log_dir: Path, workflow: Workflow) -> dict[str, float]:
     """`task_weights` of the latest run of this workflow file under log_dir ({} if none)."""
     run_dir = latest_run(log_dir, workflow)
     return {} if run_dir is None else task_weights(read_task_records(run_dir))
+
+
+@dataclass
+class RunTimes:
+    """What a run's records say about its time, for predicting other pool sizes."""
+    run_dir: Path
+    seconds: dict  # task_id -> `task_weights`' seconds
+    wall_s: float | None  # run.json's duration_s
+    overhead_s: float  # wall_s less the span of its tasks (first start to last end): starting, recording
+    workers: int | None
+    unmeasured: list = field(default_factory=list)  # tasks with no seconds: reused, or never started
+
+
+def run_times(run_dir: Path, task_ids) -> RunTimes:
+    """The times of `run_dir`'s tasks among `task_ids` (a workflow's, in its order)."""
+    records = read_task_records(run_dir)
+    doc = read_run_json(run_dir) or {}
+    seconds = task_weights(records)
+    ran = [r for t, r in records.items() if t in seconds]
+    starts = [e for e in (iso_epoch(r.get("started_at")) for r in ran) if e is not None]
+    ends = [e for e in (iso_epoch(r.get("finished_at")) for r in ran) if e is not None]
+    wall = doc.get("duration_s") if isinstance(doc.get("duration_s"), (int, float)) else None
+    span = max(ends) - min(starts) if starts and ends else 0.0
+    overhead = max(0.0, wall - span) if wall is not None else 0.0
+    workers = doc.get("workers") if isinstance(doc.get("workers"), int) else None
+    return RunTimes(run_dir, seconds, wall, overhead, workers, [t for t in task_ids if t not in seconds])
+
+
+def last_run_times(log_dir: Path, workflow: Workflow) -> RunTimes | None:
+    """`run_times` of the latest run of this workflow file under log_dir (None if there is none)."""
+    run_dir = latest_run(log_dir, workflow)
+    return None if run_dir is None else run_times(run_dir, [t.id for t in workflow.tasks])

@@ -47,7 +47,8 @@ __all__ = ["RUN_JSON", "TASKS", "JOURNAL", "SUMMARY", "WORKFLOW_COPY", "slugify"
            "RunName", "parse_run_dir_name", "is_run_dir_name", "find_runs", "needs_file_tag", "runs_of_file",
            "trusted_runs_of_file", "read_trusted_task_record", "latest_run", "RecordError", "MAX_RECORD_BYTES", "read_run_file", "load_run_json", "read_run_json",
            "read_trusted_run_json", "task_record_path", "load_task_record", "read_task_record", "load_task_records",
-           "read_task_records", "read_log_tail", "read_summary", "coordinator_alive", "effective_status", "run_state"]
+           "read_task_records", "read_log_tail", "read_summary", "coordinator_alive", "effective_status", "run_state",
+           "iso_epoch"]
 
 import errno
 import hashlib
@@ -573,7 +574,7 @@ def coordinator_alive(doc: dict) -> bool | None:
     recorded = doc.get("pid_create_time")
     if isinstance(recorded, (int, float)) and not isinstance(recorded, bool):
         return abs(created - recorded) <= PID_CREATE_SLACK_S
-    started = _epoch(doc.get("started_at"))
+    started = iso_epoch(doc.get("started_at"))
     return not (started is not None and created > started + STARTED_AT_SLACK_S)
 
 
@@ -591,7 +592,8 @@ def run_state(run_dir: Path) -> str:
     return "unknown" if doc is None else effective_status(doc)
 
 
-def _epoch(iso) -> float | None:
+def iso_epoch(iso) -> float | None:
+    """The epoch seconds of a recorded ISO 8601 time (None for none, or one that does not parse)."""
     try:
         return datetime.fromisoformat(iso).timestamp() if iso else None
     except (TypeError, ValueError):
