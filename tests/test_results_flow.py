@@ -160,6 +160,24 @@ def test_a_reference_to_a_task_that_is_not_upstream_is_a_located_validate_error(
     assert line.startswith(f"{flow}:9: task 'use': ") and fragment in line, line
 
 
+def test_an_upstream_result_in_inputs_is_a_validate_error(here):
+    write(here, "tools.py", TOOLS)
+    flow = write(here, "flow.yaml", """
+        name: flow
+        tasks:
+          - {id: make, plugin: python, config: {function: "tools:make"}}
+          - id: use
+            plugin: shell
+            depends_on: [make]
+            cache: true
+            inputs: ["${tasks.make.result.files.0}"]
+            config: {command: "true"}
+    """)
+    (line,) = refused("validate", flow)
+    assert line.startswith(f"{flow}:8: task 'use': inputs: '${{tasks.make.result.files.0}}': an upstream result "
+                           f"goes into 'config', 'when' or 'foreach', not here"), line
+
+
 def test_a_resumed_or_cached_upstream_gives_its_earlier_result(here):
     write(here, "tools.py", TOOLS)
     (here / "calls").mkdir()

@@ -228,7 +228,8 @@ def expand_tasks(checker, tasks: list, params: dict,
                 config, problems = render_value(task.config, scope, quote_paths=SHELL_KEYS.get(task.plugin, ()))
             for path, message in problems:
                 report(message, _line_of(lines, path, task.line))
-            inputs, input_problems = render_value(list(task.inputs), scope)
+            # (No upstream result here: the cache key is read before the task runs.)
+            inputs, input_problems = render_value(list(task.inputs), Scope(params, item=scope.item, index=scope.index))
             for _, message in input_problems:
                 report(f"inputs: {message}", feature_lines.get("inputs"))
             if not input_problems and not task.depends_on and checker.directory is not None:
@@ -270,10 +271,10 @@ def _dynamic_foreach(task, text: str, source, scope_of, params: dict, report, li
                f"'${{tasks.{sorted(source.reads)[0]}.result}}', got {text!r}", lines.get("foreach"))
     reads = set(source.reads)
     scope = Scope(params, item=LATER, index=LATER, tasks=scope_of())
-    for path, message in render_value([task.config, list(task.inputs)], scope,
-                                      quote_paths=tuple((0, *p) for p in SHELL_KEYS.get(task.plugin, ())))[1]:
-        report(message if path[0] == 0 else f"inputs: {message}",
-               _line_of(config_lines, path[1:], task.line) if path[0] == 0 else lines.get("inputs"))
+    for path, message in render_value(task.config, scope, quote_paths=SHELL_KEYS.get(task.plugin, ()))[1]:
+        report(message, _line_of(config_lines, path, task.line))
+    for _, message in render_value(list(task.inputs), Scope(params, item=LATER, index=LATER))[1]:
+        report(f"inputs: {message}", lines.get("inputs"))
     reads |= scope.tasks.reads
     if task.when is not None:
         when_scope = Scope(params, tasks=scope_of())

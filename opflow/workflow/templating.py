@@ -292,7 +292,7 @@ def _task_result(rest: str, inner: str, scope: Scope):
         tasks.check(task_id, inner)
         return _DEFERRED
     if tasks is _MISSING:
-        raise TemplateError(f"'${{{inner}}}': an upstream result is not known here")
+        raise TemplateError(f"'${{{inner}}}': an upstream result goes into 'config', 'when' or 'foreach', not here")
     if task_id not in tasks:
         raise TemplateError(f"'${{{inner}}}': task '{task_id}' has no result (it did not succeed)")
     value = tasks[task_id]
