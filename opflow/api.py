@@ -236,7 +236,9 @@ async def _prepare_and_run(path: str | Path, options: Options, reporters: Iterab
             source = resume_source(log_dir, whole, options.resume)
             plan = await interrupts.call_off_loop(plan_resume, source, whole)
             runs = {t.id for t in workflow.tasks}  # with --only: what this run holds
-            reuse = {t: blob for t, blob in plan.reuse.items() if t not in forced and t in runs}
+            # (A dynamic foreach's instances are made during the run: kept by their task's id.)
+            reuse = {t: blob for t, blob in plan.reuse.items()
+                     if t not in forced and (t in runs or t.split("[", 1)[0] in runs)}
             run_options.reuse, run_options.reused_from = reuse, str(source)
             run_options.reused_records = read_task_records(source, reuse)  # a record lost in a crash: reused, less described
             extra.update({"resumed_from": str(source), "resume_changes": plan.changes, "reused": list(reuse)})

@@ -71,6 +71,9 @@ class TaskRequest:
     #: The run's secret values: written `***` in the task's log, its result kept out of the results log
     #: (opflow/masking.py). The task itself gets the real values, in its config and params.
     secrets: tuple = field(default=(), repr=False)
+    #: The coordinator reads this result's value (`${tasks...}`, `when`, a dynamic
+    #: foreach): it comes back in `Outcome.value`, as plain data.
+    keep_value: bool = False
     #: Set by the backend, never by the coordinator: where upstream results are
     #: read and this one is published (a StoreAddress, a ContextStore, a snapshot).
     store: Any = None
@@ -120,6 +123,8 @@ class Outcome:
     #: status. Empty for a failure opflow made (a timeout, a crash): its error type is matched.
     retry_names: tuple = ()
     outputs: dict | None = None  # declared output file -> its sha256, after a success
+    #: The result as plain data (or a templating.NotPlain) when the request asked `keep_value`.
+    value: Any = None
 
     @classmethod
     def failed(cls, token: int, error: dict, *, started_at: float | None = None, pid: int = 0,

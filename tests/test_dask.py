@@ -613,3 +613,19 @@ def test_run_json_records_the_cluster_it_ran_on(dask_cluster, tmp_path, write_wo
     cluster = run_json(latest_run_dir(tmp_path / "logs"))["cluster"]
     # Two single-thread workers started by hand with --no-dashboard: no link to give.
     assert cluster == {"scheduler": dask_cluster, "dashboard": None, "workers": 2, "threads": 2}
+
+
+def test_results_between_tasks_when_and_a_dynamic_foreach_give_the_same_records_as_the_pool(tmp_path):
+    shutil.copytree(REPO / "examples", tmp_path / "examples", symlinks=False)
+    flow = tmp_path / "examples" / "csv_fanout.yaml"
+    seen = {}
+    for executor in ("process", "dask"):
+        result = go(flow, executor, tmp_path / executor)
+        assert result.exit_code == 0, executor
+        seen[executor] = {t: (r["status"], r["result"], r["config"], r["depends_on"], r["reason"])
+                          for t, r in records(result.run_dir).items()}
+    assert seen["dask"] == seen["process"]
+    assert seen["dask"]["count_rows[0]"][1] == {"file": "sales/east.csv", "rows": 4}
+    skipped = go(flow, "dask", tmp_path / "dask", params={"big": 100})
+    assert skipped.exit_code == 0
+    assert records(skipped.run_dir)["note_big"]["reason"].startswith("when: ${tasks.summary.result.rows} > ${params.big}")

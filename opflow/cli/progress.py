@@ -104,6 +104,10 @@ class ConsoleProgress(Reporter):
             if self.tty and not self.quiet and self._ticker is None:
                 self._ticker = threading.Thread(target=self._tick, name="opflow-progress", daemon=True)
                 self._ticker.start()
+        elif kind == "tasks_expanded":  # a foreach over an upstream result made its instances
+            self._total += len(event["tasks"]) - 1
+            if not self.tty:
+                self._line(f"fan-out   {event['task_id']}: {plural(len(event['tasks']), 'instance')}", important=False)
         elif kind == "task_queued":
             self._queued.add(event["task_id"])
         elif kind == "task_started":

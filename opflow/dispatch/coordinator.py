@@ -52,6 +52,7 @@ from __future__ import annotations
 __all__ = ["RunOptions", "RunSummary", "Coordinator", "run_async", "run"]
 
 import asyncio
+import dataclasses
 import enum
 import os
 import random
@@ -71,6 +72,7 @@ from opflow.dispatch.admission import Admission
 from opflow.dispatch.interrupts import await_despite_cancel, call_off_loop
 from opflow.dispatch.ready import ReadySet
 from opflow.dispatch.record import Attempt, TaskState, reused_record, task_record
+from opflow.dispatch.upstream_values import UpstreamValues
 from opflow.events import Reporter, RunStatus, TaskStatus, iso_time
 from opflow.masking import Masker
 from opflow.options import Options
@@ -206,6 +208,7 @@ class Coordinator:
         self._early_starts: dict[str, tuple[int, int]] = {}  # task_id -> (token, pid): see _on_started
         self._backlog_wait = False  # a look at the reporters' backlog is scheduled (_has_room)
         self._window_wait = False  # a look at the backend's window is scheduled (_has_room)
+        self._values = UpstreamValues(workflow)  # results some task's config or `when` reads
 
     # -- events -------------------------------------------------------------
     def _wait_recorded_start(self) -> None:
@@ -315,14 +318,17 @@ class Coordinator:
             return
         self._on_signal(self._signal or signal.SIGINT)
 
-    def _seed_reused_results(self) -> list[str]:
-        """Resume: tasks that succeeded before count as succeeded, their results in the store."""
+    def _seed_reused_results(self, among: Iterable[str] | None = None) -> list[str]:
+        """Resume: tasks that succeeded before count as succeeded, their results in the store
+        (`among`: the instances a dynamic foreach just made)."""
         reused = []
-        for task_id, blob in self.options.reuse.items():
+        for task_id in self.options.reuse if among is None else among:
             state = self.states.get(task_id)
-            if state is None:
+            if state is None or task_id not in self.options.reuse:
                 continue
+            blob = self.options.reuse[task_id]
             reused.append(task_id)
+            self._values.keep_pickled(task_id, blob)
             if blob is not None:
                 if self.options.results_path:
                     append_result(self.options.results_path, task_id, blob)
@@ -349,7 +355,7 @@ class Coordinator:
                 self._submit_batch(batch)
         while self._ready.has_ready_trigger() and self._has_room():
             task_id = self._ready.get_ready_trigger()
-            if task_id is not None and not self._reuse_cached(task_id):
+            if task_id is not None and self._dispatchable(task_id):
                 self._submit_batch([task_id])
 
     def _pump_admitted(self) -> None:
@@ -428,11 +434,56 @@ class Coordinator:
             size = max(1, size)
         batch: list[str] = []
         while len(batch) < size and (task_id := self._ready.get_ready()) is not None:
-            if not self._reuse_cached(task_id):
+            if self._dispatchable(task_id):
                 batch.append(task_id)
                 if self._batches:
                     batch.extend(self._ready.chain_after(task_id))
         return batch
+
+    def _dispatchable(self, task_id: str) -> bool:
+        """Does the ready task go to a worker? Not if upstream values decide otherwise
+        (its `when:` is false, its config cannot be rendered), nor if the cache has it."""
+        state = self.states[task_id]
+        if state.spec.decided_when_ready:
+            # Its config as written (a retry renders it again, never a rendered one), its
+            # depends_on as now (a foreach over an upstream result may have made instances).
+            decision = self._values.prepare(dataclasses.replace(state.spec, config=self.workflow.task(task_id).config))
+            if decision.skipped is not None:
+                self._ready.skip(state, decision.skipped)
+                return False
+            if decision.instances is not None:
+                self._fan_out(state, decision.instances)
+                return False
+            if decision.error is not None:
+                state.outcome = Outcome.failed(0, error_record("ConfigError", decision.error))
+                state.outcome.error["misconfigured"] = True
+                self._fail(state)
+                return False
+            state.spec = decision.spec  # its config as rendered: what it runs with, what its record shows
+        return not self._reuse_cached(task_id)
+
+    def _fan_out(self, state: TaskState, instances: list) -> None:
+        """A dynamic foreach: its instances take the task's place (a resumed run reuses
+        those that succeeded in the run it resumes, as it does any task)."""
+        group_id = state.spec.id
+        ids = [spec.id for spec in instances]
+        # In the task's place, as a static foreach lists them (run.json's order); the ready
+        # set shares this dict, so it is rebuilt in place.
+        before = list(self.states.items())
+        self.states.clear()
+        for task_id, task_state in before:
+            if task_id != group_id:
+                self.states[task_id] = task_state
+                continue
+            for spec in instances:
+                self.states[spec.id] = TaskState(spec)
+                self.states[spec.id].waiting = 0  # its upstream (the task's) is done
+        self._values.add_group(group_id, ids)
+        self.emit("tasks_expanded", task_id=group_id, tasks=ids)
+        reused = self._seed_reused_results(ids)
+        self._ready.fan_out(group_id, state.spec.depends_on, ids)
+        for task_id in reused:
+            self._ready.done(task_id)
 
     def _submit_batch(self, task_ids: list[str]) -> None:
         requests = [self._request(task_id) for task_id in task_ids]
@@ -462,7 +513,7 @@ class Coordinator:
             persist_path=self.options.results_path if (publish or spec.cache) else None,
             max_memory=_kill_past(spec), notify_start=True,  # every start: task_started means started in a worker
             halt_on_failure=not self.options.keep_going and attempt > spec.retries,
-            groups=spec.groups, **self._ready.trigger_fields(spec, upstream),
+            groups=spec.groups, keep_value=self._values.wanted(task_id), **self._ready.trigger_fields(spec, upstream),
             log_path=os.path.join(self.options.task_logs_dir, f"{task_id}.log") if self.options.task_logs_dir else None,
             keep_children=spec.keep_children, run_dir=self.options.run_dir,
             outputs=spec.outputs, secrets=self.workflow.secrets,
@@ -565,6 +616,7 @@ class Coordinator:
         attempt.error = outcome.error
         attempt.pid = outcome.pid or attempt.pid
         if outcome.ok:
+            self._values.keep(task_id, outcome.value)
             self._succeed(state)
         elif self._killed_why is not None:
             state.status = TaskStatus.CANCELLED
@@ -768,6 +820,7 @@ class Coordinator:
         if hit is None:
             state.cache_miss = verdict.reason
             return False
+        self._values.keep_pickled(task_id, hit.blob)
         if publish:
             if self.options.results_path:
                 append_result(self.options.results_path, task_id, hit.blob)
@@ -855,6 +908,7 @@ def _keep_only_what_readers_need(outcome: Outcome) -> None:
     digest (downstream cache keys); its rendered result may be large, and a run keeps
     one outcome per task."""
     outcome.result = None
+    outcome.value = None
     outcome.where = None
     outcome.extra = None
 

@@ -46,6 +46,7 @@ from __future__ import annotations
 __all__ = ["ReadySet", "CHAIN_MAX"]
 
 import collections
+import dataclasses
 import heapq
 import time
 from typing import TYPE_CHECKING, Callable, Iterable
@@ -92,6 +93,7 @@ class ReadySet:
         self._finish = finish
         self._layers = layers
         self._position = {t.id: i for i, t in enumerate(tasks)}
+        self._next_position = len(tasks)  # for instances made during the run (fan_out)
         self._in_order: list[str] | None = None  # every task, layer by layer (order())
         self.children = _Children()
         for t in tasks:
@@ -102,8 +104,10 @@ class ReadySet:
         self._ready: list[tuple] = []
         self.order_key = order or {t: (i,) for t, i in self._position.items()}
         self._triggers: collections.deque[str] = collections.deque()  # all_done / one_failed tasks
-        self._has_triggers = any(t.trigger != "all_success" for t in tasks)
+        # (A `when:` that is false skips its task as a rule does: settled the same way.)
+        self._has_triggers = any(t.trigger != "all_success" or t.when is not None for t in tasks)
         self.not_triggered: set[str] = set()  # skipped by their rule (or behind one that was): not failures
+        self._causes: dict[str, str] = {}  # task skipped by a false `when:` (or behind one) -> that reason
         self._upstream_sets: dict[str, frozenset] = _UpstreamSets()
         self._upstream_readers: dict[str, int] = {}  # task_id -> dependents yet to compute their upstream
         self._upstream_of_group_readers: dict[int, frozenset] = {}  # id(a shared depends_on) -> its set
@@ -185,6 +189,54 @@ class ReadySet:
         in the start order (`first`: kept for callers; the order puts it where it belongs)."""
         heapq.heappush(self._ready, (self.order_key[task_id], task_id))
 
+    def skip(self, state: TaskState, reason: str) -> None:
+        """A ready task whose `when:` is false: skipped, not a failure; its all_success
+        dependents are skipped for the same reason."""
+        self._causes[state.spec.id] = reason
+        self._skip(state, reason, not_triggered=True)
+
+    def fan_out(self, group_id: str, deps: tuple, instances: list[str]) -> None:
+        """A dynamic foreach task made its instances (their states in `states`, the task's
+        gone; `deps` its depends_on): they take its place in the graph, its dependents wait for all of them (and
+        read the group, spec.groups), and those pending are ready (its upstream is done)."""
+        layer = next(layer for layer in self._layers if group_id in layer)
+        at = layer.index(group_id)
+        layer[at:at + 1] = instances
+        self._in_order = None
+        del self._position[group_id]
+        group_key = self.order_key.pop(group_id, (self._next_position,))
+        for i, task_id in enumerate(instances):
+            self._position[task_id] = self._next_position
+            self._next_position += 1
+            self.order_key[task_id] = group_key + (i,)  # the task's place in the start order, instances in turn
+        for dep in deps:
+            self.children[dep] = [c for c in self.children[dep] if c != group_id] + instances
+            if dep in self._upstream_readers:
+                self._upstream_readers[dep] += len(instances) - 1
+        readers = self.children.pop(group_id, [])
+        for child in readers:
+            state = self._states[child]
+            spec = state.spec
+            depends_on = tuple(d for dep in spec.depends_on for d in (instances if dep == group_id else (dep,)))
+            state.spec = dataclasses.replace(spec, depends_on=depends_on,
+                                             groups=spec.groups + ((group_id, tuple(instances)),))
+            state.waiting += len(instances) - 1
+        for task_id in instances:
+            if readers:
+                self.children[task_id] = list(readers)
+        for waiting in self._held.values():  # results held for the task's readers: now for its instances'
+            if group_id in waiting:
+                waiting.discard(group_id)
+                waiting.update(instances)
+        for task_id in instances:
+            if self._states[task_id].status is TaskStatus.PENDING:
+                self._make_ready(task_id)
+        if not instances:
+            for child in readers:
+                state = self._states[child]
+                if state.waiting == 0 and state.status is TaskStatus.PENDING:
+                    self._make_ready(child)
+
     def stop(self, reason: str, triggers_too: bool) -> None:
         """No all_success task starts from now; `triggers_too`: no trigger task either."""
         self.stop_reason = reason
@@ -241,7 +293,7 @@ class ReadySet:
                 break
             child = self._states[children[0]]
             spec = child.spec
-            if (len(spec.depends_on) != 1 or spec.trigger != "all_success" or spec.cache
+            if (len(spec.depends_on) != 1 or spec.trigger != "all_success" or spec.cache or spec.decided_when_ready
                     or child.status is not TaskStatus.PENDING or child.waiting != 1):
                 break
             task_id = spec.id
@@ -296,7 +348,12 @@ class ReadySet:
         children hear of it."""
         blockers = [d for d in state.spec.depends_on if self._states[d].status in _BLOCKING]
         if blockers and not at_end and all(b in self.not_triggered for b in blockers):
-            self._skip(state, f"not triggered: upstream '{blockers[0]}' was not triggered", not_triggered=True)
+            cause = self._causes.get(blockers[0])
+            if cause is not None:
+                self._causes[state.spec.id] = cause
+                self._skip(state, f"upstream '{blockers[0]}' was skipped ({cause})", not_triggered=True)
+            else:
+                self._skip(state, f"not triggered: upstream '{blockers[0]}' was not triggered", not_triggered=True)
             return True
         if blockers:
             verb = "failed" if self._states[blockers[0]].status is TaskStatus.FAILED else "was skipped"

@@ -131,6 +131,12 @@ def plan_resume(run_dir: Path, workflow: Workflow) -> ResumePlan:
 
     for task in _in_dependency_order(workflow):
         before = old_tasks.get(task.id)
+        if task.dynamic:
+            found = _reused_instances(task, before, statuses, recorded, reusable)
+            plan.reuse.update(found)
+            plan.why[task.id] = (f"resume: a foreach over an upstream result; {len(found)} of its instances "
+                                 f"reused from {run_dir} if its list is made again unchanged")
+            continue  # (what depends on it reruns: its instances are known only once they are made)
         status = statuses.get(task.id)
         if status != "succeeded":
             plan.why[task.id] = f"resume: it {status or 'did not finish'} in {run_dir}"
@@ -162,8 +168,25 @@ def plan_resume(run_dir: Path, workflow: Workflow) -> ResumePlan:
         reusable.add(task.id)
     plan.rerun = [t.id for t in workflow.tasks if t.id not in reusable]
     # In workflow order (fit[0], fit[1], ..., fit[10]), as the run lists them, not the layers' order.
+    instances = {t: blob for t, blob in plan.reuse.items() if t not in reusable}
     plan.reuse = {t.id: plan.reuse[t.id] for t in workflow.tasks if t.id in reusable}
+    plan.reuse.update(instances)
     return plan
+
+
+def _reused_instances(task, before, statuses: dict, recorded: dict, reusable: set) -> dict:
+    """A foreach over an upstream result: the instances the run made that succeeded, for the
+    coordinator to reuse once it makes them again (dispatch/fan_out.py). Only while the task
+    is unchanged and its upstream is reused, so that its list is the same."""
+    if before is None or not before.dynamic or any(
+            getattr(before, name) != getattr(task, name) for name in ("plugin", "config", "depends_on", "foreach")):
+        return {}
+    if any(d not in reusable for d in task.depends_on):
+        return {}
+    prefix = f"{task.id}["
+    return {t: recorded[t] for t, status in statuses.items()
+            if t.startswith(prefix) and t.endswith("]") and t[len(prefix):-1].isdigit() and status == "succeeded"
+            and t in recorded}
 
 
 def _rerun_all(plan: ResumePlan, workflow: Workflow, why: str) -> ResumePlan:

@@ -26,6 +26,7 @@ from opflow.worker.shared_results import SHARED_MIN_BYTES, dumps_out_of_band, pu
 from opflow.worker.output import capture, current_sink, repair_std_fds
 from opflow.worker.outputs import output_digests, output_path
 from opflow.masking import Masker
+from opflow.workflow.templating import plain_value
 
 
 def execute(request: TaskRequest, *, own_process: bool = False) -> Outcome:
@@ -66,6 +67,8 @@ def _execute(request: TaskRequest) -> Outcome:
             else:
                 _store(request.store).put(request.task_id, blob)
         outcome.result = render(value)
+        if request.keep_value:
+            outcome.value = plain_value(value)
         outcome.ok = True
     except PluginError as exc:
         outcome.error = error_record(ErrorKind.PLUGIN_ERROR, str(exc), traceback.format_exc())

@@ -13,6 +13,7 @@ __all__ = ["TRIGGERS", "FEATURE_KEYS", "FEATURE_DEFAULT_KEYS", "task_features", 
 
 import dataclasses
 import difflib
+import functools
 import glob
 import itertools
 import json
@@ -22,12 +23,14 @@ from typing import Callable
 
 import yaml
 
+from opflow.workflow.conditions import parse_condition
 from opflow.workflow.config_schema import check_config
 from opflow.workflow.limits import MAX_ID_LENGTH
-from opflow.workflow.templating import Scope, render_value
+from opflow.workflow.templating import LATER, Deferred, Scope, render_value
 
 TRIGGERS = ("all_success", "all_done", "one_failed")
-FEATURE_KEYS = ("trigger", "cache", "inputs", "outputs", "foreach", "tags", "retry_on", "matrix")
+FEATURE_KEYS = ("trigger", "cache", "inputs", "outputs", "foreach", "tags", "retry_on", "matrix", "when",
+                "max_items")
 FEATURE_DEFAULT_KEYS = ("cache", "retry_on")
 #: A tag, and an exception type name of `retry_on` (a dotted name: `requests.ConnectionError` too).
 _TAG = re.compile(r"[A-Za-z0-9_.-]+")
@@ -37,6 +40,8 @@ _EXIT_STATUS = re.compile(r"exit:([0-9]{1,3})")
 _MATRIX_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MATRIX_VALUE = re.compile(r"[A-Za-z0-9_.:@+-]+")
 MAX_INSTANCES = 100_000  # a foreach larger than this is a typo (or a job for another tool)
+#: A foreach over an upstream result makes at most this many instances (`max_items`), by default.
+DEFAULT_MAX_ITEMS = 10_000
 
 #: Which config strings of which plugin are shell commands (their values are shell-quoted).
 SHELL_KEYS = {"shell": (("command",),)}
@@ -59,11 +64,12 @@ def default_features(checker, items) -> dict:
 
 
 def task_features(checker, items, task_id, defaults: dict) -> dict:
-    """trigger, cache, inputs, outputs, foreach, tags, retry_on, matrix of one task (shapes
-    checked; values rendered later)."""
+    """trigger, cache, inputs, outputs, foreach, tags, retry_on, matrix, when,
+    max_items of one task (shapes checked; values rendered later)."""
     features = {"trigger": "all_success", "cache": bool(defaults.get("cache", False)), "inputs": (), "outputs": (),
                 "foreach": None,
-                "tags": (), "retry_on": defaults.get("retry_on"), "matrix": None}
+                "tags": (), "retry_on": defaults.get("retry_on"), "matrix": None, "when": None,
+                "max_items": DEFAULT_MAX_ITEMS}
     if "tags" in items:
         node = items["tags"][1]
         value = checker.value(node)
@@ -123,6 +129,23 @@ def task_features(checker, items, task_id, defaults: dict) -> dict:
             checker.problem(f"'foreach' must be a list or '${{params.NAME}}', got {type(value).__name__}", node, task_id)
         else:
             features["foreach"] = value
+    if "max_items" in items:
+        node = items["max_items"][1]
+        value = checker.value(node)
+        if "foreach" not in items:
+            checker.problem("'max_items' goes with 'foreach: ${tasks.ID.result...}'", node, task_id)
+        elif isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_INSTANCES:
+            checker.problem(f"'max_items' must be a whole number from 1 to {MAX_INSTANCES}, got {value!r}"[:200],
+                            node, task_id)
+        else:
+            features["max_items"] = value
+    if "when" in items:
+        node = items["when"][1]
+        condition, problem = parse_condition(checker.value(node))
+        if problem:
+            checker.problem(problem, node, task_id)
+        else:
+            features["when"] = condition
     return features
 
 
@@ -292,6 +315,8 @@ def expand_tasks(checker, tasks: list, params: dict,
     out = []
     groups: dict[str, tuple[str, ...]] = {}
     checked: dict = {}  # _flat_key -> check_config's findings
+    known = {t.id for t in tasks}
+    upstream_of = _UpstreamOf(tasks)  # ${tasks.ID...} names a task upstream, as written
     matched: dict = {}  # inputs: pattern -> whether it names a file (a pattern many tasks share: looked up once)
 
     def config_problems(plugin, schema, config) -> list:
@@ -304,7 +329,7 @@ def expand_tasks(checker, tasks: list, params: dict,
         return found
 
     for task in tasks:
-        if (task.foreach is None and task.matrix is None and not task.inputs and not task.outputs
+        if (task.foreach is None and task.matrix is None and not task.inputs and not task.outputs and task.when is None
                 and task.id in checker.plain_configs):
             # Nothing to render (most tasks of a 100,000-task file): only the plugin's
             # checks. Any problem is worded by the full walk below.
@@ -323,13 +348,22 @@ def expand_tasks(checker, tasks: list, params: dict,
                 reported.add((line, message))
                 checker.problem(message, task_id=task.id, line=line or task.line)
 
-        variants = [(task.id, Scope(params, env))]
+        def later(task=task):  # each variant collects the ${tasks...} it holds
+            return Deferred(task.id, known, functools.partial(upstream_of.of, task.id))
+
+        variants = [(task.id, Scope(params, env, tasks=later()))]
         if task.foreach is not None:
             items = task.foreach
             if isinstance(items, str):
-                items, problems = render_value(items, Scope(params, env))
+                source = later()
+                items, problems = render_value(items, Scope(params, env, tasks=source))
                 for _, message in problems:
                     report(f"foreach: {message}", feature_lines.get("foreach"))
+                if source.reads and not problems:
+                    # Over an upstream result: its instances are made when that task has run
+                    # (dispatch/fan_out.py); checked here, the task stands for them until then.
+                    out.append(_dynamic_foreach(task, items, source, later, params, report, feature_lines, lines))
+                    continue
                 if problems:
                     items = []
                 elif not isinstance(items, list):
@@ -339,10 +373,11 @@ def expand_tasks(checker, tasks: list, params: dict,
             if len(items) > MAX_INSTANCES:
                 report(f"'foreach' has {len(items)} items; at most {MAX_INSTANCES}", feature_lines.get("foreach"))
                 items = []
-            variants = [(f"{task.id}[{i}]", Scope(params, env, item=item, index=i)) for i, item in enumerate(items)]
+            variants = [(f"{task.id}[{i}]", Scope(params, env, item=item, index=i, tasks=later()))
+                        for i, item in enumerate(items)]
             groups[task.id] = tuple(v[0] for v in variants)
         elif task.matrix is not None:
-            variants = [(instance_id, Scope(params, matrix=values))
+            variants = [(instance_id, Scope(params, env, matrix=values, tasks=later()))
                         for instance_id, values in matrix_instances(task.id, task.matrix)]
             too_long = [v for v, _ in variants if len(v) > MAX_ID_LENGTH]
             if too_long:
@@ -362,7 +397,8 @@ def expand_tasks(checker, tasks: list, params: dict,
                 config, problems = render_value(task.config, scope, quote_paths=SHELL_KEYS.get(task.plugin, ()))
             for path, message in problems:
                 report(message, _line_of(lines, path, task.line))
-            inputs, input_problems = render_value(list(task.inputs), scope)
+            # (No upstream result here: the cache key is read before the task runs.)
+            inputs, input_problems = render_value(list(task.inputs), Scope(params, item=scope.item, index=scope.index))
             for _, message in input_problems:
                 report(f"inputs: {message}", feature_lines.get("inputs"))
             if not input_problems and not task.depends_on and checker.directory is not None:
@@ -376,22 +412,73 @@ def expand_tasks(checker, tasks: list, params: dict,
                 report(f"outputs: {message}", feature_lines.get("outputs"))
             if not problems and schema is not None:
                 for path, message in config_problems(task.plugin, schema, config):
-                    report(message, _line_of(lines, path, task.line))
+                    if not any(path[:len(p)] == p for p in scope.tasks.paths):  # (values known at dispatch)
+                        report(message, _line_of(lines, path, task.line))
             if check_task is not None:
                 for message in check_task(config, task.depends_on):
                     key, message = message if isinstance(message, tuple) else (("source",), message)
                     report(message, lines.get(key, task.line))
-            if not fans_out and config is task.config and not task.inputs and not task.outputs:
+            if task.when is not None:
+                for message in task.when.check(scope):
+                    report(f"when: {message}", feature_lines.get("when"))
+            later = scope.tasks
+            if not fans_out and config is task.config and not task.inputs and not task.outputs and not later.reads:
                 out.append(task)  # nothing to render: keep the spec (100,000-task files)
                 continue
             out.append(dataclasses.replace(task, id=instance_id, config=config,
                                            inputs=tuple(str(i) for i in inputs),
                                            outputs=tuple(str(o) for o in outputs),
-                                           group=task.id if fans_out else None))
+                                           group=task.id if fans_out else None,
+                                           deferred=tuple(later.paths), reads=tuple(sorted(later.reads))))
     if groups:
         expanded: dict[tuple, tuple] = {}
         out = [_with_instances(t, groups, expanded) for t in out]
     return out, groups
+
+
+def _dynamic_foreach(task, text: str, source, scope_of, params: dict, report, lines: dict, config_lines):
+    """The task of a `foreach: ${tasks.ID.result...}`, as it stands until ID has run: its
+    config is checked now (`${item}` accepted), rendered per instance then."""
+    if not _WHOLE_REFERENCE.fullmatch(text.strip()):
+        report(f"'foreach' over an upstream result must be exactly one reference, such as "
+               f"'${{tasks.{sorted(source.reads)[0]}.result}}', got {text!r}", lines.get("foreach"))
+    reads = set(source.reads)
+    scope = Scope(params, item=LATER, index=LATER, tasks=scope_of())
+    for path, message in render_value(task.config, scope, quote_paths=SHELL_KEYS.get(task.plugin, ()))[1]:
+        report(message, _line_of(config_lines, path, task.line))
+    for _, message in render_value(list(task.inputs), Scope(params, item=LATER, index=LATER))[1]:
+        report(f"inputs: {message}", lines.get("inputs"))
+    reads |= scope.tasks.reads
+    if task.when is not None:
+        when_scope = Scope(params, tasks=scope_of())
+        for message in task.when.check(when_scope):
+            report(f"when: {message}", lines.get("when"))
+        reads |= when_scope.tasks.reads
+    return dataclasses.replace(task, foreach=text.strip(), dynamic=True, reads=tuple(sorted(reads)))
+
+
+_WHOLE_REFERENCE = re.compile(r"\$\{[^{}]*\}")
+
+
+class _UpstreamOf:
+    """`task_id in upstream_of[x]`-style reads of each task's transitive upstream, as written
+    (ids of foreach tasks, not of their instances); worked out for the tasks that ask."""
+
+    def __init__(self, tasks: list):
+        self._deps = {t.id: t.depends_on for t in tasks}
+        self._sets: dict = {}
+
+    def of(self, task_id: str) -> set:
+        found = self._sets.get(task_id)
+        if found is None:
+            found, stack = set(), list(self._deps.get(task_id, ()))
+            while stack:  # iterative, and safe on a cycle (reported elsewhere)
+                dep = stack.pop()
+                if dep not in found:
+                    found.add(dep)
+                    stack.extend(self._deps.get(dep, ()))
+            self._sets[task_id] = found
+        return found
 
 
 def _matches_a_file(directory, pattern: str, known: dict) -> bool:

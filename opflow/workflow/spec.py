@@ -27,6 +27,7 @@ from opflow.masking import MIN_SECRET_LENGTH, Masker
 from opflow.words import parse_duration, parse_size
 from opflow.errors import OpflowError, Problem, WorkflowError
 from opflow.workflow.expand import (
+    DEFAULT_MAX_ITEMS,
     FEATURE_DEFAULT_KEYS,
     FEATURE_KEYS,
     default_features,
@@ -83,6 +84,19 @@ class TaskSpec:
     memory: int | str | None = None  # bytes of the memory budget it reserves, or "auto"
     limit: tuple[str, ...] = ()  # named limits it holds while it runs
     priority: int | None = None  # higher starts first; None: by the critical path
+    when: Any = field(default=None, hash=False, compare=False)  # a conditions.Condition, or None
+    #: `foreach: ${tasks.ID.result...}`: its instances are made at run time (dispatch/fan_out.py)
+    dynamic: bool = False
+    max_items: int = DEFAULT_MAX_ITEMS  # a dynamic foreach's instances, at most
+    #: config key paths of the strings holding `${tasks...}`, rendered at dispatch (templating.py)
+    deferred: tuple = field(default=(), hash=False, compare=False)
+    #: ids (as written) of the upstream tasks whose results its config, `when` or `foreach` reads
+    reads: tuple = field(default=(), hash=False, compare=False)
+
+    @property
+    def decided_when_ready(self) -> bool:
+        """Is what it runs (whether, with which config) decided only once it is ready (`when`, results)?"""
+        return bool(self.reads) or self.when is not None or self.dynamic
 
 
 @dataclass(frozen=True)
@@ -615,8 +629,8 @@ class _Checker:
             return None
         # What expand_tasks needs to word this task's problems, noted by tasks() under its id.
         notes = {"config_node": None, "plain": True, "bad_config": bad_config,
-                 "feature_lines": {k: items[k][1].start_mark.line + 1 for k in ("foreach", "inputs", "matrix", "outputs")
-                                   if k in items}}
+                 "feature_lines": {k: items[k][1].start_mark.line + 1
+                                   for k in ("foreach", "inputs", "matrix", "outputs", "when") if k in items}}
         if "config" in items:
             config_node = notes["config_node"] = items["config"][1]
             source = self.text[config_node.start_mark.index:config_node.end_mark.index]
