@@ -43,6 +43,25 @@ def test_the_bounds_and_the_overhead():
     assert predict(graph, {}, [2])[0].wall_s == 0.0  # nothing measured: no time
 
 
+def test_more_slots_than_cpus_share_the_cpus_among_cpu_bound_tasks():
+    """Four 1 s tasks at 4 slots on 2 CPUs: CPU-bound ones take 2 s, sleeping ones 1 s, and
+    a half-and-half mix lands between (each runs its CPU part D / cpus slower)."""
+    graph = {t: () for t in "abcd"}
+    seconds = dict.fromkeys(graph, 1.0)
+    assert simulate(graph, seconds, 4) == pytest.approx(1.0)  # without the CPUs: as measured
+    assert simulate(graph, seconds, 4, cpus=2, cpu_share=dict.fromkeys(graph, 1.0)) == pytest.approx(2.0)
+    assert simulate(graph, seconds, 4, cpus=2, cpu_share=dict.fromkeys(graph, 0.0)) == pytest.approx(1.0)
+    assert simulate(graph, seconds, 4, cpus=2, cpu_share=dict.fromkeys(graph, 0.5)) == pytest.approx(1.0)  # D = 2
+    assert simulate(graph, seconds, 2, cpus=2, cpu_share=dict.fromkeys(graph, 1.0)) == pytest.approx(2.0)
+    # One CPU-bound and one sleeping task beside two more CPU-bound: the sleeper is not slowed.
+    mixed = {"a": 1.0, "b": 1.0, "c": 1.0, "d": 0.0}
+    shares = {t: mixed[t] for t in graph}
+    assert simulate({"d": ()}, {"d": 1.0}, 4, cpus=2, cpu_share=shares) == pytest.approx(1.0)
+    assert simulate(graph, seconds, 4, cpus=2, cpu_share=shares) == pytest.approx(1.5)
+    [prediction] = predict(graph, seconds, [4], cpus=2, cpu_share=dict.fromkeys(graph, 1.0))
+    assert prediction.work_bound_s == pytest.approx(2.0)  # 4 CPU seconds on 2 CPUs
+
+
 def test_predict_without_an_earlier_run_says_so_in_one_line(tmp_path):
     flow = write(tmp_path, "flow.yaml", "name: p\ntasks:\n  - {id: a, plugin: shell, config: {command: 'true'}}\n")
     result = run_cli("plan", str(flow), "--predict", "1,2", "--log-dir", str(tmp_path / "logs"), cwd=tmp_path)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from opflow._version import __version__
+from opflow.machine import cpus_available
 from opflow.rundir.history import RunTimes, run_times
 from opflow.rundir.scaling import pool_scaling
 from opflow.words import plural
@@ -28,7 +29,8 @@ def prediction_document(workflow, times: RunTimes, sizes: list[int]) -> dict:
     """What `plan --predict --json` prints: each size's predicted wall time and bounds, and what they rest on."""
     demand, limits = demand_of(workflow)
     depends_on = {t.id: t.depends_on for t in workflow.tasks}
-    figures = predict(depends_on, times.seconds, sizes, times.overhead_s, demand, limits)
+    cpus, _ = cpus_available()  # more slots than CPUs: CPU-bound tasks share them (predict.py)
+    figures = predict(depends_on, times.seconds, sizes, times.overhead_s, demand, limits, cpus, times.cpu_share)
     return {
         "workflow": workflow.name,
         "from_run": str(times.run_dir),
@@ -36,6 +38,7 @@ def prediction_document(workflow, times: RunTimes, sizes: list[int]) -> dict:
         "overhead_s": round(times.overhead_s, 6),
         "work_s": round(sum(times.seconds.get(t, 0.0) for t in depends_on), 6),
         "unmeasured": times.unmeasured,
+        "cpus": cpus,
         "sizes": [{"workers": f.workers, "predicted_s": round(f.wall_s, 6), "critical_path_s": round(f.critical_path_s, 6),
                    "work_bound_s": round(f.work_bound_s, 6)} for f in figures],
     }
@@ -52,6 +55,10 @@ def prediction_lines(document: dict) -> list[str]:
                      for s in document["sizes"]]),
              f"each figure adds the {document['overhead_s']:.2f}s that run spent outside its tasks "
              "(starting the pool, writing the records)"]
+    if measured["workers"] and measured["workers"] > document["cpus"]:
+        lines.append(f"that run had more workers than the {plural(document['cpus'], 'CPU')} this process may use: "
+                     "its CPU-bound tasks waited for a CPU, so their times are long; predict from a run at "
+                     f"{document['cpus']} workers or fewer")
     if document["unmeasured"]:
         lines.append(f"{plural(len(document['unmeasured']), 'task')} took no time in that run (reused, or never "
                      f"started), counted as 0s: {', '.join(document['unmeasured'][:10])}"

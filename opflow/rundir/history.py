@@ -322,6 +322,7 @@ class RunTimes:
     overhead_s: float  # wall_s less the span of its tasks (first start to last end): starting, recording
     workers: int | None
     unmeasured: list = field(default_factory=list)  # tasks with no seconds: reused, or never started
+    cpu_share: dict = field(default_factory=dict)  # task_id -> its CPU seconds / wall seconds, where recorded
 
 
 def run_times(run_dir: Path, task_ids) -> RunTimes:
@@ -336,7 +337,19 @@ def run_times(run_dir: Path, task_ids) -> RunTimes:
     span = max(ends) - min(starts) if starts and ends else 0.0
     overhead = max(0.0, wall - span) if wall is not None else 0.0
     workers = doc.get("workers") if isinstance(doc.get("workers"), int) else None
-    return RunTimes(run_dir, seconds, wall, overhead, workers, [t for t in task_ids if t not in seconds])
+    return RunTimes(run_dir, seconds, wall, overhead, workers, [t for t in task_ids if t not in seconds],
+                    {t: share for t, r in records.items() if t in seconds and (share := _cpu_share(r)) is not None})
+
+
+def _cpu_share(record: dict) -> float | None:
+    """The part of its wall time a task spent on a CPU (its process tree's user + system)."""
+    used = record.get("resources")
+    if not isinstance(used, dict):
+        return None
+    wall, cpu = used.get("wall_s"), [used.get("cpu_user_s"), used.get("cpu_system_s")]
+    if not isinstance(wall, (int, float)) or wall <= 0 or not all(isinstance(c, (int, float)) for c in cpu):
+        return None
+    return min(1.0, sum(cpu) / wall)
 
 
 def last_run_times(log_dir: Path, workflow: Workflow) -> RunTimes | None:

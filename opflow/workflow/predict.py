@@ -11,6 +11,13 @@ takes none.
 What a task takes, and what the pool gives, go through one hook: `demand(task_id)`
 returns a `Demand` (pool slots, named limits held), and `limits` maps a limit's name to
 how many may hold it at once. By default every task takes one slot and holds no limit.
+
+The CPUs: a pool larger than the machine's CPUs does not make CPU-bound tasks faster.
+Given `cpus` (the CPUs the run may use) and each task's CPU share in the measured run
+(`cpu_share`: CPU seconds / wall seconds), the running tasks share the CPUs: while their
+shares add up to D > cpus, a task of share f runs its CPU part D / cpus times slower, so
+it progresses at 1 / ((1 - f) + f * D / cpus) (a sleeping task, f = 0, is not slowed).
+Without them every task runs as long as it did.
 """
 from __future__ import annotations
 
@@ -69,11 +76,13 @@ def _topological(depends_on: Mapping[str, Sequence[str]], children: Mapping[str,
 
 
 def simulate(depends_on: Mapping[str, Sequence[str]], seconds: Mapping[str, float], workers: int,
-             demand: Callable[[str], Demand] = _one_slot, limits: Mapping[str, int] | None = None) -> float:
+             demand: Callable[[str], Demand] = _one_slot, limits: Mapping[str, int] | None = None,
+             cpus: float | None = None, cpu_share: Mapping[str, float] | None = None) -> float:
     """The span, start of the first task to end of the last, of a run at `workers` slots."""
     if workers < 1:
         raise ValueError(f"a pool of {workers} slots")
     limits = dict(limits or {})
+    share = {t: min(1.0, max(0.0, f)) for t, f in (cpu_share or {}).items()} if cpus else {}
     remaining = remaining_paths(depends_on, seconds)
     position = {t: i for i, t in enumerate(depends_on)}
     waiting = {t: len(deps) for t, deps in depends_on.items()}
@@ -83,9 +92,9 @@ def simulate(depends_on: Mapping[str, Sequence[str]], seconds: Mapping[str, floa
             children[dep].append(task_id)
     ready = [(-remaining[t], position[t], t) for t, n in waiting.items() if n == 0]
     heapq.heapify(ready)
-    running: list[tuple[float, int, str]] = []  # (finish time, order, task_id)
+    running: dict[str, float] = {}  # task_id -> its seconds still to run at full speed
     free, held = workers, dict.fromkeys(limits, 0)
-    now, started = 0.0, 0
+    now = 0.0
     while ready or running:
         skipped = []
         while ready and free > 0:
@@ -100,13 +109,19 @@ def simulate(depends_on: Mapping[str, Sequence[str]], seconds: Mapping[str, floa
             for name in need.limits:
                 if name in held:
                     held[name] += 1
-            heapq.heappush(running, (now + seconds.get(task_id, 0.0), started, task_id))
-            started += 1
+            running[task_id] = seconds.get(task_id, 0.0)
         for entry in skipped:
             heapq.heappush(ready, entry)
         if not running:
             break  # (only a demand that can never be met leaves ready tasks here)
-        now, _, task_id = heapq.heappop(running)
+        rate = _rates(running, share, cpus)
+        # The next to finish at the current rates (ties: the one started first, as dicts keep order).
+        task_id = min(running, key=lambda t: running[t] / rate[t])
+        step = running[task_id] / rate[task_id]
+        now += step
+        for other in running:
+            running[other] -= step * rate[other]
+        del running[task_id]
         need = demand(task_id)
         free += min(max(1, need.slots), workers)
         for name in need.limits:
@@ -119,15 +134,29 @@ def simulate(depends_on: Mapping[str, Sequence[str]], seconds: Mapping[str, floa
     return now
 
 
+def _rates(running: Mapping[str, float], share: Mapping[str, float], cpus: float | None) -> dict[str, float]:
+    """How fast each running task progresses (1: as in the measured run), the CPUs shared."""
+    demand = sum(share.get(t, 0.0) for t in running)
+    if not cpus or demand <= cpus:
+        return dict.fromkeys(running, 1.0)
+    stretch = demand / cpus
+    return {t: 1.0 / ((1.0 - share.get(t, 0.0)) + share.get(t, 0.0) * stretch) for t in running}
+
+
 def predict(depends_on: Mapping[str, Sequence[str]], seconds: Mapping[str, float], sizes: Iterable[int],
             overhead_s: float = 0.0, demand: Callable[[str], Demand] = _one_slot,
-            limits: Mapping[str, int] | None = None) -> list[Prediction]:
+            limits: Mapping[str, int] | None = None, cpus: float | None = None,
+            cpu_share: Mapping[str, float] | None = None) -> list[Prediction]:
     """One `Prediction` per pool size: the simulated wall time and the two bounds, each
-    plus `overhead_s` (what the measured run spent outside its tasks: starting, recording)."""
+    plus `overhead_s` (what the measured run spent outside its tasks: starting, recording).
+    `cpus` and `cpu_share`: the CPUs shared (module docstring); the work bound then counts
+    a pool no wider than the CPUs for the tasks' CPU seconds."""
     critical = max(remaining_paths(depends_on, seconds).values(), default=0.0)
     work = sum(seconds.get(t, 0.0) * max(1, demand(t).slots) for t in depends_on)
-    return [Prediction(workers=n, wall_s=overhead_s + simulate(depends_on, seconds, n, demand, limits),
-                       critical_path_s=overhead_s + critical, work_bound_s=overhead_s + work / n)
+    cpu_work = sum(seconds.get(t, 0.0) * (cpu_share or {}).get(t, 0.0) for t in depends_on) if cpus else 0.0
+    return [Prediction(workers=n, wall_s=overhead_s + simulate(depends_on, seconds, n, demand, limits, cpus, cpu_share),
+                       critical_path_s=overhead_s + critical,
+                       work_bound_s=overhead_s + max(work / n, cpu_work / cpus if cpus else 0.0))
             for n in sizes]
 
 
