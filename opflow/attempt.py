@@ -74,6 +74,10 @@ class TaskRequest:
     #: The coordinator reads this result's value (`${tasks...}`, `when`, a dynamic
     #: foreach): it comes back in `Outcome.value`, as plain data.
     keep_value: bool = False
+    #: What the task asks of a worker beyond one thread: {"cpus": N, "memory": bytes}, from
+    #: its `cpus:` and `memory:` keys (empty: nothing). A cluster backend maps these to its
+    #: workers' declared resources; the process pool admits by them in the coordinator.
+    worker_resources: dict = field(default_factory=dict)
     #: Set by the backend, never by the coordinator: where upstream results are
     #: read and this one is published (a StoreAddress, a ContextStore, a snapshot).
     store: Any = None

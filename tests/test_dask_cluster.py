@@ -91,6 +91,34 @@ def test_the_dashboard_link_is_printed_and_recorded_and_a_scheduler_file_names_t
     assert "dashboard" not in quiet.stdout + quiet.stderr and "dashboard http" not in as_json.stderr
 
 
+def _overlap_flow(folder: Path, key: str) -> Path:
+    """Two tasks asking `key` that each wait (up to 3 s) to see the other running (its
+    `started-*` file, removed as it ends): an `overlap-*` file says they ran at once."""
+    wait = ("touch started-{me}; for i in $(seq 60); do [ -e started-{other} ] && break; sleep 0.05; done; "
+            "if [ -e started-{other} ]; then touch overlap-{me}; fi; rm started-{me}")
+    tasks = "".join(f"  - {{id: {me}, plugin: shell, {key}, config: {{command: '{wait.format(me=me, other=other)}'}}}}\n"
+                    for me, other in (("a", "b"), ("b", "a")))
+    return write(folder, "flow.yaml", "name: asks\ntasks:\n" + tasks)
+
+
+@pytest.mark.parametrize("key, declared", [("cpus: 2", "cpus=2"), ("memory: 200MB", "MEMORY=300e6")])
+def test_cpus_and_memory_become_the_worker_resources_it_declares(tmp_path, key, declared):
+    """A worker of 2 threads declaring `--resources`: two tasks asking for all of it run one
+    at a time there (the coordinator's own window, --workers 4, would let both go); the same
+    worker declaring nothing runs them at once (the control: the tasks can tell)."""
+    flow = _overlap_flow(tmp_path, key)
+    for resources, overlaps in (([f"--resources", declared], False), ([], True)):
+        for stale in tmp_path.glob("started-*"):
+            stale.unlink()
+        with HandStartedCluster(tmp_path, [["--nthreads", "2", *resources]]) as cluster:
+            done = run_cli("run", str(flow), "--executor", "dask", "--scheduler", cluster.address, "--workers", "4",
+                           cwd=tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert bool(list(tmp_path.glob("overlap-*"))) is overlaps, (resources, sorted(tmp_path.iterdir()))
+        for seen in tmp_path.glob("overlap-*"):
+            seen.unlink()
+
+
 def test_a_missing_scheduler_file_is_exit_2_naming_it(tmp_path):
     write(tmp_path, "flow.yaml", "name: f\ntasks:\n  - {id: a, plugin: shell, config: {command: 'true'}}\n")
     done = run_cli("run", "flow.yaml", "--executor", "dask", "--scheduler-file", "nowhere.json", cwd=tmp_path)

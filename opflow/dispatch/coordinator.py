@@ -68,7 +68,7 @@ from typing import TYPE_CHECKING
 from opflow import knobs
 from opflow.attempt import ErrorKind, Outcome, TaskRequest, error_record
 from opflow.backends import backend_class, make_backend
-from opflow.dispatch.admission import Admission
+from opflow.dispatch.admission import Admission, task_memory
 from opflow.dispatch.interrupts import await_despite_cancel, call_off_loop
 from opflow.dispatch.ready import ReadySet
 from opflow.dispatch.record import Attempt, TaskState, reused_record, task_record
@@ -516,13 +516,24 @@ class Coordinator:
             groups=spec.groups, keep_value=self._values.wanted(task_id), **self._ready.trigger_fields(spec, upstream),
             log_path=os.path.join(self.options.task_logs_dir, f"{task_id}.log") if self.options.task_logs_dir else None,
             keep_children=spec.keep_children, run_dir=self.options.run_dir,
-            outputs=spec.outputs, secrets=self.workflow.secrets,
+            outputs=spec.outputs, secrets=self.workflow.secrets, worker_resources=self._worker_resources(spec),
         )
         state.attempts.append(Attempt(attempt, time.time(), ready=state.due))
         state.due = None
         self._running[token] = task_id
         self.emit("task_queued", task_id=task_id, attempt=attempt, plugin=spec.plugin)
         return request
+
+    def _worker_resources(self, spec) -> dict:
+        """`cpus:` and `memory:` as a cluster's worker resources (TaskRequest.worker_resources)."""
+        asks = {}
+        if spec.cpus != 1:
+            asks["cpus"] = spec.cpus
+        if spec.memory is not None:
+            memory = task_memory(spec, self.options.peak_rss, None)
+            if memory:
+                asks["memory"] = memory
+        return asks
 
     def _deliver(self, token: int, future) -> None:
         """Hand a finished attempt to the loop (from whichever thread finished it)."""

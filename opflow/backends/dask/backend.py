@@ -49,6 +49,8 @@ MAX_RESUBMITS = 2
 #: every 5 ms: freed one by one, those messages delayed the next task's start there
 #: (1.55 batches a task to a worker, against 1.00 for plain futures held to the end).
 RELEASE_BATCH = 64
+#: A task's asks (TaskRequest.worker_resources) -> the worker resource names taken to mean them.
+_RESOURCE_NAMES = {"cpus": ("cpus", "cpu"), "memory": ("memory", "mem")}
 
 # -- the coordinator's side ----------------------------------------------------
 class _ClusterStore:
@@ -121,6 +123,7 @@ class DaskBackend(DaskCluster):
         self.local = not (scheduler or scheduler_file or cluster)
         # Without --workers, the window follows the cluster's worker threads (ClusterSize).
         self._size: ClusterSize | None = None
+        self._declared: tuple[float, set[str]] | None = None  # (when read, the workers' resource names)
         self._fetch = ThreadPoolExecutor(max_workers=FETCH_THREADS, thread_name_prefix="opflow-dask-fetch")
         try:
             if self.local:
@@ -168,6 +171,29 @@ class DaskBackend(DaskCluster):
         if self._size is None:
             return super().max_inflight(workers)
         return super().max_inflight(self._size.threads)
+
+    def _resources_for(self, request: TaskRequest) -> dict | None:
+        """The task's `cpus:` / `memory:` as the Dask resources its workers declare
+        (`dask worker --resources "cpus=8 memory=32e9"`, any case; `cpu`, `mem` too), so the
+        scheduler runs it only where that much is free and a worker is not oversubscribed.
+        A resource no worker declares is not asked for: the task would never be placed."""
+        if not request.worker_resources:
+            return None
+        declared = self._declared_resources()
+        asks = {}
+        for ask, amount in request.worker_resources.items():
+            name = next((n for n in declared if n.lower() in _RESOURCE_NAMES[ask]), None)
+            if name is not None:
+                asks[name] = amount
+        return asks or None
+
+    def _declared_resources(self) -> set[str]:
+        """The resource names the cluster's workers declare, read at most once a second."""
+        now = time.monotonic()
+        if self._declared is None or now - self._declared[0] > 1.0:
+            names = {n for w in self._workers_info().values() for n in (w.get("resources") or {})}
+            self._declared = (now, names)
+        return self._declared[1]
 
     def _workers_info(self) -> dict:
         try:
@@ -221,7 +247,8 @@ class DaskBackend(DaskCluster):
             if request.plugin.source == "builtin" and request.plugin.name == "python":
                 files = self._folder_bundle(request.workflow_dir)
         held = self._client.submit(run_task, pickle_request(request), self._topic, upstream, bundle,
-                                   request.publish, files, key=key, pure=False, retries=0)
+                                   request.publish, files, key=key, pure=False, retries=0,
+                                   resources=self._resources_for(request))
         with self._lock:
             entry.held = held
         held.add_done_callback(lambda f, t=request.token: self._on_done(t, f))
