@@ -77,7 +77,9 @@ class Options:
     def place(self) -> dict:
         """Where a cluster backend runs the tasks: the options `Backend.open` takes by keyword."""
         return {"scheduler": self.scheduler, "scheduler_file": self.scheduler_file and str(self.scheduler_file),
-                "cluster": self.cluster, "adapt": self.adapt, "workers_given": getattr(self, "workers_given", self.workers > 0)}  # RunOptions knows it
+                "cluster": self.cluster, "adapt": self.adapt,
+                # (RunOptions knows whether --workers was given: its workers may be the CPU budget's.)
+                "workers_given": getattr(self, "workers_given", self.workers > 0)}
 
     def as_dict(self) -> dict:
         """The options alone, by name (a subclass's own fields left out)."""
