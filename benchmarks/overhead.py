@@ -200,9 +200,9 @@ def whole_process(args, work: Path) -> list[str]:
     def us(seconds: float | None) -> str:
         return "-" if seconds is None else f"{seconds * 1e6:,.0f}"
 
-    headers = ["measure", "raw pool µs"]
+    headers = ["measure", "raw pool µs (1 task: s)"]
     for variant in opflows:
-        headers += [f"{variant} µs (span µs)", f"{variant}/raw"]
+        headers += [f"{variant} µs (span µs; 1 task: s)", f"{variant}/raw"]
     headers += ["goal", "verdict (opflow)"]
     rows = []
     for name, shape, small, big, unit, goal in measures:
