@@ -46,7 +46,7 @@ from opflow.rundir.failure_text import detail_lines
 from opflow.masking import Masker
 from opflow.workflow.spec import Workflow, params_digest
 from opflow.rundir.task_logs import remove_spools
-from opflow.rundir.files import open_nofollow, write_json_atomic, write_lines_atomic, write_new_file, write_text_atomic
+from opflow.rundir.files import open_nofollow, write_bytes_atomic_in, write_json_atomic, write_lines_atomic, write_new_file
 from opflow.rundir.layout import JOURNAL, RUN_JSON, SUMMARY, TASKS, create_run_dir, file_tag, slugify
 from opflow.words import plural
 
@@ -220,7 +220,6 @@ class AuditTrail(Reporter):
                                  dir_fd=self._dir_fd)
         self._events = open(open_nofollow(JOURNAL, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL,
                                           dir_fd=self._dir_fd), "a", encoding="utf-8")
-        self._tasks_dir = run_dir / TASKS
         self._run: dict = {}
         self._records: dict[str, _Brief] = {}  # task_id -> the parts of its record the summary shows
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -336,7 +335,7 @@ class AuditTrail(Reporter):
             if type(event) is _Unwritable:
                 raise event.error
             self._records[event.task_id] = event.brief
-            write_text_atomic(self._tasks_dir / f"{event.task_id}.json", event.record_text, dir_fd=self._tasks_fd)
+            write_bytes_atomic_in(self._tasks_fd, f"{event.task_id}.json", event.record_text.encode("utf-8"))
             self._events.write(event.line)
             return
         self._append(event)

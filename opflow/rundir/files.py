@@ -18,7 +18,7 @@ and unpickling runs code.
 from __future__ import annotations
 
 __all__ = ["UnsafePathError", "open_nofollow", "check_private_fd", "check_private_dir", "read_private", "FILE_MODE", "DIR_MODE",
-           "write_json_atomic", "write_text_atomic", "write_lines_atomic", "write_new_file"]
+           "write_json_atomic", "write_text_atomic", "write_lines_atomic", "write_bytes_atomic_in", "write_new_file"]
 
 import errno
 import itertools
@@ -144,6 +144,26 @@ def write_lines_atomic(path: Path, pieces, *, dir_fd: int | None = None, unguess
         finally:
             os.close(fd)
         os.replace(tmp, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        try:
+            os.unlink(tmp, dir_fd=dir_fd)
+        except OSError:
+            pass
+        raise
+
+
+def write_bytes_atomic_in(dir_fd: int, name: str, data: bytes) -> None:
+    """`write_text_atomic` of `data` as `name` in the directory `dir_fd`, with plain strings:
+    a task's record, once per task on the audit writer's thread, where pathlib's objects
+    cost a seventh of its time (py-spy, 2,500 no-op tasks) and every line holds the GIL."""
+    tmp = f".{name}.{os.getpid()}.{next(_tmp_serial)}.tmp"
+    fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, dir_fd=dir_fd)
+    try:
+        try:
+            _write_bytes(fd, data)
+        finally:
+            os.close(fd)
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
         try:
             os.unlink(tmp, dir_fd=dir_fd)
