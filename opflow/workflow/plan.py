@@ -1,13 +1,13 @@
 """The task graph: layers, upstream closure, cycles as paths, critical path.
 
-Layers (networkx's `topological_generations`, worked out by hand here) are for `opflow
-plan`, validation, run.json and display; dispatch itself is dependency-driven (see
-coordinator.py). networkx is imported, and the graph built (about 300 bytes a task), only
-when a command asks the graph more than its layers: a run imports none of it.
+Layers (networkx's `topological_generations`) are for `opflow plan`, validation,
+run.json and display; dispatch itself is dependency-driven (see coordinator.py).
+networkx is imported, and the graph built (about 300 bytes a task), only when a
+command asks the graph something: `validate` and a run ask for the layers.
 """
 from __future__ import annotations
 
-__all__ = ["Plan", "topological_generations", "build_plan", "plan_of", "find_cycles", "remaining_paths", "start_order"]
+__all__ = ["Plan", "build_plan", "plan_of", "find_cycles", "remaining_paths", "start_order"]
 
 from typing import TYPE_CHECKING, Iterable, Mapping, Protocol, Sequence
 
@@ -58,39 +58,6 @@ def find_cycles(depends_on: Mapping[str, Iterable[str]]) -> list[list[str]]:
     return cycles
 
 
-def topological_generations(depends_on: Mapping[str, Iterable[str]]) -> list[list[str]]:
-    """networkx's `topological_generations` of the graph of `{task_id: its depends_on}`, by
-    hand (Kahn's algorithm, the same generations: tests/test_plan.py checks them against
-    networkx): a run needs its layers, and importing networkx was a quarter of a 1-task
-    run's start-up. A task known only as a dependency is a node too, as in `_graph`.
-    A cycle raises networkx's NetworkXUnfeasible, as before (validation has named it)."""
-    waiting: dict[str, int] = {}
-    readers: dict[str, list[str]] = {}
-    for task_id, deps in depends_on.items():
-        waiting.setdefault(task_id, 0)
-        for dep in set(deps):
-            waiting.setdefault(dep, 0)
-            waiting[task_id] += 1
-            readers.setdefault(dep, []).append(task_id)
-    layer = [node for node, count in waiting.items() if count == 0]
-    generations, placed = [], 0
-    while layer:
-        generations.append(layer)
-        placed += len(layer)
-        following = []
-        for node in layer:
-            for reader in readers.get(node, ()):
-                waiting[reader] -= 1
-                if waiting[reader] == 0:
-                    following.append(reader)
-        layer = following
-    if placed < len(waiting):
-        import networkx as nx
-
-        list(nx.topological_generations(_graph(depends_on)))  # raises, with networkx's words
-    return generations
-
-
 class Plan:
     def __init__(self, depends_on: Mapping[str, Iterable[str]], groups: Mapping[str, tuple] | None = None):
         self._depends_on = depends_on
@@ -114,9 +81,11 @@ class Plan:
         another of N is one edge there, not N² (3,000 x 3,000 took 1.9 GB as instances).
         """
         if self._layers is None:
-            depends_on = self._collapsed() if self._groups else self._depends_on
+            import networkx as nx
+
+            graph = _graph(self._collapsed()) if self._groups else self.graph
             layers = [sorted(t for node in layer for t in self._groups.get(node, (node,)))
-                      for layer in topological_generations(depends_on)]
+                      for layer in nx.topological_generations(graph)]
             self._layers = [layer for layer in layers if layer]  # an empty foreach has no instance
         return self._layers
 
